@@ -1,0 +1,60 @@
+//! Time as a value passed in: the server reads a [`Clock`], tests set one.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use time::OffsetDateTime;
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now, in UTC.
+    fn now(&self) -> OffsetDateTime;
+
+    /// Now, in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64 {
+        (self.now().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that stands still until told to move (tests, `--test-clock`).
+#[derive(Debug)]
+pub struct ManualClock {
+    ms: AtomicI64,
+}
+
+impl ManualClock {
+    /// A clock showing `ms` milliseconds since the epoch.
+    pub fn new(ms: i64) -> Self {
+        Self { ms: AtomicI64::new(ms) }
+    }
+
+    /// Sets the time.
+    pub fn set_ms(&self, ms: i64) {
+        self.ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Moves the time forward (or back, with a negative `delta_ms`).
+    pub fn advance_ms(&self, delta_ms: i64) {
+        self.ms.fetch_add(delta_ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        let ms = self.ms.load(Ordering::SeqCst);
+        OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.ms.load(Ordering::SeqCst)
+    }
+}
