@@ -33,7 +33,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock showing `ms` milliseconds since the epoch.
     pub fn new(ms: i64) -> Self {
-        Self { ms: AtomicI64::new(ms) }
+        Self {
+            ms: AtomicI64::new(ms),
+        }
     }
 
     /// Sets the time.

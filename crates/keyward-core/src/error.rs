@@ -9,7 +9,9 @@ pub enum CoreError {
     Random,
     /// Authenticated decryption failed: wrong key, wrong path or version
     /// (a row moved elsewhere), or edited bytes.
-    #[error("decryption failed: the ciphertext was altered, moved to another path or version, or the key is wrong")]
+    #[error(
+        "decryption failed: the ciphertext was altered, moved to another path or version, or the key is wrong"
+    )]
     Decrypt,
     /// A stored ciphertext does not have keyward's envelope layout.
     #[error("malformed ciphertext envelope: {0}")]
@@ -21,7 +23,9 @@ pub enum CoreError {
     #[error("malformed share: {0}")]
     ShareMalformed(String),
     /// The share belongs to another initialisation of keyward.
-    #[error("this share belongs to another keyward initialisation (set {found}, expected {expected})")]
+    #[error(
+        "this share belongs to another keyward initialisation (set {found}, expected {expected})"
+    )]
     ShareWrongSet {
         /// Set id carried by the share.
         found: String,
@@ -47,7 +51,9 @@ pub enum CoreError {
     #[error("invalid secret path: {0}")]
     InvalidPath(&'static str),
     /// A scope string does not parse.
-    #[error("invalid scope {scope:?}: {reason}; accepted forms: secret:read:<glob>, secret:write:<glob>, account:<glob>:<class>, key:admin, key:verify:<namespace>, audit:read, sys:metrics, sys:admin")]
+    #[error(
+        "invalid scope {scope:?}: {reason}; accepted forms: secret:read:<glob>, secret:write:<glob>, account:<glob>:<class>, key:admin, key:verify:<namespace>, audit:read, sys:metrics, sys:admin"
+    )]
     InvalidScope {
         /// The scope as given.
         scope: String,

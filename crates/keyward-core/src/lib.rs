@@ -12,6 +12,7 @@
 pub mod access_key;
 pub mod base62;
 pub mod clock;
+pub mod duration;
 pub mod envelope;
 pub mod error;
 pub mod keyring;

@@ -36,15 +36,25 @@ fn check_segments(s: &str, allow_trailing_slash: bool) -> Result<(), CoreError> 
         return Err(CoreError::InvalidPath("longer than 512 bytes"));
     }
     if s.chars().any(|c| c.is_control()) {
-        return Err(CoreError::InvalidPath("control characters (including NUL) are not allowed"));
+        return Err(CoreError::InvalidPath(
+            "control characters (including NUL) are not allowed",
+        ));
     }
-    let body = if allow_trailing_slash { s.strip_suffix('/').unwrap_or(s) } else { s };
+    let body = if allow_trailing_slash {
+        s.strip_suffix('/').unwrap_or(s)
+    } else {
+        s
+    };
     for seg in body.split('/') {
         if seg.is_empty() {
-            return Err(CoreError::InvalidPath("empty segment (leading, trailing or doubled '/')"));
+            return Err(CoreError::InvalidPath(
+                "empty segment (leading, trailing or doubled '/')",
+            ));
         }
         if seg == "." || seg == ".." {
-            return Err(CoreError::InvalidPath("'.' and '..' segments are not allowed"));
+            return Err(CoreError::InvalidPath(
+                "'.' and '..' segments are not allowed",
+            ));
         }
         if !seg.chars().all(allowed) {
             return Err(CoreError::InvalidPath(
@@ -73,7 +83,11 @@ impl SecretPath {
 
 /// Validates a listing prefix: empty, or a path optionally ending in `/`.
 pub fn check_prefix(s: &str) -> Result<(), CoreError> {
-    if s.is_empty() { Ok(()) } else { check_segments(s, true) }
+    if s.is_empty() {
+        Ok(())
+    } else {
+        check_segments(s, true)
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +96,12 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_paths() {
-        for p in ["a", "apps/alerts/webhook", "exchanges/binance-main", "x/y_z.1@host:8080"] {
+        for p in [
+            "a",
+            "apps/alerts/webhook",
+            "exchanges/binance-main",
+            "x/y_z.1@host:8080",
+        ] {
             assert_eq!(SecretPath::parse(p).unwrap().as_str(), p);
         }
         assert!(SecretPath::parse(&"a".repeat(512)).is_ok());
@@ -91,8 +110,23 @@ mod tests {
     #[test]
     fn refuses_ambiguous_or_hostile_paths() {
         for p in [
-            "", "/a", "a/", "a//b", "..", "a/../b", "./a", "a/.", "a\0b", "a\nb", "a\u{7f}", "a b",
-            "a*", "a\\b", "caf\u{e9}", "a?b", "a%2fb",
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "..",
+            "a/../b",
+            "./a",
+            "a/.",
+            "a\0b",
+            "a\nb",
+            "a\u{7f}",
+            "a b",
+            "a*",
+            "a\\b",
+            "caf\u{e9}",
+            "a?b",
+            "a%2fb",
         ] {
             assert!(SecretPath::parse(p).is_err(), "{p:?} accepted");
         }

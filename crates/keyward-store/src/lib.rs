@@ -1,0 +1,223 @@
+//! keyward's persistence: one [`Store`] trait and its backends.
+//!
+//! A backend stores what the server hands it and nothing else: secret
+//! versions as envelope ciphertext, access keys as keyed hashes with a row
+//! MAC. It never sees a key, a plaintext secret or an access key, and so it
+//! can never log one. SQLite (WAL, synchronous writes) is the embedded
+//! default.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Everything a backend can fail at.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be reached or written.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A conditional write lost: the secret's current version moved on.
+    #[error("the secret is at version {current}")]
+    Conflict {
+        /// The version the secret is at now.
+        current: u64,
+    },
+    /// `initialize` on data that is already initialised.
+    #[error("this data is already initialised")]
+    AlreadyInitialized,
+    /// The row asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A stored value could not be read back.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Unavailable(format!("migration failed: {e}"))
+    }
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How the root key is unsealed, and the value that recognises it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SealRecord {
+    /// `shamir` or `keyfile`.
+    pub kind: SealKind,
+    /// Hex of the root key's check value.
+    pub check: String,
+    /// When `operator init` ran (ms since the epoch).
+    pub created_ms: i64,
+    /// The active keyring term (1 after init; rotation adds terms).
+    pub active_term: u32,
+}
+
+/// The unseal mechanism chosen at init.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SealKind {
+    /// Shamir shares.
+    Shamir {
+        /// Shares printed at init.
+        shares: u8,
+        /// Shares needed to unseal.
+        threshold: u8,
+        /// Id of the share set.
+        set_id: String,
+    },
+    /// An unseal key file.
+    Keyfile,
+}
+
+/// A secret's metadata row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMeta {
+    /// The path.
+    pub path: String,
+    /// The type (`binance`, …) if one was given.
+    pub kind: Option<String>,
+    /// Highest version written.
+    pub current_version: u64,
+    /// First write (ms).
+    pub created_ms: i64,
+    /// Last write (ms).
+    pub updated_ms: i64,
+    /// Rotation period in seconds, if set.
+    pub rotation_period_s: Option<i64>,
+}
+
+/// One version row of a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// Version number, from 1.
+    pub version: u64,
+    /// Written at (ms).
+    pub created_ms: i64,
+    /// Soft-deleted at (ms), if deleted.
+    pub deleted_ms: Option<i64>,
+    /// Destroyed: the ciphertext is gone for good.
+    pub destroyed: bool,
+    /// The envelope ciphertext (absent once destroyed, and in listings).
+    pub ciphertext: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for VersionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionRecord")
+            .field("version", &self.version)
+            .field("created_ms", &self.created_ms)
+            .field("deleted_ms", &self.deleted_ms)
+            .field("destroyed", &self.destroyed)
+            .field("ciphertext_len", &self.ciphertext.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// A new version to write.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// The path.
+    pub path: String,
+    /// The version number the caller encrypted for: `expected_current + 1`.
+    pub version: u64,
+    /// The version the caller saw as current (0 for a new secret).
+    pub expected_current: u64,
+    /// Type to set; `None` keeps the stored one.
+    pub kind: Option<String>,
+    /// Rotation period to set; `None` keeps the stored one.
+    pub rotation_period_s: Option<i64>,
+    /// Write time (ms).
+    pub created_ms: i64,
+    /// Envelope ciphertext.
+    pub ciphertext: Vec<u8>,
+}
+
+/// An access-key row. The key itself is never stored: only its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Key id (`key_…`), not secret.
+    pub id: String,
+    /// HMAC-SHA-256 of the key under the root-derived pepper.
+    pub hash: Vec<u8>,
+    /// Human name.
+    pub name: String,
+    /// Owner, free text.
+    pub owner: Option<String>,
+    /// Namespace (`keyward` for keyward's own keys).
+    pub namespace: String,
+    /// Policy as JSON (scopes, allowlists, limits), covered by `mac`.
+    pub policy: String,
+    /// Lifecycle state.
+    pub state: String,
+    /// Created at (ms).
+    pub created_ms: i64,
+    /// Row MAC under a root-derived key.
+    pub mac: Vec<u8>,
+    /// Remaining uses, if limited.
+    pub uses_remaining: Option<i64>,
+    /// Last use (ms).
+    pub last_used_ms: Option<i64>,
+    /// Last client IP.
+    pub last_used_ip: Option<String>,
+}
+
+/// The persistence interface. Every backend passes the same conformance suite.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Writes the seal record and the bootstrap key at once; fails with
+    /// [`StoreError::AlreadyInitialized`] if a seal record exists.
+    async fn initialize(&self, seal: &SealRecord, bootstrap: &KeyRecord) -> StoreResult<()>;
+    /// The seal record, if initialised.
+    async fn seal_record(&self) -> StoreResult<Option<SealRecord>>;
+    /// Replaces the seal record (term rotation).
+    async fn put_seal_record(&self, seal: &SealRecord) -> StoreResult<()>;
+
+    /// A secret's metadata.
+    async fn secret_meta(&self, path: &str) -> StoreResult<Option<SecretMeta>>;
+    /// Secrets whose path starts with `prefix`, in path order.
+    async fn list_secrets(&self, prefix: &str) -> StoreResult<Vec<SecretMeta>>;
+    /// All versions of a secret, without ciphertext, oldest first.
+    async fn versions(&self, path: &str) -> StoreResult<Vec<VersionRecord>>;
+    /// One version, with its ciphertext.
+    async fn version(&self, path: &str, version: u64) -> StoreResult<Option<VersionRecord>>;
+    /// Writes a new version if the current version is still `expected_current`;
+    /// otherwise [`StoreError::Conflict`]. Durable when it returns.
+    async fn insert_version(&self, v: &NewVersion) -> StoreResult<SecretMeta>;
+    /// Sets (`Some`) or clears (`None`) the deleted mark of versions; returns
+    /// the versions changed (destroyed ones are left alone).
+    async fn set_deleted(
+        &self,
+        path: &str,
+        versions: &[u64],
+        deleted_ms: Option<i64>,
+    ) -> StoreResult<Vec<u64>>;
+    /// Destroys versions: their ciphertext is overwritten and removed.
+    async fn destroy_versions(&self, path: &str, versions: &[u64]) -> StoreResult<Vec<u64>>;
+    /// Destroys a secret entirely: every version and its metadata.
+    async fn destroy_secret(&self, path: &str) -> StoreResult<bool>;
+
+    /// Adds an access key.
+    async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()>;
+    /// Every access key.
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// Sets a key's state and row MAC.
+    async fn update_key_state(&self, id: &str, state: &str, mac: &[u8]) -> StoreResult<()>;
+    /// Records a key's last use.
+    async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()>;
+}

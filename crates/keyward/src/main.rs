@@ -1,1 +1,85 @@
-fn main(){}
+//! `keyward`: the server and its command-line client in one binary.
+//!
+//! Every command but `server` and `operator init` is an HTTP client of a
+//! running server. Secrets never come from argv when `-` or `@file` is used,
+//! and the access key comes from the environment, never from a flag.
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod cmd;
+mod hardening;
+
+use clap::{Parser, Subcommand};
+use client::Connection;
+
+/// keyward: a credential firewall for automated trading.
+///
+/// Stores exchange credentials and other secrets encrypted, gives each bot a
+/// narrow, revocable access key, and refuses what a bot may not do.
+///
+/// Start with `keyward server` (creates ./keyward-data), then `export
+/// KEYWARD_TOKEN=…` with the bootstrap key it prints.
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the keyward server.
+    Server(cmd::server::ServerArgs),
+    /// Initialise, unseal, seal and inspect the server.
+    #[command(subcommand)]
+    Operator(cmd::operator::OperatorCommand),
+    /// Store and read versioned secrets.
+    #[command(subcommand)]
+    Secret(cmd::secret::SecretCommand),
+    /// Create, list and revoke access keys.
+    #[command(subcommand)]
+    Key(cmd::key::KeyCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    hardening::harden_process();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => cmd::server::run(args).await,
+            Command::Operator(c) => cmd::operator::run(c, &cli.conn).await,
+            Command::Secret(c) => cmd::secret::run(c, &cli.conn).await,
+            Command::Key(c) => cmd::key::run(c, &cli.conn).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,16 @@
+//! HTTP routes, one module per resource.
+
+pub mod keys;
+pub mod secrets;
+pub mod sys;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// RFC 3339 text of a time in ms since the epoch.
+pub fn timestamp(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}

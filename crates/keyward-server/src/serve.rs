@@ -1,0 +1,221 @@
+//! Starting the server: open (or create) the data, unseal with the key file
+//! when that is the seal, and listen. Without TLS it listens only on loopback
+//! unless told `--insecure-listen`.
+
+use crate::init::{self, SealChoice};
+use crate::state::{AppState, RuntimeConfig};
+use keyward_core::clock::{Clock, SystemClock};
+use keyward_store::{SealKind, SqliteStore, Store};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// In memory, auto-unsealed, for trying things out.
+    pub dev: bool,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Where the unseal key file is (default: beside the data directory).
+    pub unseal_key_file: Option<PathBuf>,
+    /// Address to listen on.
+    pub listen: String,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Allow a non-loopback address without TLS.
+    pub insecure_listen: bool,
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn err(e: impl std::fmt::Display) -> StartError {
+    StartError(e.to_string())
+}
+
+async fn resolve(listen: &str) -> Result<SocketAddr, StartError> {
+    let mut addrs = tokio::net::lookup_host(listen).await.map_err(|e| {
+        StartError(format!(
+            "cannot resolve listen address {listen:?}: {e} (use HOST:PORT, e.g. 127.0.0.1:8300)"
+        ))
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| StartError(format!("listen address {listen:?} resolves to nothing")))
+}
+
+/// Opens the data and serves until SIGINT or SIGTERM.
+pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => return Err(err("TLS needs both --tls-cert and --tls-key")),
+    };
+    let addr = resolve(&opts.listen).await?;
+    if !addr.ip().is_loopback() && tls.is_none() && !opts.insecure_listen {
+        return Err(StartError(format!(
+            "refusing to listen on {addr} without TLS: give --tls-cert and --tls-key, or --insecure-listen if a TLS-terminating proxy sits in front"
+        )));
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (state, banner) = if opts.dev {
+        open_dev(clock).await?
+    } else {
+        open_data(&opts, clock).await?
+    };
+    let app = crate::app(state);
+
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    listener.set_nonblocking(true).map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("{banner}keyward listening on {scheme}://{local}");
+    tracing::info!(%local, scheme, "listening");
+
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(err)
+        }
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|e| {
+                    StartError(format!(
+                        "cannot load TLS certificate {} / key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
+            let handle = axum_server::Handle::new();
+            let h2 = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                h2.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener, config)
+                .map_err(err)?
+                .handle(handle)
+                .serve(service)
+                .await
+                .map_err(err)
+        }
+    }
+}
+
+async fn open_dev(clock: Arc<dyn Clock>) -> Result<(AppState, String), StartError> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.map_err(err)?);
+    let out = init::initialize(store.as_ref(), &SealChoice::Memory, clock.now_ms())
+        .await
+        .map_err(err)?;
+    let state = AppState::sealed(store, clock, RuntimeConfig::default());
+    let root = out.root.ok_or_else(|| err("dev init kept no root key"))?;
+    state
+        .install_root(root, &out.record)
+        .await
+        .map_err(|e| err(e.message))?;
+    let banner = format!(
+        "keyward DEV MODE: everything is in memory and lost on exit; never use it for real keys.\n\
+         Bootstrap admin key (shown once; it holds every scope):\n\n    export KEYWARD_TOKEN={}\n\n",
+        out.admin_key.expose()
+    );
+    Ok((state, banner))
+}
+
+async fn open_data(
+    opts: &ServerOptions,
+    clock: Arc<dyn Clock>,
+) -> Result<(AppState, String), StartError> {
+    init::ensure_data_dir(&opts.data_dir).map_err(err)?;
+    let key_file = opts
+        .unseal_key_file
+        .clone()
+        .unwrap_or_else(|| init::default_key_file(&opts.data_dir));
+    let db = init::database_file(&opts.data_dir);
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db)
+            .await
+            .map_err(|e| StartError(format!("cannot open {}: {e}", db.display())))?,
+    );
+    let mut banner = String::new();
+    let record = match store.seal_record().await.map_err(err)? {
+        Some(r) => r,
+        None => {
+            let out = init::initialize(
+                store.as_ref(),
+                &SealChoice::KeyFile(key_file.clone()),
+                clock.now_ms(),
+            )
+            .await
+            .map_err(err)?;
+            banner = format!(
+                "keyward: initialised new data in {}\n\
+                 Unseal key file: {} (mode 0600, beside the data directory, not inside it)\n\
+                 WARNING: anyone who can read both the unseal key file and the data can read every secret.\n\
+                 In production, initialise with Shamir shares (keyward operator init --shares 5 --threshold 3) or an HSM.\n\n\
+                 Bootstrap admin key (shown once; it holds every scope, keep it safe):\n\n    export KEYWARD_TOKEN={}\n\n",
+                opts.data_dir.display(),
+                key_file.display(),
+                out.admin_key.expose()
+            );
+            out.record
+        }
+    };
+    let config = RuntimeConfig {
+        unseal_key_file: matches!(record.kind, SealKind::Keyfile).then(|| key_file.clone()),
+    };
+    let state = AppState::sealed(store, clock, config);
+    match &record.kind {
+        SealKind::Keyfile => {
+            let root = init::read_key_file(&key_file).map_err(err)?;
+            if !root.matches_check(
+                &keyward_core::keyring::hex_decode(&record.check).unwrap_or_default(),
+            ) {
+                return Err(StartError(format!(
+                    "the unseal key file {} does not belong to the data in {}",
+                    key_file.display(),
+                    opts.data_dir.display()
+                )));
+            }
+            state
+                .install_root(root, &record)
+                .await
+                .map_err(|e| err(e.message))?;
+        }
+        SealKind::Shamir {
+            threshold, shares, ..
+        } => {
+            banner.push_str(&format!(
+                "keyward is sealed: unseal with {threshold} of the {shares} shares (keyward operator unseal)\n"
+            ));
+        }
+    }
+    Ok((state, banner))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

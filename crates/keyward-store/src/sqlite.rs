@@ -1,0 +1,373 @@
+//! The embedded default backend: one SQLite file in WAL mode with
+//! `synchronous=FULL` (a write is on disk when the call returns) and
+//! `secure_delete` (destroyed ciphertext is overwritten, not just unlinked).
+
+use crate::{
+    KeyRecord, NewVersion, SealRecord, SecretMeta, Store, StoreError, StoreResult, VersionRecord,
+};
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite behind the [`Store`] trait.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `file` and migrates it.
+    pub async fn open(file: &Path) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("secure_delete", "ON");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        Self::migrated(pool).await
+    }
+
+    /// An in-memory database (`server --dev`): gone when the process ends.
+    pub async fn in_memory() -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true)
+            .pragma("secure_delete", "ON");
+        // One connection that never closes: each connection would be its own database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: SqlitePool) -> StoreResult<Self> {
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Moves the WAL into the main file and truncates it, so overwritten
+    /// pages do not linger in the log (after destroy).
+    async fn checkpoint(&self) -> StoreResult<()> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn meta_of(r: &SqliteRow) -> SecretMeta {
+    SecretMeta {
+        path: r.get("path"),
+        kind: r.get("kind"),
+        current_version: u64_of(r.get("current_version")),
+        created_ms: r.get("created_ms"),
+        updated_ms: r.get("updated_ms"),
+        rotation_period_s: r.get("rotation_period_s"),
+    }
+}
+
+fn version_of(r: &SqliteRow, with_ciphertext: bool) -> VersionRecord {
+    VersionRecord {
+        version: u64_of(r.get("version")),
+        created_ms: r.get("created_ms"),
+        deleted_ms: r.get("deleted_ms"),
+        destroyed: r.get::<i64, _>("destroyed") != 0,
+        ciphertext: if with_ciphertext {
+            r.get("ciphertext")
+        } else {
+            None
+        },
+    }
+}
+
+fn key_of(r: &SqliteRow) -> KeyRecord {
+    KeyRecord {
+        id: r.get("id"),
+        hash: r.get("hash"),
+        name: r.get("name"),
+        owner: r.get("owner"),
+        namespace: r.get("namespace"),
+        policy: r.get("policy"),
+        state: r.get("state"),
+        created_ms: r.get("created_ms"),
+        mac: r.get("mac"),
+        uses_remaining: r.get("uses_remaining"),
+        last_used_ms: r.get("last_used_ms"),
+        last_used_ip: r.get("last_used_ip"),
+    }
+}
+
+const SECRET_COLS: &str = "path, kind, current_version, created_ms, updated_ms, rotation_period_s";
+
+fn version_list(versions: &[u64]) -> String {
+    versions
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn initialize(&self, seal: &SealRecord, bootstrap: &KeyRecord) -> StoreResult<()> {
+        let json = serde_json::to_string(seal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ('seal', ?) ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        insert_key(&mut *tx, bootstrap).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn seal_record(&self) -> StoreResult<Option<SealRecord>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE name = 'seal'")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            serde_json::from_str(&r.get::<String, _>("value"))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .transpose()
+    }
+
+    async fn put_seal_record(&self, seal: &SealRecord) -> StoreResult<()> {
+        let json = serde_json::to_string(seal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE meta SET value = ? WHERE name = 'seal'")
+            .bind(json)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn secret_meta(&self, path: &str) -> StoreResult<Option<SecretMeta>> {
+        let row = sqlx::query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE path = ?"))
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(meta_of))
+    }
+
+    async fn list_secrets(&self, prefix: &str) -> StoreResult<Vec<SecretMeta>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SECRET_COLS} FROM secrets WHERE substr(path, 1, length(?1)) = ?1 ORDER BY path"
+        ))
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(meta_of).collect())
+    }
+
+    async fn versions(&self, path: &str) -> StoreResult<Vec<VersionRecord>> {
+        let rows = sqlx::query(
+            "SELECT version, created_ms, deleted_ms, destroyed FROM secret_versions WHERE path = ? ORDER BY version",
+        )
+        .bind(path)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| version_of(r, false)).collect())
+    }
+
+    async fn version(&self, path: &str, version: u64) -> StoreResult<Option<VersionRecord>> {
+        let row = sqlx::query(
+            "SELECT version, created_ms, deleted_ms, destroyed, ciphertext FROM secret_versions WHERE path = ? AND version = ?",
+        )
+        .bind(path)
+        .bind(version as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(|r| version_of(r, true)))
+    }
+
+    async fn insert_version(&self, v: &NewVersion) -> StoreResult<SecretMeta> {
+        let mut tx = self.pool.begin().await?;
+        // The first statement writes, so the transaction holds the write lock
+        // from its start and the version check cannot race.
+        let changed = if v.expected_current == 0 {
+            sqlx::query(
+                "INSERT INTO secrets (path, kind, current_version, created_ms, updated_ms, rotation_period_s)
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING",
+            )
+            .bind(&v.path)
+            .bind(&v.kind)
+            .bind(v.version as i64)
+            .bind(v.created_ms)
+            .bind(v.created_ms)
+            .bind(v.rotation_period_s)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        } else {
+            sqlx::query(
+                "UPDATE secrets SET current_version = ?, updated_ms = ?, kind = COALESCE(?, kind),
+                 rotation_period_s = COALESCE(?, rotation_period_s)
+                 WHERE path = ? AND current_version = ?",
+            )
+            .bind(v.version as i64)
+            .bind(v.created_ms)
+            .bind(&v.kind)
+            .bind(v.rotation_period_s)
+            .bind(&v.path)
+            .bind(v.expected_current as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
+        if changed == 0 {
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT current_version FROM secrets WHERE path = ?")
+                    .bind(&v.path)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(StoreError::Conflict {
+                current: current.map(u64_of).unwrap_or(0),
+            });
+        }
+        sqlx::query("INSERT INTO secret_versions (path, version, created_ms, ciphertext) VALUES (?, ?, ?, ?)")
+            .bind(&v.path)
+            .bind(v.version as i64)
+            .bind(v.created_ms)
+            .bind(&v.ciphertext)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE path = ?"))
+            .bind(&v.path)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(meta_of(&row))
+    }
+
+    async fn set_deleted(
+        &self,
+        path: &str,
+        versions: &[u64],
+        deleted_ms: Option<i64>,
+    ) -> StoreResult<Vec<u64>> {
+        let list = version_list(versions);
+        let cond = if deleted_ms.is_some() {
+            "deleted_ms IS NULL"
+        } else {
+            "deleted_ms IS NOT NULL"
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE secret_versions SET deleted_ms = ? WHERE path = ? AND destroyed = 0 AND {cond}
+             AND version IN ({list}) RETURNING version"
+        ))
+        .bind(deleted_ms)
+        .bind(path)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<u64> = rows.iter().map(|r| u64_of(r.get("version"))).collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    async fn destroy_versions(&self, path: &str, versions: &[u64]) -> StoreResult<Vec<u64>> {
+        let list = version_list(versions);
+        let rows = sqlx::query(&format!(
+            "UPDATE secret_versions SET destroyed = 1, ciphertext = NULL WHERE path = ? AND destroyed = 0
+             AND version IN ({list}) RETURNING version"
+        ))
+        .bind(path)
+        .fetch_all(&self.pool)
+        .await?;
+        self.checkpoint().await?;
+        let mut out: Vec<u64> = rows.iter().map(|r| u64_of(r.get("version"))).collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    async fn destroy_secret(&self, path: &str) -> StoreResult<bool> {
+        let n = sqlx::query("DELETE FROM secrets WHERE path = ?")
+            .bind(path)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.checkpoint().await?;
+        Ok(n > 0)
+    }
+
+    async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()> {
+        insert_key(&self.pool, key).await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM access_keys ORDER BY created_ms, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(key_of).collect())
+    }
+
+    async fn update_key_state(&self, id: &str, state: &str, mac: &[u8]) -> StoreResult<()> {
+        let n = sqlx::query("UPDATE access_keys SET state = ?, mac = ? WHERE id = ?")
+            .bind(state)
+            .bind(mac)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE access_keys SET last_used_ms = ?, last_used_ip = ? WHERE id = ?")
+            .bind(at_ms)
+            .bind(ip)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn insert_key<'e, E: sqlx::SqliteExecutor<'e>>(ex: E, k: &KeyRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO access_keys (id, hash, name, owner, namespace, policy, state, created_ms, mac, uses_remaining)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&k.id)
+    .bind(&k.hash)
+    .bind(&k.name)
+    .bind(&k.owner)
+    .bind(&k.namespace)
+    .bind(&k.policy)
+    .bind(&k.state)
+    .bind(k.created_ms)
+    .bind(&k.mac)
+    .bind(k.uses_remaining)
+    .execute(ex)
+    .await?;
+    Ok(())
+}

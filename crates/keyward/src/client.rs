@@ -1,0 +1,166 @@
+//! The CLI's HTTP client: `KEYWARD_ADDR` (default `http://127.0.0.1:8300`)
+//! and `KEYWARD_TOKEN`. The token is read from the environment or a file,
+//! never from argv, and never printed.
+
+use anyhow::{Context, Result, anyhow};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// An error answer from the server, shown as `code: message`.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: String,
+    /// Message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} (HTTP {})",
+            self.code,
+            self.message,
+            self.status.as_u16()
+        )
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+/// Connection settings shared by every command that talks to a server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// Server address.
+    #[arg(
+        long,
+        env = "KEYWARD_ADDR",
+        default_value = "http://127.0.0.1:8300",
+        global = true
+    )]
+    pub addr: String,
+    /// PEM file of a CA to trust for the server's TLS certificate.
+    #[arg(long, env = "KEYWARD_CACERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// File holding the access key (instead of the KEYWARD_TOKEN variable).
+    #[arg(long, env = "KEYWARD_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// A client bound to one server.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+impl Client {
+    /// Builds a client from the connection settings and the environment.
+    pub fn new(conn: &Connection) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(60));
+        if let Some(ca) = &conn.ca_cert {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading CA certificate {}", ca.display()))?;
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        let token = match (&conn.token_file, std::env::var("KEYWARD_TOKEN")) {
+            (Some(f), _) => Some(Zeroizing::new(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading token file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            )),
+            (None, Ok(t)) if !t.trim().is_empty() => Some(Zeroizing::new(t.trim().to_string())),
+            _ => None,
+        };
+        Ok(Self {
+            http: builder.build()?,
+            base: conn.addr.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// Sends a request; returns the JSON answer or the server's error.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        self.send(method, path, body, true).await
+    }
+
+    /// Like [`Client::call`], for routes that take no key (health, unseal).
+    pub async fn call_anonymous(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        self.send(method, path, body, false).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        auth: bool,
+    ) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if auth {
+            let token = self.token.as_ref().ok_or_else(|| {
+                anyhow!("no access key: set KEYWARD_TOKEN (or KEYWARD_TOKEN_FILE) to a kw_ key")
+            })?;
+            req = req.bearer_auth(token.as_str());
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach keyward at {}: {e} (is the server running? set KEYWARD_ADDR)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.context("reading the answer")?;
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let code = value["error"]["code"]
+            .as_str()
+            .unwrap_or("http_error")
+            .to_string();
+        let message = value["error"]["message"]
+            .as_str()
+            .unwrap_or("the server gave no explanation")
+            .to_string();
+        Err(ApiFailure {
+            status,
+            code,
+            message,
+        }
+        .into())
+    }
+}
+
+/// Percent-encodes a validated secret path for a URL (only `/` and the
+/// path alphabet remain; both need no escaping, so this is a check).
+pub fn secret_url(path: &str) -> Result<String> {
+    keyward_core::secret_path::SecretPath::parse(path).map_err(|e| anyhow!("invalid_path: {e}"))?;
+    Ok(format!("/v1/secrets/{path}"))
+}

@@ -1,0 +1,244 @@
+//! `keyward operator`: init (local, on the data directory), unseal, seal, status.
+
+use crate::client::{ApiFailure, Client, Connection};
+use crate::cmd::{cell, print_json};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use keyward_core::clock::{Clock, SystemClock};
+use keyward_server::init::{self, SealChoice};
+use keyward_store::SqliteStore;
+use reqwest::Method;
+use serde_json::json;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// Operator commands.
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Initialise a data directory with a new root key (local only, never over the network).
+    ///
+    /// With --shares/--threshold the root key is split into Shamir shares,
+    /// printed once; the server then starts sealed and needs `operator
+    /// unseal`. With --unseal-key-file it is written to that file (mode 0600).
+    /// Either way a bootstrap admin key is printed once.
+    Init(InitArgs),
+    /// Unseal a running server with Shamir shares (prompted, or one per line on stdin).
+    Unseal(UnsealArgs),
+    /// Seal a running server: every key is wiped from its memory (needs sys:admin).
+    Seal,
+    /// Show whether the server is sealed, and more with a sys:admin key.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Arguments of `operator init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Data directory to initialise.
+    #[arg(long, env = "KEYWARD_DATA", default_value = "./keyward-data")]
+    data: PathBuf,
+    /// Number of Shamir shares to print.
+    #[arg(long, requires = "threshold", conflicts_with = "unseal_key_file")]
+    shares: Option<u8>,
+    /// Shares needed to unseal (at least 2).
+    #[arg(long, requires = "shares")]
+    threshold: Option<u8>,
+    /// Keep the root key in this file instead (mode 0600; keep it off the data's backups).
+    #[arg(long)]
+    unseal_key_file: Option<PathBuf>,
+    /// Print JSON (shares and key included) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `operator unseal`.
+#[derive(Debug, Args)]
+pub struct UnsealArgs {
+    /// Unseal a key-file server that was sealed, with its unseal key file.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Forget the shares given so far.
+    #[arg(long)]
+    reset: bool,
+}
+
+/// Runs an operator command.
+pub async fn run(cmd: OperatorCommand, conn: &Connection) -> Result<()> {
+    match cmd {
+        OperatorCommand::Init(a) => init_local(a).await,
+        OperatorCommand::Unseal(a) => unseal(a, conn).await,
+        OperatorCommand::Seal => {
+            let c = Client::new(conn)?;
+            c.call(Method::POST, "/v1/sys/seal", None).await?;
+            println!("sealed: every key was wiped from the server's memory");
+            Ok(())
+        }
+        OperatorCommand::Status { json } => status(conn, json).await,
+    }
+}
+
+async fn init_local(a: InitArgs) -> Result<()> {
+    let choice = match (a.shares, a.threshold, &a.unseal_key_file) {
+        (Some(shares), Some(threshold), None) => SealChoice::Shamir { shares, threshold },
+        (None, None, Some(f)) => SealChoice::KeyFile(f.clone()),
+        (None, None, None) => SealChoice::KeyFile(init::default_key_file(&a.data)),
+        _ => bail!("give --shares N --threshold T, or --unseal-key-file FILE"),
+    };
+    if let SealChoice::Shamir { shares, threshold } = &choice {
+        if *threshold < 2 || shares < threshold {
+            bail!(
+                "need 2 <= threshold <= shares (got --shares {shares} --threshold {threshold}); for a single key use --unseal-key-file"
+            );
+        }
+    }
+    init::ensure_data_dir(&a.data)?;
+    let db = init::database_file(&a.data);
+    let store = SqliteStore::open(&db)
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    let out = init::initialize(&store, &choice, SystemClock.now_ms()).await?;
+    let shares: Vec<Zeroizing<String>> = out.shares.iter().map(|s| s.encode()).collect();
+    if a.json {
+        let v = json!({
+            "data": a.data.display().to_string(),
+            "seal_type": if shares.is_empty() { "keyfile" } else { "shamir" },
+            "shares": shares.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "threshold": a.threshold,
+            "unseal_key_file": a.unseal_key_file.as_ref().map(|f| f.display().to_string()),
+            "admin_key_id": out.admin_key_id,
+            "admin_key": out.admin_key.expose(),
+        });
+        return print_json(&v);
+    }
+    println!("keyward initialised {}", a.data.display());
+    match &choice {
+        SealChoice::Shamir {
+            shares: n,
+            threshold,
+        } => {
+            println!(
+                "\nUnseal shares ({threshold} of {n} needed). They are shown only now: give each to a different person.\n"
+            );
+            for (i, s) in shares.iter().enumerate() {
+                println!("  Share {}: {}", i + 1, s.as_str());
+            }
+            println!(
+                "\nThe server starts sealed: `keyward operator unseal` with {threshold} shares."
+            );
+        }
+        SealChoice::KeyFile(f) => println!("Unseal key file: {} (mode 0600)", f.display()),
+        SealChoice::Memory => {}
+    }
+    println!(
+        "\nBootstrap admin key (shown once; it holds every scope):\n\n    export KEYWARD_TOKEN={}\n",
+        out.admin_key.expose()
+    );
+    Ok(())
+}
+
+async fn unseal(a: UnsealArgs, conn: &Connection) -> Result<()> {
+    let c = Client::new(conn)?;
+    if a.reset {
+        c.call_anonymous(
+            Method::POST,
+            "/v1/sys/unseal",
+            Some(&json!({"reset": true})),
+        )
+        .await?;
+        println!("unseal progress reset");
+        return Ok(());
+    }
+    if let Some(f) = a.key_file {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
+        );
+        c.call_anonymous(
+            Method::POST,
+            "/v1/sys/unseal",
+            Some(&json!({"key": text.trim()})),
+        )
+        .await?;
+        println!("unsealed");
+        return Ok(());
+    }
+    let health = c
+        .call_anonymous(Method::GET, "/v1/sys/health", None)
+        .await?;
+    if health["sealed"] == json!(false) {
+        println!("already unsealed");
+        return Ok(());
+    }
+    let interactive = std::io::stdin().is_terminal();
+    let mut lines = std::io::stdin().lock().lines();
+    let mut failed = false;
+    loop {
+        let share = if interactive {
+            let st = c
+                .call_anonymous(Method::GET, "/v1/sys/health", None)
+                .await?;
+            Zeroizing::new(rpassword::prompt_password(format!(
+                "Share ({} of {} given so far; input hidden): ",
+                st["progress"], st["threshold"]
+            ))?)
+        } else {
+            match lines.next() {
+                Some(l) => Zeroizing::new(l?),
+                None => break,
+            }
+        };
+        if share.trim().is_empty() {
+            continue;
+        }
+        match c
+            .call_anonymous(
+                Method::POST,
+                "/v1/sys/unseal",
+                Some(&json!({"share": share.trim()})),
+            )
+            .await
+        {
+            Ok(st) if st["sealed"] == json!(false) => {
+                println!("unsealed");
+                return Ok(());
+            }
+            Ok(st) => eprintln!(
+                "share accepted: {} of {} given",
+                st["progress"], st["threshold"]
+            ),
+            Err(e) if e.downcast_ref::<ApiFailure>().is_some() => {
+                eprintln!("share refused: {e}");
+                failed = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if failed {
+        bail!("still sealed: some shares were refused (see above)");
+    }
+    bail!("still sealed: not enough shares were given")
+}
+
+async fn status(conn: &Connection, as_json: bool) -> Result<()> {
+    let c = Client::new(conn)?;
+    let mut st = c
+        .call_anonymous(Method::GET, "/v1/sys/health", None)
+        .await?;
+    if st["sealed"] == json!(false)
+        && let Ok(full) = c.call(Method::GET, "/v1/sys/status", None).await
+    {
+        st = full;
+    }
+    if as_json {
+        return print_json(&st);
+    }
+    if let Some(o) = st.as_object() {
+        for (k, v) in o {
+            println!("{k:<16} {}", cell(v));
+        }
+    }
+    Ok(())
+}
