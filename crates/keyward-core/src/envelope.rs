@@ -98,7 +98,7 @@ pub fn open(
         .open_in_place(
             wrap_nonce,
             Aad::from(associated_data(b"data-key", term, path, version)),
-            &mut *wrapped,
+            &mut wrapped,
         )
         .map_err(|_| CoreError::Decrypt)?;
     let data_key = data_key(dek)?;
@@ -109,7 +109,7 @@ pub fn open(
         .open_in_place(
             data_nonce,
             Aad::from(associated_data(b"data", term, path, version)),
-            &mut *body,
+            &mut body,
         )
         .map_err(|_| CoreError::Decrypt)?
         .len();

@@ -39,8 +39,11 @@ pub enum KeyCommand {
         #[arg(long)]
         owner: Option<String>,
         /// Print JSON (the key included).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "quiet")]
         json: bool,
+        /// Print only the key, for scripts: BOT_KEY=$(keyward key create … -q).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// List access keys (only those whose scopes yours cover).
     List {
@@ -58,7 +61,7 @@ pub enum KeyCommand {
     },
     /// Revoke a key: the very next request with it is refused.
     Revoke {
-        /// Key id (key_…).
+        /// Key id (key_…), or a key name if exactly one visible key has it.
         id: String,
     },
 }
@@ -75,6 +78,7 @@ pub async fn run(cmd: KeyCommand, conn: &Connection) -> Result<()> {
             expires,
             owner,
             json,
+            quiet,
         } => {
             let mut body = json!({"name": name, "scopes": scopes});
             if !allow_ips.is_empty() {
@@ -92,6 +96,10 @@ pub async fn run(cmd: KeyCommand, conn: &Connection) -> Result<()> {
             let out = c.call(Method::POST, "/v1/keys", Some(&body)).await?;
             if json {
                 return print_json(&out);
+            }
+            if quiet {
+                println!("{}", cell(&out["key"]));
+                return Ok(());
             }
             println!("key id   {}", cell(&out["id"]));
             println!("scopes   {}", list(&out["scopes"]));
@@ -137,11 +145,35 @@ pub async fn run(cmd: KeyCommand, conn: &Connection) -> Result<()> {
             Ok(())
         }
         KeyCommand::Revoke { id } => {
+            let id = resolve_id(&c, &id).await?;
             c.call(Method::DELETE, &format!("/v1/keys/{id}"), None)
                 .await?;
             println!("revoked {id}");
             Ok(())
         }
+    }
+}
+
+/// Takes a key id as is; otherwise finds the one visible key with that name.
+async fn resolve_id(c: &Client, id_or_name: &str) -> Result<String> {
+    if id_or_name.starts_with("key_") {
+        return Ok(id_or_name.to_string());
+    }
+    let out = c.call(Method::GET, "/v1/keys", None).await?;
+    let matches: Vec<&str> = out["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|k| k["name"] == id_or_name && k["state"] != "revoked")
+        .filter_map(|k| k["id"].as_str())
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => anyhow::bail!("no key named {id_or_name:?} (give a key id: key_…)"),
+        _ => anyhow::bail!(
+            "{} keys are named {id_or_name:?}: give the key id (keyward key list)",
+            matches.len()
+        ),
     }
 }
 

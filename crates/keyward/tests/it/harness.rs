@@ -1,0 +1,268 @@
+//! Starts the real `keyward` binary on a free loopback port and talks to it
+//! over HTTP and through its CLI.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_keyward");
+
+/// A running server.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub admin: Option<String>,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    pub banner: String,
+}
+
+/// Result of starting: the banner up to the listening line, or the process output on failure.
+pub fn start_in(dir: &Path, extra: &[&str]) -> Result<Server, String> {
+    let data = dir.join("keyward-data");
+    let log = dir.join(format!(
+        "server-{}.log",
+        std::process::id() as u64 * 1000 + rand_suffix()
+    ));
+    let mut args: Vec<String> = vec!["server".into()];
+    if !extra.contains(&"--listen") {
+        args.push("--listen".into());
+        args.push("127.0.0.1:0".into());
+    }
+    if !extra.contains(&"--dev") {
+        args.push("--data".into());
+        args.push(data.display().to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                // Keep draining so the server never blocks on a full pipe.
+            }
+        }
+    });
+    let mut banner = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left.max(Duration::from_millis(1))) {
+            Ok(line) => {
+                banner.push_str(&line);
+                banner.push('\n');
+                if let Some(url) = line.strip_prefix("keyward listening on ") {
+                    let admin = banner.lines().find_map(|l| {
+                        l.trim()
+                            .strip_prefix("export KEYWARD_TOKEN=")
+                            .map(str::to_string)
+                    });
+                    return Ok(Server {
+                        child,
+                        addr: url.trim().to_string(),
+                        admin,
+                        data,
+                        log,
+                        banner,
+                    });
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!(
+                    "server did not start.\nstdout:\n{banner}\nstderr:\n{err}"
+                ));
+            }
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Starts a server or panics with its output.
+pub fn start(dir: &Path, extra: &[&str]) -> Server {
+    start_in(dir, extra).unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl Server {
+    pub fn admin(&self) -> &str {
+        self.admin
+            .as_deref()
+            .expect("this server printed no bootstrap key")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server with SIGTERM and waits.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+        cli(&self.addr, token, args, stdin)
+    }
+
+    /// An HTTP request; returns status and JSON body.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let c = reqwest::blocking::Client::new();
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = c.request(m, format!("{}{path}", self.addr));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().expect("request failed");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Sends raw bytes as one HTTP/1.1 request (for inputs clients would normalise).
+    pub fn raw(&self, request_head: &str, body: &[u8]) -> (u16, Value) {
+        let hostport = self.addr.trim_start_matches("http://");
+        let mut s = TcpStream::connect(hostport).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(request_head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf);
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the CLI with `KEYWARD_ADDR` and (optionally) `KEYWARD_TOKEN`.
+pub fn cli(addr: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("KEYWARD_ADDR", addr)
+        .env_remove("KEYWARD_TOKEN")
+        .env_remove("KEYWARD_TOKEN_FILE");
+    if let Some(t) = token {
+        cmd.env("KEYWARD_TOKEN", t);
+    }
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts an error answer with this status and code, in the documented shape.
+#[track_caller]
+pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(got.0, status, "status for {code}: body {}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "body {}", got.1);
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "no message: {}",
+        got.1
+    );
+}
+
+/// Creates a key with the admin key; returns (id, key).
+pub fn create_key(s: &Server, body: Value) -> (String, String) {
+    let (st, v) = s.http("POST", "/v1/keys", Some(s.admin()), Some(&body));
+    assert_eq!(st, 201, "{v}");
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+pub fn put(s: &Server, token: &str, path: &str, data: Value) -> (u16, Value) {
+    s.http(
+        "PUT",
+        &format!("/v1/secrets/{path}"),
+        Some(token),
+        Some(&serde_json::json!({ "data": data })),
+    )
+}
+
+/// Runs `keyward operator init` on `dir`; returns the JSON it printed.
+pub fn operator_init(dir: &Path, args: &[&str]) -> Value {
+    let data = dir.join("keyward-data");
+    let mut all = vec![
+        "operator",
+        "init",
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ];
+    all.extend_from_slice(args);
+    let o = cli("http://127.0.0.1:1", None, &all, None);
+    assert!(o.status.success(), "init failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}

@@ -1,0 +1,12 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Integration tests: each starts the real `keyward` binary on a free
+//! loopback port (see `harness`).
+
+mod at_rest;
+mod bad_input;
+mod harness;
+mod keys;
+mod persistence;
+mod seal;
+mod secrets;
+mod server_start;
