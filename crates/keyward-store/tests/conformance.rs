@@ -1,0 +1,199 @@
+//! One conformance suite for every `Store` backend: what the server relies on.
+
+#![allow(clippy::unwrap_used)]
+
+use keyward_store::{KeyRecord, NewVersion, SealKind, SealRecord, SqliteStore, Store, StoreError};
+
+fn seal() -> SealRecord {
+    SealRecord {
+        kind: SealKind::Keyfile,
+        check: "00".repeat(32),
+        created_ms: 1,
+        active_term: 1,
+    }
+}
+
+fn key(id: &str) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        hash: vec![id.len() as u8; 32],
+        name: "n".into(),
+        owner: None,
+        namespace: "keyward".into(),
+        policy: "{}".into(),
+        state: "active".into(),
+        created_ms: 5,
+        mac: vec![1; 32],
+        uses_remaining: None,
+        last_used_ms: None,
+        last_used_ip: None,
+    }
+}
+
+fn version(path: &str, v: u64, expected: u64) -> NewVersion {
+    NewVersion {
+        path: path.into(),
+        version: v,
+        expected_current: expected,
+        kind: None,
+        rotation_period_s: None,
+        created_ms: 10 * v as i64,
+        ciphertext: vec![v as u8; 8],
+    }
+}
+
+async fn conformance(store: &dyn Store) {
+    // Initialisation happens once.
+    assert!(store.seal_record().await.unwrap().is_none());
+    store.initialize(&seal(), &key("key_boot")).await.unwrap();
+    assert_eq!(store.seal_record().await.unwrap(), Some(seal()));
+    assert!(matches!(
+        store.initialize(&seal(), &key("key_other")).await,
+        Err(StoreError::AlreadyInitialized)
+    ));
+    assert_eq!(
+        store.list_keys().await.unwrap().len(),
+        1,
+        "a refused init writes nothing"
+    );
+    let mut rotated = seal();
+    rotated.active_term = 2;
+    store.put_seal_record(&rotated).await.unwrap();
+    assert_eq!(store.seal_record().await.unwrap().unwrap().active_term, 2);
+
+    // Versions: compare-and-insert.
+    let mut first = version("a/b", 1, 0);
+    first.kind = Some("binance".into());
+    first.rotation_period_s = Some(60);
+    let m = store.insert_version(&first).await.unwrap();
+    assert_eq!(
+        (m.current_version, m.kind.as_deref(), m.rotation_period_s),
+        (1, Some("binance"), Some(60))
+    );
+    assert!(matches!(
+        store.insert_version(&version("a/b", 1, 0)).await,
+        Err(StoreError::Conflict { current: 1 })
+    ));
+    assert!(matches!(
+        store.insert_version(&version("a/b", 3, 2)).await,
+        Err(StoreError::Conflict { current: 1 })
+    ));
+    let m = store.insert_version(&version("a/b", 2, 1)).await.unwrap();
+    assert_eq!(
+        (
+            m.current_version,
+            m.kind.as_deref(),
+            m.updated_ms,
+            m.created_ms
+        ),
+        (2, Some("binance"), 20, 10)
+    );
+    assert_eq!(
+        store.version("a/b", 2).await.unwrap().unwrap().ciphertext,
+        Some(vec![2; 8])
+    );
+    assert!(store.version("a/b", 9).await.unwrap().is_none());
+    assert!(
+        store
+            .versions("a/b")
+            .await
+            .unwrap()
+            .iter()
+            .all(|v| v.ciphertext.is_none()),
+        "listings carry no ciphertext"
+    );
+
+    // Listing by prefix, in path order; LIKE wildcards are not special.
+    store.insert_version(&version("a/a", 1, 0)).await.unwrap();
+    store.insert_version(&version("a_x", 1, 0)).await.unwrap();
+    store.insert_version(&version("b", 1, 0)).await.unwrap();
+    let paths =
+        |v: Vec<keyward_store::SecretMeta>| v.into_iter().map(|m| m.path).collect::<Vec<_>>();
+    assert_eq!(
+        paths(store.list_secrets("a/").await.unwrap()),
+        ["a/a", "a/b"]
+    );
+    assert_eq!(paths(store.list_secrets("a_").await.unwrap()), ["a_x"]);
+    assert_eq!(store.list_secrets("").await.unwrap().len(), 4);
+
+    // Delete, undelete, destroy.
+    assert_eq!(
+        store
+            .set_deleted("a/b", &[1, 2, 7], Some(99))
+            .await
+            .unwrap(),
+        [1, 2]
+    );
+    assert_eq!(
+        store.set_deleted("a/b", &[1], Some(100)).await.unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(store.set_deleted("a/b", &[2], None).await.unwrap(), [2]);
+    assert_eq!(store.destroy_versions("a/b", &[1]).await.unwrap(), [1]);
+    let v1 = store.version("a/b", 1).await.unwrap().unwrap();
+    assert!(v1.destroyed && v1.ciphertext.is_none());
+    assert_eq!(
+        store.set_deleted("a/b", &[1], None).await.unwrap(),
+        Vec::<u64>::new(),
+        "destroyed stays destroyed"
+    );
+    assert!(store.destroy_secret("a/b").await.unwrap());
+    assert!(store.secret_meta("a/b").await.unwrap().is_none());
+    assert!(
+        store.versions("a/b").await.unwrap().is_empty(),
+        "versions go with the secret"
+    );
+    assert!(!store.destroy_secret("a/b").await.unwrap());
+
+    // Keys.
+    store.insert_key(&key("key_second")).await.unwrap();
+    assert!(
+        store.insert_key(&key("key_second")).await.is_err(),
+        "ids are unique"
+    );
+    store
+        .update_key_state("key_second", "revoked", &[2; 32])
+        .await
+        .unwrap();
+    store
+        .touch_key("key_second", 77, "127.0.0.1")
+        .await
+        .unwrap();
+    let k = store
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.id == "key_second")
+        .unwrap();
+    assert_eq!(
+        (
+            k.state.as_str(),
+            k.mac,
+            k.last_used_ms,
+            k.last_used_ip.as_deref()
+        ),
+        ("revoked", vec![2; 32], Some(77), Some("127.0.0.1"))
+    );
+    assert!(matches!(
+        store.update_key_state("key_none", "revoked", &[]).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
+    conformance(&store).await;
+    // Reopening keeps everything (durable, migrations idempotent).
+    drop(store);
+    let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
+    assert_eq!(store.seal_record().await.unwrap().unwrap().active_term, 2);
+    assert_eq!(store.list_secrets("").await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn sqlite_in_memory() {
+    conformance(&SqliteStore::in_memory().await.unwrap()).await;
+}
