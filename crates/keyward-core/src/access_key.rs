@@ -27,26 +27,18 @@ impl fmt::Debug for AccessKeySecret {
 }
 
 fn checksum(prefixed_body: &str) -> String {
-    base62::encode_fixed(
-        crc32fast::hash(prefixed_body.as_bytes()) as u64,
-        CHECKSUM_LEN,
-    )
+    base62::encode_fixed(crc32fast::hash(prefixed_body.as_bytes()) as u64, CHECKSUM_LEN)
 }
 
 /// True when `prefix` may start keys: 2 to 16 lower-case letters or digits.
 pub fn valid_prefix(prefix: &str) -> bool {
-    (2..=16).contains(&prefix.len())
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    (2..=16).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 impl AccessKeySecret {
     /// A new random key with `prefix` (`kw` for keyward's own namespace).
     pub fn generate(prefix: &str) -> Result<Self, CoreError> {
-        let mut s = Zeroizing::new(String::with_capacity(
-            prefix.len() + 1 + RANDOM_LEN + CHECKSUM_LEN,
-        ));
+        let mut s = Zeroizing::new(String::with_capacity(prefix.len() + 1 + RANDOM_LEN + CHECKSUM_LEN));
         s.push_str(prefix);
         s.push('_');
         s.push_str(&Zeroizing::new(base62::random_string(RANDOM_LEN)?));
@@ -65,8 +57,7 @@ impl AccessKeySecret {
 /// Returns the prefix on success.
 pub fn check_format(key: &str) -> Option<&str> {
     let (prefix, rest) = key.split_once('_')?;
-    if !valid_prefix(prefix) || rest.len() != RANDOM_LEN + CHECKSUM_LEN || !base62::is_base62(rest)
-    {
+    if !valid_prefix(prefix) || rest.len() != RANDOM_LEN + CHECKSUM_LEN || !base62::is_base62(rest) {
         return None;
     }
     let split = key.len() - CHECKSUM_LEN;

@@ -33,9 +33,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock showing `ms` milliseconds since the epoch.
     pub fn new(ms: i64) -> Self {
-        Self {
-            ms: AtomicI64::new(ms),
-        }
+        Self { ms: AtomicI64::new(ms) }
     }
 
     /// Sets the time.
@@ -52,8 +50,7 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         let ms = self.ms.load(Ordering::SeqCst);
-        OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     fn now_ms(&self) -> i64 {

@@ -4,11 +4,8 @@ use crate::CoreError;
 
 /// Parses `<number><unit>` (units `s`, `m`, `h`, `d`, `w`) into seconds.
 pub fn parse_secs(s: &str) -> Result<u64, CoreError> {
-    let bad = || {
-        CoreError::InvalidField(format!(
-            "duration {s:?}: use a whole number and a unit: 90s, 15m, 24h, 30d, 2w"
-        ))
-    };
+    let bad =
+        || CoreError::InvalidField(format!("duration {s:?}: use a whole number and a unit: 90s, 15m, 24h, 30d, 2w"));
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (num, unit) = s.split_at(split);

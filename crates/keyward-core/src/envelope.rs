@@ -34,12 +34,7 @@ fn associated_data(purpose: &[u8], term: u32, path: &str, version: u64) -> Vec<u
 }
 
 /// Encrypts `plaintext` as version `version` of the secret at `path`.
-pub fn seal(
-    ring: &Keyring,
-    path: &str,
-    version: u64,
-    plaintext: &[u8],
-) -> Result<Vec<u8>, CoreError> {
+pub fn seal(ring: &Keyring, path: &str, version: u64, plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {
     let term = ring.active_term();
     let wrap = ring.wrap_key(term)?;
     let dek = Zeroizing::new(random::bytes::<DEK_LEN>()?);
@@ -75,12 +70,7 @@ pub fn seal(
 }
 
 /// Decrypts a blob made by [`seal`] for the same `path` and `version`.
-pub fn open(
-    ring: &Keyring,
-    path: &str,
-    version: u64,
-    blob: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CoreError> {
+pub fn open(ring: &Keyring, path: &str, version: u64, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, CoreError> {
     if blob.len() < HEADER_LEN + TAG_LEN {
         return Err(CoreError::Envelope("too short"));
     }
@@ -95,22 +85,14 @@ pub fn open(
     let mut wrapped = Zeroizing::new(blob[at..at + DEK_LEN + TAG_LEN].to_vec());
     at += DEK_LEN + TAG_LEN;
     let dek = wrap
-        .open_in_place(
-            wrap_nonce,
-            Aad::from(associated_data(b"data-key", term, path, version)),
-            &mut wrapped,
-        )
+        .open_in_place(wrap_nonce, Aad::from(associated_data(b"data-key", term, path, version)), &mut wrapped)
         .map_err(|_| CoreError::Decrypt)?;
     let data_key = data_key(dek)?;
     let data_nonce = nonce(&blob[at..at + NONCE_LEN])?;
     at += NONCE_LEN;
     let mut body = Zeroizing::new(blob[at..].to_vec());
     let plain_len = data_key
-        .open_in_place(
-            data_nonce,
-            Aad::from(associated_data(b"data", term, path, version)),
-            &mut body,
-        )
+        .open_in_place(data_nonce, Aad::from(associated_data(b"data", term, path, version)), &mut body)
         .map_err(|_| CoreError::Decrypt)?
         .len();
     body.truncate(plain_len);
@@ -119,17 +101,12 @@ pub fn open(
 
 /// The keyring term a blob was written under (for rewrapping).
 pub fn term_of(blob: &[u8]) -> Result<u32, CoreError> {
-    let bytes: [u8; 4] = blob
-        .get(4..8)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(CoreError::Envelope("too short"))?;
+    let bytes: [u8; 4] = blob.get(4..8).and_then(|b| b.try_into().ok()).ok_or(CoreError::Envelope("too short"))?;
     Ok(u32::from_be_bytes(bytes))
 }
 
 fn data_key(dek: &[u8]) -> Result<LessSafeKey, CoreError> {
-    UnboundKey::new(&AES_256_GCM, dek)
-        .map(LessSafeKey::new)
-        .map_err(|_| CoreError::Envelope("bad data key length"))
+    UnboundKey::new(&AES_256_GCM, dek).map(LessSafeKey::new).map_err(|_| CoreError::Envelope("bad data key length"))
 }
 
 fn nonce(bytes: &[u8]) -> Result<Nonce, CoreError> {
@@ -159,10 +136,7 @@ mod tests {
     #[test]
     fn fresh_data_key_and_nonce_each_time() {
         let r = ring();
-        assert_ne!(
-            seal(&r, "p", 1, b"same").unwrap(),
-            seal(&r, "p", 1, b"same").unwrap()
-        );
+        assert_ne!(seal(&r, "p", 1, b"same").unwrap(), seal(&r, "p", 1, b"same").unwrap());
     }
 
     #[test]

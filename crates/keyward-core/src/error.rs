@@ -9,9 +9,7 @@ pub enum CoreError {
     Random,
     /// Authenticated decryption failed: wrong key, wrong path or version
     /// (a row moved elsewhere), or edited bytes.
-    #[error(
-        "decryption failed: the ciphertext was altered, moved to another path or version, or the key is wrong"
-    )]
+    #[error("decryption failed: the ciphertext was altered, moved to another path or version, or the key is wrong")]
     Decrypt,
     /// A stored ciphertext does not have keyward's envelope layout.
     #[error("malformed ciphertext envelope: {0}")]
@@ -23,9 +21,7 @@ pub enum CoreError {
     #[error("malformed share: {0}")]
     ShareMalformed(String),
     /// The share belongs to another initialisation of keyward.
-    #[error(
-        "this share belongs to another keyward initialisation (set {found}, expected {expected})"
-    )]
+    #[error("this share belongs to another keyward initialisation (set {found}, expected {expected})")]
     ShareWrongSet {
         /// Set id carried by the share.
         found: String,

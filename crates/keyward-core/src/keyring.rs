@@ -51,9 +51,8 @@ impl RootKey {
 
     /// Takes a root key from raw bytes (Shamir reconstruction).
     pub fn from_slice(bytes: &[u8]) -> Result<Self, CoreError> {
-        let arr: [u8; ROOT_KEY_LEN] = bytes
-            .try_into()
-            .map_err(|_| CoreError::UnsealKeyMalformed("the root key must be 32 bytes"))?;
+        let arr: [u8; ROOT_KEY_LEN] =
+            bytes.try_into().map_err(|_| CoreError::UnsealKeyMalformed("the root key must be 32 bytes"))?;
         Ok(Self(Zeroizing::new(arr)))
     }
 
@@ -78,10 +77,7 @@ impl RootKey {
     /// the right one without revealing anything about it.
     pub fn check_value(&self) -> [u8; 32] {
         let k = self.derive(LABEL_CHECK);
-        let tag = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA256, k.as_ref()),
-            b"keyward root key check",
-        );
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k.as_ref()), b"keyward root key check");
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
@@ -102,15 +98,12 @@ impl RootKey {
 
     /// Parses the text of an unseal key file.
     pub fn from_unseal_file(text: &str) -> Result<Self, CoreError> {
-        let body =
-            text.trim()
-                .strip_prefix(UNSEAL_FILE_PREFIX)
-                .ok_or(CoreError::UnsealKeyMalformed(
-                    "the file does not start with keyward-unseal-key-v1:",
-                ))?;
-        let bytes = Zeroizing::new(
-            hex_decode(body).ok_or(CoreError::UnsealKeyMalformed("the key is not hexadecimal"))?,
-        );
+        let body = text
+            .trim()
+            .strip_prefix(UNSEAL_FILE_PREFIX)
+            .ok_or(CoreError::UnsealKeyMalformed("the file does not start with keyward-unseal-key-v1:"))?;
+        let bytes =
+            Zeroizing::new(hex_decode(body).ok_or(CoreError::UnsealKeyMalformed("the key is not hexadecimal"))?);
         Self::from_slice(&bytes)
     }
 }
@@ -128,10 +121,7 @@ pub struct Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyring")
-            .field("active_term", &self.active_term)
-            .field("keys", &"[redacted]")
-            .finish()
+        f.debug_struct("Keyring").field("active_term", &self.active_term).field("keys", &"[redacted]").finish()
     }
 }
 
@@ -141,13 +131,7 @@ impl Keyring {
         let active_term = active_term.max(1);
         let pepper = hmac::Key::new(hmac::HMAC_SHA256, root.derive(LABEL_PEPPER).as_ref());
         let row_mac = hmac::Key::new(hmac::HMAC_SHA256, root.derive(LABEL_ROW_MAC).as_ref());
-        let mut ring = Self {
-            root,
-            wrap: BTreeMap::new(),
-            active_term: 0,
-            pepper,
-            row_mac,
-        };
+        let mut ring = Self { root, wrap: BTreeMap::new(), active_term: 0, pepper, row_mac };
         for term in 1..=active_term {
             ring.add_term_key(term);
         }
@@ -234,9 +218,7 @@ pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
             _ => None,
         }
     };
-    s.chunks(2)
-        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
-        .collect()
+    s.chunks(2).map(|p| Some(nib(p[0])? << 4 | nib(p[1])?)).collect()
 }
 
 #[cfg(test)]

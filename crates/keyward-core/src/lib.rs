@@ -17,6 +17,7 @@ pub mod envelope;
 pub mod error;
 pub mod keyring;
 pub mod random;
+pub mod rate;
 pub mod scope;
 pub mod secret;
 pub mod secret_path;

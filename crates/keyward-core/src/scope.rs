@@ -177,10 +177,8 @@ pub fn glob_covers(wide: &str, narrow: &str) -> bool {
 }
 
 fn check_glob(scope: &str, g: &str) -> Result<(), CoreError> {
-    let ok = !g.is_empty()
-        && g.len() <= 512
-        && g.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@+=,~/*".contains(c));
+    let ok =
+        !g.is_empty() && g.len() <= 512 && g.chars().all(|c| c.is_ascii_alphanumeric() || "._-@+=,~/*".contains(c));
     if ok {
         Ok(())
     } else {
@@ -248,10 +246,7 @@ impl FromStr for Scope {
     type Err = CoreError;
 
     fn from_str(s: &str) -> Result<Self, CoreError> {
-        let bad = |reason| CoreError::InvalidScope {
-            scope: s.to_string(),
-            reason,
-        };
+        let bad = |reason| CoreError::InvalidScope { scope: s.to_string(), reason };
         let parts: Vec<&str> = s.splitn(3, ':').collect();
         let scope = match parts.as_slice() {
             ["secret", "read", g] => {
@@ -263,15 +258,12 @@ impl FromStr for Scope {
                 Scope::SecretWrite(g.to_string())
             }
             ["secret", ..] => {
-                return Err(bad(
-                    "secret scopes are secret:read:<glob> or secret:write:<glob>",
-                ));
+                return Err(bad("secret scopes are secret:read:<glob> or secret:write:<glob>"));
             }
             ["account", rest @ ..] => {
                 let rest = rest.join(":");
-                let (g, class) = rest
-                    .rsplit_once(':')
-                    .ok_or_else(|| bad("account scopes are account:<glob>:<class>"))?;
+                let (g, class) =
+                    rest.rsplit_once(':').ok_or_else(|| bad("account scopes are account:<glob>:<class>"))?;
                 check_glob(s, g)?;
                 let sel = if class == "*" {
                     ClassSel::Any
@@ -352,16 +344,9 @@ mod tests {
 
     #[test]
     fn malformed_scopes_explain_the_form() {
-        for s in [
-            "",
-            "secret",
-            "secret:read:",
-            "secret:peek:x",
-            "account:x",
-            "account:x:fly",
-            "sys:root",
-            "secret:read:a b",
-        ] {
+        for s in
+            ["", "secret", "secret:read:", "secret:peek:x", "account:x", "account:x:fly", "sys:root", "secret:read:a b"]
+        {
             let e = s.parse::<Scope>().unwrap_err().to_string();
             assert!(e.contains("accepted forms"), "{s}: {e}");
         }
@@ -390,14 +375,8 @@ mod tests {
         assert!(!sc("account:*:cancel").covers(&sc("account:b:trade")));
         assert!(!sc("account:*:trade").covers(&sc("account:b:*")));
         assert!(!sc("key:admin").covers(&sc("sys:admin")));
-        assert!(all_covered(
-            &Scope::all(),
-            &[sc("secret:read:x"), sc("sys:admin")]
-        ));
-        assert!(!all_covered(
-            &[sc("key:admin"), sc("secret:read:apps/*")],
-            &[sc("secret:read:*")]
-        ));
+        assert!(all_covered(&Scope::all(), &[sc("secret:read:x"), sc("sys:admin")]));
+        assert!(!all_covered(&[sc("key:admin"), sc("secret:read:apps/*")], &[sc("secret:read:*")]));
     }
 
     #[test]
@@ -407,9 +386,6 @@ mod tests {
         assert!(!any_grants(&held, Need::SecretWrite("apps/alerts/webhook")));
         assert!(!any_grants(&held, Need::SecretRead("apps/db")));
         assert!(any_grants(&held, Need::Account("bin-main", Class::Cancel)));
-        assert!(!any_grants(
-            &held,
-            Need::Account("bin-main", Class::Withdraw)
-        ));
+        assert!(!any_grants(&held, Need::Account("bin-main", Class::Withdraw)));
     }
 }

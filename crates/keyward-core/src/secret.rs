@@ -39,15 +39,11 @@ pub struct SecretData(pub BTreeMap<String, SecretValue>);
 /// Checks a field name: 1 to 128 of letters, digits, `_`, `.` and `-`.
 pub fn check_field_name(name: &str) -> Result<(), CoreError> {
     let ok = (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(CoreError::InvalidField(format!(
-            "field name {name:?}: use 1 to 128 letters, digits, '_', '.' or '-'"
-        )))
+        Err(CoreError::InvalidField(format!("field name {name:?}: use 1 to 128 letters, digits, '_', '.' or '-'")))
     }
 }
 
@@ -71,9 +67,7 @@ impl SecretData {
         let bad = || CoreError::Envelope("malformed secret plaintext");
         let mut at = 0usize;
         let mut take = |n: usize| -> Result<&[u8], CoreError> {
-            let s = bytes
-                .get(at..at.checked_add(n).ok_or_else(bad)?)
-                .ok_or_else(bad)?;
+            let s = bytes.get(at..at.checked_add(n).ok_or_else(bad)?).ok_or_else(bad)?;
             at += n;
             Ok(s)
         };
@@ -82,13 +76,9 @@ impl SecretData {
         let mut map = BTreeMap::new();
         for _ in 0..count {
             let kl = read_len(take(4)?);
-            let k = std::str::from_utf8(take(kl)?)
-                .map_err(|_| bad())?
-                .to_string();
+            let k = std::str::from_utf8(take(kl)?).map_err(|_| bad())?.to_string();
             let vl = read_len(take(4)?);
-            let v = std::str::from_utf8(take(vl)?)
-                .map_err(|_| bad())?
-                .to_string();
+            let v = std::str::from_utf8(take(vl)?).map_err(|_| bad())?.to_string();
             map.insert(k, SecretValue::new(v));
         }
         Ok(Self(map))

@@ -36,30 +36,18 @@ fn check_segments(s: &str, allow_trailing_slash: bool) -> Result<(), CoreError> 
         return Err(CoreError::InvalidPath("longer than 512 bytes"));
     }
     if s.chars().any(|c| c.is_control()) {
-        return Err(CoreError::InvalidPath(
-            "control characters (including NUL) are not allowed",
-        ));
+        return Err(CoreError::InvalidPath("control characters (including NUL) are not allowed"));
     }
-    let body = if allow_trailing_slash {
-        s.strip_suffix('/').unwrap_or(s)
-    } else {
-        s
-    };
+    let body = if allow_trailing_slash { s.strip_suffix('/').unwrap_or(s) } else { s };
     for seg in body.split('/') {
         if seg.is_empty() {
-            return Err(CoreError::InvalidPath(
-                "empty segment (leading, trailing or doubled '/')",
-            ));
+            return Err(CoreError::InvalidPath("empty segment (leading, trailing or doubled '/')"));
         }
         if seg == "." || seg == ".." {
-            return Err(CoreError::InvalidPath(
-                "'.' and '..' segments are not allowed",
-            ));
+            return Err(CoreError::InvalidPath("'.' and '..' segments are not allowed"));
         }
         if !seg.chars().all(allowed) {
-            return Err(CoreError::InvalidPath(
-                "segments may use only letters, digits and . _ - @ + = , : ~",
-            ));
+            return Err(CoreError::InvalidPath("segments may use only letters, digits and . _ - @ + = , : ~"));
         }
     }
     Ok(())
@@ -83,11 +71,7 @@ impl SecretPath {
 
 /// Validates a listing prefix: empty, or a path optionally ending in `/`.
 pub fn check_prefix(s: &str) -> Result<(), CoreError> {
-    if s.is_empty() {
-        Ok(())
-    } else {
-        check_segments(s, true)
-    }
+    if s.is_empty() { Ok(()) } else { check_segments(s, true) }
 }
 
 #[cfg(test)]
@@ -96,12 +80,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_paths() {
-        for p in [
-            "a",
-            "apps/alerts/webhook",
-            "exchanges/binance-main",
-            "x/y_z.1@host:8080",
-        ] {
+        for p in ["a", "apps/alerts/webhook", "exchanges/binance-main", "x/y_z.1@host:8080"] {
             assert_eq!(SecretPath::parse(p).unwrap().as_str(), p);
         }
         assert!(SecretPath::parse(&"a".repeat(512)).is_ok());

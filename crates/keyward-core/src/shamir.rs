@@ -37,10 +37,7 @@ impl fmt::Debug for Share {
 }
 
 fn checksum(set_id: &str, index: u8, value_hex: &str) -> String {
-    let d = digest::digest(
-        &digest::SHA256,
-        format!("{PREFIX}-{set_id}-{index}-{value_hex}").as_bytes(),
-    );
+    let d = digest::digest(&digest::SHA256, format!("{PREFIX}-{set_id}-{index}-{value_hex}").as_bytes());
     hex_encode(&d.as_ref()[..3])
 }
 
@@ -59,10 +56,7 @@ impl Share {
     pub fn encode(&self) -> Zeroizing<String> {
         let value_hex = Zeroizing::new(hex_encode(&self.value));
         let sum = checksum(&self.set_id, self.index, &value_hex);
-        Zeroizing::new(format!(
-            "{PREFIX}-{}-{}-{}-{sum}",
-            self.set_id, self.index, *value_hex
-        ))
+        Zeroizing::new(format!("{PREFIX}-{}-{}-{}-{sum}", self.set_id, self.index, *value_hex))
     }
 
     /// Parses the text form; whitespace around it is ignored.
@@ -79,27 +73,17 @@ impl Share {
         if set_id.len() != 8 || hex_decode(set_id).is_none() {
             return Err(malformed("the set id must be 8 hexadecimal digits"));
         }
-        let index: u8 = index_s
-            .parse()
-            .ok()
-            .filter(|i| *i > 0)
-            .ok_or_else(|| malformed("the share number must be 1 to 255"))?;
+        let index: u8 =
+            index_s.parse().ok().filter(|i| *i > 0).ok_or_else(|| malformed("the share number must be 1 to 255"))?;
         if value_hex.len() != 64 {
             return Err(malformed("the share value must be 64 hexadecimal digits"));
         }
-        let value = Zeroizing::new(
-            hex_decode(value_hex).ok_or_else(|| malformed("the share value is not hexadecimal"))?,
-        );
+        let value =
+            Zeroizing::new(hex_decode(value_hex).ok_or_else(|| malformed("the share value is not hexadecimal"))?);
         if checksum(set_id, index, value_hex) != sum.to_ascii_lowercase() {
-            return Err(malformed(
-                "checksum mismatch: the share was mistyped or truncated",
-            ));
+            return Err(malformed("checksum mismatch: the share was mistyped or truncated"));
         }
-        Ok(Self {
-            set_id: set_id.to_ascii_lowercase(),
-            index,
-            value,
-        })
+        Ok(Self { set_id: set_id.to_ascii_lowercase(), index, value })
     }
 }
 
@@ -109,12 +93,7 @@ pub fn new_set_id() -> Result<String, CoreError> {
 }
 
 /// Splits `root` into `shares` shares of which any `threshold` recover it.
-pub fn split(
-    root: &RootKey,
-    shares: u8,
-    threshold: u8,
-    set_id: &str,
-) -> Result<Vec<Share>, CoreError> {
+pub fn split(root: &RootKey, shares: u8, threshold: u8, set_id: &str) -> Result<Vec<Share>, CoreError> {
     if threshold < 2 {
         return Err(CoreError::ShamirParams(
             "the threshold must be at least 2 (for a single key, use an unseal key file)".into(),
@@ -127,22 +106,13 @@ pub fn split(
     }
     // Probe the OS source first: the vsss adapter cannot return an error.
     random::bytes::<1>()?;
-    let raw = Gf256::split_bytes(
-        threshold as usize,
-        shares as usize,
-        root.expose_bytes(),
-        OsCsprng,
-    )
-    .map_err(|e| CoreError::ShamirParams(format!("{e:?}")))?;
+    let raw = Gf256::split_bytes(threshold as usize, shares as usize, root.expose_bytes(), OsCsprng)
+        .map_err(|e| CoreError::ShamirParams(format!("{e:?}")))?;
     Ok(raw
         .into_iter()
         .map(|bytes| {
             let bytes = Zeroizing::new(bytes);
-            Share {
-                set_id: set_id.to_string(),
-                index: bytes[0],
-                value: Zeroizing::new(bytes[1..].to_vec()),
-            }
+            Share { set_id: set_id.to_string(), index: bytes[0], value: Zeroizing::new(bytes[1..].to_vec()) }
         })
         .collect())
 }
@@ -172,11 +142,7 @@ pub struct UnsealProgress {
 impl UnsealProgress {
     /// Starts collecting shares for the set `set_id`.
     pub fn new(set_id: &str, threshold: u8) -> Self {
-        Self {
-            set_id: set_id.to_string(),
-            threshold,
-            shares: Vec::new(),
-        }
+        Self { set_id: set_id.to_string(), threshold, shares: Vec::new() }
     }
 
     /// Shares accepted so far.
@@ -199,20 +165,14 @@ impl UnsealProgress {
     /// operator starts over) and is an error: a wrong key is never returned.
     pub fn add(&mut self, share: Share, check: &[u8]) -> Result<UnsealStep, CoreError> {
         if share.set_id != self.set_id {
-            return Err(CoreError::ShareWrongSet {
-                found: share.set_id.clone(),
-                expected: self.set_id.clone(),
-            });
+            return Err(CoreError::ShareWrongSet { found: share.set_id.clone(), expected: self.set_id.clone() });
         }
         if self.shares.iter().any(|s| s.index == share.index) {
             return Err(CoreError::ShareDuplicate(share.index));
         }
         self.shares.push(share);
         if self.have() < self.threshold {
-            return Ok(UnsealStep::Progress {
-                have: self.have(),
-                threshold: self.threshold,
-            });
+            return Ok(UnsealStep::Progress { have: self.have(), threshold: self.threshold });
         }
         let raw: Vec<Vec<u8>> = self
             .shares
@@ -226,8 +186,7 @@ impl UnsealProgress {
             .collect();
         let raw = Zeroizing::new(raw);
         self.shares.clear();
-        let bytes =
-            Zeroizing::new(Gf256::combine_bytes(&*raw).map_err(|_| CoreError::ShareMismatch)?);
+        let bytes = Zeroizing::new(Gf256::combine_bytes(&*raw).map_err(|_| CoreError::ShareMismatch)?);
         let root = RootKey::from_slice(&bytes).map_err(|_| CoreError::ShareMismatch)?;
         if !root.matches_check(check) {
             return Err(CoreError::ShareMismatch);
@@ -273,10 +232,7 @@ mod tests {
     fn too_few_shares_only_progress() {
         let (_, shares, check) = setup();
         match unseal(&[&shares[0], &shares[1]], &check).unwrap() {
-            UnsealStep::Progress {
-                have: 2,
-                threshold: 3,
-            } => {}
+            UnsealStep::Progress { have: 2, threshold: 3 } => {}
             other => panic!("{other:?}"),
         }
     }
@@ -286,10 +242,7 @@ mod tests {
         let (_, shares, check) = setup();
         let mut p = UnsealProgress::new("0a0b0c0d", 3);
         p.add(shares[0].clone(), &check).unwrap();
-        assert_eq!(
-            p.add(shares[0].clone(), &check).unwrap_err(),
-            CoreError::ShareDuplicate(shares[0].index)
-        );
+        assert_eq!(p.add(shares[0].clone(), &check).unwrap_err(), CoreError::ShareDuplicate(shares[0].index));
     }
 
     #[test]
@@ -301,37 +254,22 @@ mod tests {
         assert_eq!(err, CoreError::ShareMismatch);
         let foreign_set = split(&other_root, 5, 3, "11223344").unwrap();
         let mut p = UnsealProgress::new("0a0b0c0d", 3);
-        assert!(matches!(
-            p.add(foreign_set[0].clone(), &check),
-            Err(CoreError::ShareWrongSet { .. })
-        ));
+        assert!(matches!(p.add(foreign_set[0].clone(), &check), Err(CoreError::ShareWrongSet { .. })));
     }
 
     #[test]
     fn malformed_shares_are_named() {
         let (_, shares, _) = setup();
         let good = shares[0].encode().to_string();
-        for bad in [
-            "",
-            "hello",
-            &good[..good.len() - 1],
-            &good.replace("kws1", "kws2"),
-            &format!("{good}0"),
-        ] {
-            assert!(
-                matches!(Share::parse(bad), Err(CoreError::ShareMalformed(_))),
-                "{bad}"
-            );
+        for bad in ["", "hello", &good[..good.len() - 1], &good.replace("kws1", "kws2"), &format!("{good}0")] {
+            assert!(matches!(Share::parse(bad), Err(CoreError::ShareMalformed(_))), "{bad}");
         }
         // One flipped digit in the value is caught by the checksum.
         let mut chars: Vec<char> = good.chars().collect();
         let pos = good.len() - 10;
         chars[pos] = if chars[pos] == '0' { '1' } else { '0' };
         let typo: String = chars.into_iter().collect();
-        assert!(matches!(
-            Share::parse(&typo),
-            Err(CoreError::ShareMalformed(_))
-        ));
+        assert!(matches!(Share::parse(&typo), Err(CoreError::ShareMalformed(_))));
         assert!(Share::parse(&format!("  {good}\n")).is_ok());
     }
 

@@ -26,12 +26,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self { status, code, message: message.into(), retry_after: None }
     }
 
     /// 400 with `code`.
@@ -66,11 +61,7 @@ impl ApiError {
     /// 500 `internal`, logged with a reference the operator can find.
     pub fn internal(what: &str) -> Self {
         tracing::error!(error = what, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the server log",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     }
 }
 
@@ -96,18 +87,12 @@ impl From<StoreError> for ApiError {
                 format!("check-and-set failed: the secret is at version {current}"),
             ),
             StoreError::NotFound => Self::not_found("no such item"),
-            StoreError::AlreadyInitialized => Self::new(
-                StatusCode::CONFLICT,
-                "already_initialized",
-                "keyward is already initialised",
-            ),
+            StoreError::AlreadyInitialized => {
+                Self::new(StatusCode::CONFLICT, "already_initialized", "keyward is already initialised")
+            }
             StoreError::Unavailable(why) => {
                 tracing::error!(error = %why, "store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the store is unavailable; try again",
-                )
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is unavailable; try again")
             }
             StoreError::Corrupt(why) => Self::internal(&format!("corrupt stored data: {why}")),
             other => Self::internal(&other.to_string()),
@@ -125,10 +110,7 @@ impl From<CoreError> for ApiError {
             CoreError::ShareMalformed(_) => Self::bad("share_malformed", msg),
             CoreError::ShareWrongSet { .. } => Self::bad("share_wrong_set", msg),
             CoreError::ShareDuplicate(_) => Self::bad("share_duplicate", msg),
-            CoreError::ShareMismatch => Self::bad(
-                "share_mismatch",
-                format!("{msg}; progress was reset, start over"),
-            ),
+            CoreError::ShareMismatch => Self::bad("share_mismatch", format!("{msg}; progress was reset, start over")),
             CoreError::Decrypt | CoreError::Envelope(_) | CoreError::UnknownTerm(_) => {
                 tracing::error!(error = %msg, "a stored ciphertext failed to decrypt");
                 Self::new(

@@ -82,10 +82,7 @@ impl From<StoreError> for InitError {
 pub fn default_key_file(data_dir: &Path) -> PathBuf {
     let s = data_dir.as_os_str().to_string_lossy();
     let trimmed = s.trim_end_matches('/');
-    PathBuf::from(format!(
-        "{}.unseal.key",
-        if trimmed.is_empty() { "." } else { trimmed }
-    ))
+    PathBuf::from(format!("{}.unseal.key", if trimmed.is_empty() { "." } else { trimmed }))
 }
 
 /// The database file inside a data directory.
@@ -100,12 +97,7 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), InitError> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| {
-                InitError::Io(format!(
-                    "cannot create data directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
+            .map_err(|e| InitError::Io(format!("cannot create data directory {}: {e}", dir.display())))?;
     }
     Ok(())
 }
@@ -113,29 +105,16 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), InitError> {
 use std::os::unix::fs::DirBuilderExt;
 
 fn write_key_file(path: &Path, root: &RootKey) -> Result<(), InitError> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                InitError::KeyFileExists(path.to_path_buf())
-            } else {
-                InitError::Io(format!(
-                    "cannot create unseal key file {}: {e}",
-                    path.display()
-                ))
-            }
-        })?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            InitError::KeyFileExists(path.to_path_buf())
+        } else {
+            InitError::Io(format!("cannot create unseal key file {}: {e}", path.display()))
+        }
+    })?;
     f.write_all(root.to_unseal_file().as_bytes())
         .and_then(|_| f.sync_all())
-        .map_err(|e| {
-            InitError::Io(format!(
-                "cannot write unseal key file {}: {e}",
-                path.display()
-            ))
-        })
+        .map_err(|e| InitError::Io(format!("cannot write unseal key file {}: {e}", path.display())))
 }
 
 /// Reads an unseal key file, refusing one that others may read.
@@ -155,19 +134,14 @@ pub fn read_key_file(path: &Path) -> Result<RootKey, InitError> {
         )));
     }
     let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| InitError::Io(format!("cannot read {}: {e}", path.display())))?,
+        std::fs::read_to_string(path).map_err(|e| InitError::Io(format!("cannot read {}: {e}", path.display())))?,
     );
     Ok(RootKey::from_unseal_file(&text)?)
 }
 
 /// Initialises `store`. For a key file, the file is written first (mode
 /// 0600, refusing to overwrite) and removed again if the store write fails.
-pub async fn initialize(
-    store: &dyn Store,
-    choice: &SealChoice,
-    now_ms: i64,
-) -> Result<InitOutcome, InitError> {
+pub async fn initialize(store: &dyn Store, choice: &SealChoice, now_ms: i64) -> Result<InitOutcome, InitError> {
     if store.seal_record().await?.is_some() {
         return Err(InitError::AlreadyInitialized);
     }
@@ -176,14 +150,7 @@ pub async fn initialize(
         SealChoice::Shamir { shares, threshold } => {
             let set_id = shamir::new_set_id()?;
             let parts = shamir::split(&root, *shares, *threshold, &set_id)?;
-            (
-                SealKind::Shamir {
-                    shares: *shares,
-                    threshold: *threshold,
-                    set_id,
-                },
-                parts,
-            )
+            (SealKind::Shamir { shares: *shares, threshold: *threshold, set_id }, parts)
         }
         SealChoice::KeyFile(path) => {
             write_key_file(path, &root)?;
@@ -191,24 +158,18 @@ pub async fn initialize(
         }
         SealChoice::Memory => (SealKind::Keyfile, Vec::new()),
     };
-    let record = SealRecord {
-        kind,
-        check: hex_encode(&root.check_value()),
-        created_ms: now_ms,
-        active_term: 1,
-    };
+    let record = SealRecord { kind, check: hex_encode(&root.check_value()), created_ms: now_ms, active_term: 1 };
     let ring = Keyring::new(RootKey::from_slice(root.expose_bytes())?, 1);
     let admin_key = AccessKeySecret::generate(access_key::DEFAULT_PREFIX)?;
-    let policy = KeyPolicy {
-        scopes: Scope::all(),
-        ..KeyPolicy::default()
-    };
+    let policy = KeyPolicy { scopes: Scope::all(), ..KeyPolicy::default() };
     let rec = new_record(
         &ring,
         &admin_key,
         "bootstrap-admin",
         Some("operator".into()),
+        crate::keys::KEYWARD_NAMESPACE,
         &policy,
+        None,
         now_ms,
     )
     .map_err(|e| InitError::Io(e.message))?;
@@ -219,11 +180,5 @@ pub async fn initialize(
         return Err(e.into());
     }
     let keep_root = !matches!(choice, SealChoice::Shamir { .. });
-    Ok(InitOutcome {
-        admin_key,
-        admin_key_id: rec.id,
-        shares,
-        root: keep_root.then_some(root),
-        record,
-    })
+    Ok(InitOutcome { admin_key, admin_key_id: rec.id, shares, root: keep_root.then_some(root), record })
 }

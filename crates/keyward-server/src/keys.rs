@@ -1,13 +1,25 @@
 //! Access keys as the server holds them: the stored row, its policy, its MAC,
 //! and the in-memory index that verification reads (no disk on the hot path).
 
+use governor::clock::DefaultClock;
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 use keyward_core::keyring::Keyring;
+use keyward_core::rate::RateSpec;
 use keyward_core::scope::Scope;
 use keyward_store::KeyRecord;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The per-key GCRA limiter.
+pub type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
 /// The namespace of keyward's own keys; keys of any other namespace never
 /// authenticate to keyward's API.
@@ -24,6 +36,27 @@ pub struct KeyPolicy {
     /// Expiry (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_ms: Option<i64>,
+    /// Not valid before (ms); `key_pending` until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<i64>,
+    /// Rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateSpec>,
+    /// Uses granted at creation (the live count is `uses_remaining`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u64>,
+    /// Free-form permissions of a platform key: stored and returned, never interpreted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
+    /// Free-form metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    /// Set by a roll: the key works until then, and is `rolled` after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_until_ms: Option<i64>,
+    /// Set by a roll: the id of the key that replaced this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_to: Option<String>,
 }
 
 /// Lifecycle states, one vocabulary everywhere (CLI, API, audit).
@@ -89,8 +122,8 @@ pub fn mac_input(r: &KeyRecord) -> Vec<u8> {
     out
 }
 
-/// A key as verification sees it.
-#[derive(Debug, Clone)]
+/// A key as verification sees it, with its live state (limiter, last use).
+#[derive(Debug)]
 pub struct KeyEntry {
     /// Key id.
     pub id: String,
@@ -110,6 +143,60 @@ pub struct KeyEntry {
     pub tampered: bool,
     /// Keyed hash of the key (index key).
     pub hash: [u8; 32],
+    /// Uses left when loaded (display only: `consume_use` is the authority).
+    pub uses_remaining: AtomicI64,
+    /// The rate limiter, if the key has a rate.
+    pub limiter: Option<Limiter>,
+    /// Last use (ms), 0 if never.
+    pub last_used_ms: AtomicI64,
+    /// Last client address.
+    pub last_used_ip: Mutex<Option<IpAddr>>,
+    /// Last use not yet written to the store.
+    pub dirty: AtomicBool,
+}
+
+/// A limiter for `spec`.
+pub fn limiter(spec: &RateSpec) -> Option<Limiter> {
+    let burst = NonZeroU32::new(spec.burst)?;
+    let quota = Quota::with_period(Duration::from_nanos(spec.interval_ns().max(1)))?.allow_burst(burst);
+    Some(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
+}
+
+/// What the lifecycle says about a key at `now_ms`.
+impl KeyEntry {
+    /// The state to show and enforce: stored state, then expiry, not-before and roll grace.
+    pub fn effective_state(&self, now_ms: i64) -> KeyState {
+        if self.state != KeyState::Active {
+            return self.state;
+        }
+        if self.policy.grace_until_ms.is_some_and(|g| now_ms >= g) {
+            return KeyState::Rolled;
+        }
+        if self.policy.expires_ms.is_some_and(|e| now_ms >= e) {
+            return KeyState::Expired;
+        }
+        if self.policy.not_before_ms.is_some_and(|nb| now_ms < nb) {
+            return KeyState::Pending;
+        }
+        KeyState::Active
+    }
+
+    /// Notes a use (in memory; a background task writes it to the store).
+    pub fn note_use(&self, now_ms: i64, ip: IpAddr) {
+        self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        if let Ok(mut g) = self.last_used_ip.lock() {
+            *g = Some(ip);
+        }
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    fn take_runtime_from(&mut self, old: &KeyEntry) {
+        self.last_used_ms.store(old.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
+        if let (Ok(mut mine), Ok(theirs)) = (self.last_used_ip.lock(), old.last_used_ip.lock()) {
+            *mine = *theirs;
+        }
+        self.dirty.store(old.dirty.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
 }
 
 impl KeyEntry {
@@ -123,16 +210,24 @@ impl KeyEntry {
             hash.copy_from_slice(&r.hash);
         }
         let tampered = !mac_ok || policy.is_none() || state.is_none() || r.hash.len() != 32;
+        let policy = policy.unwrap_or_default();
+        let limiter = policy.rate.as_ref().and_then(limiter);
+        let last_ip = r.last_used_ip.as_deref().and_then(|s| s.parse().ok());
         Self {
             id: r.id.clone(),
             name: r.name.clone(),
             owner: r.owner.clone(),
             namespace: r.namespace.clone(),
-            policy: policy.unwrap_or_default(),
+            policy,
             state: state.unwrap_or(KeyState::Revoked),
             created_ms: r.created_ms,
             tampered,
             hash,
+            uses_remaining: AtomicI64::new(r.uses_remaining.unwrap_or(-1)),
+            limiter,
+            last_used_ms: AtomicI64::new(r.last_used_ms.unwrap_or(0)),
+            last_used_ip: Mutex::new(last_ip),
+            dirty: AtomicBool::new(false),
         }
     }
 }
@@ -154,8 +249,11 @@ impl KeyIndex {
         idx
     }
 
-    /// Adds or replaces an entry.
-    pub fn upsert(&mut self, e: KeyEntry) {
+    /// Adds or replaces an entry. A replaced entry hands over its last use.
+    pub fn upsert(&mut self, mut e: KeyEntry) {
+        if let Some(old) = self.by_id.get(&e.id) {
+            e.take_runtime_from(old);
+        }
         let e = Arc::new(e);
         self.by_hash.insert(e.hash, e.clone());
         self.by_id.insert(e.id.clone(), e);

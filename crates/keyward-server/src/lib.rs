@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod client_ip;
 pub mod error;
 pub mod init;
 pub mod keys;
@@ -17,6 +18,8 @@ pub mod request;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod throttle;
+pub mod token;
 
 use axum::Router;
 use axum::extract::Request;
@@ -30,7 +33,7 @@ use std::time::Instant;
 
 /// The router with every route and the error mapping at the edge.
 pub fn app(state: AppState) -> Router {
-    use routes::{keys, secrets, sys};
+    use routes::{keys, secrets, sys, tokens};
     Router::new()
         .route("/v1/sys/health", get(sys::health))
         .route("/v1/sys/status", get(sys::status))
@@ -41,13 +44,18 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/secrets/{*path}", axum::routing::any(secrets::secret))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", get(keys::show).delete(keys::revoke))
+        .route("/v1/keys/verify", post(keys::verify))
         .route("/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/v1/keys/{id}/disable", post(keys::disable))
+        .route("/v1/keys/{id}/enable", post(keys::enable))
+        .route("/v1/keys/{id}/roll", post(keys::roll))
+        .route("/v1/namespaces", get(keys::list_namespaces).post(keys::create_namespace))
+        .route("/v1/auth/token", post(tokens::mint))
+        .route("/v1/sys/test-clock", post(sys::test_clock))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .with_state(state)
 }
 
@@ -56,11 +64,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not take that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -13,56 +13,33 @@ use std::collections::HashMap;
 pub const MAX_BODY: usize = 1024 * 1024;
 
 fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        "the request body is over 1 MiB",
-    )
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is over 1 MiB")
 }
 
 /// Reads the body, refusing more than [`MAX_BODY`] bytes.
 pub async fn body_bytes(req: Request) -> ApiResult<bytes::Bytes> {
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH)
-        && len
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_some_and(|n| n > MAX_BODY as u64)
+        && len.to_str().ok().and_then(|s| s.parse::<u64>().ok()).is_some_and(|n| n > MAX_BODY as u64)
     {
         return Err(too_large());
     }
-    axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| too_large())
+    axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| too_large())
 }
 
 /// Parses JSON without echoing any value in the error (a misplaced secret
 /// must not come back in an error message or a log).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.is_empty() {
-        return Err(ApiError::bad(
-            "invalid_json",
-            "the request needs a JSON body",
-        ));
+        return Err(ApiError::bad("invalid_json", "the request needs a JSON body"));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let msg = e.to_string();
-        let keep = [
-            "unknown field",
-            "missing field",
-            "duplicate field",
-            "duplicate key",
-        ]
-        .iter()
-        .any(|p| msg.starts_with(p));
+        let keep =
+            ["unknown field", "missing field", "duplicate field", "duplicate key"].iter().any(|p| msg.starts_with(p));
         let text = if keep {
             msg
         } else if e.is_data() {
-            format!(
-                "a field has the wrong type or value (line {}, column {})",
-                e.line(),
-                e.column()
-            )
+            format!("a field has the wrong type or value (line {}, column {})", e.line(), e.column())
         } else {
             format!("malformed JSON (line {}, column {})", e.line(), e.column())
         };
@@ -90,29 +67,17 @@ pub fn parse_query(query: Option<&str>, allowed: &[&str]) -> ApiResult<HashMap<S
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode_str(&value.replace('+', " "))
             .decode_utf8()
-            .map_err(|_| {
-                ApiError::bad(
-                    "invalid_query",
-                    format!("query parameter {name:?} is not valid UTF-8"),
-                )
-            })?
+            .map_err(|_| ApiError::bad("invalid_query", format!("query parameter {name:?} is not valid UTF-8")))?
             .into_owned();
         if !allowed.contains(&name) {
-            let accepted = if allowed.is_empty() {
-                "none".to_string()
-            } else {
-                allowed.join(", ")
-            };
+            let accepted = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
             return Err(ApiError::bad(
                 "invalid_query",
                 format!("unknown query parameter {name:?}; accepted: {accepted}"),
             ));
         }
         if out.insert(name.to_string(), value).is_some() {
-            return Err(ApiError::bad(
-                "invalid_query",
-                format!("query parameter {name:?} given twice"),
-            ));
+            return Err(ApiError::bad("invalid_query", format!("query parameter {name:?} given twice")));
         }
     }
     Ok(out)
@@ -127,16 +92,9 @@ pub fn path_after(raw_path: &str, prefix: &str) -> ApiResult<String> {
         .iter()
         .enumerate()
         .filter(|(_, b)| **b == b'%')
-        .any(|(i, _)| {
-            rest.as_bytes()
-                .get(i + 1..i + 3)
-                .is_none_or(|h| !h.iter().all(u8::is_ascii_hexdigit))
-        });
+        .any(|(i, _)| rest.as_bytes().get(i + 1..i + 3).is_none_or(|h| !h.iter().all(u8::is_ascii_hexdigit)));
     if bad_escape {
-        return Err(ApiError::bad(
-            "invalid_path",
-            "invalid percent-escape in the path",
-        ));
+        return Err(ApiError::bad("invalid_path", "invalid percent-escape in the path"));
     }
     percent_decode_str(rest)
         .decode_utf8()
@@ -152,47 +110,18 @@ mod tests {
     fn query_rules() {
         let q = parse_query(Some("version=2&field=a"), &["version", "field"]).unwrap();
         assert_eq!(q["version"], "2");
-        assert_eq!(
-            parse_query(Some("version=1&version=2"), &["version"])
-                .unwrap_err()
-                .code,
-            "invalid_query"
-        );
-        assert_eq!(
-            parse_query(Some("x=1"), &["version"]).unwrap_err().code,
-            "invalid_query"
-        );
+        assert_eq!(parse_query(Some("version=1&version=2"), &["version"]).unwrap_err().code, "invalid_query");
+        assert_eq!(parse_query(Some("x=1"), &["version"]).unwrap_err().code, "invalid_query");
         assert!(parse_query(None, &[]).unwrap().is_empty());
     }
 
     #[test]
     fn path_decoding() {
-        assert_eq!(
-            path_after("/v1/secrets/a%2Fb", "/v1/secrets/").unwrap(),
-            "a/b"
-        );
-        assert_eq!(
-            path_after("/v1/secrets/a%00b", "/v1/secrets/").unwrap(),
-            "a\0b"
-        );
-        assert_eq!(
-            path_after("/v1/secrets/%FF", "/v1/secrets/")
-                .unwrap_err()
-                .code,
-            "invalid_path"
-        );
-        assert_eq!(
-            path_after("/v1/secrets/%zz", "/v1/secrets/")
-                .unwrap_err()
-                .code,
-            "invalid_path"
-        );
-        assert_eq!(
-            path_after("/v1/secrets/a%2", "/v1/secrets/")
-                .unwrap_err()
-                .code,
-            "invalid_path"
-        );
+        assert_eq!(path_after("/v1/secrets/a%2Fb", "/v1/secrets/").unwrap(), "a/b");
+        assert_eq!(path_after("/v1/secrets/a%00b", "/v1/secrets/").unwrap(), "a\0b");
+        assert_eq!(path_after("/v1/secrets/%FF", "/v1/secrets/").unwrap_err().code, "invalid_path");
+        assert_eq!(path_after("/v1/secrets/%zz", "/v1/secrets/").unwrap_err().code, "invalid_path");
+        assert_eq!(path_after("/v1/secrets/a%2", "/v1/secrets/").unwrap_err().code, "invalid_path");
     }
 
     #[test]

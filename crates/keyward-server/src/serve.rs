@@ -4,7 +4,7 @@
 
 use crate::init::{self, SealChoice};
 use crate::state::{AppState, RuntimeConfig};
-use keyward_core::clock::{Clock, SystemClock};
+use keyward_core::clock::{Clock, ManualClock, SystemClock};
 use keyward_store::{SealKind, SqliteStore, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +27,10 @@ pub struct ServerOptions {
     pub tls_key: Option<PathBuf>,
     /// Allow a non-loopback address without TLS.
     pub insecure_listen: bool,
+    /// Trusted proxies, throttle, token lifetime.
+    pub runtime: RuntimeConfig,
+    /// Run with a settable clock (tests only).
+    pub test_clock: bool,
 }
 
 /// Why the server did not start.
@@ -40,13 +44,9 @@ fn err(e: impl std::fmt::Display) -> StartError {
 
 async fn resolve(listen: &str) -> Result<SocketAddr, StartError> {
     let mut addrs = tokio::net::lookup_host(listen).await.map_err(|e| {
-        StartError(format!(
-            "cannot resolve listen address {listen:?}: {e} (use HOST:PORT, e.g. 127.0.0.1:8300)"
-        ))
+        StartError(format!("cannot resolve listen address {listen:?}: {e} (use HOST:PORT, e.g. 127.0.0.1:8300)"))
     })?;
-    addrs
-        .next()
-        .ok_or_else(|| StartError(format!("listen address {listen:?} resolves to nothing")))
+    addrs.next().ok_or_else(|| StartError(format!("listen address {listen:?} resolves to nothing")))
 }
 
 /// Opens the data and serves until SIGINT or SIGTERM.
@@ -62,16 +62,24 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
             "refusing to listen on {addr} without TLS: give --tls-cert and --tls-key, or --insecure-listen if a TLS-terminating proxy sits in front"
         )));
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (state, banner) = if opts.dev {
-        open_dev(clock).await?
-    } else {
-        open_data(&opts, clock).await?
-    };
-    let app = crate::app(state);
+    let manual = opts.test_clock.then(|| Arc::new(ManualClock::new(SystemClock.now_ms())));
+    let (state, mut banner) =
+        if opts.dev { open_dev(&opts, manual.clone()).await? } else { open_data(&opts, manual.clone()).await? };
+    if manual.is_some() {
+        banner.push_str("WARNING: --test-clock: time is set through /v1/sys/test-clock; for tests only.\n");
+    }
+    let flusher = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            flusher.flush_last_used().await;
+        }
+    });
+    let app = crate::app(state.clone());
 
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
     listener.set_nonblocking(true).map_err(err)?;
     let local = listener.local_addr().map_err(err)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -79,25 +87,16 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
     tracing::info!(%local, scheme, "listening");
 
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
+    let served = match tls {
         None => {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(err)
+            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.map_err(err)
         }
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .map_err(|e| {
-                    StartError(format!(
-                        "cannot load TLS certificate {} / key {}: {e}",
-                        cert.display(),
-                        key.display()
-                    ))
-                })?;
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await.map_err(|e| {
+                StartError(format!("cannot load TLS certificate {} / key {}: {e}", cert.display(), key.display()))
+            })?;
             let handle = axum_server::Handle::new();
             let h2 = handle.clone();
             tokio::spawn(async move {
@@ -111,20 +110,25 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
                 .await
                 .map_err(err)
         }
+    };
+    // Last uses noted since the last tick.
+    state.flush_last_used().await;
+    served
+}
+
+fn new_state(store: Arc<dyn Store>, manual: Option<Arc<ManualClock>>, config: RuntimeConfig) -> AppState {
+    match manual {
+        Some(m) => AppState::with_test_clock(store, m, config),
+        None => AppState::sealed(store, Arc::new(SystemClock), config),
     }
 }
 
-async fn open_dev(clock: Arc<dyn Clock>) -> Result<(AppState, String), StartError> {
+async fn open_dev(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Result<(AppState, String), StartError> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.map_err(err)?);
-    let out = init::initialize(store.as_ref(), &SealChoice::Memory, clock.now_ms())
-        .await
-        .map_err(err)?;
-    let state = AppState::sealed(store, clock, RuntimeConfig::default());
+    let out = init::initialize(store.as_ref(), &SealChoice::Memory, SystemClock.now_ms()).await.map_err(err)?;
+    let state = new_state(store, manual, opts.runtime.clone());
     let root = out.root.ok_or_else(|| err("dev init kept no root key"))?;
-    state
-        .install_root(root, &out.record)
-        .await
-        .map_err(|e| err(e.message))?;
+    state.install_root(root, &out.record).await.map_err(|e| err(e.message))?;
     let banner = format!(
         "keyward DEV MODE: everything is in memory and lost on exit; never use it for real keys.\n\
          Bootstrap admin key (shown once; it holds every scope):\n\n    export KEYWARD_TOKEN={}\n\n",
@@ -133,32 +137,19 @@ async fn open_dev(clock: Arc<dyn Clock>) -> Result<(AppState, String), StartErro
     Ok((state, banner))
 }
 
-async fn open_data(
-    opts: &ServerOptions,
-    clock: Arc<dyn Clock>,
-) -> Result<(AppState, String), StartError> {
+async fn open_data(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Result<(AppState, String), StartError> {
     init::ensure_data_dir(&opts.data_dir).map_err(err)?;
-    let key_file = opts
-        .unseal_key_file
-        .clone()
-        .unwrap_or_else(|| init::default_key_file(&opts.data_dir));
+    let key_file = opts.unseal_key_file.clone().unwrap_or_else(|| init::default_key_file(&opts.data_dir));
     let db = init::database_file(&opts.data_dir);
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db)
-            .await
-            .map_err(|e| StartError(format!("cannot open {}: {e}", db.display())))?,
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&db).await.map_err(|e| StartError(format!("cannot open {}: {e}", db.display())))?);
     let mut banner = String::new();
     let record = match store.seal_record().await.map_err(err)? {
         Some(r) => r,
         None => {
-            let out = init::initialize(
-                store.as_ref(),
-                &SealChoice::KeyFile(key_file.clone()),
-                clock.now_ms(),
-            )
-            .await
-            .map_err(err)?;
+            let out = init::initialize(store.as_ref(), &SealChoice::KeyFile(key_file.clone()), SystemClock.now_ms())
+                .await
+                .map_err(err)?;
             banner = format!(
                 "keyward: initialised new data in {}\n\
                  Unseal key file: {} (mode 0600, beside the data directory, not inside it)\n\
@@ -174,28 +165,22 @@ async fn open_data(
     };
     let config = RuntimeConfig {
         unseal_key_file: matches!(record.kind, SealKind::Keyfile).then(|| key_file.clone()),
+        ..opts.runtime.clone()
     };
-    let state = AppState::sealed(store, clock, config);
+    let state = new_state(store, manual, config);
     match &record.kind {
         SealKind::Keyfile => {
             let root = init::read_key_file(&key_file).map_err(err)?;
-            if !root.matches_check(
-                &keyward_core::keyring::hex_decode(&record.check).unwrap_or_default(),
-            ) {
+            if !root.matches_check(&keyward_core::keyring::hex_decode(&record.check).unwrap_or_default()) {
                 return Err(StartError(format!(
                     "the unseal key file {} does not belong to the data in {}",
                     key_file.display(),
                     opts.data_dir.display()
                 )));
             }
-            state
-                .install_root(root, &record)
-                .await
-                .map_err(|e| err(e.message))?;
+            state.install_root(root, &record).await.map_err(|e| err(e.message))?;
         }
-        SealKind::Shamir {
-            threshold, shares, ..
-        } => {
+        SealKind::Shamir { threshold, shares, .. } => {
             banner.push_str(&format!(
                 "keyward is sealed: unseal with {threshold} of the {shares} shares (keyward operator unseal)\n"
             ));

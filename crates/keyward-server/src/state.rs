@@ -6,7 +6,9 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::keys::KeyIndex;
-use keyward_core::clock::Clock;
+use crate::throttle::{AuthThrottle, ThrottleConfig};
+use ipnet::IpNet;
+use keyward_core::clock::{Clock, ManualClock};
 use keyward_core::keyring::{Keyring, RootKey};
 use keyward_core::shamir::UnsealProgress;
 use keyward_store::{SealRecord, Store};
@@ -34,10 +36,27 @@ pub enum SealState {
 }
 
 /// Settings the running server consults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Unseal key file (keyfile seal), to tell the operator where it is.
     pub unseal_key_file: Option<std::path::PathBuf>,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Failed-authentication throttle.
+    pub throttle: ThrottleConfig,
+    /// Longest lifetime of a short-lived token.
+    pub token_max_ttl: std::time::Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            unseal_key_file: None,
+            trusted_proxies: Vec::new(),
+            throttle: ThrottleConfig::default(),
+            token_max_ttl: std::time::Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// Shared state of the HTTP server.
@@ -57,6 +76,10 @@ pub struct Inner {
     pub transition: tokio::sync::Mutex<()>,
     /// Settings.
     pub config: RuntimeConfig,
+    /// Failed-authentication counts per address.
+    pub throttle: AuthThrottle,
+    /// The settable clock, when the server runs with `--test-clock`.
+    pub test_clock: Option<Arc<ManualClock>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,22 +92,53 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// State for a server that starts sealed.
     pub fn sealed(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: RuntimeConfig) -> Self {
+        Self::build(store, clock, None, config)
+    }
+
+    /// State with a settable clock (`--test-clock`).
+    pub fn with_test_clock(store: Arc<dyn Store>, clock: Arc<ManualClock>, config: RuntimeConfig) -> Self {
+        Self::build(store, clock.clone(), Some(clock), config)
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        test_clock: Option<Arc<ManualClock>>,
+        config: RuntimeConfig,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
             clock,
             seal: RwLock::new(SealState::Sealed { progress: None }),
             transition: tokio::sync::Mutex::new(()),
+            throttle: AuthThrottle::new(config.throttle),
+            test_clock,
             config,
         }))
     }
 
+    /// Writes the last use of every key used since the last flush.
+    pub async fn flush_last_used(&self) {
+        let Ok(u) = self.unsealed() else { return };
+        let dirty: Vec<_> = match u.keys.read() {
+            Ok(idx) => {
+                idx.all().into_iter().filter(|k| k.dirty.swap(false, std::sync::atomic::Ordering::Relaxed)).collect()
+            }
+            Err(_) => return,
+        };
+        for k in dirty {
+            let ms = k.last_used_ms.load(std::sync::atomic::Ordering::Relaxed);
+            let ip = k.last_used_ip.lock().ok().and_then(|g| *g).map(|i| i.to_string()).unwrap_or_default();
+            if let Err(e) = self.store.touch_key(&k.id, ms, &ip).await {
+                tracing::warn!(error = %e, "could not record last use");
+                k.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The unsealed state, or 503 `sealed`.
     pub fn unsealed(&self) -> ApiResult<Arc<Unsealed>> {
-        match &*self
-            .seal
-            .read()
-            .map_err(|_| ApiError::internal("seal lock poisoned"))?
-        {
+        match &*self.seal.read().map_err(|_| ApiError::internal("seal lock poisoned"))? {
             SealState::Unsealed(u) => Ok(u.clone()),
             SealState::Sealed { .. } => Err(ApiError::sealed()),
         }
@@ -101,24 +155,15 @@ impl AppState {
         let keyring = Keyring::new(root, record.active_term);
         let records = self.store.list_keys().await?;
         let keys = KeyIndex::load(&records, &keyring);
-        let unsealed = Arc::new(Unsealed {
-            keyring,
-            keys: RwLock::new(keys),
-        });
-        *self
-            .seal
-            .write()
-            .map_err(|_| ApiError::internal("seal lock poisoned"))? = SealState::Unsealed(unsealed);
+        let unsealed = Arc::new(Unsealed { keyring, keys: RwLock::new(keys) });
+        *self.seal.write().map_err(|_| ApiError::internal("seal lock poisoned"))? = SealState::Unsealed(unsealed);
         tracing::info!("unsealed");
         Ok(())
     }
 
     /// Seals: drops every key from memory.
     pub fn seal_now(&self) -> ApiResult<()> {
-        *self
-            .seal
-            .write()
-            .map_err(|_| ApiError::internal("seal lock poisoned"))? =
+        *self.seal.write().map_err(|_| ApiError::internal("seal lock poisoned"))? =
             SealState::Sealed { progress: None };
         tracing::info!("sealed");
         Ok(())
@@ -126,9 +171,6 @@ impl AppState {
 
     /// The seal record, which must exist once the server runs.
     pub async fn seal_record(&self) -> ApiResult<SealRecord> {
-        self.store
-            .seal_record()
-            .await?
-            .ok_or_else(|| ApiError::internal("the data has no seal record"))
+        self.store.seal_record().await?.ok_or_else(|| ApiError::internal("the data has no seal record"))
     }
 }

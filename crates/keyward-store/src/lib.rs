@@ -177,6 +177,17 @@ pub struct KeyRecord {
     pub last_used_ip: Option<String>,
 }
 
+/// A namespace of platform keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRecord {
+    /// Name (`shop-api`).
+    pub name: String,
+    /// Key prefix (`shop` gives `shop_…` keys).
+    pub prefix: String,
+    /// Created at (ms).
+    pub created_ms: i64,
+}
+
 /// The persistence interface. Every backend passes the same conformance suite.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -201,12 +212,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn insert_version(&self, v: &NewVersion) -> StoreResult<SecretMeta>;
     /// Sets (`Some`) or clears (`None`) the deleted mark of versions; returns
     /// the versions changed (destroyed ones are left alone).
-    async fn set_deleted(
-        &self,
-        path: &str,
-        versions: &[u64],
-        deleted_ms: Option<i64>,
-    ) -> StoreResult<Vec<u64>>;
+    async fn set_deleted(&self, path: &str, versions: &[u64], deleted_ms: Option<i64>) -> StoreResult<Vec<u64>>;
     /// Destroys versions: their ciphertext is overwritten and removed.
     async fn destroy_versions(&self, path: &str, versions: &[u64]) -> StoreResult<Vec<u64>>;
     /// Destroys a secret entirely: every version and its metadata.
@@ -220,4 +226,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn update_key_state(&self, id: &str, state: &str, mac: &[u8]) -> StoreResult<()>;
     /// Records a key's last use.
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()>;
+    /// One key by id.
+    async fn key(&self, id: &str) -> StoreResult<Option<KeyRecord>>;
+    /// Replaces a key's mutable fields: name, owner, policy, state and MAC.
+    async fn update_key(&self, key: &KeyRecord) -> StoreResult<()>;
+    /// Takes one use of a use-limited key, atomically and durably. Returns the
+    /// uses left after this one, or `None` when none were left.
+    async fn consume_use(&self, id: &str) -> StoreResult<Option<i64>>;
+
+    /// Adds a namespace; [`StoreError::Conflict`] if it exists.
+    async fn insert_namespace(&self, ns: &NamespaceRecord) -> StoreResult<()>;
+    /// Every namespace.
+    async fn list_namespaces(&self) -> StoreResult<Vec<NamespaceRecord>>;
 }

@@ -3,12 +3,10 @@
 //! `secure_delete` (destroyed ciphertext is overwritten, not just unlinked).
 
 use crate::{
-    KeyRecord, NewVersion, SealRecord, SecretMeta, Store, StoreError, StoreResult, VersionRecord,
+    KeyRecord, NamespaceRecord, NewVersion, SealRecord, SecretMeta, Store, StoreError, StoreResult, VersionRecord,
 };
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
@@ -32,19 +30,13 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("secure_delete", "ON");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         Self::migrated(pool).await
     }
 
     /// An in-memory database (`server --dev`): gone when the process ends.
     pub async fn in_memory() -> StoreResult<Self> {
-        let opts = SqliteConnectOptions::new()
-            .in_memory(true)
-            .foreign_keys(true)
-            .pragma("secure_delete", "ON");
+        let opts = SqliteConnectOptions::new().in_memory(true).foreign_keys(true).pragma("secure_delete", "ON");
         // One connection that never closes: each connection would be its own database.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -64,9 +56,7 @@ impl SqliteStore {
     /// Moves the WAL into the main file and truncates it, so overwritten
     /// pages do not linger in the log (after destroy).
     async fn checkpoint(&self) -> StoreResult<()> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
         Ok(())
     }
 }
@@ -92,11 +82,7 @@ fn version_of(r: &SqliteRow, with_ciphertext: bool) -> VersionRecord {
         created_ms: r.get("created_ms"),
         deleted_ms: r.get("deleted_ms"),
         destroyed: r.get::<i64, _>("destroyed") != 0,
-        ciphertext: if with_ciphertext {
-            r.get("ciphertext")
-        } else {
-            None
-        },
+        ciphertext: if with_ciphertext { r.get("ciphertext") } else { None },
     }
 }
 
@@ -120,11 +106,7 @@ fn key_of(r: &SqliteRow) -> KeyRecord {
 const SECRET_COLS: &str = "path, kind, current_version, created_ms, updated_ms, rotation_period_s";
 
 fn version_list(versions: &[u64]) -> String {
-    versions
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    versions.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[async_trait]
@@ -132,13 +114,11 @@ impl Store for SqliteStore {
     async fn initialize(&self, seal: &SealRecord, bootstrap: &KeyRecord) -> StoreResult<()> {
         let json = serde_json::to_string(seal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO meta (name, value) VALUES ('seal', ?) ON CONFLICT(name) DO NOTHING",
-        )
-        .bind(json)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let inserted = sqlx::query("INSERT INTO meta (name, value) VALUES ('seal', ?) ON CONFLICT(name) DO NOTHING")
+            .bind(json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if inserted == 0 {
             return Err(StoreError::AlreadyInitialized);
         }
@@ -148,22 +128,14 @@ impl Store for SqliteStore {
     }
 
     async fn seal_record(&self) -> StoreResult<Option<SealRecord>> {
-        let row = sqlx::query("SELECT value FROM meta WHERE name = 'seal'")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            serde_json::from_str(&r.get::<String, _>("value"))
-                .map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
-        .transpose()
+        let row = sqlx::query("SELECT value FROM meta WHERE name = 'seal'").fetch_optional(&self.pool).await?;
+        row.map(|r| serde_json::from_str(&r.get::<String, _>("value")).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
     }
 
     async fn put_seal_record(&self, seal: &SealRecord) -> StoreResult<()> {
         let json = serde_json::to_string(seal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE meta SET value = ? WHERE name = 'seal'")
-            .bind(json)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE meta SET value = ? WHERE name = 'seal'").bind(json).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -241,14 +213,11 @@ impl Store for SqliteStore {
             .rows_affected()
         };
         if changed == 0 {
-            let current: Option<i64> =
-                sqlx::query_scalar("SELECT current_version FROM secrets WHERE path = ?")
-                    .bind(&v.path)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Err(StoreError::Conflict {
-                current: current.map(u64_of).unwrap_or(0),
-            });
+            let current: Option<i64> = sqlx::query_scalar("SELECT current_version FROM secrets WHERE path = ?")
+                .bind(&v.path)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(StoreError::Conflict { current: current.map(u64_of).unwrap_or(0) });
         }
         sqlx::query("INSERT INTO secret_versions (path, version, created_ms, ciphertext) VALUES (?, ?, ?, ?)")
             .bind(&v.path)
@@ -265,18 +234,9 @@ impl Store for SqliteStore {
         Ok(meta_of(&row))
     }
 
-    async fn set_deleted(
-        &self,
-        path: &str,
-        versions: &[u64],
-        deleted_ms: Option<i64>,
-    ) -> StoreResult<Vec<u64>> {
+    async fn set_deleted(&self, path: &str, versions: &[u64], deleted_ms: Option<i64>) -> StoreResult<Vec<u64>> {
         let list = version_list(versions);
-        let cond = if deleted_ms.is_some() {
-            "deleted_ms IS NULL"
-        } else {
-            "deleted_ms IS NOT NULL"
-        };
+        let cond = if deleted_ms.is_some() { "deleted_ms IS NULL" } else { "deleted_ms IS NOT NULL" };
         let rows = sqlx::query(&format!(
             "UPDATE secret_versions SET deleted_ms = ? WHERE path = ? AND destroyed = 0 AND {cond}
              AND version IN ({list}) RETURNING version"
@@ -306,11 +266,7 @@ impl Store for SqliteStore {
     }
 
     async fn destroy_secret(&self, path: &str) -> StoreResult<bool> {
-        let n = sqlx::query("DELETE FROM secrets WHERE path = ?")
-            .bind(path)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let n = sqlx::query("DELETE FROM secrets WHERE path = ?").bind(path).execute(&self.pool).await?.rows_affected();
         self.checkpoint().await?;
         Ok(n > 0)
     }
@@ -320,9 +276,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM access_keys ORDER BY created_ms, id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM access_keys ORDER BY created_ms, id").fetch_all(&self.pool).await?;
         Ok(rows.iter().map(key_of).collect())
     }
 
@@ -334,11 +288,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        if n == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()> {
@@ -349,6 +299,58 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn key(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
+        let row = sqlx::query("SELECT * FROM access_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(key_of))
+    }
+
+    async fn update_key(&self, k: &KeyRecord) -> StoreResult<()> {
+        let n = sqlx::query("UPDATE access_keys SET name = ?, owner = ?, policy = ?, state = ?, mac = ? WHERE id = ?")
+            .bind(&k.name)
+            .bind(&k.owner)
+            .bind(&k.policy)
+            .bind(&k.state)
+            .bind(&k.mac)
+            .bind(&k.id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn consume_use(&self, id: &str) -> StoreResult<Option<i64>> {
+        let left: Option<Option<i64>> = sqlx::query_scalar(
+            "UPDATE access_keys SET uses_remaining = uses_remaining - 1
+             WHERE id = ? AND uses_remaining > 0 RETURNING uses_remaining",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(left.flatten())
+    }
+
+    async fn insert_namespace(&self, ns: &NamespaceRecord) -> StoreResult<()> {
+        let n = sqlx::query(
+            "INSERT INTO namespaces (name, prefix, created_ms) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(&ns.name)
+        .bind(&ns.prefix)
+        .bind(ns.created_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 { Err(StoreError::Conflict { current: 0 }) } else { Ok(()) }
+    }
+
+    async fn list_namespaces(&self) -> StoreResult<Vec<NamespaceRecord>> {
+        let rows =
+            sqlx::query("SELECT name, prefix, created_ms FROM namespaces ORDER BY name").fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| NamespaceRecord { name: r.get("name"), prefix: r.get("prefix"), created_ms: r.get("created_ms") })
+            .collect())
     }
 }
 

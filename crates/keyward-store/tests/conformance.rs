@@ -2,15 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use keyward_store::{KeyRecord, NewVersion, SealKind, SealRecord, SqliteStore, Store, StoreError};
+use keyward_store::{KeyRecord, NamespaceRecord, NewVersion, SealKind, SealRecord, SqliteStore, Store, StoreError};
 
 fn seal() -> SealRecord {
-    SealRecord {
-        kind: SealKind::Keyfile,
-        check: "00".repeat(32),
-        created_ms: 1,
-        active_term: 1,
-    }
+    SealRecord { kind: SealKind::Keyfile, check: "00".repeat(32), created_ms: 1, active_term: 1 }
 }
 
 fn key(id: &str) -> KeyRecord {
@@ -47,15 +42,8 @@ async fn conformance(store: &dyn Store) {
     assert!(store.seal_record().await.unwrap().is_none());
     store.initialize(&seal(), &key("key_boot")).await.unwrap();
     assert_eq!(store.seal_record().await.unwrap(), Some(seal()));
-    assert!(matches!(
-        store.initialize(&seal(), &key("key_other")).await,
-        Err(StoreError::AlreadyInitialized)
-    ));
-    assert_eq!(
-        store.list_keys().await.unwrap().len(),
-        1,
-        "a refused init writes nothing"
-    );
+    assert!(matches!(store.initialize(&seal(), &key("key_other")).await, Err(StoreError::AlreadyInitialized)));
+    assert_eq!(store.list_keys().await.unwrap().len(), 1, "a refused init writes nothing");
     let mut rotated = seal();
     rotated.active_term = 2;
     store.put_seal_record(&rotated).await.unwrap();
@@ -66,40 +54,15 @@ async fn conformance(store: &dyn Store) {
     first.kind = Some("binance".into());
     first.rotation_period_s = Some(60);
     let m = store.insert_version(&first).await.unwrap();
-    assert_eq!(
-        (m.current_version, m.kind.as_deref(), m.rotation_period_s),
-        (1, Some("binance"), Some(60))
-    );
-    assert!(matches!(
-        store.insert_version(&version("a/b", 1, 0)).await,
-        Err(StoreError::Conflict { current: 1 })
-    ));
-    assert!(matches!(
-        store.insert_version(&version("a/b", 3, 2)).await,
-        Err(StoreError::Conflict { current: 1 })
-    ));
+    assert_eq!((m.current_version, m.kind.as_deref(), m.rotation_period_s), (1, Some("binance"), Some(60)));
+    assert!(matches!(store.insert_version(&version("a/b", 1, 0)).await, Err(StoreError::Conflict { current: 1 })));
+    assert!(matches!(store.insert_version(&version("a/b", 3, 2)).await, Err(StoreError::Conflict { current: 1 })));
     let m = store.insert_version(&version("a/b", 2, 1)).await.unwrap();
-    assert_eq!(
-        (
-            m.current_version,
-            m.kind.as_deref(),
-            m.updated_ms,
-            m.created_ms
-        ),
-        (2, Some("binance"), 20, 10)
-    );
-    assert_eq!(
-        store.version("a/b", 2).await.unwrap().unwrap().ciphertext,
-        Some(vec![2; 8])
-    );
+    assert_eq!((m.current_version, m.kind.as_deref(), m.updated_ms, m.created_ms), (2, Some("binance"), 20, 10));
+    assert_eq!(store.version("a/b", 2).await.unwrap().unwrap().ciphertext, Some(vec![2; 8]));
     assert!(store.version("a/b", 9).await.unwrap().is_none());
     assert!(
-        store
-            .versions("a/b")
-            .await
-            .unwrap()
-            .iter()
-            .all(|v| v.ciphertext.is_none()),
+        store.versions("a/b").await.unwrap().iter().all(|v| v.ciphertext.is_none()),
         "listings carry no ciphertext"
     );
 
@@ -107,78 +70,64 @@ async fn conformance(store: &dyn Store) {
     store.insert_version(&version("a/a", 1, 0)).await.unwrap();
     store.insert_version(&version("a_x", 1, 0)).await.unwrap();
     store.insert_version(&version("b", 1, 0)).await.unwrap();
-    let paths =
-        |v: Vec<keyward_store::SecretMeta>| v.into_iter().map(|m| m.path).collect::<Vec<_>>();
-    assert_eq!(
-        paths(store.list_secrets("a/").await.unwrap()),
-        ["a/a", "a/b"]
-    );
+    let paths = |v: Vec<keyward_store::SecretMeta>| v.into_iter().map(|m| m.path).collect::<Vec<_>>();
+    assert_eq!(paths(store.list_secrets("a/").await.unwrap()), ["a/a", "a/b"]);
     assert_eq!(paths(store.list_secrets("a_").await.unwrap()), ["a_x"]);
     assert_eq!(store.list_secrets("").await.unwrap().len(), 4);
 
     // Delete, undelete, destroy.
-    assert_eq!(
-        store
-            .set_deleted("a/b", &[1, 2, 7], Some(99))
-            .await
-            .unwrap(),
-        [1, 2]
-    );
-    assert_eq!(
-        store.set_deleted("a/b", &[1], Some(100)).await.unwrap(),
-        Vec::<u64>::new()
-    );
+    assert_eq!(store.set_deleted("a/b", &[1, 2, 7], Some(99)).await.unwrap(), [1, 2]);
+    assert_eq!(store.set_deleted("a/b", &[1], Some(100)).await.unwrap(), Vec::<u64>::new());
     assert_eq!(store.set_deleted("a/b", &[2], None).await.unwrap(), [2]);
     assert_eq!(store.destroy_versions("a/b", &[1]).await.unwrap(), [1]);
     let v1 = store.version("a/b", 1).await.unwrap().unwrap();
     assert!(v1.destroyed && v1.ciphertext.is_none());
-    assert_eq!(
-        store.set_deleted("a/b", &[1], None).await.unwrap(),
-        Vec::<u64>::new(),
-        "destroyed stays destroyed"
-    );
+    assert_eq!(store.set_deleted("a/b", &[1], None).await.unwrap(), Vec::<u64>::new(), "destroyed stays destroyed");
     assert!(store.destroy_secret("a/b").await.unwrap());
     assert!(store.secret_meta("a/b").await.unwrap().is_none());
-    assert!(
-        store.versions("a/b").await.unwrap().is_empty(),
-        "versions go with the secret"
-    );
+    assert!(store.versions("a/b").await.unwrap().is_empty(), "versions go with the secret");
     assert!(!store.destroy_secret("a/b").await.unwrap());
 
     // Keys.
     store.insert_key(&key("key_second")).await.unwrap();
-    assert!(
-        store.insert_key(&key("key_second")).await.is_err(),
-        "ids are unique"
-    );
-    store
-        .update_key_state("key_second", "revoked", &[2; 32])
-        .await
-        .unwrap();
-    store
-        .touch_key("key_second", 77, "127.0.0.1")
-        .await
-        .unwrap();
-    let k = store
-        .list_keys()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|k| k.id == "key_second")
-        .unwrap();
+    assert!(store.insert_key(&key("key_second")).await.is_err(), "ids are unique");
+    store.update_key_state("key_second", "revoked", &[2; 32]).await.unwrap();
+    store.touch_key("key_second", 77, "127.0.0.1").await.unwrap();
+    let k = store.list_keys().await.unwrap().into_iter().find(|k| k.id == "key_second").unwrap();
     assert_eq!(
-        (
-            k.state.as_str(),
-            k.mac,
-            k.last_used_ms,
-            k.last_used_ip.as_deref()
-        ),
+        (k.state.as_str(), k.mac, k.last_used_ms, k.last_used_ip.as_deref()),
         ("revoked", vec![2; 32], Some(77), Some("127.0.0.1"))
     );
-    assert!(matches!(
-        store.update_key_state("key_none", "revoked", &[]).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.update_key_state("key_none", "revoked", &[]).await, Err(StoreError::NotFound)));
+}
+
+async fn conformance_uses_and_namespaces(store: &dyn Store) {
+    let mut k = store.key("key_second").await.unwrap().unwrap();
+    k.name = "renamed".into();
+    k.policy = r#"{"scopes":[]}"#.into();
+    store.update_key(&k).await.unwrap();
+    assert_eq!(store.key("key_second").await.unwrap().unwrap(), k);
+    assert!(store.key("key_none").await.unwrap().is_none());
+    k.id = "key_none".into();
+    assert!(matches!(store.update_key(&k).await, Err(StoreError::NotFound)));
+
+    // Uses: exact, never below zero.
+    let mut limited = key("key_limited");
+    limited.hash = vec![9; 32];
+    limited.uses_remaining = Some(5);
+    store.insert_key(&limited).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..8 {
+        got.push(store.consume_use("key_limited").await.unwrap());
+    }
+    assert_eq!(got, [Some(4), Some(3), Some(2), Some(1), Some(0), None, None, None]);
+    assert_eq!(store.consume_use("key_boot").await.unwrap(), None, "an unlimited key has no uses to take");
+
+    // Namespaces.
+    let ns = NamespaceRecord { name: "shop-api".into(), prefix: "shop".into(), created_ms: 3 };
+    store.insert_namespace(&ns).await.unwrap();
+    assert!(matches!(store.insert_namespace(&ns).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.list_namespaces().await.unwrap(), [ns]);
 }
 
 #[tokio::test]
@@ -186,6 +135,7 @@ async fn sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
     conformance(&store).await;
+    conformance_uses_and_namespaces(&store).await;
     // Reopening keeps everything (durable, migrations idempotent).
     drop(store);
     let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
@@ -195,5 +145,7 @@ async fn sqlite_file() {
 
 #[tokio::test]
 async fn sqlite_in_memory() {
-    conformance(&SqliteStore::in_memory().await.unwrap()).await;
+    let store = SqliteStore::in_memory().await.unwrap();
+    conformance(&store).await;
+    conformance_uses_and_namespaces(&store).await;
 }

@@ -21,13 +21,7 @@ pub struct ApiFailure {
 
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} (HTTP {})",
-            self.code,
-            self.message,
-            self.status.as_u16()
-        )
+        write!(f, "{}: {} (HTTP {})", self.code, self.message, self.status.as_u16())
     }
 }
 
@@ -37,12 +31,7 @@ impl std::error::Error for ApiFailure {}
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
     /// Server address.
-    #[arg(
-        long,
-        env = "KEYWARD_ADDR",
-        default_value = "http://127.0.0.1:8300",
-        global = true
-    )]
+    #[arg(long, env = "KEYWARD_ADDR", default_value = "http://127.0.0.1:8300", global = true)]
     pub addr: String,
     /// PEM file of a CA to trust for the server's TLS certificate.
     #[arg(long, env = "KEYWARD_CACERT", global = true)]
@@ -61,10 +50,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("base", &self.base)
-            .field("token", &"[redacted]")
-            .finish()
+        f.debug_struct("Client").field("base", &self.base).field("token", &"[redacted]").finish()
     }
 }
 
@@ -75,8 +61,7 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(60));
         if let Some(ca) = &conn.ca_cert {
-            let pem = std::fs::read(ca)
-                .with_context(|| format!("reading CA certificate {}", ca.display()))?;
+            let pem = std::fs::read(ca).with_context(|| format!("reading CA certificate {}", ca.display()))?;
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
         }
         let token = match (&conn.token_file, std::env::var("KEYWARD_TOKEN")) {
@@ -89,11 +74,7 @@ impl Client {
             (None, Ok(t)) if !t.trim().is_empty() => Some(Zeroizing::new(t.trim().to_string())),
             _ => None,
         };
-        Ok(Self {
-            http: builder.build()?,
-            base: conn.addr.trim_end_matches('/').to_string(),
-            token,
-        })
+        Ok(Self { http: builder.build()?, base: conn.addr.trim_end_matches('/').to_string(), token })
     }
 
     /// Sends a request; returns the JSON answer or the server's error.
@@ -102,38 +83,25 @@ impl Client {
     }
 
     /// Like [`Client::call`], for routes that take no key (health, unseal).
-    pub async fn call_anonymous(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value> {
+    pub async fn call_anonymous(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
         self.send(method, path, body, false).await
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        auth: bool,
-    ) -> Result<Value> {
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>, auth: bool) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
         if auth {
-            let token = self.token.as_ref().ok_or_else(|| {
-                anyhow!("no access key: set KEYWARD_TOKEN (or KEYWARD_TOKEN_FILE) to a kw_ key")
-            })?;
+            let token = self
+                .token
+                .as_ref()
+                .ok_or_else(|| anyhow!("no access key: set KEYWARD_TOKEN (or KEYWARD_TOKEN_FILE) to a kw_ key"))?;
             req = req.bearer_auth(token.as_str());
         }
         if let Some(b) = body {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach keyward at {}: {e} (is the server running? set KEYWARD_ADDR)",
-                self.base
-            )
+            anyhow!("cannot reach keyward at {}: {e} (is the server running? set KEYWARD_ADDR)", self.base)
         })?;
         let status = resp.status();
         let bytes = resp.bytes().await.context("reading the answer")?;
@@ -141,20 +109,9 @@ impl Client {
         if status.is_success() {
             return Ok(value);
         }
-        let code = value["error"]["code"]
-            .as_str()
-            .unwrap_or("http_error")
-            .to_string();
-        let message = value["error"]["message"]
-            .as_str()
-            .unwrap_or("the server gave no explanation")
-            .to_string();
-        Err(ApiFailure {
-            status,
-            code,
-            message,
-        }
-        .into())
+        let code = value["error"]["code"].as_str().unwrap_or("http_error").to_string();
+        let message = value["error"]["message"].as_str().unwrap_or("the server gave no explanation").to_string();
+        Err(ApiFailure { status, code, message }.into())
     }
 }
 

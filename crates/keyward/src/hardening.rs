@@ -22,8 +22,7 @@ mod tests {
     fn process_is_not_dumpable_after_hardening() {
         super::harden_process();
         assert!(!nix::sys::prctl::get_dumpable().unwrap());
-        let (soft, hard) =
-            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE).unwrap();
+        let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE).unwrap();
         assert_eq!((soft, hard), (0, 0));
     }
 }

@@ -3,6 +3,7 @@
 pub mod keys;
 pub mod secrets;
 pub mod sys;
+pub mod tokens;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

@@ -42,9 +42,7 @@ impl<'de> Deserialize<'de> for Fields {
                 while let Some(k) = m.next_key::<String>()? {
                     let v: String = m.next_value()?;
                     if out.insert(k.clone(), SecretValue::new(v)).is_some() {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "duplicate key {k:?} in data"
-                        )));
+                        return Err(serde::de::Error::custom(format_args!("duplicate key {k:?} in data")));
                     }
                 }
                 Ok(Fields(SecretData(out)))
@@ -74,9 +72,7 @@ struct VersionsRequest {
 }
 
 fn meta_json(m: &SecretMeta) -> Value {
-    let rotation_due = m
-        .rotation_period_s
-        .map(|p| timestamp(m.updated_ms.saturating_add(p.saturating_mul(1000))));
+    let rotation_due = m.rotation_period_s.map(|p| timestamp(m.updated_ms.saturating_add(p.saturating_mul(1000))));
     json!({
         "type": m.kind,
         "current_version": m.current_version,
@@ -100,12 +96,7 @@ fn parse_versions(s: &str) -> ApiResult<Vec<u64>> {
     s.split(',')
         .map(|p| p.trim().parse::<u64>().ok().filter(|v| *v > 0))
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| {
-            ApiError::bad(
-                "invalid_query",
-                "versions must be a comma-separated list of numbers from 1",
-            )
-        })
+        .ok_or_else(|| ApiError::bad("invalid_query", "versions must be a comma-separated list of numbers from 1"))
 }
 
 fn no_secret(path: &SecretPath) -> ApiError {
@@ -113,24 +104,14 @@ fn no_secret(path: &SecretPath) -> ApiError {
 }
 
 /// `GET /v1/secrets?prefix=P`: paths the key may read or write.
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    req: Request,
-) -> ApiResult<Json<Value>> {
+pub async fn list(State(state): State<AppState>, who: Principal, req: Request) -> ApiResult<Json<Value>> {
     let q = parse_query(req.uri().query(), &["prefix"])?;
     let prefix = q.get("prefix").map(String::as_str).unwrap_or("");
     check_prefix(prefix)?;
-    let has_secret_scope = who
-        .key
-        .policy
-        .scopes
-        .iter()
-        .any(|s| matches!(s, Scope::SecretRead(_) | Scope::SecretWrite(_)));
+    let has_secret_scope =
+        who.key.policy.scopes.iter().any(|s| matches!(s, Scope::SecretRead(_) | Scope::SecretWrite(_)));
     if !has_secret_scope {
-        return Err(ApiError::scope_missing(
-            "this key has no secret:read or secret:write scope",
-        ));
+        return Err(ApiError::scope_missing("this key has no secret:read or secret:write scope"));
     }
     let items: Vec<Value> = state
         .store
@@ -148,11 +129,7 @@ pub async fn list(
 }
 
 /// Every method on `/v1/secrets/{path}`.
-pub async fn secret(
-    State(state): State<AppState>,
-    who: Principal,
-    req: Request,
-) -> ApiResult<Response> {
+pub async fn secret(State(state): State<AppState>, who: Principal, req: Request) -> ApiResult<Response> {
     let raw = path_after(req.uri().path(), PREFIX)?;
     let path = SecretPath::parse(&raw)?;
     let query = req.uri().query().map(str::to_string);
@@ -160,9 +137,7 @@ pub async fn secret(
         Method::GET => {
             let q = parse_query(query.as_deref(), &["version", "field", "history"])?;
             who.require(Need::SecretRead(path.as_str()), &format!("reading {path}"))?;
-            if q.get("history")
-                .is_some_and(|h| h == "true" || h.is_empty())
-            {
+            if q.get("history").is_some_and(|h| h == "true" || h.is_empty()) {
                 return history(&state, &path).await;
             }
             read(&state, &who, &path, &q).await
@@ -175,10 +150,7 @@ pub async fn secret(
         }
         Method::POST => {
             let q = parse_query(query.as_deref(), &["action"])?;
-            who.require(
-                Need::SecretWrite(path.as_str()),
-                &format!("changing {path}"),
-            )?;
+            who.require(Need::SecretWrite(path.as_str()), &format!("changing {path}"))?;
             let bytes = body_bytes(req).await?;
             match q.get("action").map(String::as_str) {
                 None => write(&state, &who, &path, parse_json(&bytes)?).await,
@@ -192,10 +164,7 @@ pub async fn secret(
         }
         Method::DELETE => {
             let q = parse_query(query.as_deref(), &["versions"])?;
-            who.require(
-                Need::SecretWrite(path.as_str()),
-                &format!("deleting {path}"),
-            )?;
+            who.require(Need::SecretWrite(path.as_str()), &format!("deleting {path}"))?;
             delete(&state, &path, q.get("versions")).await
         }
         _ => Err(ApiError::new(
@@ -212,11 +181,7 @@ async fn read(
     path: &SecretPath,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
-    let meta = state
-        .store
-        .secret_meta(path.as_str())
-        .await?
-        .ok_or_else(|| no_secret(path))?;
+    let meta = state.store.secret_meta(path.as_str()).await?.ok_or_else(|| no_secret(path))?;
     let version = match q.get("version") {
         Some(v) => v
             .parse::<u64>()
@@ -244,19 +209,13 @@ async fn read(
             format!("version {version} of {path} is deleted (undelete it to read it)"),
         ));
     }
-    let blob = rec
-        .ciphertext
-        .as_deref()
-        .ok_or_else(|| ApiError::internal("version without ciphertext"))?;
+    let blob = rec.ciphertext.as_deref().ok_or_else(|| ApiError::internal("version without ciphertext"))?;
     let plain = envelope::open(&who.unsealed.keyring, path.as_str(), version, blob)?;
     let data = SecretData::decode(&plain)?;
     let mut fields = Map::new();
     match q.get("field") {
         Some(f) => {
-            let v = data
-                .0
-                .get(f)
-                .ok_or_else(|| ApiError::not_found(format!("{path} has no field {f:?}")))?;
+            let v = data.0.get(f).ok_or_else(|| ApiError::not_found(format!("{path} has no field {f:?}")))?;
             fields.insert(f.clone(), Value::String(v.expose().to_string()));
         }
         None => {
@@ -267,25 +226,12 @@ async fn read(
     }
     let mut metadata = meta_json(&meta);
     metadata["version_created_at"] = json!(timestamp(rec.created_ms));
-    Ok(Json(
-        json!({"path": path.as_str(), "version": version, "data": fields, "metadata": metadata}),
-    )
-    .into_response())
+    Ok(Json(json!({"path": path.as_str(), "version": version, "data": fields, "metadata": metadata})).into_response())
 }
 
 async fn history(state: &AppState, path: &SecretPath) -> ApiResult<Response> {
-    let meta = state
-        .store
-        .secret_meta(path.as_str())
-        .await?
-        .ok_or_else(|| no_secret(path))?;
-    let versions: Vec<Value> = state
-        .store
-        .versions(path.as_str())
-        .await?
-        .iter()
-        .map(version_json)
-        .collect();
+    let meta = state.store.secret_meta(path.as_str()).await?.ok_or_else(|| no_secret(path))?;
+    let versions: Vec<Value> = state.store.versions(path.as_str()).await?.iter().map(version_json).collect();
     let mut body = meta_json(&meta);
     body["path"] = json!(path.as_str());
     body["versions"] = Value::Array(versions);
@@ -294,31 +240,18 @@ async fn history(state: &AppState, path: &SecretPath) -> ApiResult<Response> {
 
 fn check_type(kind: &str) -> ApiResult<()> {
     let ok = (1..=32).contains(&kind.len())
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad(
-            "invalid_type",
-            "type must be 1 to 32 lower-case letters, digits, '-' or '_'",
-        ))
+        Err(ApiError::bad("invalid_type", "type must be 1 to 32 lower-case letters, digits, '-' or '_'"))
     }
 }
 
-async fn write(
-    state: &AppState,
-    who: &Principal,
-    path: &SecretPath,
-    req: PutRequest,
-) -> ApiResult<Response> {
+async fn write(state: &AppState, who: &Principal, path: &SecretPath, req: PutRequest) -> ApiResult<Response> {
     let data = req.data.0;
     if data.0.is_empty() {
-        return Err(ApiError::bad(
-            "invalid_field",
-            "a secret needs at least one field",
-        ));
+        return Err(ApiError::bad("invalid_field", "a secret needs at least one field"));
     }
     for name in data.0.keys() {
         check_field_name(name)?;
@@ -326,21 +259,11 @@ async fn write(
     if let Some(k) = &req.kind {
         check_type(k)?;
     }
-    let rotation_period_s = req
-        .rotation_period
-        .as_deref()
-        .map(duration::parse_secs)
-        .transpose()?
-        .map(|s| s as i64);
+    let rotation_period_s = req.rotation_period.as_deref().map(duration::parse_secs).transpose()?.map(|s| s as i64);
     let plain = data.encode();
     // Without check-and-set, a concurrent writer only moves the version on: retry.
     for _ in 0..16 {
-        let current = state
-            .store
-            .secret_meta(path.as_str())
-            .await?
-            .map(|m| m.current_version)
-            .unwrap_or(0);
+        let current = state.store.secret_meta(path.as_str()).await?.map(|m| m.current_version).unwrap_or(0);
         if let Some(cas) = req.cas
             && cas != current
         {
@@ -368,72 +291,35 @@ async fn write(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "cas_mismatch",
-        "too many concurrent writers; try again",
-    ))
+    Err(ApiError::new(StatusCode::CONFLICT, "cas_mismatch", "too many concurrent writers; try again"))
 }
 
-async fn delete(
-    state: &AppState,
-    path: &SecretPath,
-    versions: Option<&String>,
-) -> ApiResult<Response> {
-    let meta = state
-        .store
-        .secret_meta(path.as_str())
-        .await?
-        .ok_or_else(|| no_secret(path))?;
+async fn delete(state: &AppState, path: &SecretPath, versions: Option<&String>) -> ApiResult<Response> {
+    let meta = state.store.secret_meta(path.as_str()).await?.ok_or_else(|| no_secret(path))?;
     let versions = match versions {
         Some(v) => parse_versions(v)?,
         None => vec![meta.current_version],
     };
-    let changed = state
-        .store
-        .set_deleted(path.as_str(), &versions, Some(state.clock.now_ms()))
-        .await?;
+    let changed = state.store.set_deleted(path.as_str(), &versions, Some(state.clock.now_ms())).await?;
     Ok(Json(json!({"path": path.as_str(), "deleted": changed})).into_response())
 }
 
-async fn undelete(
-    state: &AppState,
-    path: &SecretPath,
-    req: VersionsRequest,
-) -> ApiResult<Response> {
-    let meta = state
-        .store
-        .secret_meta(path.as_str())
-        .await?
-        .ok_or_else(|| no_secret(path))?;
-    let versions = if req.versions.is_empty() {
-        vec![meta.current_version]
-    } else {
-        req.versions
-    };
-    let changed = state
-        .store
-        .set_deleted(path.as_str(), &versions, None)
-        .await?;
+async fn undelete(state: &AppState, path: &SecretPath, req: VersionsRequest) -> ApiResult<Response> {
+    let meta = state.store.secret_meta(path.as_str()).await?.ok_or_else(|| no_secret(path))?;
+    let versions = if req.versions.is_empty() { vec![meta.current_version] } else { req.versions };
+    let changed = state.store.set_deleted(path.as_str(), &versions, None).await?;
     Ok(Json(json!({"path": path.as_str(), "undeleted": changed})).into_response())
 }
 
 async fn destroy(state: &AppState, path: &SecretPath, req: VersionsRequest) -> ApiResult<Response> {
-    state
-        .store
-        .secret_meta(path.as_str())
-        .await?
-        .ok_or_else(|| no_secret(path))?;
+    state.store.secret_meta(path.as_str()).await?.ok_or_else(|| no_secret(path))?;
     match (req.all, req.versions.is_empty()) {
         (true, true) => {
             state.store.destroy_secret(path.as_str()).await?;
             Ok(Json(json!({"path": path.as_str(), "destroyed": "all"})).into_response())
         }
         (false, false) => {
-            let changed = state
-                .store
-                .destroy_versions(path.as_str(), &req.versions)
-                .await?;
+            let changed = state.store.destroy_versions(path.as_str(), &req.versions).await?;
             Ok(Json(json!({"path": path.as_str(), "destroyed": changed})).into_response())
         }
         _ => Err(ApiError::bad(

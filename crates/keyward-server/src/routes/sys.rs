@@ -25,10 +25,7 @@ fn seal_type(kind: &SealKind) -> &'static str {
 /// What health and unseal report about the seal.
 async fn seal_status(state: &AppState) -> ApiResult<Value> {
     let record = state.seal_record().await?;
-    let (have, threshold) = match (
-        &*state.seal.read().map_err(|_| ApiError::internal("lock"))?,
-        &record.kind,
-    ) {
+    let (have, threshold) = match (&*state.seal.read().map_err(|_| ApiError::internal("lock"))?, &record.kind) {
         (SealState::Sealed { progress: Some(p) }, _) => (p.have(), p.threshold()),
         (_, SealKind::Shamir { threshold, .. }) => (0, *threshold),
         _ => (0, 0),
@@ -79,24 +76,16 @@ pub async fn unseal(
     if !state.is_sealed() {
         return seal_status(&state).await.map(Json);
     }
-    let check = keyward_core::keyring::hex_decode(&record.check)
-        .ok_or_else(|| ApiError::internal("bad check value"))?;
+    let check =
+        keyward_core::keyring::hex_decode(&record.check).ok_or_else(|| ApiError::internal("bad check value"))?;
     if req.reset {
-        if let SealState::Sealed { progress } =
-            &mut *state.seal.write().map_err(|_| ApiError::internal("lock"))?
-        {
+        if let SealState::Sealed { progress } = &mut *state.seal.write().map_err(|_| ApiError::internal("lock"))? {
             *progress = None;
         }
         return seal_status(&state).await.map(Json);
     }
     let root = match (&record.kind, req.share, req.key) {
-        (
-            SealKind::Shamir {
-                set_id, threshold, ..
-            },
-            Some(text),
-            None,
-        ) => {
+        (SealKind::Shamir { set_id, threshold, .. }, Some(text), None) => {
             let share = Share::parse(&text)?;
             let step = {
                 let mut guard = state.seal.write().map_err(|_| ApiError::internal("lock"))?;
@@ -151,17 +140,40 @@ pub async fn seal(State(state): State<AppState>, who: Principal) -> ApiResult<Js
 pub async fn status(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
     who.require(Need::SysAdmin, "reading server status (sys:admin)")?;
     let mut s = seal_status(&state).await?;
-    let keys = who
-        .unsealed
-        .keys
-        .read()
-        .map_err(|_| ApiError::internal("lock"))?
-        .all()
-        .len();
+    let keys = who.unsealed.keys.read().map_err(|_| ApiError::internal("lock"))?.all().len();
     s["active_term"] = json!(who.unsealed.keyring.active_term());
     s["access_keys"] = json!(keys);
     if let Some(f) = &state.config.unseal_key_file {
         s["unseal_key_file"] = json!(f.display().to_string());
     }
     Ok(Json(s))
+}
+
+/// Body of `POST /v1/sys/test-clock`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestClockRequest {
+    now_ms: Option<i64>,
+    advance_ms: Option<i64>,
+}
+
+/// `POST /v1/sys/test-clock` (`sys:admin`): sets the time; exists only on a
+/// server started with `--test-clock`.
+pub async fn test_clock(
+    State(state): State<AppState>,
+    who: Principal,
+    StrictJson(req): StrictJson<TestClockRequest>,
+) -> ApiResult<Json<Value>> {
+    let Some(clock) = &state.test_clock else {
+        return Err(ApiError::not_found("no such route; see docs/http-api.md"));
+    };
+    who.require(Need::SysAdmin, "setting the test clock (sys:admin)")?;
+    if let Some(ms) = req.now_ms {
+        clock.set_ms(ms);
+    }
+    if let Some(d) = req.advance_ms {
+        clock.advance_ms(d);
+    }
+    use keyward_core::clock::Clock;
+    Ok(Json(json!({ "now_ms": clock.now_ms() })))
 }

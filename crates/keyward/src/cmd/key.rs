@@ -16,122 +16,190 @@ pub enum KeyCommand {
     /// secret:read:<glob>, secret:write:<glob>, account:<glob>:<class>,
     /// key:admin, key:verify:<namespace>, audit:read, sys:metrics, sys:admin.
     /// In globs `*` matches any run of characters, `/` included. A key with
-    /// an account: scope must have --allow-ip.
+    /// an account: scope must have --allow-ip (0.0.0.0/0 is an explicit opt-out).
     ///
-    /// Example: keyward key create --name alert-bot --scope 'secret:read:apps/alerts/*'
-    Create {
-        /// Name (who or what uses it).
-        #[arg(long)]
-        name: String,
-        /// Scope to grant (repeat for several).
-        #[arg(long = "scope", required = true)]
-        scopes: Vec<String>,
-        /// Client network allowed, CIDR (repeat; IPv4 or IPv6).
-        #[arg(long = "allow-ip")]
-        allow_ips: Vec<String>,
-        /// Lifetime, e.g. 30d, 12h.
-        #[arg(long, conflicts_with = "expires")]
-        ttl: Option<String>,
-        /// Expiry, RFC 3339 (2027-01-31T00:00:00Z).
-        #[arg(long)]
-        expires: Option<String>,
-        /// Owner (team or person).
+    /// Platform keys (--namespace NS) carry free-form --perm permissions
+    /// instead of scopes, are checked with POST /v1/keys/verify, and never
+    /// authenticate to keyward itself.
+    ///
+    /// Examples:
+    ///   keyward key create --name alert-bot --scope 'secret:read:apps/alerts/*'
+    ///   keyward key create --name shop-user-42 --namespace shop-api --perm orders.read --rate 10/s,burst=20 --uses 1000
+    Create(Box<CreateArgs>),
+    /// List access keys (only those yours may manage), with last use.
+    List {
+        /// Only keys of this owner.
         #[arg(long)]
         owner: Option<String>,
-        /// Print JSON (the key included).
-        #[arg(long, conflicts_with = "quiet")]
-        json: bool,
-        /// Print only the key, for scripts: BOT_KEY=$(keyward key create … -q).
-        #[arg(long, short)]
-        quiet: bool,
-    },
-    /// List access keys (only those whose scopes yours cover).
-    List {
+        /// Only keys in this state (active, disabled, expired, rolled, revoked, pending, tampered).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only keys of this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show one key.
     Show {
-        /// Key id (key_…).
+        /// Key id (key_…), or a key name if exactly one visible key has it.
         id: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a key: the very next request with it is refused.
+    /// Disable a key (refused with key_disabled until enabled again).
+    Disable {
+        /// Key id (key_…) or unique name.
+        id: String,
+    },
+    /// Enable a disabled key.
+    Enable {
+        /// Key id (key_…) or unique name.
+        id: String,
+    },
+    /// Revoke a key for good: the very next request with it is refused.
     Revoke {
         /// Key id (key_…), or a key name if exactly one visible key has it.
         id: String,
     },
+    /// Replace a key with a new one of the same settings; the old one keeps
+    /// working until the grace period ends, then answers key_rolled.
+    Roll {
+        /// Key id (key_…) or unique name.
+        id: String,
+        /// Grace period of the old key (0s for none).
+        #[arg(long, default_value = "24h")]
+        grace: String,
+        /// Print JSON (the new key included).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a platform key as POST /v1/keys/verify does (the key is read from stdin).
+    Verify {
+        /// Permission the key must hold.
+        #[arg(long)]
+        permission: Option<String>,
+        /// The end client's address.
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Trade the current key (KEYWARD_TOKEN) for a short-lived token bound to this address.
+    Token {
+        /// Scope for the token (repeat; default: all of the key's).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Lifetime (at most the server's maximum, 15m by default).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Namespaces of platform keys.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+}
+
+/// Namespace commands.
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCommand {
+    /// Create a namespace, optionally with its own key prefix (shop → shop_…).
+    Create {
+        /// Namespace name (a-z, 0-9, -).
+        name: String,
+        /// Key prefix: 2 to 16 lower-case letters or digits [default: kw].
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// List namespaces.
+    List,
+}
+
+/// Arguments of `key create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Name (who or what uses it).
+    #[arg(long)]
+    name: String,
+    /// Scope to grant (repeat for several).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Namespace of a platform key (default: keyward's own).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Free-form permission of a platform key (repeat).
+    #[arg(long = "perm")]
+    permissions: Vec<String>,
+    /// Client network allowed, CIDR (repeat; IPv4 or IPv6).
+    #[arg(long = "allow-ip")]
+    allow_ips: Vec<String>,
+    /// Lifetime, e.g. 30d, 12h.
+    #[arg(long, conflicts_with = "expires")]
+    ttl: Option<String>,
+    /// Expiry, RFC 3339 (2027-01-31T00:00:00Z).
+    #[arg(long)]
+    expires: Option<String>,
+    /// Not valid before, RFC 3339.
+    #[arg(long)]
+    not_before: Option<String>,
+    /// Rate limit: 10/s, 600/m, 5000/h, optionally ,burst=N.
+    #[arg(long)]
+    rate: Option<String>,
+    /// Number of requests the key may make in all.
+    #[arg(long)]
+    uses: Option<u64>,
+    /// Owner (team or person).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Metadata KEY=VALUE (repeat).
+    #[arg(long = "meta")]
+    meta: Vec<String>,
+    /// Print JSON (the key included).
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+    /// Print only the key, for scripts: BOT_KEY=$(keyward key create … -q).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Runs a key command.
 pub async fn run(cmd: KeyCommand, conn: &Connection) -> Result<()> {
     let c = Client::new(conn)?;
     match cmd {
-        KeyCommand::Create {
-            name,
-            scopes,
-            allow_ips,
-            ttl,
-            expires,
-            owner,
-            json,
-            quiet,
-        } => {
-            let mut body = json!({"name": name, "scopes": scopes});
-            if !allow_ips.is_empty() {
-                body["allow_ips"] = json!(allow_ips);
+        KeyCommand::Create(a) => create(&c, *a).await,
+        KeyCommand::List { owner, state, namespace, json } => {
+            let mut q = Vec::new();
+            for (k, v) in [("owner", owner), ("state", state), ("namespace", namespace)] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", encode(&v)));
+                }
             }
-            if let Some(t) = ttl {
-                body["ttl"] = json!(t);
-            }
-            if let Some(e) = expires {
-                body["expires_at"] = json!(e);
-            }
-            if let Some(o) = owner {
-                body["owner"] = json!(o);
-            }
-            let out = c.call(Method::POST, "/v1/keys", Some(&body)).await?;
-            if json {
-                return print_json(&out);
-            }
-            if quiet {
-                println!("{}", cell(&out["key"]));
-                return Ok(());
-            }
-            println!("key id   {}", cell(&out["id"]));
-            println!("scopes   {}", list(&out["scopes"]));
-            println!("expires  {}", cell(&out["expires_at"]));
-            println!(
-                "\nAccess key (shown once; store it now):\n\n    {}\n",
-                cell(&out["key"])
-            );
-            Ok(())
-        }
-        KeyCommand::List { json } => {
-            let out = c.call(Method::GET, "/v1/keys", None).await?;
+            let url = if q.is_empty() { "/v1/keys".to_string() } else { format!("/v1/keys?{}", q.join("&")) };
+            let out = c.call(Method::GET, &url, None).await?;
             if json {
                 return print_json(&out);
             }
             println!(
-                "{:<21} {:<20} {:<10} {:<25} scopes",
-                "id", "name", "state", "expires"
+                "{:<21} {:<18} {:<9} {:<10} {:<24} {:<24} {:<15} scopes / permissions",
+                "id", "name", "namespace", "state", "expires", "last used", "last ip"
             );
             for k in out["keys"].as_array().into_iter().flatten() {
+                let grants = if k["namespace"] == "keyward" { list(&k["scopes"]) } else { list(&k["permissions"]) };
                 println!(
-                    "{:<21} {:<20} {:<10} {:<25} {}",
+                    "{:<21} {:<18} {:<9} {:<10} {:<24} {:<24} {:<15} {}",
                     cell(&k["id"]),
                     cell(&k["name"]),
+                    cell(&k["namespace"]),
                     cell(&k["state"]),
                     cell(&k["expires_at"]),
-                    list(&k["scopes"])
+                    cell(&k["last_used_at"]),
+                    cell(&k["last_used_ip"]),
+                    grants
                 );
             }
             Ok(())
         }
         KeyCommand::Show { id, json } => {
+            let id = resolve_id(&c, &id).await?;
             let out = c.call(Method::GET, &format!("/v1/keys/{id}"), None).await?;
             if json {
                 return print_json(&out);
@@ -139,19 +207,152 @@ pub async fn run(cmd: KeyCommand, conn: &Connection) -> Result<()> {
             if let Some(o) = out.as_object() {
                 for (k, v) in o {
                     let text = if v.is_array() { list(v) } else { cell(v) };
-                    println!("{k:<10} {text}");
+                    println!("{k:<15} {text}");
                 }
             }
             Ok(())
         }
+        KeyCommand::Disable { id } => change(&c, &id, "disable", "disabled").await,
+        KeyCommand::Enable { id } => change(&c, &id, "enable", "enabled").await,
         KeyCommand::Revoke { id } => {
             let id = resolve_id(&c, &id).await?;
-            c.call(Method::DELETE, &format!("/v1/keys/{id}"), None)
-                .await?;
+            c.call(Method::DELETE, &format!("/v1/keys/{id}"), None).await?;
             println!("revoked {id}");
             Ok(())
         }
+        KeyCommand::Roll { id, grace, json } => {
+            let id = resolve_id(&c, &id).await?;
+            let out = c.call(Method::POST, &format!("/v1/keys/{id}/roll"), Some(&json!({"grace": grace}))).await?;
+            if json {
+                return print_json(&out);
+            }
+            println!(
+                "rolled {id} → {}; the old key works until {}",
+                cell(&out["id"]),
+                cell(&out["old_key_grace_until"])
+            );
+            println!("\nNew access key (shown once; store it now):\n\n    {}\n", cell(&out["key"]));
+            Ok(())
+        }
+        KeyCommand::Verify { permission, ip } => {
+            let mut key = zeroize::Zeroizing::new(String::new());
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut key)?;
+            let mut body = json!({"key": key.trim()});
+            if let Some(p) = permission {
+                body["permission"] = json!(p);
+            }
+            if let Some(i) = ip {
+                body["ip"] = json!(i);
+            }
+            let out = c.call(Method::POST, "/v1/keys/verify", Some(&body)).await;
+            if let Some(k) = body.get_mut("key") {
+                *k = Value::Null;
+            }
+            let out = out?;
+            print_json(&out)?;
+            if out["valid"] != json!(true) {
+                anyhow::bail!("not valid: {}", cell(&out["code"]));
+            }
+            Ok(())
+        }
+        KeyCommand::Token { scopes, ttl } => {
+            let mut body = json!({});
+            if !scopes.is_empty() {
+                body["scopes"] = json!(scopes);
+            }
+            if let Some(t) = ttl {
+                body["ttl"] = json!(t);
+            }
+            let out = c.call(Method::POST, "/v1/auth/token", Some(&body)).await?;
+            println!("{}", cell(&out["token"]));
+            Ok(())
+        }
+        KeyCommand::Namespace(NamespaceCommand::Create { name, prefix }) => {
+            let mut body = json!({"name": name});
+            if let Some(p) = prefix {
+                body["prefix"] = json!(p);
+            }
+            let out = c.call(Method::POST, "/v1/namespaces", Some(&body)).await?;
+            println!("namespace {} created; its keys start with {}_", cell(&out["name"]), cell(&out["prefix"]));
+            Ok(())
+        }
+        KeyCommand::Namespace(NamespaceCommand::List) => {
+            let out = c.call(Method::GET, "/v1/namespaces", None).await?;
+            for n in out["namespaces"].as_array().into_iter().flatten() {
+                println!("{:<24} {}_  {}", cell(&n["name"]), cell(&n["prefix"]), cell(&n["created_at"]));
+            }
+            Ok(())
+        }
     }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn change(c: &Client, id: &str, action: &str, done: &str) -> Result<()> {
+    let id = resolve_id(c, id).await?;
+    c.call(Method::POST, &format!("/v1/keys/{id}/{action}"), None).await?;
+    println!("{done} {id}");
+    Ok(())
+}
+
+async fn create(c: &Client, a: CreateArgs) -> Result<()> {
+    let mut meta = serde_json::Map::new();
+    for m in &a.meta {
+        let (k, v) = m.split_once('=').ok_or_else(|| anyhow::anyhow!("--meta {m:?}: use KEY=VALUE"))?;
+        meta.insert(k.to_string(), json!(v));
+    }
+    let mut body = json!({"name": a.name, "scopes": a.scopes});
+    let opt = [
+        ("namespace", a.namespace.map(Value::from)),
+        ("ttl", a.ttl.map(Value::from)),
+        ("expires_at", a.expires.map(Value::from)),
+        ("not_before", a.not_before.map(Value::from)),
+        ("rate", a.rate.map(Value::from)),
+        ("uses", a.uses.map(Value::from)),
+        ("owner", a.owner.map(Value::from)),
+    ];
+    for (k, v) in opt {
+        if let Some(v) = v {
+            body[k] = v;
+        }
+    }
+    if !a.permissions.is_empty() {
+        body["permissions"] = json!(a.permissions);
+    }
+    if !a.allow_ips.is_empty() {
+        body["allow_ips"] = json!(a.allow_ips);
+    }
+    if !meta.is_empty() {
+        body["meta"] = Value::Object(meta);
+    }
+    let out = c.call(Method::POST, "/v1/keys", Some(&body)).await?;
+    if a.json {
+        return print_json(&out);
+    }
+    if a.quiet {
+        println!("{}", cell(&out["key"]));
+        return Ok(());
+    }
+    println!("key id     {}", cell(&out["id"]));
+    println!("namespace  {}", cell(&out["namespace"]));
+    if out["namespace"] == "keyward" {
+        println!("scopes     {}", list(&out["scopes"]));
+    } else {
+        println!("perms      {}", list(&out["permissions"]));
+    }
+    println!("expires    {}", cell(&out["expires_at"]));
+    println!("\nAccess key (shown once; store it now):\n\n    {}\n", cell(&out["key"]));
+    Ok(())
 }
 
 /// Takes a key id as is; otherwise finds the one visible key with that name.
@@ -170,15 +371,10 @@ async fn resolve_id(c: &Client, id_or_name: &str) -> Result<String> {
     match matches.as_slice() {
         [one] => Ok(one.to_string()),
         [] => anyhow::bail!("no key named {id_or_name:?} (give a key id: key_…)"),
-        _ => anyhow::bail!(
-            "{} keys are named {id_or_name:?}: give the key id (keyward key list)",
-            matches.len()
-        ),
+        _ => anyhow::bail!("{} keys are named {id_or_name:?}: give the key id (keyward key list)", matches.len()),
     }
 }
 
 fn list(v: &Value) -> String {
-    v.as_array()
-        .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| cell(v))
+    v.as_array().map(|a| a.iter().map(cell).collect::<Vec<_>>().join(" ")).unwrap_or_else(|| cell(v))
 }

@@ -97,9 +97,7 @@ async fn init_local(a: InitArgs) -> Result<()> {
     }
     init::ensure_data_dir(&a.data)?;
     let db = init::database_file(&a.data);
-    let store = SqliteStore::open(&db)
-        .await
-        .with_context(|| format!("opening {}", db.display()))?;
+    let store = SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?;
     let out = init::initialize(&store, &choice, SystemClock.now_ms()).await?;
     let shares: Vec<Zeroizing<String>> = out.shares.iter().map(|s| s.encode()).collect();
     if a.json {
@@ -116,19 +114,14 @@ async fn init_local(a: InitArgs) -> Result<()> {
     }
     println!("keyward initialised {}", a.data.display());
     match &choice {
-        SealChoice::Shamir {
-            shares: n,
-            threshold,
-        } => {
+        SealChoice::Shamir { shares: n, threshold } => {
             println!(
                 "\nUnseal shares ({threshold} of {n} needed). They are shown only now: give each to a different person.\n"
             );
             for (i, s) in shares.iter().enumerate() {
                 println!("  Share {}: {}", i + 1, s.as_str());
             }
-            println!(
-                "\nThe server starts sealed: `keyward operator unseal` with {threshold} shares."
-            );
+            println!("\nThe server starts sealed: `keyward operator unseal` with {threshold} shares.");
         }
         SealChoice::KeyFile(f) => println!("Unseal key file: {} (mode 0600)", f.display()),
         SealChoice::Memory => {}
@@ -143,31 +136,17 @@ async fn init_local(a: InitArgs) -> Result<()> {
 async fn unseal(a: UnsealArgs, conn: &Connection) -> Result<()> {
     let c = Client::new(conn)?;
     if a.reset {
-        c.call_anonymous(
-            Method::POST,
-            "/v1/sys/unseal",
-            Some(&json!({"reset": true})),
-        )
-        .await?;
+        c.call_anonymous(Method::POST, "/v1/sys/unseal", Some(&json!({"reset": true}))).await?;
         println!("unseal progress reset");
         return Ok(());
     }
     if let Some(f) = a.key_file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
-        );
-        c.call_anonymous(
-            Method::POST,
-            "/v1/sys/unseal",
-            Some(&json!({"key": text.trim()})),
-        )
-        .await?;
+        let text = Zeroizing::new(std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?);
+        c.call_anonymous(Method::POST, "/v1/sys/unseal", Some(&json!({"key": text.trim()}))).await?;
         println!("unsealed");
         return Ok(());
     }
-    let health = c
-        .call_anonymous(Method::GET, "/v1/sys/health", None)
-        .await?;
+    let health = c.call_anonymous(Method::GET, "/v1/sys/health", None).await?;
     if health["sealed"] == json!(false) {
         println!("already unsealed");
         return Ok(());
@@ -177,9 +156,7 @@ async fn unseal(a: UnsealArgs, conn: &Connection) -> Result<()> {
     let mut failed = false;
     loop {
         let share = if interactive {
-            let st = c
-                .call_anonymous(Method::GET, "/v1/sys/health", None)
-                .await?;
+            let st = c.call_anonymous(Method::GET, "/v1/sys/health", None).await?;
             Zeroizing::new(rpassword::prompt_password(format!(
                 "Share ({} of {} given so far; input hidden): ",
                 st["progress"], st["threshold"]
@@ -193,22 +170,12 @@ async fn unseal(a: UnsealArgs, conn: &Connection) -> Result<()> {
         if share.trim().is_empty() {
             continue;
         }
-        match c
-            .call_anonymous(
-                Method::POST,
-                "/v1/sys/unseal",
-                Some(&json!({"share": share.trim()})),
-            )
-            .await
-        {
+        match c.call_anonymous(Method::POST, "/v1/sys/unseal", Some(&json!({"share": share.trim()}))).await {
             Ok(st) if st["sealed"] == json!(false) => {
                 println!("unsealed");
                 return Ok(());
             }
-            Ok(st) => eprintln!(
-                "share accepted: {} of {} given",
-                st["progress"], st["threshold"]
-            ),
+            Ok(st) => eprintln!("share accepted: {} of {} given", st["progress"], st["threshold"]),
             Err(e) if e.downcast_ref::<ApiFailure>().is_some() => {
                 eprintln!("share refused: {e}");
                 failed = true;
@@ -224,9 +191,7 @@ async fn unseal(a: UnsealArgs, conn: &Connection) -> Result<()> {
 
 async fn status(conn: &Connection, as_json: bool) -> Result<()> {
     let c = Client::new(conn)?;
-    let mut st = c
-        .call_anonymous(Method::GET, "/v1/sys/health", None)
-        .await?;
+    let mut st = c.call_anonymous(Method::GET, "/v1/sys/health", None).await?;
     if st["sealed"] == json!(false)
         && let Ok(full) = c.call(Method::GET, "/v1/sys/status", None).await
     {

@@ -87,12 +87,7 @@ pub enum SecretCommand {
         /// Secret path.
         path: String,
         /// Versions, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            required_unless_present = "all",
-            conflicts_with = "all"
-        )]
+        #[arg(long, value_delimiter = ',', required_unless_present = "all", conflicts_with = "all")]
         versions: Vec<u64>,
         /// Destroy every version and the metadata.
         #[arg(long)]
@@ -104,13 +99,7 @@ pub enum SecretCommand {
 pub async fn run(cmd: SecretCommand, conn: &Connection) -> Result<()> {
     let c = Client::new(conn)?;
     match cmd {
-        SecretCommand::Put {
-            path,
-            fields,
-            kind,
-            cas,
-            rotate_every,
-        } => {
+        SecretCommand::Put { path, fields, kind, cas, rotate_every } => {
             let data = read_fields(&fields)?;
             let mut body = json!({ "data": Value::Object(data) });
             if let Some(k) = kind {
@@ -129,12 +118,7 @@ pub async fn run(cmd: SecretCommand, conn: &Connection) -> Result<()> {
             println!("wrote {path} version {}", cell(&out["version"]));
             Ok(())
         }
-        SecretCommand::Get {
-            path,
-            version,
-            field,
-            json,
-        } => {
+        SecretCommand::Get { path, version, field, json } => {
             let mut url = secret_url(&path)?;
             let mut q = Vec::new();
             if let Some(v) = version {
@@ -178,23 +162,12 @@ pub async fn run(cmd: SecretCommand, conn: &Connection) -> Result<()> {
                 return print_json(&out);
             }
             for s in out["secrets"].as_array().into_iter().flatten() {
-                println!(
-                    "{}  v{}  {}",
-                    cell(&s["path"]),
-                    cell(&s["current_version"]),
-                    cell(&s["updated_at"])
-                );
+                println!("{}  v{}  {}", cell(&s["path"]), cell(&s["current_version"]), cell(&s["updated_at"]));
             }
             Ok(())
         }
         SecretCommand::History { path, json } => {
-            let out = c
-                .call(
-                    Method::GET,
-                    &format!("{}?history=true", secret_url(&path)?),
-                    None,
-                )
-                .await?;
+            let out = c.call(Method::GET, &format!("{}?history=true", secret_url(&path)?), None).await?;
             if json {
                 return print_json(&out);
             }
@@ -205,10 +178,7 @@ pub async fn run(cmd: SecretCommand, conn: &Connection) -> Result<()> {
                 cell(&out["current_version"]),
                 cell(&out["rotation_due"])
             );
-            println!(
-                "{:<8} {:<26} {:<26} destroyed",
-                "version", "created", "deleted"
-            );
+            println!("{:<8} {:<26} {:<26} destroyed", "version", "created", "deleted");
             for v in out["versions"].as_array().into_iter().flatten() {
                 println!(
                     "{:<8} {:<26} {:<26} {}",
@@ -240,23 +210,9 @@ pub async fn run(cmd: SecretCommand, conn: &Connection) -> Result<()> {
             println!("undeleted versions {} of {path}", cell(&out["undeleted"]));
             Ok(())
         }
-        SecretCommand::Destroy {
-            path,
-            versions,
-            all,
-        } => {
-            let body = if all {
-                json!({"all": true})
-            } else {
-                json!({"versions": versions})
-            };
-            let out = c
-                .call(
-                    Method::POST,
-                    &format!("{}?action=destroy", secret_url(&path)?),
-                    Some(&body),
-                )
-                .await?;
+        SecretCommand::Destroy { path, versions, all } => {
+            let body = if all { json!({"all": true}) } else { json!({"versions": versions}) };
+            let out = c.call(Method::POST, &format!("{}?action=destroy", secret_url(&path)?), Some(&body)).await?;
             println!("destroyed {} of {path}", cell(&out["destroyed"]));
             Ok(())
         }
@@ -292,21 +248,14 @@ fn read_fields(args: &[String]) -> Result<Map<String, Value>> {
             }
             stdin_used = true;
             let mut s = Zeroizing::new(String::new());
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading the value from standard input (must be UTF-8)")?;
-            let trimmed = s
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&s);
+            std::io::stdin().read_to_string(&mut s).context("reading the value from standard input (must be UTF-8)")?;
+            let trimmed = s.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&s);
             trimmed.to_string()
         } else if let Some(file) = spec.strip_prefix('@') {
-            let bytes = Zeroizing::new(
-                std::fs::read(file).with_context(|| format!("reading {file} for field {name}"))?,
-            );
-            String::from_utf8(bytes.to_vec()).map_err(|_| {
-                anyhow::anyhow!("{file} (field {name}) is not UTF-8 text; store it base64-encoded")
-            })?
+            let bytes =
+                Zeroizing::new(std::fs::read(file).with_context(|| format!("reading {file} for field {name}"))?);
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| anyhow::anyhow!("{file} (field {name}) is not UTF-8 text; store it base64-encoded"))?
         } else {
             spec.to_string()
         };

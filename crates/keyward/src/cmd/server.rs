@@ -1,9 +1,16 @@
-//! `keyward server`.
+//! `keyward server`: flags, an optional TOML configuration file, and the
+//! server itself. Flags override the file; the file overrides defaults.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use ipnet::IpNet;
+use keyward_core::duration;
 use keyward_server::serve::{ServerOptions, run as serve};
+use keyward_server::state::RuntimeConfig;
+use keyward_server::throttle::ThrottleConfig;
+use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Run the server.
 ///
@@ -12,20 +19,27 @@ use std::path::PathBuf;
 /// (./keyward-data.unseal.key), and prints a bootstrap admin key once.
 /// Listens on 127.0.0.1:8300. Without TLS it refuses non-loopback addresses
 /// unless --insecure-listen is given.
+///
+/// Every flag can also be set in a TOML file given with --config, with the
+/// flag's name in snake_case (data, listen, trusted_proxies = ["10.0.0.0/8"],
+/// token_max_ttl = "15m", [auth_throttle] slow_after = 20, …).
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "KEYWARD_CONFIG")]
+    config: Option<PathBuf>,
     /// Run in memory, auto-unsealed, for trying things out. Nothing is kept.
     #[arg(long)]
     dev: bool,
-    /// Data directory.
-    #[arg(long, env = "KEYWARD_DATA", default_value = "./keyward-data")]
-    data: PathBuf,
-    /// Unseal key file (default: the data directory's name + .unseal.key, beside it).
+    /// Data directory [default: ./keyward-data].
+    #[arg(long, env = "KEYWARD_DATA")]
+    data: Option<PathBuf>,
+    /// Unseal key file [default: the data directory's name + .unseal.key, beside it].
     #[arg(long, env = "KEYWARD_UNSEAL_KEY_FILE")]
     unseal_key_file: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8300")]
-    listen: String,
+    /// Address to listen on [default: 127.0.0.1:8300].
+    #[arg(long, env = "KEYWARD_LISTEN")]
+    listen: Option<String>,
     /// TLS certificate chain (PEM); with --tls-key, serves HTTPS (rustls).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -35,28 +49,128 @@ pub struct ServerArgs {
     /// Allow a non-loopback address without TLS (e.g. behind a TLS-terminating proxy).
     #[arg(long)]
     insecure_listen: bool,
-    /// Log filter (tracing env-filter syntax), logs go to stderr.
-    #[arg(long, env = "KEYWARD_LOG", default_value = "info")]
-    log: String,
+    /// A proxy whose X-Forwarded-For / Forwarded headers are believed (CIDR; repeat).
+    /// The client is then the rightmost address not in this list.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<String>,
+    /// Longest lifetime of a short-lived token [default: 15m].
+    #[arg(long)]
+    token_max_ttl: Option<String>,
+    /// Failed authentications per address (per minute window) before answers slow down [default: 20].
+    #[arg(long)]
+    auth_slow_after: Option<u32>,
+    /// Failed authentications per address before it is refused for a while [default: 100].
+    #[arg(long)]
+    auth_block_after: Option<u32>,
+    /// How long a refused address stays refused [default: 5m].
+    #[arg(long)]
+    auth_block_for: Option<String>,
+    /// The counting window of failed authentications [default: 60s].
+    #[arg(long)]
+    auth_window: Option<String>,
+    /// Tests only: the clock is set through POST /v1/sys/test-clock.
+    #[arg(long, hide = true)]
+    test_clock: bool,
+    /// Log filter (tracing env-filter syntax); logs go to stderr [default: info].
+    #[arg(long, env = "KEYWARD_LOG")]
+    log: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    unseal_key_file: Option<PathBuf>,
+    listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_listen: Option<bool>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    token_max_ttl: Option<String>,
+    log: Option<String>,
+    #[serde(default)]
+    auth_throttle: ThrottleFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThrottleFile {
+    slow_after: Option<u32>,
+    block_after: Option<u32>,
+    window: Option<String>,
+    block_for: Option<String>,
+    max_delay: Option<String>,
+}
+
+fn secs(what: &str, s: &str) -> Result<Duration> {
+    Ok(Duration::from_secs(duration::parse_secs(s).with_context(|| what.to_string())?))
+}
+
+fn nets(list: &[String]) -> Result<Vec<IpNet>> {
+    list.iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .with_context(|| format!("trusted proxy {s:?}: use CIDR notation, e.g. 10.0.0.0/8 or 2001:db8::/32"))
+        })
+        .collect()
 }
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(a: ServerArgs) -> Result<()> {
+    let file: FileConfig = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("in {}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let log = a.log.or(file.log).unwrap_or_else(|| "info".into());
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&a.log).unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+
+    let defaults = ThrottleConfig::default();
+    let t = &file.auth_throttle;
+    let pick = |flag: &Option<String>, file: &Option<String>, what: &str, default: Duration| -> Result<Duration> {
+        match flag.as_ref().or(file.as_ref()) {
+            Some(s) => secs(what, s),
+            None => Ok(default),
+        }
+    };
+    let throttle = ThrottleConfig {
+        slow_after: a.auth_slow_after.or(t.slow_after).unwrap_or(defaults.slow_after),
+        block_after: a.auth_block_after.or(t.block_after).unwrap_or(defaults.block_after),
+        window: pick(&a.auth_window, &t.window, "auth window", defaults.window)?,
+        block_for: pick(&a.auth_block_for, &t.block_for, "auth block time", defaults.block_for)?,
+        max_delay: match &t.max_delay {
+            Some(s) => secs("auth max delay", s)?,
+            None => defaults.max_delay,
+        },
+    };
+    if throttle.block_after < throttle.slow_after {
+        bail!("auth block_after ({}) must be at least slow_after ({})", throttle.block_after, throttle.slow_after);
+    }
+    let proxies = if a.trusted_proxies.is_empty() { file.trusted_proxies } else { a.trusted_proxies };
+    let runtime = RuntimeConfig {
+        trusted_proxies: nets(&proxies)?,
+        throttle,
+        token_max_ttl: pick(&a.token_max_ttl, &file.token_max_ttl, "token max ttl", Duration::from_secs(900))?,
+        ..RuntimeConfig::default()
+    };
     let opts = ServerOptions {
         dev: a.dev,
-        data_dir: a.data,
-        unseal_key_file: a.unseal_key_file,
-        listen: a.listen,
-        tls_cert: a.tls_cert,
-        tls_key: a.tls_key,
-        insecure_listen: a.insecure_listen,
+        data_dir: a.data.or(file.data).unwrap_or_else(|| PathBuf::from("./keyward-data")),
+        unseal_key_file: a.unseal_key_file.or(file.unseal_key_file),
+        listen: a.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8300".into()),
+        tls_cert: a.tls_cert.or(file.tls_cert),
+        tls_key: a.tls_key.or(file.tls_key),
+        insecure_listen: a.insecure_listen || file.insecure_listen.unwrap_or(false),
+        runtime,
+        test_clock: a.test_clock,
     };
     serve(opts).await?;
     Ok(())

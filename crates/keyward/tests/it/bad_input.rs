@@ -4,7 +4,10 @@ use crate::harness::*;
 use serde_json::json;
 
 fn raw_get(s: &Server, token: &str, target: &str) -> (u16, serde_json::Value) {
-    s.raw(&format!("GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"), b"")
+    s.raw(
+        &format!("GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+        b"",
+    )
 }
 
 fn raw_put(s: &Server, token: &str, target: &str, body: &[u8]) -> (u16, serde_json::Value) {
@@ -43,20 +46,12 @@ fn hostile_paths_are_refused() {
         long.as_str(),
     ] {
         assert_error(&raw_get(&s, &a, target), 400, "invalid_path");
-        assert_error(
-            &raw_put(&s, &a, target, br#"{"data":{"k":"v"}}"#),
-            400,
-            "invalid_path",
-        );
+        assert_error(&raw_put(&s, &a, target, br#"{"data":{"k":"v"}}"#), 400, "invalid_path");
     }
     // 512 bytes is still fine.
     let ok = "a".repeat(512);
     assert_eq!(put(&s, &a, &ok, json!({"k": "v"})).0, 200);
-    assert_error(
-        &s.http("GET", "/v1/secrets?prefix=a//", Some(&a), None),
-        400,
-        "invalid_path",
-    );
+    assert_error(&s.http("GET", "/v1/secrets?prefix=a//", Some(&a), None), 400, "invalid_path");
     // The CLI refuses them before sending.
     let o = s.cli(Some(&a), &["secret", "get", "a/../b"], None);
     assert!(!o.status.success());
@@ -82,10 +77,7 @@ fn bad_bodies_and_queries_are_refused() {
         (br#"{"data":{}}"#, "invalid_field"),
         (br#"{"data":{"bad name":"v"}}"#, "invalid_field"),
         (br#"{"data":{"k":"v"},"type":"Not A Type"}"#, "invalid_type"),
-        (
-            br#"{"data":{"k":"v"},"rotation_period":"soon"}"#,
-            "invalid_field",
-        ),
+        (br#"{"data":{"k":"v"},"rotation_period":"soon"}"#, "invalid_field"),
         (br#"{"data":{"k":"v"},"cas":-1}"#, "invalid_json"),
     ];
     for (body, code) in cases {
@@ -93,21 +85,12 @@ fn bad_bodies_and_queries_are_refused() {
         assert_error(&got, 400, code);
     }
     // A wrong-typed value is never echoed back.
-    let got = raw_put(
-        &s,
-        &a,
-        "/v1/secrets/x",
-        br#"{"data":{"k":"v"},"cas":"hunter2-secret"}"#,
-    );
+    let got = raw_put(&s, &a, "/v1/secrets/x", br#"{"data":{"k":"v"},"cas":"hunter2-secret"}"#);
     assert!(!got.1.to_string().contains("hunter2"), "{}", got.1);
 
     // Over 1 MiB: 413 body_too_large, with and without a declared length.
     let big = format!(r#"{{"data":{{"k":"{}"}}}}"#, "x".repeat(1024 * 1024 + 10));
-    assert_error(
-        &raw_put(&s, &a, "/v1/secrets/x", big.as_bytes()),
-        413,
-        "body_too_large",
-    );
+    assert_error(&raw_put(&s, &a, "/v1/secrets/x", big.as_bytes()), 413, "body_too_large");
     let chunked = s.raw(
         &format!("PUT /v1/secrets/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {a}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n", big.len()),
         format!("{big}\r\n0\r\n\r\n").as_bytes(),
@@ -118,48 +101,15 @@ fn bad_bodies_and_queries_are_refused() {
     assert_eq!(raw_put(&s, &a, "/v1/secrets/x", fits.as_bytes()).0, 200);
 
     // Queries: unknown and duplicate parameters.
-    assert_error(
-        &s.http("GET", "/v1/secrets/x?bogus=1", Some(&a), None),
-        400,
-        "invalid_query",
-    );
-    assert_error(
-        &s.http("GET", "/v1/secrets/x?version=1&version=1", Some(&a), None),
-        400,
-        "invalid_query",
-    );
-    assert_error(
-        &s.http("GET", "/v1/secrets/x?version=abc", Some(&a), None),
-        400,
-        "invalid_query",
-    );
-    assert_error(
-        &s.http(
-            "POST",
-            "/v1/secrets/x?action=explode",
-            Some(&a),
-            Some(&json!({})),
-        ),
-        400,
-        "invalid_query",
-    );
+    assert_error(&s.http("GET", "/v1/secrets/x?bogus=1", Some(&a), None), 400, "invalid_query");
+    assert_error(&s.http("GET", "/v1/secrets/x?version=1&version=1", Some(&a), None), 400, "invalid_query");
+    assert_error(&s.http("GET", "/v1/secrets/x?version=abc", Some(&a), None), 400, "invalid_query");
+    assert_error(&s.http("POST", "/v1/secrets/x?action=explode", Some(&a), Some(&json!({}))), 400, "invalid_query");
 
     // Unknown routes and methods.
-    assert_error(
-        &s.http("GET", "/v1/nothing", Some(&a), None),
-        404,
-        "not_found",
-    );
-    assert_error(
-        &s.http("PATCH", "/v1/secrets/x", Some(&a), None),
-        405,
-        "method_not_allowed",
-    );
-    assert_error(
-        &s.http("PUT", "/v1/keys", Some(&a), None),
-        405,
-        "method_not_allowed",
-    );
+    assert_error(&s.http("GET", "/v1/nothing", Some(&a), None), 404, "not_found");
+    assert_error(&s.http("PATCH", "/v1/secrets/x", Some(&a), None), 405, "method_not_allowed");
+    assert_error(&s.http("PUT", "/v1/keys", Some(&a), None), 405, "method_not_allowed");
 
     // Still healthy after all of it, and no panic in the log.
     assert_eq!(s.http("GET", "/v1/sys/health", None, None).0, 200);
@@ -194,20 +144,13 @@ fn missing_garbled_and_unknown_keys() {
             b"",
         );
         assert_error(&got, 401, "key_invalid");
-        assert!(
-            !got.1.to_string().contains(&a[3..20]),
-            "the key is echoed: {}",
-            got.1
-        );
+        assert!(!got.1.to_string().contains(&a[3..20]), "the key is echoed: {}", got.1);
     }
     let got = s.raw(
         "GET /v1/secrets/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ",
         b"\xff\xfe\r\nConnection: close\r\n\r\n",
     );
-    assert!(
-        got.0 == 400 || got.1["error"]["code"] == "key_invalid",
-        "{got:?}"
-    );
+    assert!(got.0 == 400 || got.1["error"]["code"] == "key_invalid", "{got:?}");
     // The CLI explains a missing token.
     let o = s.cli(None, &["secret", "get", "x"], None);
     assert!(!o.status.success());
@@ -220,64 +163,24 @@ fn bad_key_requests_are_refused_with_the_accepted_form() {
     let s = start(dir.path(), &[]);
     let a = s.admin().to_string();
     let cases = [
-        (
-            json!({"name": "x", "scopes": ["secret:peek:*"]}),
-            "invalid_scope",
-        ),
+        (json!({"name": "x", "scopes": ["secret:peek:*"]}), "invalid_scope"),
         (json!({"name": "x", "scopes": []}), "invalid_scope"),
-        (
-            json!({"name": "x", "scopes": ["account:binance-main:fly"]}),
-            "invalid_scope",
-        ),
-        (
-            json!({"name": "x", "scopes": ["secret:read:*"], "allow_ips": ["10.0.0.0/33"]}),
-            "invalid_cidr",
-        ),
-        (
-            json!({"name": "x", "scopes": ["secret:read:*"], "allow_ips": ["nonsense"]}),
-            "invalid_cidr",
-        ),
-        (
-            json!({"name": "x", "scopes": ["account:binance-main:trade"]}),
-            "allowlist_required",
-        ),
-        (
-            json!({"name": "x", "scopes": ["secret:read:*"], "ttl": "forever"}),
-            "invalid_field",
-        ),
-        (
-            json!({"name": "x", "scopes": ["secret:read:*"], "expires_at": "tomorrow"}),
-            "invalid_request",
-        ),
-        (
-            json!({"name": "x", "scopes": ["secret:read:*"], "expires_at": "2001-01-01T00:00:00Z"}),
-            "invalid_request",
-        ),
-        (
-            json!({"name": "", "scopes": ["secret:read:*"]}),
-            "invalid_request",
-        ),
-        (
-            json!({"name": "x", "scopes": ["secret:read:*"], "colour": "red"}),
-            "invalid_json",
-        ),
+        (json!({"name": "x", "scopes": ["account:binance-main:fly"]}), "invalid_scope"),
+        (json!({"name": "x", "scopes": ["secret:read:*"], "allow_ips": ["10.0.0.0/33"]}), "invalid_cidr"),
+        (json!({"name": "x", "scopes": ["secret:read:*"], "allow_ips": ["nonsense"]}), "invalid_cidr"),
+        (json!({"name": "x", "scopes": ["account:binance-main:trade"]}), "allowlist_required"),
+        (json!({"name": "x", "scopes": ["secret:read:*"], "ttl": "forever"}), "invalid_field"),
+        (json!({"name": "x", "scopes": ["secret:read:*"], "expires_at": "tomorrow"}), "invalid_request"),
+        (json!({"name": "x", "scopes": ["secret:read:*"], "expires_at": "2001-01-01T00:00:00Z"}), "invalid_request"),
+        (json!({"name": "", "scopes": ["secret:read:*"]}), "invalid_request"),
+        (json!({"name": "x", "scopes": ["secret:read:*"], "colour": "red"}), "invalid_json"),
     ];
     for (body, code) in cases {
         let got = s.http("POST", "/v1/keys", Some(&a), Some(&body));
         assert_error(&got, 400, code);
     }
-    let got = s.http(
-        "POST",
-        "/v1/keys",
-        Some(&a),
-        Some(&json!({"name": "x", "scopes": ["secret:peek:*"]})),
-    );
-    assert!(
-        got.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("secret:read:<glob>")
-    );
+    let got = s.http("POST", "/v1/keys", Some(&a), Some(&json!({"name": "x", "scopes": ["secret:peek:*"]})));
+    assert!(got.1["error"]["message"].as_str().unwrap().contains("secret:read:<glob>"));
     let got = s.http(
         "POST",
         "/v1/keys",

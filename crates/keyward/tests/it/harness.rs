@@ -24,10 +24,7 @@ pub struct Server {
 /// Result of starting: the banner up to the listening line, or the process output on failure.
 pub fn start_in(dir: &Path, extra: &[&str]) -> Result<Server, String> {
     let data = dir.join("keyward-data");
-    let log = dir.join(format!(
-        "server-{}.log",
-        std::process::id() as u64 * 1000 + rand_suffix()
-    ));
+    let log = dir.join(format!("server-{}.log", std::process::id() as u64 * 1000 + rand_suffix()));
     let mut args: Vec<String> = vec!["server".into()];
     if !extra.contains(&"--listen") {
         args.push("--listen".into());
@@ -65,28 +62,16 @@ pub fn start_in(dir: &Path, extra: &[&str]) -> Result<Server, String> {
                 banner.push_str(&line);
                 banner.push('\n');
                 if let Some(url) = line.strip_prefix("keyward listening on ") {
-                    let admin = banner.lines().find_map(|l| {
-                        l.trim()
-                            .strip_prefix("export KEYWARD_TOKEN=")
-                            .map(str::to_string)
-                    });
-                    return Ok(Server {
-                        child,
-                        addr: url.trim().to_string(),
-                        admin,
-                        data,
-                        log,
-                        banner,
-                    });
+                    let admin =
+                        banner.lines().find_map(|l| l.trim().strip_prefix("export KEYWARD_TOKEN=").map(str::to_string));
+                    return Ok(Server { child, addr: url.trim().to_string(), admin, data, log, banner });
                 }
             }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let err = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!(
-                    "server did not start.\nstdout:\n{banner}\nstderr:\n{err}"
-                ));
+                return Err(format!("server did not start.\nstdout:\n{banner}\nstderr:\n{err}"));
             }
         }
     }
@@ -105,9 +90,7 @@ pub fn start(dir: &Path, extra: &[&str]) -> Server {
 
 impl Server {
     pub fn admin(&self) -> &str {
-        self.admin
-            .as_deref()
-            .expect("this server printed no bootstrap key")
+        self.admin.as_deref().expect("this server printed no bootstrap key")
     }
 
     pub fn pid(&self) -> u32 {
@@ -116,10 +99,7 @@ impl Server {
 
     /// Stops the server with SIGTERM and waits.
     pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
     }
 
@@ -129,13 +109,7 @@ impl Server {
     }
 
     /// An HTTP request; returns status and JSON body.
-    pub fn http(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
+    pub fn http(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
         let c = reqwest::blocking::Client::new();
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = c.request(m, format!("{}{path}", self.addr));
@@ -161,11 +135,7 @@ impl Server {
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
         let text = String::from_utf8_lossy(&buf);
-        let status: u16 = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+        let status: u16 = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
@@ -185,27 +155,15 @@ impl Drop for Server {
 /// Runs the CLI with `KEYWARD_ADDR` and (optionally) `KEYWARD_TOKEN`.
 pub fn cli(addr: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env("KEYWARD_ADDR", addr)
-        .env_remove("KEYWARD_TOKEN")
-        .env_remove("KEYWARD_TOKEN_FILE");
+    cmd.args(args).env("KEYWARD_ADDR", addr).env_remove("KEYWARD_TOKEN").env_remove("KEYWARD_TOKEN_FILE");
     if let Some(t) = token {
         cmd.env("KEYWARD_TOKEN", t);
     }
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     }
     child.wait_with_output().unwrap()
 }
@@ -223,44 +181,24 @@ pub fn stderr(o: &Output) -> String {
 pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     assert_eq!(got.0, status, "status for {code}: body {}", got.1);
     assert_eq!(got.1["error"]["code"], code, "body {}", got.1);
-    assert!(
-        got.1["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "no message: {}",
-        got.1
-    );
+    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {}", got.1);
 }
 
 /// Creates a key with the admin key; returns (id, key).
 pub fn create_key(s: &Server, body: Value) -> (String, String) {
     let (st, v) = s.http("POST", "/v1/keys", Some(s.admin()), Some(&body));
     assert_eq!(st, 201, "{v}");
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["key"].as_str().unwrap().to_string(),
-    )
+    (v["id"].as_str().unwrap().to_string(), v["key"].as_str().unwrap().to_string())
 }
 
 pub fn put(s: &Server, token: &str, path: &str, data: Value) -> (u16, Value) {
-    s.http(
-        "PUT",
-        &format!("/v1/secrets/{path}"),
-        Some(token),
-        Some(&serde_json::json!({ "data": data })),
-    )
+    s.http("PUT", &format!("/v1/secrets/{path}"), Some(token), Some(&serde_json::json!({ "data": data })))
 }
 
 /// Runs `keyward operator init` on `dir`; returns the JSON it printed.
 pub fn operator_init(dir: &Path, args: &[&str]) -> Value {
     let data = dir.join("keyward-data");
-    let mut all = vec![
-        "operator",
-        "init",
-        "--data",
-        data.to_str().unwrap(),
-        "--json",
-    ];
+    let mut all = vec!["operator", "init", "--data", data.to_str().unwrap(), "--json"];
     all.extend_from_slice(args);
     let o = cli("http://127.0.0.1:1", None, &all, None);
     assert!(o.status.success(), "init failed: {}", stderr(&o));

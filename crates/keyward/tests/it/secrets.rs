@@ -34,26 +34,11 @@ fn put_and_get_through_the_cli_with_stdin_and_files() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("version 1"));
 
-    let o = s.cli(
-        Some(&admin),
-        &["secret", "get", "apps/alerts/webhook", "--field", "token"],
-        None,
-    );
-    assert_eq!(
-        stdout(&o),
-        "xoxb-123\n",
-        "one trailing newline of stdin is removed"
-    );
-    let o = s.cli(
-        Some(&admin),
-        &["secret", "get", "apps/alerts/webhook", "--json"],
-        None,
-    );
+    let o = s.cli(Some(&admin), &["secret", "get", "apps/alerts/webhook", "--field", "token"], None);
+    assert_eq!(stdout(&o), "xoxb-123\n", "one trailing newline of stdin is removed");
+    let o = s.cli(Some(&admin), &["secret", "get", "apps/alerts/webhook", "--json"], None);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        v["data"]["pem"],
-        "-----BEGIN KEY-----\nabc\n-----END KEY-----\n"
-    );
+    assert_eq!(v["data"]["pem"], "-----BEGIN KEY-----\nabc\n-----END KEY-----\n");
     assert_eq!(v["data"]["plain"], "v");
     assert_eq!(v["metadata"]["type"], "webhook");
     assert_eq!(v["metadata"]["rotation_period_s"], 90 * 86400);
@@ -61,18 +46,10 @@ fn put_and_get_through_the_cli_with_stdin_and_files() {
     assert!(v["metadata"]["created_at"].is_string());
 
     // Two fields cannot both read stdin; a missing file is a clear error.
-    let o = s.cli(
-        Some(&admin),
-        &["secret", "put", "p", "a=-", "b=-"],
-        Some("x"),
-    );
+    let o = s.cli(Some(&admin), &["secret", "put", "p", "a=-", "b=-"], Some("x"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("only one field"));
-    let o = s.cli(
-        Some(&admin),
-        &["secret", "put", "p", "a=@/nonexistent/file"],
-        None,
-    );
+    let o = s.cli(Some(&admin), &["secret", "put", "p", "a=@/nonexistent/file"], None);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("/nonexistent/file"));
     let o = s.cli(Some(&admin), &["secret", "put", "p", "novalue"], None);
@@ -90,79 +67,29 @@ fn versions_history_delete_undelete_destroy() {
         assert_eq!((st, v["version"].as_u64()), (200, Some(i)));
     }
     assert_eq!(get(&s, &a, "db/pw").1["data"]["pw"], "v3");
-    assert_eq!(
-        s.http("GET", "/v1/secrets/db/pw?version=1", Some(&a), None)
-            .1["data"]["pw"],
-        "v1"
-    );
-    assert_eq!(
-        s.http(
-            "GET",
-            "/v1/secrets/db/pw?field=pw&version=2",
-            Some(&a),
-            None
-        )
-        .1["data"],
-        json!({"pw": "v2"})
-    );
-    assert_error(
-        &s.http("GET", "/v1/secrets/db/pw?field=nope", Some(&a), None),
-        404,
-        "not_found",
-    );
-    assert_error(
-        &s.http("GET", "/v1/secrets/db/pw?version=9", Some(&a), None),
-        404,
-        "not_found",
-    );
-    assert_error(
-        &s.http("GET", "/v1/secrets/db/pw?version=0", Some(&a), None),
-        400,
-        "invalid_query",
-    );
+    assert_eq!(s.http("GET", "/v1/secrets/db/pw?version=1", Some(&a), None).1["data"]["pw"], "v1");
+    assert_eq!(s.http("GET", "/v1/secrets/db/pw?field=pw&version=2", Some(&a), None).1["data"], json!({"pw": "v2"}));
+    assert_error(&s.http("GET", "/v1/secrets/db/pw?field=nope", Some(&a), None), 404, "not_found");
+    assert_error(&s.http("GET", "/v1/secrets/db/pw?version=9", Some(&a), None), 404, "not_found");
+    assert_error(&s.http("GET", "/v1/secrets/db/pw?version=0", Some(&a), None), 400, "invalid_query");
     assert_error(&get(&s, &a, "db/none"), 404, "not_found");
 
     // Soft delete of the current version, then undelete.
     let o = s.cli(Some(&a), &["secret", "delete", "db/pw"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_error(&get(&s, &a, "db/pw"), 404, "secret_deleted");
-    assert_eq!(
-        s.http("GET", "/v1/secrets/db/pw?version=2", Some(&a), None)
-            .0,
-        200
-    );
-    let o = s.cli(
-        Some(&a),
-        &["secret", "undelete", "db/pw", "--versions", "3"],
-        None,
-    );
+    assert_eq!(s.http("GET", "/v1/secrets/db/pw?version=2", Some(&a), None).0, 200);
+    let o = s.cli(Some(&a), &["secret", "undelete", "db/pw", "--versions", "3"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(get(&s, &a, "db/pw").1["data"]["pw"], "v3");
 
     // Destroy one version: gone for good, others stay; undelete cannot bring it back.
-    let o = s.cli(
-        Some(&a),
-        &["secret", "destroy", "db/pw", "--versions", "1"],
-        None,
-    );
+    let o = s.cli(Some(&a), &["secret", "destroy", "db/pw", "--versions", "1"], None);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_error(
-        &s.http("GET", "/v1/secrets/db/pw?version=1", Some(&a), None),
-        410,
-        "secret_destroyed",
-    );
-    let (_, v) = s.http(
-        "POST",
-        "/v1/secrets/db/pw?action=undelete",
-        Some(&a),
-        Some(&json!({"versions": [1]})),
-    );
+    assert_error(&s.http("GET", "/v1/secrets/db/pw?version=1", Some(&a), None), 410, "secret_destroyed");
+    let (_, v) = s.http("POST", "/v1/secrets/db/pw?action=undelete", Some(&a), Some(&json!({"versions": [1]})));
     assert_eq!(v["undeleted"], json!([]));
-    assert_error(
-        &s.http("GET", "/v1/secrets/db/pw?version=1", Some(&a), None),
-        410,
-        "secret_destroyed",
-    );
+    assert_error(&s.http("GET", "/v1/secrets/db/pw?version=1", Some(&a), None), 410, "secret_destroyed");
 
     // History shows every version's state.
     let o = s.cli(Some(&a), &["secret", "history", "db/pw", "--json"], None);
@@ -175,20 +102,12 @@ fn versions_history_delete_undelete_destroy() {
 
     // Destroy needs an explicit choice; --all removes the secret entirely.
     assert_error(
-        &s.http(
-            "POST",
-            "/v1/secrets/db/pw?action=destroy",
-            Some(&a),
-            Some(&json!({})),
-        ),
+        &s.http("POST", "/v1/secrets/db/pw?action=destroy", Some(&a), Some(&json!({}))),
         400,
         "invalid_request",
     );
     let o = s.cli(Some(&a), &["secret", "destroy", "db/pw"], None);
-    assert!(
-        !o.status.success(),
-        "destroy without --versions or --all must refuse"
-    );
+    assert!(!o.status.success(), "destroy without --versions or --all must refuse");
     let o = s.cli(Some(&a), &["secret", "destroy", "db/pw", "--all"], None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_error(&get(&s, &a, "db/pw"), 404, "not_found");
@@ -201,29 +120,11 @@ fn check_and_set() {
     let s = start(dir.path(), &[]);
     let a = s.admin().to_string();
     let cas = |n: u64| json!({"data": {"k": format!("at{n}")}, "cas": n});
-    assert_eq!(
-        s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(0))).0,
-        200
-    );
-    assert_error(
-        &s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(0))),
-        409,
-        "cas_mismatch",
-    );
-    assert_eq!(
-        s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(1))).0,
-        200
-    );
-    assert_error(
-        &s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(1))),
-        409,
-        "cas_mismatch",
-    );
-    assert_error(
-        &s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(5))),
-        409,
-        "cas_mismatch",
-    );
+    assert_eq!(s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(0))).0, 200);
+    assert_error(&s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(0))), 409, "cas_mismatch");
+    assert_eq!(s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(1))).0, 200);
+    assert_error(&s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(1))), 409, "cas_mismatch");
+    assert_error(&s.http("PUT", "/v1/secrets/c", Some(&a), Some(&cas(5))), 409, "cas_mismatch");
     assert_eq!(get(&s, &a, "c").1["data"]["k"], "at1");
     let o = s.cli(Some(&a), &["secret", "put", "c", "k=x", "--cas", "1"], None);
     assert!(!o.status.success());
@@ -248,46 +149,18 @@ fn scopes_limit_reads_writes_and_listing() {
     let a = s.admin().to_string();
     put(&s, &a, "apps/alerts/webhook", json!({"token": "t1"}));
     put(&s, &a, "apps/db/password", json!({"pw": "p1"}));
-    let (_, reader) = create_key(
-        &s,
-        json!({"name": "bot", "scopes": ["secret:read:apps/alerts/*"]}),
-    );
+    let (_, reader) = create_key(&s, json!({"name": "bot", "scopes": ["secret:read:apps/alerts/*"]}));
 
-    assert_eq!(
-        get(&s, &reader, "apps/alerts/webhook").1["data"]["token"],
-        "t1"
-    );
+    assert_eq!(get(&s, &reader, "apps/alerts/webhook").1["data"]["token"], "t1");
     assert_error(&get(&s, &reader, "apps/db/password"), 403, "scope_missing");
     // No existence oracle: a missing path outside the scope is also scope_missing.
-    assert_error(
-        &get(&s, &reader, "apps/db/nothing-here"),
-        403,
-        "scope_missing",
-    );
-    assert_error(
-        &put(&s, &reader, "apps/alerts/webhook", json!({"token": "x"})),
-        403,
-        "scope_missing",
-    );
-    assert_error(
-        &s.http(
-            "DELETE",
-            "/v1/secrets/apps/alerts/webhook",
-            Some(&reader),
-            None,
-        ),
-        403,
-        "scope_missing",
-    );
+    assert_error(&get(&s, &reader, "apps/db/nothing-here"), 403, "scope_missing");
+    assert_error(&put(&s, &reader, "apps/alerts/webhook", json!({"token": "x"})), 403, "scope_missing");
+    assert_error(&s.http("DELETE", "/v1/secrets/apps/alerts/webhook", Some(&reader), None), 403, "scope_missing");
 
     let (st, l) = s.http("GET", "/v1/secrets?prefix=apps/", Some(&reader), None);
     assert_eq!(st, 200);
-    let paths: Vec<&str> = l["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = l["secrets"].as_array().unwrap().iter().map(|x| x["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["apps/alerts/webhook"]);
     let (_, l) = s.http("GET", "/v1/secrets", Some(&a), None);
     assert_eq!(l["secrets"].as_array().unwrap().len(), 2);
@@ -295,9 +168,5 @@ fn scopes_limit_reads_writes_and_listing() {
     assert!(stdout(&o).contains("apps/db/password") && !stdout(&o).contains("webhook"));
 
     let (_, nokeys) = create_key(&s, json!({"name": "m", "scopes": ["audit:read"]}));
-    assert_error(
-        &s.http("GET", "/v1/secrets", Some(&nokeys), None),
-        403,
-        "scope_missing",
-    );
+    assert_error(&s.http("GET", "/v1/secrets", Some(&nokeys), None), 403, "scope_missing");
 }

@@ -17,20 +17,11 @@ fn embedded_default_creates_data_and_a_key_file_beside_it() {
     assert_eq!(mode, 0o600);
     assert!(!s.data.join("keyward-data.unseal.key").exists());
     assert!(s.data.join("keyward.db").exists());
-    assert_eq!(
-        std::fs::metadata(&s.data).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
+    assert_eq!(std::fs::metadata(&s.data).unwrap().permissions().mode() & 0o777, 0o700);
     // Core dumps are off for the server process.
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
-    let core = limits
-        .lines()
-        .find(|l| l.starts_with("Max core file size"))
-        .unwrap();
-    assert!(
-        core.split_whitespace().filter(|w| *w == "0").count() >= 2,
-        "{core}"
-    );
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    assert!(core.split_whitespace().filter(|w| *w == "0").count() >= 2, "{core}");
 }
 
 #[test]
@@ -50,21 +41,13 @@ fn key_file_rules() {
     let err = start_in(dir.path(), &[]).err().expect("must refuse");
     assert!(err.contains("--unseal-key-file"), "{err}");
     let s = start(dir.path(), &["--unseal-key-file", moved.to_str().unwrap()]);
-    assert_eq!(
-        s.http("GET", "/v1/sys/health", None, None).1["sealed"],
-        false
-    );
+    assert_eq!(s.http("GET", "/v1/sys/health", None, None).1["sealed"], false);
     s.stop();
     // A key file of other data: refused.
     let other = tempfile::tempdir().unwrap();
     start(other.path(), &[]).stop();
     let foreign = other.path().join("keyward-data.unseal.key");
-    let err = start_in(
-        dir.path(),
-        &["--unseal-key-file", foreign.to_str().unwrap()],
-    )
-    .err()
-    .expect("must refuse");
+    let err = start_in(dir.path(), &["--unseal-key-file", foreign.to_str().unwrap()]).err().expect("must refuse");
     assert!(err.contains("does not belong"), "{err}");
     // A fresh data directory never overwrites an existing key file.
     let fresh = tempfile::tempdir().unwrap();
@@ -76,9 +59,7 @@ fn key_file_rules() {
 #[test]
 fn without_tls_only_loopback_unless_insecure_listen() {
     let dir = tempfile::tempdir().unwrap();
-    let err = start_in(dir.path(), &["--listen", "0.0.0.0:0"])
-        .err()
-        .expect("must refuse");
+    let err = start_in(dir.path(), &["--listen", "0.0.0.0:0"]).err().expect("must refuse");
     assert!(err.contains("without TLS"), "{err}");
     let s = start(dir.path(), &["--listen", "0.0.0.0:0", "--insecure-listen"]);
     assert!(s.addr.starts_with("http://0.0.0.0:"));
@@ -90,22 +71,13 @@ fn without_tls_only_loopback_unless_insecure_listen() {
 #[test]
 fn tls_with_rustls() {
     let dir = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     let (cp, kp) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cp, cert.cert.pem()).unwrap();
     std::fs::write(&kp, cert.signing_key.serialize_pem()).unwrap();
     let s = start(
         dir.path(),
-        &[
-            "--listen",
-            "0.0.0.0:0",
-            "--tls-cert",
-            cp.to_str().unwrap(),
-            "--tls-key",
-            kp.to_str().unwrap(),
-        ],
+        &["--listen", "0.0.0.0:0", "--tls-cert", cp.to_str().unwrap(), "--tls-key", kp.to_str().unwrap()],
     );
     assert!(s.addr.starts_with("https://"), "{}", s.addr);
     let port = s.addr.rsplit(':').next().unwrap();
@@ -114,12 +86,7 @@ fn tls_with_rustls() {
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
         .build()
         .unwrap();
-    let h: serde_json::Value = client
-        .get(format!("{addr}/v1/sys/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let h: serde_json::Value = client.get(format!("{addr}/v1/sys/health")).send().unwrap().json().unwrap();
     assert_eq!(h["sealed"], false);
     // The CLI with --ca-cert (KEYWARD_CACERT) writes and reads over TLS.
     let mut cmd = std::process::Command::new(BIN);
@@ -138,9 +105,7 @@ fn tls_with_rustls() {
             .unwrap_or(true)
     );
     // Half a TLS configuration is refused.
-    let err = start_in(dir.path(), &["--tls-cert", cp.to_str().unwrap()])
-        .err()
-        .expect("must refuse");
+    let err = start_in(dir.path(), &["--tls-cert", cp.to_str().unwrap()]).err().expect("must refuse");
     assert!(err.contains("tls-key") || err.contains("tls_key"), "{err}");
 }
 
@@ -151,12 +116,6 @@ fn dev_mode_is_in_memory_and_unsealed() {
     assert!(s.banner.contains("DEV MODE"));
     let a = s.admin().to_string();
     assert_eq!(put(&s, &a, "x", json!({"k": "v"})).0, 200);
-    assert_eq!(
-        s.http("GET", "/v1/secrets/x", Some(&a), None).1["data"]["k"],
-        "v"
-    );
-    assert!(
-        !dir.path().join("keyward-data").exists(),
-        "dev mode must not write a data directory"
-    );
+    assert_eq!(s.http("GET", "/v1/secrets/x", Some(&a), None).1["data"]["k"], "v");
+    assert!(!dir.path().join("keyward-data").exists(), "dev mode must not write a data directory");
 }
