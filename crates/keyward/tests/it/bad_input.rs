@@ -90,7 +90,12 @@ fn bad_bodies_and_queries_are_refused() {
 
     // Over 1 MiB: 413 body_too_large, with and without a declared length.
     let big = format!(r#"{{"data":{{"k":"{}"}}}}"#, "x".repeat(1024 * 1024 + 10));
-    assert_error(&raw_put(&s, &a, "/v1/secrets/x", big.as_bytes()), 413, "body_too_large");
+    // Declared too large: refused from the headers alone, before any body byte.
+    let head = format!(
+        "PUT /v1/secrets/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {a}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        big.len()
+    );
+    assert_error(&s.raw(&head, b""), 413, "body_too_large");
     let chunked = s.raw(
         &format!("PUT /v1/secrets/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {a}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n", big.len()),
         format!("{big}\r\n0\r\n\r\n").as_bytes(),

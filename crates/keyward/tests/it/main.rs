@@ -2,6 +2,7 @@
 //! Integration tests: each starts the real `keyward` binary on a free
 //! loopback port (see `harness`).
 
+mod access;
 mod at_rest;
 mod bad_input;
 mod harness;
@@ -10,3 +11,5 @@ mod persistence;
 mod seal;
 mod secrets;
 mod server_start;
+mod tokens;
+mod verify_api;
