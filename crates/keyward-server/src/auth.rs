@@ -182,8 +182,9 @@ pub fn bearer(parts: &Parts) -> ApiResult<&str> {
 }
 
 /// Finds the key (or token's parent key) a credential names and checks its
-/// identity. Every error here counts as a failed authentication.
-fn identify(
+/// identity, in memory only. Every error here counts as a failed
+/// authentication.
+pub fn identify(
     unsealed: &Unsealed,
     credential: &str,
     ip: IpAddr,
