@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! In-process access-key verification with 100,000 keys loaded: checksum,
 //! keyed hash (HMAC-SHA-256 with the pepper), index lookup, row-MAC verdict,
 //! lifecycle, allowlist and rate limit: everything a request pays before
