@@ -355,7 +355,9 @@ async fn create(c: &Client, a: CreateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Takes a key id as is; otherwise finds the one visible key with that name.
+/// Takes a key id as is; otherwise finds the one visible, unrevoked key with
+/// that name that has not been rolled away (after a roll the name means the
+/// new key).
 async fn resolve_id(c: &Client, id_or_name: &str) -> Result<String> {
     if id_or_name.starts_with("key_") {
         return Ok(id_or_name.to_string());
@@ -365,7 +367,7 @@ async fn resolve_id(c: &Client, id_or_name: &str) -> Result<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|k| k["name"] == id_or_name && k["state"] != "revoked")
+        .filter(|k| k["name"] == id_or_name && k["state"] != "revoked" && k["rolled_to"].is_null())
         .filter_map(|k| k["id"].as_str())
         .collect();
     match matches.as_slice() {
