@@ -1,0 +1,280 @@
+//! Binance: spot (`/api`), wallet and margin (`/sapi`), USD-M futures
+//! (`/fapi`). Keys: HMAC-SHA256 (hex), Ed25519 or RSA (base64), over the
+//! encoded parameters plus `timestamp` and `recvWindow`; the key goes in
+//! `X-MBX-APIKEY`. The signature does not cover the path: a signature
+//! handed out could be replayed on another endpoint with the same
+//! parameters, so the sign API refuses Binance accounts without `admin`.
+
+use crate::canonical::encode_pairs;
+use crate::catalog::{Endpoint, ep};
+use crate::mac::{b64, hex, hmac_sha256};
+use crate::{
+    Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, PrivateKey, SignContext, SignError, h,
+};
+
+/// Binance.
+#[derive(Debug, Clone, Copy)]
+pub struct Binance;
+
+use Class::{Admin, Borrow, Cancel, Public, Read, Trade, Transfer, Withdraw};
+use Method::{Delete, Get, Post, Put};
+
+static CATALOG: &[Endpoint] = &[
+    // Spot market data and exchange info.
+    ep(Get, "/api/v3/ping", Public),
+    ep(Get, "/api/v3/time", Public),
+    ep(Get, "/api/v3/exchangeInfo", Public),
+    ep(Get, "/api/v3/depth", Public),
+    ep(Get, "/api/v3/trades", Public),
+    ep(Get, "/api/v3/historicalTrades", Public),
+    ep(Get, "/api/v3/aggTrades", Public),
+    ep(Get, "/api/v3/klines", Public),
+    ep(Get, "/api/v3/uiKlines", Public),
+    ep(Get, "/api/v3/avgPrice", Public),
+    ep(Get, "/api/v3/ticker/24hr", Public),
+    ep(Get, "/api/v3/ticker/tradingDay", Public),
+    ep(Get, "/api/v3/ticker/price", Public),
+    ep(Get, "/api/v3/ticker/bookTicker", Public),
+    ep(Get, "/api/v3/ticker", Public),
+    // Spot account.
+    ep(Get, "/api/v3/account", Read),
+    ep(Get, "/api/v3/account/commission", Read),
+    ep(Get, "/api/v3/order", Read),
+    ep(Get, "/api/v3/openOrders", Read),
+    ep(Get, "/api/v3/allOrders", Read),
+    ep(Get, "/api/v3/myTrades", Read),
+    ep(Get, "/api/v3/myPreventedMatches", Read),
+    ep(Get, "/api/v3/myAllocations", Read),
+    ep(Get, "/api/v3/rateLimit/order", Read),
+    ep(Get, "/api/v3/orderList", Read),
+    ep(Get, "/api/v3/allOrderList", Read),
+    ep(Get, "/api/v3/openOrderList", Read),
+    // Spot trading.
+    ep(Post, "/api/v3/order", Trade),
+    ep(Post, "/api/v3/order/test", Trade),
+    ep(Post, "/api/v3/order/cancelReplace", Trade),
+    ep(Put, "/api/v3/order/amend/keepPriority", Trade),
+    ep(Post, "/api/v3/order/oco", Trade),
+    ep(Post, "/api/v3/orderList/oco", Trade),
+    ep(Post, "/api/v3/orderList/oto", Trade),
+    ep(Post, "/api/v3/orderList/otoco", Trade),
+    ep(Post, "/api/v3/sor/order", Trade),
+    ep(Post, "/api/v3/sor/order/test", Trade),
+    ep(Delete, "/api/v3/order", Cancel),
+    ep(Delete, "/api/v3/openOrders", Cancel),
+    ep(Delete, "/api/v3/orderList", Cancel),
+    // Listen keys open a WebSocket stream outside keyward.
+    ep(Post, "/api/v3/userDataStream", Admin),
+    ep(Put, "/api/v3/userDataStream", Admin),
+    ep(Delete, "/api/v3/userDataStream", Admin),
+    // Wallet: what ccxt's fetchCurrencies, fetchTradingFees, fetchDepositAddress read.
+    ep(Get, "/sapi/v1/system/status", Public),
+    ep(Get, "/sapi/v1/capital/config/getall", Read),
+    ep(Get, "/sapi/v1/asset/tradeFee", Read),
+    ep(Get, "/sapi/v1/asset/assetDetail", Read),
+    ep(Post, "/sapi/v3/asset/getUserAsset", Read),
+    ep(Get, "/sapi/v1/account/status", Read),
+    ep(Get, "/sapi/v1/account/apiTradingStatus", Read),
+    ep(Get, "/sapi/v1/capital/deposit/hisrec", Read),
+    ep(Get, "/sapi/v1/capital/deposit/address", Read),
+    ep(Get, "/sapi/v1/account/info", Read),
+    // Fund movers.
+    ep(Post, "/sapi/v1/capital/withdraw/apply", Withdraw),
+    ep(Get, "/sapi/v1/capital/withdraw/history", Withdraw),
+    ep(Get, "/sapi/v1/capital/withdraw/address/list", Withdraw),
+    ep(Post, "/sapi/v1/giftcard/createCode", Withdraw),
+    ep(Post, "/sapi/v1/giftcard/buyCode", Withdraw),
+    ep(Post, "/sapi/v1/giftcard/redeemCode", Transfer),
+    ep(Post, "/sapi/v1/asset/transfer", Transfer),
+    ep(Get, "/sapi/v1/asset/transfer", Transfer),
+    ep(Post, "/sapi/v1/margin/transfer", Transfer),
+    ep(Post, "/sapi/v1/futures/transfer", Transfer),
+    ep(Post, "/sapi/v1/asset/dust", Transfer),
+    ep(Post, "/sapi/v1/asset/dust-btc", Transfer),
+    ep(Post, "/sapi/v1/convert/getQuote", Transfer),
+    ep(Post, "/sapi/v1/convert/acceptQuote", Transfer),
+    ep(Post, "/sapi/v1/sub-account/transfer/subToMaster", Transfer),
+    ep(Post, "/sapi/v1/sub-account/transfer/subToSub", Transfer),
+    ep(Post, "/sapi/v1/sub-account/universalTransfer", Transfer),
+    ep(Post, "/sapi/v1/sub-account/futures/transfer", Transfer),
+    ep(Post, "/sapi/v1/sub-account/margin/transfer", Transfer),
+    ep(Post, "/sapi/v1/margin/loan", Borrow),
+    ep(Post, "/sapi/v1/margin/repay", Borrow),
+    ep(Post, "/sapi/v1/margin/borrow-repay", Borrow),
+    // API-key management and listen keys.
+    ep(Get, "/sapi/v1/account/apiRestrictions", Admin),
+    ep(Post, "/sapi/v1/userDataStream", Admin),
+    ep(Put, "/sapi/v1/userDataStream", Admin),
+    ep(Delete, "/sapi/v1/userDataStream", Admin),
+    ep(Post, "/sapi/v1/userDataStream/isolated", Admin),
+    // Margin trading (an order may auto-borrow: see `classify`).
+    ep(Get, "/sapi/v1/margin/account", Read),
+    ep(Get, "/sapi/v1/margin/isolated/account", Read),
+    ep(Get, "/sapi/v1/margin/order", Read),
+    ep(Get, "/sapi/v1/margin/openOrders", Read),
+    ep(Get, "/sapi/v1/margin/allOrders", Read),
+    ep(Get, "/sapi/v1/margin/myTrades", Read),
+    ep(Post, "/sapi/v1/margin/order", Trade),
+    ep(Delete, "/sapi/v1/margin/order", Cancel),
+    ep(Delete, "/sapi/v1/margin/openOrders", Cancel),
+    // USD-M futures market data.
+    ep(Get, "/fapi/v1/ping", Public),
+    ep(Get, "/fapi/v1/time", Public),
+    ep(Get, "/fapi/v1/exchangeInfo", Public),
+    ep(Get, "/fapi/v1/depth", Public),
+    ep(Get, "/fapi/v1/trades", Public),
+    ep(Get, "/fapi/v1/historicalTrades", Public),
+    ep(Get, "/fapi/v1/aggTrades", Public),
+    ep(Get, "/fapi/v1/klines", Public),
+    ep(Get, "/fapi/v1/continuousKlines", Public),
+    ep(Get, "/fapi/v1/indexPriceKlines", Public),
+    ep(Get, "/fapi/v1/markPriceKlines", Public),
+    ep(Get, "/fapi/v1/premiumIndex", Public),
+    ep(Get, "/fapi/v1/fundingRate", Public),
+    ep(Get, "/fapi/v1/fundingInfo", Public),
+    ep(Get, "/fapi/v1/ticker/24hr", Public),
+    ep(Get, "/fapi/v1/ticker/price", Public),
+    ep(Get, "/fapi/v2/ticker/price", Public),
+    ep(Get, "/fapi/v1/ticker/bookTicker", Public),
+    ep(Get, "/fapi/v1/openInterest", Public),
+    // USD-M futures account.
+    ep(Get, "/fapi/v2/account", Read),
+    ep(Get, "/fapi/v3/account", Read),
+    ep(Get, "/fapi/v2/balance", Read),
+    ep(Get, "/fapi/v3/balance", Read),
+    ep(Get, "/fapi/v2/positionRisk", Read),
+    ep(Get, "/fapi/v3/positionRisk", Read),
+    ep(Get, "/fapi/v1/order", Read),
+    ep(Get, "/fapi/v1/openOrder", Read),
+    ep(Get, "/fapi/v1/openOrders", Read),
+    ep(Get, "/fapi/v1/allOrders", Read),
+    ep(Get, "/fapi/v1/userTrades", Read),
+    ep(Get, "/fapi/v1/income", Read),
+    ep(Get, "/fapi/v1/leverageBracket", Read),
+    ep(Get, "/fapi/v1/positionSide/dual", Read),
+    ep(Get, "/fapi/v1/multiAssetsMargin", Read),
+    ep(Get, "/fapi/v1/commissionRate", Read),
+    ep(Get, "/fapi/v1/symbolConfig", Read),
+    ep(Get, "/fapi/v1/accountConfig", Read),
+    ep(Get, "/fapi/v1/adlQuantile", Read),
+    ep(Get, "/fapi/v1/forceOrders", Read),
+    ep(Get, "/fapi/v1/apiTradingStatus", Read),
+    ep(Get, "/fapi/v1/rateLimit/order", Read),
+    // USD-M futures trading.
+    ep(Post, "/fapi/v1/order", Trade),
+    ep(Put, "/fapi/v1/order", Trade),
+    ep(Post, "/fapi/v1/order/test", Trade),
+    ep(Post, "/fapi/v1/batchOrders", Trade),
+    ep(Put, "/fapi/v1/batchOrders", Trade),
+    ep(Post, "/fapi/v1/leverage", Trade),
+    ep(Post, "/fapi/v1/marginType", Trade),
+    ep(Post, "/fapi/v1/positionSide/dual", Trade),
+    ep(Post, "/fapi/v1/multiAssetsMargin", Trade),
+    ep(Post, "/fapi/v1/positionMargin", Trade),
+    ep(Delete, "/fapi/v1/order", Cancel),
+    ep(Delete, "/fapi/v1/batchOrders", Cancel),
+    ep(Delete, "/fapi/v1/allOpenOrders", Cancel),
+    ep(Post, "/fapi/v1/countdownCancelAll", Cancel),
+    ep(Post, "/fapi/v1/listenKey", Admin),
+    ep(Put, "/fapi/v1/listenKey", Admin),
+    ep(Delete, "/fapi/v1/listenKey", Admin),
+];
+
+impl Exchange for Binance {
+    fn kind(&self) -> &'static str {
+        "binance"
+    }
+
+    fn base_urls(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("/api", "https://api.binance.com"),
+            ("/sapi", "https://api.binance.com"),
+            ("/fapi", "https://fapi.binance.com"),
+            ("/futures/data", "https://fapi.binance.com"),
+        ]
+    }
+
+    fn own_hosts(&self) -> &'static [&'static str] {
+        &[
+            "api.binance.com",
+            "api1.binance.com",
+            "api2.binance.com",
+            "api3.binance.com",
+            "api4.binance.com",
+            "api-gcp.binance.com",
+            "fapi.binance.com",
+            "testnet.binance.vision",
+            "testnet.binancefuture.com",
+            "demo-api.binance.com",
+            "demo-fapi.binance.com",
+        ]
+    }
+
+    fn catalog(&self) -> &'static [Endpoint] {
+        CATALOG
+    }
+
+    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+        let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
+        // A margin order that borrows is a loan, whatever its endpoint says.
+        let borrows = req.param("sideEffectType").is_some_and(|s| s != "NO_SIDE_EFFECT" && s != "AUTO_REPAY");
+        if class == Trade && req.path.starts_with("/sapi/v1/margin/") && borrows {
+            return Some(Borrow);
+        }
+        Some(class)
+    }
+
+    fn key_header(&self) -> &'static str {
+        "x-mbx-apikey"
+    }
+
+    fn auth_headers(&self) -> &'static [&'static str] {
+        &["x-mbx-apikey"]
+    }
+
+    fn auth_params(&self) -> &'static [&'static str] {
+        &["signature", "timestamp", "recvWindow"]
+    }
+
+    fn signature_binds_request(&self) -> bool {
+        false
+    }
+
+    fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
+        let mut params = req.query.clone();
+        match &req.body {
+            Body::Empty => {}
+            Body::Form(p) => params.extend(p.iter().cloned()),
+            Body::Json(_) => return Err(SignError::Request("Binance takes form parameters, not JSON".into())),
+        }
+        // The order of Binance's own worked example.
+        params.push(("recvWindow".into(), ctx.recv_window_ms.to_string()));
+        params.push(("timestamp".into(), ctx.timestamp_ms.to_string()));
+        let payload = encode_pairs(&params);
+        let signature = match &creds.private_key {
+            Some(k @ (PrivateKey::Ed25519(_) | PrivateKey::Rsa(_))) => b64(&k.sign(payload.as_bytes())?),
+            Some(PrivateKey::EcdsaP256(_)) => {
+                return Err(SignError::Field {
+                    field: "private_key",
+                    reason: "Binance takes Ed25519 or RSA keys".into(),
+                });
+            }
+            None => hex(&hmac_sha256(creds.secret()?.as_bytes(), payload.as_bytes())),
+        };
+        params.push(("signature".into(), signature));
+        let encoded = encode_pairs(&params);
+        let headers = vec![h("X-MBX-APIKEY", creds.api_key.clone())];
+        Ok(match req.method {
+            Get | Delete => {
+                Outgoing { method: req.method, path: req.path.clone(), query: encoded, headers, body: None }
+            }
+            Post | Put => Outgoing {
+                method: req.method,
+                path: req.path.clone(),
+                query: String::new(),
+                headers,
+                body: Some(("application/x-www-form-urlencoded".into(), encoded.into_bytes())),
+            },
+        })
+    }
+}

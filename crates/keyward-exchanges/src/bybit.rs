@@ -1,0 +1,147 @@
+//! Bybit v5: `X-BAPI-SIGN` = hex(HMAC-SHA256(secret, timestamp + api key +
+//! recv window + payload)) where the payload is the query string (GET) or the
+//! JSON body (POST); RSA keys sign the same text (base64). The signature does
+//! not cover the path, so the sign API refuses Bybit accounts without `admin`.
+
+use crate::catalog::{Endpoint, ep};
+use crate::mac::{b64, hex, hmac_sha256};
+use crate::{
+    Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, PrivateKey, SignContext, SignError, h,
+};
+
+/// Bybit.
+#[derive(Debug, Clone, Copy)]
+pub struct Bybit;
+
+use Class::{Admin, Borrow, Cancel, Public, Read, Trade, Transfer, Withdraw};
+use Method::{Get, Post};
+
+static CATALOG: &[Endpoint] = &[
+    ep(Get, "/v5/market/time", Public),
+    ep(Get, "/v5/market/instruments-info", Public),
+    ep(Get, "/v5/market/tickers", Public),
+    ep(Get, "/v5/market/orderbook", Public),
+    ep(Get, "/v5/market/kline", Public),
+    ep(Get, "/v5/market/mark-price-kline", Public),
+    ep(Get, "/v5/market/index-price-kline", Public),
+    ep(Get, "/v5/market/recent-trade", Public),
+    ep(Get, "/v5/market/funding/history", Public),
+    ep(Get, "/v5/market/open-interest", Public),
+    ep(Get, "/v5/market/risk-limit", Public),
+    ep(Get, "/v5/account/wallet-balance", Read),
+    ep(Get, "/v5/account/info", Read),
+    ep(Get, "/v5/account/fee-rate", Read),
+    ep(Get, "/v5/account/transaction-log", Read),
+    ep(Get, "/v5/position/list", Read),
+    ep(Get, "/v5/position/closed-pnl", Read),
+    ep(Get, "/v5/order/realtime", Read),
+    ep(Get, "/v5/order/history", Read),
+    ep(Get, "/v5/execution/list", Read),
+    ep(Get, "/v5/asset/coin/query-info", Read),
+    ep(Get, "/v5/asset/deposit/query-address", Read),
+    ep(Get, "/v5/asset/deposit/query-record", Read),
+    ep(Post, "/v5/order/create", Trade),
+    ep(Post, "/v5/order/amend", Trade),
+    ep(Post, "/v5/order/create-batch", Trade),
+    ep(Post, "/v5/order/amend-batch", Trade),
+    ep(Post, "/v5/position/set-leverage", Trade),
+    ep(Post, "/v5/position/switch-mode", Trade),
+    ep(Post, "/v5/position/trading-stop", Trade),
+    ep(Post, "/v5/order/cancel", Cancel),
+    ep(Post, "/v5/order/cancel-all", Cancel),
+    ep(Post, "/v5/order/cancel-batch", Cancel),
+    ep(Post, "/v5/order/disconnected-cancel-all", Cancel),
+    ep(Post, "/v5/asset/withdraw/create", Withdraw),
+    ep(Post, "/v5/asset/withdraw/cancel", Withdraw),
+    ep(Get, "/v5/asset/withdraw/query-record", Withdraw),
+    ep(Post, "/v5/asset/transfer/inter-transfer", Transfer),
+    ep(Post, "/v5/asset/transfer/universal-transfer", Transfer),
+    ep(Get, "/v5/asset/transfer/query-inter-transfer-list", Transfer),
+    ep(Post, "/v5/asset/exchange/convert-execute", Transfer),
+    ep(Post, "/v5/spot-margin-trade/switch-mode", Borrow),
+    ep(Post, "/v5/account/borrow", Borrow),
+    ep(Post, "/v5/account/repay", Borrow),
+    ep(Get, "/v5/user/query-api", Admin),
+    ep(Post, "/v5/user/create-sub-api", Admin),
+    ep(Post, "/v5/user/update-api", Admin),
+    ep(Post, "/v5/user/delete-api", Admin),
+];
+
+impl Exchange for Bybit {
+    fn kind(&self) -> &'static str {
+        "bybit"
+    }
+
+    fn base_urls(&self) -> &'static [(&'static str, &'static str)] {
+        &[("/v5", "https://api.bybit.com")]
+    }
+
+    fn own_hosts(&self) -> &'static [&'static str] {
+        &["api.bybit.com", "api.bytick.com", "api-testnet.bybit.com", "api-demo.bybit.com"]
+    }
+
+    fn catalog(&self) -> &'static [Endpoint] {
+        CATALOG
+    }
+
+    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+        let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
+        // Spot margin orders (isLeverage=1) borrow.
+        let leveraged = match &req.body {
+            Body::Json(v) => {
+                let one = |o: &serde_json::Value| o.get("isLeverage").is_some_and(|l| l == 1 || l == "1");
+                one(v) || v.get("request").and_then(|r| r.as_array()).is_some_and(|a| a.iter().any(one))
+            }
+            _ => false,
+        };
+        if class == Trade && leveraged {
+            return Some(Borrow);
+        }
+        Some(class)
+    }
+
+    fn key_header(&self) -> &'static str {
+        "x-bapi-api-key"
+    }
+
+    fn auth_headers(&self) -> &'static [&'static str] {
+        &["x-bapi-api-key", "x-bapi-sign", "x-bapi-timestamp", "x-bapi-recv-window", "x-bapi-sign-type"]
+    }
+
+    fn signature_binds_request(&self) -> bool {
+        false
+    }
+
+    fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
+        if matches!(req.body, Body::Form(_)) {
+            return Err(SignError::Request("Bybit takes JSON bodies".into()));
+        }
+        let query = req.query_string();
+        let body = req.body_bytes();
+        let payload = match (&req.method, &body) {
+            (Get, _) | (_, None) => query.clone(),
+            (_, Some((_, b))) => String::from_utf8_lossy(b).into_owned(),
+        };
+        let ts = ctx.timestamp_ms.to_string();
+        let recv = ctx.recv_window_ms.to_string();
+        let text = format!("{ts}{}{recv}{payload}", creds.api_key);
+        let sign = match &creds.private_key {
+            Some(k @ PrivateKey::Rsa(_)) => b64(&k.sign(text.as_bytes())?),
+            Some(_) => return Err(SignError::Field { field: "private_key", reason: "Bybit takes RSA keys".into() }),
+            None => hex(&hmac_sha256(creds.secret()?.as_bytes(), text.as_bytes())),
+        };
+        Ok(Outgoing {
+            method: req.method,
+            path: req.path.clone(),
+            query,
+            headers: vec![
+                h("X-BAPI-API-KEY", creds.api_key.clone()),
+                h("X-BAPI-SIGN", sign),
+                h("X-BAPI-SIGN-TYPE", "2"),
+                h("X-BAPI-TIMESTAMP", ts),
+                h("X-BAPI-RECV-WINDOW", recv),
+            ],
+            body: body.map(|(t, b)| (t.to_string(), b)),
+        })
+    }
+}

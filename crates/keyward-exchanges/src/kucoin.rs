@@ -1,0 +1,145 @@
+//! KuCoin (API key version 2 or 3): `KC-API-SIGN` = base64(HMAC-SHA256(secret,
+//! timestamp + method + path[?query] + body)), the passphrase HMAC'd the same
+//! way, `KC-API-KEY-VERSION` from the account's `key_version` field (default 2).
+
+use crate::catalog::{Endpoint, ep};
+use crate::mac::{b64, hmac_sha256};
+use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+
+/// KuCoin.
+#[derive(Debug, Clone, Copy)]
+pub struct Kucoin;
+
+use Class::{Admin, Borrow, Cancel, Public, Read, Trade, Transfer, Withdraw};
+use Method::{Delete, Get, Post};
+
+static CATALOG: &[Endpoint] = &[
+    ep(Get, "/api/v1/timestamp", Public),
+    ep(Get, "/api/v1/status", Public),
+    ep(Get, "/api/v1/symbols", Public),
+    ep(Get, "/api/v2/symbols", Public),
+    ep(Get, "/api/v1/currencies", Public),
+    ep(Get, "/api/v3/currencies", Public),
+    ep(Get, "/api/v1/market/allTickers", Public),
+    ep(Get, "/api/v1/market/orderbook/level1", Public),
+    ep(Get, "/api/v1/market/orderbook/level2_20", Public),
+    ep(Get, "/api/v1/market/orderbook/level2_100", Public),
+    ep(Get, "/api/v1/market/stats", Public),
+    ep(Get, "/api/v1/market/histories", Public),
+    ep(Get, "/api/v1/market/candles", Public),
+    ep(Get, "/api/v1/prices", Public),
+    ep(Get, "/api/v1/accounts", Read),
+    ep(Get, "/api/v1/accounts/{}", Read),
+    ep(Get, "/api/v1/base-fee", Read),
+    ep(Get, "/api/v1/trade-fees", Read),
+    ep(Get, "/api/v1/orders", Read),
+    ep(Get, "/api/v1/orders/{}", Read),
+    ep(Get, "/api/v1/order/client-order/{}", Read),
+    ep(Get, "/api/v1/fills", Read),
+    ep(Get, "/api/v1/limit/fills", Read),
+    ep(Get, "/api/v1/hf/orders/active", Read),
+    ep(Get, "/api/v1/hf/orders/done", Read),
+    ep(Get, "/api/v1/hf/orders/{}", Read),
+    ep(Get, "/api/v1/hf/fills", Read),
+    ep(Get, "/api/v1/deposit-addresses", Read),
+    ep(Get, "/api/v2/deposit-addresses", Read),
+    ep(Post, "/api/v1/deposit-addresses", Read),
+    ep(Get, "/api/v1/deposits", Read),
+    ep(Post, "/api/v1/orders", Trade),
+    ep(Post, "/api/v1/orders/multi", Trade),
+    ep(Post, "/api/v1/hf/orders", Trade),
+    ep(Post, "/api/v1/hf/orders/sync", Trade),
+    ep(Post, "/api/v1/hf/orders/multi", Trade),
+    ep(Post, "/api/v1/hf/orders/alter", Trade),
+    ep(Post, "/api/v1/margin/order", Trade),
+    ep(Post, "/api/v3/hf/margin/order", Trade),
+    ep(Delete, "/api/v1/orders/{}", Cancel),
+    ep(Delete, "/api/v1/orders", Cancel),
+    ep(Delete, "/api/v1/order/client-order/{}", Cancel),
+    ep(Delete, "/api/v1/hf/orders/{}", Cancel),
+    ep(Delete, "/api/v1/hf/orders/cancelAll", Cancel),
+    ep(Post, "/api/v1/withdrawals", Withdraw),
+    ep(Get, "/api/v1/withdrawals", Withdraw),
+    ep(Get, "/api/v1/withdrawals/quotas", Withdraw),
+    ep(Delete, "/api/v1/withdrawals/{}", Withdraw),
+    ep(Post, "/api/v2/accounts/inner-transfer", Transfer),
+    ep(Post, "/api/v3/accounts/universal-transfer", Transfer),
+    ep(Post, "/api/v2/accounts/sub-transfer", Transfer),
+    ep(Post, "/api/v3/margin/borrow", Borrow),
+    ep(Post, "/api/v3/margin/repay", Borrow),
+    // WebSocket tokens (private and public) bypass keyward.
+    ep(Post, "/api/v1/bullet-private", Admin),
+    ep(Post, "/api/v1/bullet-public", Admin),
+];
+
+impl Exchange for Kucoin {
+    fn kind(&self) -> &'static str {
+        "kucoin"
+    }
+
+    fn base_urls(&self) -> &'static [(&'static str, &'static str)] {
+        &[("/api", "https://api.kucoin.com")]
+    }
+
+    fn own_hosts(&self) -> &'static [&'static str] {
+        &["api.kucoin.com", "openapi-sandbox.kucoin.com"]
+    }
+
+    fn catalog(&self) -> &'static [Endpoint] {
+        CATALOG
+    }
+
+    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+        let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
+        if class == Trade && req.path.contains("/margin/") && req.param("autoBorrow").is_some_and(|b| b == "true") {
+            return Some(Borrow);
+        }
+        Some(class)
+    }
+
+    fn key_header(&self) -> &'static str {
+        "kc-api-key"
+    }
+
+    fn auth_headers(&self) -> &'static [&'static str] {
+        &["kc-api-key", "kc-api-sign", "kc-api-timestamp", "kc-api-passphrase", "kc-api-key-version"]
+    }
+
+    fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {
+        let creds = Credentials::from_fields(get)?;
+        creds.secret()?;
+        creds.passphrase()?;
+        match get("key_version").as_deref() {
+            None | Some("2") | Some("3") => Ok(()),
+            Some(_) => Err(SignError::Field { field: "key_version", reason: "must be 2 or 3".into() }),
+        }
+    }
+
+    fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
+        if matches!(req.body, Body::Form(_)) {
+            return Err(SignError::Request("KuCoin takes JSON bodies".into()));
+        }
+        let query = req.query_string();
+        let target = if query.is_empty() { req.path.clone() } else { format!("{}?{query}", req.path) };
+        let body = req.body_bytes();
+        let body_text = body.as_ref().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        let ts = ctx.timestamp_ms.to_string();
+        let secret = creds.secret()?.as_bytes();
+        let prehash = format!("{ts}{}{target}{body_text}", req.method.as_str());
+        let sign = b64(&hmac_sha256(secret, prehash.as_bytes()));
+        let passphrase = b64(&hmac_sha256(secret, creds.passphrase()?.as_bytes()));
+        Ok(Outgoing {
+            method: req.method,
+            path: req.path.clone(),
+            query,
+            headers: vec![
+                h("KC-API-KEY", creds.api_key.clone()),
+                h("KC-API-SIGN", sign),
+                h("KC-API-TIMESTAMP", ts),
+                h("KC-API-PASSPHRASE", passphrase),
+                h("KC-API-KEY-VERSION", creds.key_version.clone().unwrap_or_else(|| "2".into())),
+            ],
+            body: body.map(|(t, b)| (t.to_string(), b)),
+        })
+    }
+}

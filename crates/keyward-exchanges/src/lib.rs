@@ -1,0 +1,153 @@
+//! Exchange knowledge for keyward, one module per exchange behind one
+//! [`Exchange`] trait: how to sign, which endpoints exist and what class each
+//! belongs to, where the client puts its key, and which hosts are the
+//! exchange's own. Pure: no I/O, no clock (time and nonces are passed in).
+//!
+//! Adding an exchange touches one new file and one line in [`registry`].
+//! Never logs. Error messages name fields and parameters, never their values.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod binance;
+pub mod bybit;
+pub mod canonical;
+pub mod catalog;
+pub mod credentials;
+pub mod kraken;
+pub mod kucoin;
+pub mod mac;
+pub mod okx;
+
+pub use canonical::{Body, CanonicalRequest, Method, NotCanonical};
+pub use catalog::Endpoint;
+pub use credentials::{Credentials, PrivateKey};
+pub use keyward_core::scope::Class;
+
+/// Why signing failed. Never carries secret material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// A required account field is missing.
+    #[error("the account has no {0} field")]
+    MissingField(&'static str),
+    /// An account field is malformed.
+    #[error("the account's {field} field is malformed: {reason}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The request cannot be signed as given (e.g. a body the exchange does not take).
+    #[error("cannot sign this request: {0}")]
+    Request(String),
+    /// The crypto library refused.
+    #[error("signing failed")]
+    Crypto,
+}
+
+/// Time and nonce for one signature. keyward alone sets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignContext {
+    /// Milliseconds since the epoch, corrected for the exchange's clock offset.
+    pub timestamp_ms: i64,
+    /// A strictly increasing nonce (exchanges that want one).
+    pub nonce: u64,
+    /// Receive window in milliseconds (at most 5000).
+    pub recv_window_ms: u64,
+}
+
+/// What to send: method, path, encoded query, headers and body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Method.
+    pub method: Method,
+    /// Path (no query).
+    pub path: String,
+    /// Encoded query string without `?` (may be empty).
+    pub query: String,
+    /// Headers to set, including the exchange's auth headers.
+    pub headers: Vec<(String, String)>,
+    /// Body: content type and bytes.
+    pub body: Option<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("headers", &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .field("body_len", &self.body.as_ref().map(|(_, b)| b.len()))
+            .finish()
+    }
+}
+
+impl Outgoing {
+    /// Path and query as one request target.
+    pub fn target(&self) -> String {
+        if self.query.is_empty() { self.path.clone() } else { format!("{}?{}", self.path, self.query) }
+    }
+
+    /// The value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One exchange.
+pub trait Exchange: Send + Sync + 'static {
+    /// The account type (`binance`).
+    fn kind(&self) -> &'static str;
+    /// Default upstream per path prefix, longest prefix first wins.
+    fn base_urls(&self) -> &'static [(&'static str, &'static str)];
+    /// The exchange's own hosts and testnets: the only upstreams allowed
+    /// without an explicit server allowlist.
+    fn own_hosts(&self) -> &'static [&'static str];
+    /// The endpoint catalog.
+    fn catalog(&self) -> &'static [Endpoint];
+    /// The class of a request; `None` is `endpoint_unknown`. Exchanges whose
+    /// class depends on a parameter (auto-borrow on a margin order) override this.
+    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+        catalog::lookup(self.catalog(), req.method, &req.path)
+    }
+    /// The header the exchange's own clients put the API key in.
+    fn key_header(&self) -> &'static str;
+    /// Auth headers a client may send, removed before forwarding.
+    fn auth_headers(&self) -> &'static [&'static str];
+    /// Auth parameters a client may send (signature, timestamp, …), removed before signing.
+    fn auth_params(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// False when the signature does not cover the path (or the body): such a
+    /// signature handed out could be replayed elsewhere.
+    fn signature_binds_request(&self) -> bool {
+        true
+    }
+    /// Account fields the exchange needs, checked when the account is stored.
+    fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {
+        let creds = Credentials::from_fields(get)?;
+        if creds.private_key.is_none() {
+            creds.secret()?;
+        }
+        Ok(())
+    }
+    /// Signs a canonical request.
+    fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError>;
+}
+
+/// Every supported exchange, by account type.
+pub fn registry() -> &'static [&'static dyn Exchange] {
+    &[&binance::Binance, &bybit::Bybit, &kraken::Kraken, &kucoin::Kucoin, &okx::Okx]
+}
+
+/// The exchange for an account type.
+pub fn by_kind(kind: &str) -> Option<&'static dyn Exchange> {
+    registry().iter().copied().find(|e| e.kind() == kind)
+}
+
+/// Header list helper: name and value.
+pub(crate) fn h(name: &str, value: impl Into<String>) -> (String, String) {
+    (name.to_string(), value.into())
+}
