@@ -97,7 +97,7 @@ impl Outgoing {
 }
 
 /// One exchange.
-pub trait Exchange: Send + Sync + 'static {
+pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     /// The account type (`binance`).
     fn kind(&self) -> &'static str;
     /// Default upstream per path prefix, longest prefix first wins.

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod auth;
 pub mod client_ip;
 pub mod error;
@@ -33,7 +34,7 @@ use std::time::Instant;
 
 /// The router with every route and the error mapping at the edge.
 pub fn app(state: AppState) -> Router {
-    use routes::{keys, secrets, sys, tokens};
+    use routes::{keys, secrets, sign, sys, tokens};
     Router::new()
         .route("/v1/sys/health", get(sys::health))
         .route("/v1/sys/status", get(sys::status))
@@ -51,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys/{id}/roll", post(keys::roll))
         .route("/v1/namespaces", get(keys::list_namespaces).post(keys::create_namespace))
         .route("/v1/auth/token", post(tokens::mint))
+        .route("/v1/sign/{account}", post(sign::sign))
         .route("/v1/sys/test-clock", post(sys::test_clock))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -46,6 +46,8 @@ pub struct RuntimeConfig {
     pub throttle: ThrottleConfig,
     /// Longest lifetime of a short-lived token.
     pub token_max_ttl: std::time::Duration,
+    /// Upstream hosts allowed besides each exchange's own (tests, private gateways).
+    pub allow_upstream: Vec<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +57,7 @@ impl Default for RuntimeConfig {
             trusted_proxies: Vec::new(),
             throttle: ThrottleConfig::default(),
             token_max_ttl: std::time::Duration::from_secs(15 * 60),
+            allow_upstream: Vec::new(),
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct Inner {
     pub throttle: AuthThrottle,
     /// The settable clock, when the server runs with `--test-clock`.
     pub test_clock: Option<Arc<ManualClock>>,
+    /// Last nonce handed to a signer (strictly increasing).
+    pub nonce: std::sync::atomic::AtomicU64,
 }
 
 impl std::ops::Deref for AppState {
@@ -114,7 +119,27 @@ impl AppState {
             throttle: AuthThrottle::new(config.throttle),
             test_clock,
             config,
+            nonce: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// A nonce above every earlier one: microseconds since the epoch, or one
+    /// more than the last when calls come faster.
+    pub fn next_nonce(&self, now_ms: i64) -> u64 {
+        let floor = (now_ms.max(0) as u64).saturating_mul(1000);
+        let mut last = self.nonce.load(std::sync::atomic::Ordering::Relaxed);
+        loop {
+            let next = floor.max(last + 1);
+            match self.nonce.compare_exchange_weak(
+                last,
+                next,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
     }
 
     /// Writes the last use of every key used since the last flush.

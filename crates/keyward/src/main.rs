@@ -39,9 +39,11 @@ enum Command {
     /// Store and read versioned secrets.
     #[command(subcommand)]
     Secret(cmd::secret::SecretCommand),
-    /// Create, list and revoke access keys.
+    /// Create, list, roll and revoke access keys; verify platform keys.
     #[command(subcommand)]
     Key(cmd::key::KeyCommand),
+    /// Sign an exchange request with an account's credentials.
+    Sign(cmd::sign::SignArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
             Command::Operator(c) => cmd::operator::run(c, &cli.conn).await,
             Command::Secret(c) => cmd::secret::run(c, &cli.conn).await,
             Command::Key(c) => cmd::key::run(c, &cli.conn).await,
+            Command::Sign(a) => cmd::sign::run(a, &cli.conn).await,
         }
     });
     match result {

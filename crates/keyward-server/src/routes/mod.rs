@@ -2,6 +2,7 @@
 
 pub mod keys;
 pub mod secrets;
+pub mod sign;
 pub mod sys;
 pub mod tokens;
 

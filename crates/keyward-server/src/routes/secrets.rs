@@ -3,6 +3,7 @@
 //! Scopes are checked before existence, so a key learns nothing about paths
 //! it may not read. Values leave only in the body of a successful read.
 
+use crate::accounts::{self, account_name};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{body_bytes, parse_json, parse_query, path_after};
@@ -14,7 +15,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyward_core::duration;
 use keyward_core::envelope;
-use keyward_core::scope::{Need, Scope};
+use keyward_core::scope::{Class, Need, Scope};
 use keyward_core::secret::{SecretData, SecretValue, check_field_name};
 use keyward_core::secret_path::{SecretPath, check_prefix};
 use keyward_store::{NewVersion, SecretMeta, StoreError, VersionRecord};
@@ -136,7 +137,11 @@ pub async fn secret(State(state): State<AppState>, who: Principal, req: Request)
     match req.method().clone() {
         Method::GET => {
             let q = parse_query(query.as_deref(), &["version", "field", "history"])?;
-            who.require(Need::SecretRead(path.as_str()), &format!("reading {path}"))?;
+            match account_name(path.as_str()) {
+                // An account can be read with secret:read (secret fields withheld) or export.
+                Some(name) if who.may(Need::Account(name, Class::Export)) => {}
+                _ => who.require(Need::SecretRead(path.as_str()), &format!("reading {path}"))?,
+            }
             if q.get("history").is_some_and(|h| h == "true" || h.is_empty()) {
                 return history(&state, &path).await;
             }
@@ -144,13 +149,13 @@ pub async fn secret(State(state): State<AppState>, who: Principal, req: Request)
         }
         Method::PUT => {
             parse_query(query.as_deref(), &[])?;
-            who.require(Need::SecretWrite(path.as_str()), &format!("writing {path}"))?;
+            require_write(&who, &path, "writing")?;
             let body: PutRequest = parse_json(&body_bytes(req).await?)?;
             write(&state, &who, &path, body).await
         }
         Method::POST => {
             let q = parse_query(query.as_deref(), &["action"])?;
-            who.require(Need::SecretWrite(path.as_str()), &format!("changing {path}"))?;
+            require_write(&who, &path, "changing")?;
             let bytes = body_bytes(req).await?;
             match q.get("action").map(String::as_str) {
                 None => write(&state, &who, &path, parse_json(&bytes)?).await,
@@ -164,7 +169,7 @@ pub async fn secret(State(state): State<AppState>, who: Principal, req: Request)
         }
         Method::DELETE => {
             let q = parse_query(query.as_deref(), &["versions"])?;
-            who.require(Need::SecretWrite(path.as_str()), &format!("deleting {path}"))?;
+            require_write(&who, &path, "deleting")?;
             delete(&state, &path, q.get("versions")).await
         }
         _ => Err(ApiError::new(
@@ -173,6 +178,18 @@ pub async fn secret(State(state): State<AppState>, who: Principal, req: Request)
             "secrets take GET, PUT, POST and DELETE",
         )),
     }
+}
+
+/// Writing needs `secret:write`; changing an exchange account also `account:<name>:admin`.
+fn require_write(who: &Principal, path: &SecretPath, verb: &str) -> ApiResult<()> {
+    who.require(Need::SecretWrite(path.as_str()), &format!("{verb} {path}"))?;
+    if let Some(name) = account_name(path.as_str()) {
+        who.require(
+            Need::Account(name, Class::Admin),
+            &format!("{verb} exchange account {name} (account:{name}:admin)"),
+        )?;
+    }
+    Ok(())
 }
 
 async fn read(
@@ -212,19 +229,36 @@ async fn read(
     let blob = rec.ciphertext.as_deref().ok_or_else(|| ApiError::internal("version without ciphertext"))?;
     let plain = envelope::open(&who.unsealed.keyring, path.as_str(), version, blob)?;
     let data = SecretData::decode(&plain)?;
+    // An exchange account's secret fields leave only with account:<name>:export.
+    let withheld: &[&str] = match account_name(path.as_str()) {
+        Some(name) if !who.may(Need::Account(name, Class::Export)) => accounts::SECRET_FIELDS,
+        _ => &[],
+    };
     let mut fields = Map::new();
-    match q.get("field") {
-        Some(f) => {
-            let v = data.0.get(f).ok_or_else(|| ApiError::not_found(format!("{path} has no field {f:?}")))?;
-            fields.insert(f.clone(), Value::String(v.expose().to_string()));
+    let mut redacted = Vec::new();
+    for (k, v) in &data.0 {
+        if q.get("field").is_some_and(|f| f != k) {
+            continue;
         }
-        None => {
-            for (k, v) in &data.0 {
-                fields.insert(k.clone(), Value::String(v.expose().to_string()));
-            }
+        if withheld.contains(&k.as_str()) {
+            redacted.push(k.clone());
+        } else {
+            fields.insert(k.clone(), Value::String(v.expose().to_string()));
+        }
+    }
+    if let Some(f) = q.get("field") {
+        if redacted.contains(f) {
+            let name = account_name(path.as_str()).unwrap_or_default();
+            return Err(ApiError::scope_missing(format!("{f} of exchange account {name} needs account:{name}:export")));
+        }
+        if !fields.contains_key(f) {
+            return Err(ApiError::not_found(format!("{path} has no field {f:?}")));
         }
     }
     let mut metadata = meta_json(&meta);
+    if !redacted.is_empty() {
+        metadata["withheld_fields"] = json!(redacted);
+    }
     metadata["version_created_at"] = json!(timestamp(rec.created_ms));
     Ok(Json(json!({"path": path.as_str(), "version": version, "data": fields, "metadata": metadata})).into_response())
 }
@@ -258,6 +292,13 @@ async fn write(state: &AppState, who: &Principal, path: &SecretPath, req: PutReq
     }
     if let Some(k) = &req.kind {
         check_type(k)?;
+    }
+    if account_name(path.as_str()).is_some() {
+        let stored = state.store.secret_meta(path.as_str()).await?.and_then(|m| m.kind);
+        let kind = req.kind.clone().or(stored).ok_or_else(|| {
+            ApiError::bad("account_invalid", "an exchange account needs --type (binance, okx, bybit, kraken, kucoin)")
+        })?;
+        accounts::validate(&kind, &data, &state.config.allow_upstream)?;
     }
     let rotation_period_s = req.rotation_period.as_deref().map(duration::parse_secs).transpose()?.map(|s| s as i64);
     let plain = data.encode();

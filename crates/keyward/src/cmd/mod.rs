@@ -4,6 +4,7 @@ pub mod key;
 pub mod operator;
 pub mod secret;
 pub mod server;
+pub mod sign;
 
 /// Prints `v` as pretty JSON.
 pub fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {

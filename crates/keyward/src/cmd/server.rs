@@ -53,6 +53,10 @@ pub struct ServerArgs {
     /// The client is then the rightmost address not in this list.
     #[arg(long = "trusted-proxy")]
     trusted_proxies: Vec<String>,
+    /// An upstream host allowed besides each exchange's own hosts (repeat;
+    /// for tests and private gateways; plain http is then allowed to it).
+    #[arg(long = "allow-upstream")]
+    allow_upstream: Vec<String>,
     /// Longest lifetime of a short-lived token [default: 15m].
     #[arg(long)]
     token_max_ttl: Option<String>,
@@ -87,6 +91,8 @@ struct FileConfig {
     insecure_listen: Option<bool>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default)]
+    allow_upstream: Vec<String>,
     token_max_ttl: Option<String>,
     log: Option<String>,
     #[serde(default)]
@@ -159,6 +165,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         trusted_proxies: nets(&proxies)?,
         throttle,
         token_max_ttl: pick(&a.token_max_ttl, &file.token_max_ttl, "token max ttl", Duration::from_secs(900))?,
+        allow_upstream: if a.allow_upstream.is_empty() { file.allow_upstream } else { a.allow_upstream },
         ..RuntimeConfig::default()
     };
     let opts = ServerOptions {

@@ -11,5 +11,6 @@ mod persistence;
 mod seal;
 mod secrets;
 mod server_start;
+mod sign;
 mod tokens;
 mod verify_api;

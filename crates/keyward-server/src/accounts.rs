@@ -1,0 +1,158 @@
+//! Exchange accounts: the secret at `exchanges/<name>` with a type naming an
+//! exchange. Its secret fields (`api_secret`, `private_key`, `passphrase`)
+//! leave keyward only with `account:<name>:export`; changing the account
+//! needs `account:<name>:admin`. Upstreams are https on the exchange's own
+//! hosts and testnets, unless the server names other hosts with
+//! `--allow-upstream` (tests, private gateways): a `base_url` is no way to
+//! reach arbitrary addresses.
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, Unsealed};
+use axum::http::StatusCode;
+use keyward_core::envelope;
+use keyward_core::secret::SecretData;
+use keyward_exchanges::{Credentials, Exchange, SignError};
+use url::Url;
+
+/// Where exchange accounts live.
+pub const PREFIX: &str = "exchanges/";
+
+/// Fields never returned without `account:<name>:export`.
+pub const SECRET_FIELDS: &[&str] = &["api_secret", "private_key", "passphrase"];
+
+/// The account name of a secret path (`exchanges/binance-main` → `binance-main`).
+pub fn account_name(path: &str) -> Option<&str> {
+    path.strip_prefix(PREFIX).filter(|n| !n.is_empty() && !n.contains('/'))
+}
+
+/// Maps a signer's complaint about the account to an answer naming the field.
+pub fn account_error(e: SignError) -> ApiError {
+    match e {
+        SignError::MissingField(_) | SignError::Field { .. } => ApiError::bad("account_invalid", e.to_string()),
+        SignError::Request(_) => ApiError::bad("request_not_canonical", e.to_string()),
+        _ => ApiError::internal("signing failed"),
+    }
+}
+
+/// Checks that `raw` is an upstream this exchange (or the server's allowlist) permits.
+pub fn check_upstream(ex: &dyn Exchange, raw: &str, allow: &[String]) -> ApiResult<Url> {
+    let bad = |why: &str| ApiError::bad("upstream_not_allowed", format!("upstream {raw:?}: {why}"));
+    let url = Url::parse(raw).map_err(|_| bad("not a URL"))?;
+    let host = url.host_str().ok_or_else(|| bad("no host"))?.to_ascii_lowercase();
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("no credentials, query or fragment in an upstream"));
+    }
+    if url.path() != "/" && !url.path().is_empty() {
+        return Err(bad("an upstream is a scheme, host and port only"));
+    }
+    if allow.iter().any(|a| a.eq_ignore_ascii_case(&host)) {
+        if url.scheme() == "https" || url.scheme() == "http" {
+            return Ok(url);
+        }
+        return Err(bad("use http or https"));
+    }
+    if url.scheme() != "https" {
+        return Err(bad("upstreams must use https"));
+    }
+    if !ex.own_hosts().contains(&host.as_str()) {
+        return Err(bad(&format!(
+            "not one of {}'s own hosts ({}); a server started with --allow-upstream may name others",
+            ex.kind(),
+            ex.own_hosts().join(", ")
+        )));
+    }
+    Ok(url)
+}
+
+/// Prefix → URL overrides from `base_url` / `base_urls` fields.
+fn overrides(data: &SecretData) -> ApiResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if let Some(map) = data.0.get("base_urls") {
+        let v: serde_json::Value = serde_json::from_str(map.expose()).map_err(|_| {
+            ApiError::bad("account_invalid", "base_urls must be a JSON object of path prefix → URL, e.g. {\"/api\": \"https://testnet.binance.vision\"}")
+        })?;
+        let obj = v.as_object().ok_or_else(|| ApiError::bad("account_invalid", "base_urls must be a JSON object"))?;
+        for (prefix, url) in obj {
+            let url =
+                url.as_str().ok_or_else(|| ApiError::bad("account_invalid", "base_urls values must be strings"))?;
+            if !prefix.starts_with('/') {
+                return Err(ApiError::bad("account_invalid", format!("base_urls prefix {prefix:?} must start with /")));
+            }
+            out.push((prefix.clone(), url.to_string()));
+        }
+    }
+    if let Some(u) = data.0.get("base_url") {
+        out.push(("/".into(), u.expose().to_string()));
+    }
+    Ok(out)
+}
+
+/// Validates an account's fields when it is written.
+pub fn validate(kind: &str, data: &SecretData, allow: &[String]) -> ApiResult<&'static dyn Exchange> {
+    let ex = keyward_exchanges::by_kind(kind).ok_or_else(|| {
+        let kinds: Vec<_> = keyward_exchanges::registry().iter().map(|e| e.kind()).collect();
+        ApiError::bad("account_invalid", format!("unknown exchange type {kind:?}; known: {}", kinds.join(", ")))
+    })?;
+    ex.check_fields(&|f| data.0.get(f).map(|v| v.expose().to_string())).map_err(account_error)?;
+    for (_, url) in overrides(data)? {
+        check_upstream(ex, &url, allow)?;
+    }
+    Ok(ex)
+}
+
+/// A loaded account, ready to sign.
+#[derive(Debug)]
+pub struct Account {
+    /// Its exchange.
+    pub exchange: &'static dyn Exchange,
+    /// Its credentials.
+    pub creds: Credentials,
+    overrides: Vec<(String, String)>,
+}
+
+impl Account {
+    /// The upstream base URL for a request path (longest matching prefix).
+    pub fn base_url(&self, path: &str, allow: &[String]) -> ApiResult<String> {
+        let pick = |list: &[(String, String)]| {
+            list.iter()
+                .filter(|(p, _)| path.starts_with(p.as_str()))
+                .max_by_key(|(p, _)| p.len())
+                .map(|(_, u)| u.clone())
+        };
+        let defaults: Vec<(String, String)> =
+            self.exchange.base_urls().iter().map(|(p, u)| (p.to_string(), u.to_string())).collect();
+        let url = pick(&self.overrides)
+            .or_else(|| pick(&defaults))
+            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "endpoint_unknown", "no upstream serves this path"))?;
+        let checked = check_upstream(self.exchange, &url, allow)?;
+        Ok(checked.as_str().trim_end_matches('/').to_string())
+    }
+}
+
+/// Loads and decrypts the current version of an account.
+pub async fn load(state: &AppState, unsealed: &Unsealed, name: &str) -> ApiResult<Account> {
+    let not_found =
+        || ApiError::not_found(format!("no exchange account {name:?} (a secret at exchanges/{name} with --type)"));
+    let path = format!("{PREFIX}{name}");
+    let meta = state.store.secret_meta(&path).await?.ok_or_else(not_found)?;
+    let kind = meta.kind.clone().ok_or_else(not_found)?;
+    let exchange = keyward_exchanges::by_kind(&kind).ok_or_else(not_found)?;
+    let rec = state.store.version(&path, meta.current_version).await?.ok_or_else(not_found)?;
+    let blob = match (rec.deleted_ms, rec.ciphertext.as_deref()) {
+        (None, Some(b)) => b,
+        _ => return Err(not_found()),
+    };
+    let plain = envelope::open(&unsealed.keyring, &path, meta.current_version, blob)?;
+    let data = SecretData::decode(&plain)?;
+    let creds = Credentials::from_fields(|f| data.0.get(f).map(|v| v.expose().to_string())).map_err(account_error)?;
+    Ok(Account { exchange, creds, overrides: overrides(&data)? })
+}
+
+/// The exchange of an account, from its metadata (no decryption).
+pub async fn exchange_of(state: &AppState, name: &str) -> ApiResult<&'static dyn Exchange> {
+    let meta = state.store.secret_meta(&format!("{PREFIX}{name}")).await?;
+    meta.and_then(|m| m.kind).and_then(|k| keyward_exchanges::by_kind(&k)).ok_or_else(|| {
+        ApiError::not_found(format!("no exchange account {name:?} (a secret at exchanges/{name} with --type)"))
+    })
+}

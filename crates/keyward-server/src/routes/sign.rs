@@ -1,0 +1,144 @@
+//! `POST /v1/sign/{account}`: what to send to the exchange, signed.
+//!
+//! The request is parsed strictly into its canonical form and classified
+//! against the exchange's catalog; the key needs `account:<name>:<class>`.
+//! Where the exchange's signature does not bind the path or body (Binance,
+//! Bybit), a handed-out signature could be replayed on another endpoint, so
+//! those accounts sign here only for keys holding `account:<name>:admin`.
+//! keyward alone sets timestamp, nonce and receive window; overrides are
+//! accepted only on a server started with a test clock.
+
+use crate::accounts;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::request::StrictJson;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use keyward_core::scope::{Class, Need, Scope};
+use keyward_exchanges::{CanonicalRequest, SignContext};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// The receive window keyward asks for (exchanges refuse older requests).
+pub const RECV_WINDOW_MS: u64 = 5000;
+
+/// Body of `POST /v1/sign/{account}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    method: String,
+    path: String,
+    query: Option<String>,
+    body: Option<String>,
+    timestamp_ms: Option<i64>,
+    nonce: Option<u64>,
+}
+
+fn not_canonical(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad("request_not_canonical", e.to_string())
+}
+
+/// Parses what the client asked to sign: the body is JSON when it looks like JSON, a form otherwise.
+pub fn canonical(method: &str, path: &str, query: Option<&str>, body: Option<&str>) -> ApiResult<CanonicalRequest> {
+    let body = body.unwrap_or("");
+    let trimmed = body.trim_start();
+    let ctype = if body.is_empty() {
+        None
+    } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        Some("application/json")
+    } else {
+        Some("application/x-www-form-urlencoded")
+    };
+    CanonicalRequest::parse(method, path, query, ctype, body.as_bytes()).map_err(not_canonical)
+}
+
+/// Refuses unless the key holds some scope on `account`: no other answer
+/// (unknown account, unknown endpoint) is given to a key without one.
+pub fn require_some_account_scope(who: &Principal, account: &str) -> ApiResult<()> {
+    let any = who.scopes().iter().any(|s| match s {
+        Scope::Account(glob, _) => keyward_core::scope::glob_match(glob, account),
+        _ => false,
+    });
+    if any { Ok(()) } else { Err(ApiError::scope_missing(format!("this key has no scope on account {account}"))) }
+}
+
+/// `POST /v1/sign/{account}`.
+pub async fn sign(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+    who: Principal,
+    StrictJson(req): StrictJson<SignRequest>,
+) -> ApiResult<Json<Value>> {
+    keyward_core::secret_path::SecretPath::parse(&format!("{}{account}", accounts::PREFIX))
+        .map_err(|_| ApiError::bad("invalid_path", "invalid account name"))?;
+    require_some_account_scope(&who, &account)?;
+    if (req.timestamp_ms.is_some() || req.nonce.is_some()) && state.test_clock.is_none() {
+        return Err(ApiError::bad(
+            "invalid_request",
+            "keyward sets timestamps and nonces itself; overrides are accepted only on a test-clock server",
+        ));
+    }
+    let mut creq = canonical(&req.method, &req.path, req.query.as_deref(), req.body.as_deref())?;
+    let exchange = accounts::exchange_of(&state, &account).await?;
+    creq.remove_params(exchange.auth_params());
+    let class = exchange.classify(&creq).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "endpoint_unknown",
+            format!(
+                "{} {} is not in keyward's {} catalog; it is refused until reviewed",
+                creq.method.as_str(),
+                creq.path,
+                exchange.kind()
+            ),
+        )
+    })?;
+    // Public market data needs only some scope on the account (checked above).
+    if class != Class::Public {
+        who.require(
+            Need::Account(&account, class),
+            &format!("{} on account {account} (account:{account}:{})", class.as_str(), class.as_str()),
+        )?;
+    }
+    if class != Class::Public && !exchange.signature_binds_request() {
+        who.require(
+            Need::Account(&account, Class::Admin),
+            &format!(
+                "signing for {account}: {} signatures do not cover the path, so a signature handed out could be replayed on another endpoint; the sign API needs account:{account}:admin (use the proxy instead)",
+                exchange.kind()
+            ),
+        )?;
+    }
+    let acct = accounts::load(&state, &who.unsealed, &account).await?;
+    let base = acct.base_url(&creq.path, &state.config.allow_upstream)?;
+    let (method, target, headers, body) = if class == Class::Public {
+        let q = creq.query_string();
+        let target = if q.is_empty() { creq.path.clone() } else { format!("{}?{q}", creq.path) };
+        (creq.method, target, Vec::new(), creq.body_bytes().map(|(t, b)| (t.to_string(), b)))
+    } else {
+        let now = req.timestamp_ms.unwrap_or_else(|| state.clock.now_ms());
+        let ctx = SignContext {
+            timestamp_ms: now,
+            nonce: req.nonce.unwrap_or_else(|| state.next_nonce(now)),
+            recv_window_ms: RECV_WINDOW_MS,
+        };
+        let out = exchange.sign(&creq, &acct.creds, &ctx).map_err(accounts::account_error)?;
+        (out.method, out.target(), out.headers, out.body)
+    };
+    let mut hmap = Map::new();
+    for (k, v) in headers {
+        hmap.insert(k, Value::String(v));
+    }
+    if let Some((t, _)) = &body {
+        hmap.insert("Content-Type".into(), Value::String(t.clone()));
+    }
+    Ok(Json(json!({
+        "method": method.as_str(),
+        "url": format!("{base}{target}"),
+        "headers": hmap,
+        "body": body.map(|(_, b)| String::from_utf8_lossy(&b).into_owned()),
+        "class": class.as_str(),
+    })))
+}
