@@ -15,7 +15,6 @@ use keyward_server::routes::keys::new_record;
 use keyward_server::state::Unsealed;
 use std::hint::black_box;
 use std::net::IpAddr;
-use std::sync::RwLock;
 
 const KEYS: usize = 100_000;
 
@@ -35,7 +34,7 @@ fn setup(count: usize) -> (Unsealed, Vec<AccessKeySecret>) {
         secrets.push(s);
     }
     let keys = KeyIndex::load(&records, &ring);
-    (Unsealed { keyring: ring, keys: RwLock::new(keys) }, secrets)
+    (Unsealed::new(ring, keys), secrets)
 }
 
 fn verify(c: &mut Criterion) {

@@ -130,6 +130,18 @@ impl Account {
     }
 }
 
+/// The account, from the cache or loaded and decrypted once.
+pub async fn cached(state: &AppState, unsealed: &Unsealed, name: &str) -> ApiResult<std::sync::Arc<Account>> {
+    if let Some(a) = unsealed.accounts.read().ok().and_then(|m| m.get(name).cloned()) {
+        return Ok(a);
+    }
+    let a = std::sync::Arc::new(load(state, unsealed, name).await?);
+    if let Ok(mut m) = unsealed.accounts.write() {
+        m.insert(name.to_string(), a.clone());
+    }
+    Ok(a)
+}
+
 /// Loads and decrypts the current version of an account.
 pub async fn load(state: &AppState, unsealed: &Unsealed, name: &str) -> ApiResult<Account> {
     let not_found =

@@ -224,41 +224,58 @@ pub fn identify(
     Ok((key, token_scopes))
 }
 
+/// Authenticates a credential (or the reason there is none) from `peer`:
+/// identity, the failed-auth throttle, then address, rate and uses.
+pub async fn authenticate(
+    state: &AppState,
+    unsealed: Arc<Unsealed>,
+    headers: &axum::http::HeaderMap,
+    peer: IpAddr,
+    credential: ApiResult<&str>,
+) -> ApiResult<Principal> {
+    let ip = client_ip(peer, headers, &state.config.trusted_proxies);
+    let now = state.clock.now_ms();
+    let found = credential.and_then(|cred| identify(&unsealed, cred, ip, now));
+    let (key, token_scopes) = match found {
+        Ok(k) => k,
+        Err(e) => {
+            return Err(match state.throttle.fail(ip, now) {
+                Verdict::Answer => e,
+                Verdict::Delay(d) => {
+                    tokio::time::sleep(d).await;
+                    e
+                }
+                Verdict::Blocked(d) => {
+                    let mut t = ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "auth_throttled",
+                        "too many failed authentications from this address; valid keys still work",
+                    );
+                    t.retry_after = Some(d.as_secs().max(1));
+                    t
+                }
+            });
+        }
+    };
+    admit(state, &key, ip, now).await?;
+    Ok(Principal { key, unsealed, ip, token_scopes })
+}
+
+/// The TCP peer of a request.
+pub fn peer(parts: &Parts) -> ApiResult<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .ok_or_else(|| ApiError::internal("no peer address on the connection"))
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let unsealed = state.unsealed()?;
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .ok_or_else(|| ApiError::internal("no peer address on the connection"))?;
-        let ip = client_ip(peer, &parts.headers, &state.config.trusted_proxies);
-        let now = state.clock.now_ms();
-        let found = bearer(parts).and_then(|cred| identify(&unsealed, cred, ip, now));
-        let (key, token_scopes) = match found {
-            Ok(k) => k,
-            Err(e) => {
-                return Err(match state.throttle.fail(ip, now) {
-                    Verdict::Answer => e,
-                    Verdict::Delay(d) => {
-                        tokio::time::sleep(d).await;
-                        e
-                    }
-                    Verdict::Blocked(d) => {
-                        let mut t = ApiError::new(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "auth_throttled",
-                            "too many failed authentications from this address; valid keys still work",
-                        );
-                        t.retry_after = Some(d.as_secs().max(1));
-                        t
-                    }
-                });
-            }
-        };
-        admit(state, &key, ip, now).await?;
-        Ok(Principal { key, unsealed, ip, token_scopes })
+        let peer = peer(parts)?;
+        authenticate(state, unsealed, &parts.headers, peer, bearer(parts)).await
     }
 }

@@ -15,6 +15,7 @@ pub mod client_ip;
 pub mod error;
 pub mod init;
 pub mod keys;
+pub mod proxy;
 pub mod request;
 pub mod routes;
 pub mod serve;
@@ -53,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/namespaces", get(keys::list_namespaces).post(keys::create_namespace))
         .route("/v1/auth/token", post(tokens::mint))
         .route("/v1/sign/{account}", post(sign::sign))
+        .route("/proxy/{account}/{*path}", axum::routing::any(proxy::proxy))
         .route("/v1/sys/test-clock", post(sys::test_clock))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -21,6 +21,23 @@ pub struct Unsealed {
     pub keyring: Keyring,
     /// The access-key index.
     pub keys: RwLock<KeyIndex>,
+    /// Decrypted exchange accounts, by name; dropped on any change to the
+    /// account's secret and on seal.
+    pub accounts: RwLock<std::collections::HashMap<String, Arc<crate::accounts::Account>>>,
+}
+
+impl Unsealed {
+    /// A new unsealed state.
+    pub fn new(keyring: Keyring, keys: KeyIndex) -> Self {
+        Self { keyring, keys: RwLock::new(keys), accounts: RwLock::new(std::collections::HashMap::new()) }
+    }
+
+    /// Forgets a cached account (after its secret changed).
+    pub fn forget_account(&self, name: &str) {
+        if let Ok(mut m) = self.accounts.write() {
+            m.remove(name);
+        }
+    }
 }
 
 /// Sealed (collecting shares) or unsealed.
@@ -85,6 +102,8 @@ pub struct Inner {
     pub test_clock: Option<Arc<ManualClock>>,
     /// Last nonce handed to a signer (strictly increasing).
     pub nonce: std::sync::atomic::AtomicU64,
+    /// Pooled HTTP client for upstream exchanges: rustls, no redirects.
+    pub upstream: reqwest::Client,
 }
 
 impl std::ops::Deref for AppState {
@@ -120,6 +139,13 @@ impl AppState {
             test_clock,
             config,
             nonce: std::sync::atomic::AtomicU64::new(0),
+            upstream: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .timeout(std::time::Duration::from_secs(30))
+                .pool_idle_timeout(std::time::Duration::from_secs(90))
+                .build()
+                .unwrap_or_default(),
         }))
     }
 
@@ -180,7 +206,7 @@ impl AppState {
         let keyring = Keyring::new(root, record.active_term);
         let records = self.store.list_keys().await?;
         let keys = KeyIndex::load(&records, &keyring);
-        let unsealed = Arc::new(Unsealed { keyring, keys: RwLock::new(keys) });
+        let unsealed = Arc::new(Unsealed::new(keyring, keys));
         *self.seal.write().map_err(|_| ApiError::internal("seal lock poisoned"))? = SealState::Unsealed(unsealed);
         tracing::info!("unsealed");
         Ok(())

@@ -133,6 +133,16 @@ pub async fn list(State(state): State<AppState>, who: Principal, req: Request) -
 pub async fn secret(State(state): State<AppState>, who: Principal, req: Request) -> ApiResult<Response> {
     let raw = path_after(req.uri().path(), PREFIX)?;
     let path = SecretPath::parse(&raw)?;
+    let changes = req.method() != Method::GET;
+    let answer = secret_op(&state, &who, &path, req).await;
+    if changes && let Some(name) = account_name(path.as_str()) {
+        who.unsealed.forget_account(name);
+    }
+    answer
+}
+
+async fn secret_op(state: &AppState, who: &Principal, path: &SecretPath, req: Request) -> ApiResult<Response> {
+    let (state, who, path) = (state.clone(), who.clone(), path.clone());
     let query = req.uri().query().map(str::to_string);
     match req.method().clone() {
         Method::GET => {

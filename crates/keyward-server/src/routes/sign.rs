@@ -111,7 +111,7 @@ pub async fn sign(
             ),
         )?;
     }
-    let acct = accounts::load(&state, &who.unsealed, &account).await?;
+    let acct = accounts::cached(&state, &who.unsealed, &account).await?;
     let base = acct.base_url(&creq.path, &state.config.allow_upstream)?;
     let (method, target, headers, body) = if class == Class::Public {
         let q = creq.query_string();

@@ -283,3 +283,39 @@ pub fn rfc3339(ms: i64) -> String {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// The fake exchange (Python; checks signatures with its own hmac).
+pub struct FakeExchange {
+    child: Child,
+    pub url: String,
+}
+
+impl FakeExchange {
+    pub fn start(creds: &Value) -> FakeExchange {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fake_exchange/fake_exchange.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(creds.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().trim_start_matches("listening on ").to_string();
+        FakeExchange { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Every request the fake exchange saw.
+    pub fn log(&self) -> Vec<Value> {
+        let v: Value = reqwest::blocking::get(format!("{}/__log", self.url)).unwrap().json().unwrap();
+        v.as_array().unwrap().clone()
+    }
+}
+
+impl Drop for FakeExchange {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -8,6 +8,7 @@ mod bad_input;
 mod harness;
 mod keys;
 mod persistence;
+mod proxy;
 mod seal;
 mod secrets;
 mod server_start;

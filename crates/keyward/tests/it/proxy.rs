@@ -1,0 +1,283 @@
+//! The signing proxy against a fake exchange that checks the real signature
+//! with Python's hmac: forwarding, key in the exchange's own header, client
+//! signatures dropped, classes enforced, canonical tricks refused, upstream
+//! failures, and what reaches the upstream.
+
+use crate::harness::*;
+use serde_json::{Value, json};
+
+const KRAKEN_SECRET: &str = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
+
+fn creds() -> Value {
+    json!({
+        "binance": {"key": "BINANCE-REAL-KEY", "secret": "binance-real-secret"},
+        "okx": {"key": "OKX-REAL-KEY", "secret": "okx-real-secret", "passphrase": "okx-pass"},
+        "bybit": {"key": "BYBIT-REAL-KEY", "secret": "bybit-real-secret"},
+        "kraken": {"key": "KRAKEN-REAL-KEY", "secret": KRAKEN_SECRET},
+    })
+}
+
+fn setup() -> (tempfile::TempDir, Server, FakeExchange) {
+    let fake = FakeExchange::start(&creds());
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
+    let a = s.admin().to_string();
+    let accounts = [
+        ("bin", "binance", json!({"api_key": "BINANCE-REAL-KEY", "api_secret": "binance-real-secret"})),
+        ("okx", "okx", json!({"api_key": "OKX-REAL-KEY", "api_secret": "okx-real-secret", "passphrase": "okx-pass"})),
+        ("by", "bybit", json!({"api_key": "BYBIT-REAL-KEY", "api_secret": "bybit-real-secret"})),
+        ("kr", "kraken", json!({"api_key": "KRAKEN-REAL-KEY", "api_secret": KRAKEN_SECRET})),
+    ];
+    for (name, kind, mut fields) in accounts {
+        fields["base_url"] = json!(fake.url);
+        let (st, v) = s.http(
+            "PUT",
+            &format!("/v1/secrets/exchanges/{name}"),
+            Some(&a),
+            Some(&json!({"data": fields, "type": kind})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    (dir, s, fake)
+}
+
+fn trader(s: &Server) -> String {
+    let scopes: Vec<String> = ["bin", "okx", "by", "kr"]
+        .iter()
+        .flat_map(|a| [format!("account:{a}:trade"), format!("account:{a}:read")])
+        .collect();
+    create_key(s, json!({"name": "bot", "scopes": scopes, "allow_ips": ["127.0.0.1/32"]})).1
+}
+
+fn call(s: &Server, method: &str, target: &str, headers: &[(&str, &str)], body: Option<(&str, &str)>) -> (u16, Value) {
+    let c = reqwest::blocking::Client::new();
+    let mut rb = c.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{target}", s.addr));
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    if let Some((ctype, b)) = body {
+        rb = rb.header("content-type", ctype).body(b.to_string());
+    }
+    let r = rb.send().unwrap();
+    let st = r.status().as_u16();
+    (st, serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null))
+}
+
+#[test]
+fn binance_through_the_proxy_with_the_key_in_the_exchange_header() {
+    let (_d, s, fake) = setup();
+    let key = trader(&s);
+    let kh = [("X-MBX-APIKEY", key.as_str()), ("Cookie", "session=abc"), ("X-Forwarded-For", "6.6.6.6")];
+    // Public market data: forwarded unsigned.
+    let (st, info) = call(&s, "GET", "/proxy/bin/api/v3/exchangeInfo", &kh, None);
+    assert_eq!((st, info["symbols"][0]["symbol"].as_str()), (200, Some("BTCUSDT")));
+    // Private, with the client's own (dummy) signature and timestamp: replaced.
+    let (st, acct) =
+        call(&s, "GET", "/proxy/bin/api/v3/account?timestamp=1&recvWindow=60000&signature=deadbeef", &kh, None);
+    assert_eq!(st, 200, "{acct}");
+    assert_eq!(acct["balances"][0]["asset"], "BTC");
+    let form =
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000&timestamp=1&signature=deadbeef";
+    let (st, order) =
+        call(&s, "POST", "/proxy/bin/api/v3/order", &kh, Some(("application/x-www-form-urlencoded", form)));
+    assert_eq!((st, order["status"].as_str()), (200, Some("NEW")), "{order}");
+    // Bearer works too.
+    let bearer = format!("Bearer {key}");
+    assert_eq!(call(&s, "GET", "/proxy/bin/api/v3/openOrders", &[("Authorization", &bearer)], None).0, 200);
+
+    // Refusals: classes, unknown endpoints, canonical tricks, bad keys.
+    assert_error(
+        &call(
+            &s,
+            "POST",
+            "/proxy/bin/sapi/v1/capital/withdraw/apply",
+            &kh,
+            Some(("application/x-www-form-urlencoded", "coin=BTC&address=x&amount=1")),
+        ),
+        403,
+        "scope_missing",
+    );
+    assert_error(
+        &call(
+            &s,
+            "POST",
+            "/proxy/bin/sapi/v1/asset/transfer",
+            &kh,
+            Some(("application/x-www-form-urlencoded", "type=MAIN_UMFUTURE&asset=USDT&amount=1")),
+        ),
+        403,
+        "scope_missing",
+    );
+    assert_error(&call(&s, "POST", "/proxy/bin/api/v3/userDataStream", &kh, None), 403, "scope_missing");
+    assert_error(&call(&s, "GET", "/proxy/bin/api/v3/brandNewEndpoint", &kh, None), 403, "endpoint_unknown");
+    assert_error(
+        &call(&s, "GET", "/proxy/bin/api/v3/order?symbol=A&symbol=B", &kh, None),
+        400,
+        "request_not_canonical",
+    );
+    assert_error(
+        &call(
+            &s,
+            "POST",
+            "/proxy/bin/api/v3/order",
+            &[("X-MBX-APIKEY", &key), ("X-HTTP-Method-Override", "DELETE")],
+            Some(("application/x-www-form-urlencoded", "symbol=A")),
+        ),
+        400,
+        "request_not_canonical",
+    );
+    let raw = s.raw(&format!("GET /proxy/bin/api/v3/account/../../sapi/v1/capital/withdraw/apply HTTP/1.1\r\nHost: x\r\nX-MBX-APIKEY: {key}\r\nConnection: close\r\n\r\n"), b"");
+    assert_error(&raw, 400, "request_not_canonical");
+    let raw = s.raw(
+        &format!(
+            "GET /proxy/bin/api/v3/%61ccount HTTP/1.1\r\nHost: x\r\nX-MBX-APIKEY: {key}\r\nConnection: close\r\n\r\n"
+        ),
+        b"",
+    );
+    assert_error(&raw, 400, "request_not_canonical");
+    assert_error(
+        &call(&s, "GET", "/proxy/bin/api/v3/account", &[("X-MBX-APIKEY", "not-a-keyward-key")], None),
+        401,
+        "key_invalid",
+    );
+    assert_error(&call(&s, "GET", "/proxy/bin/api/v3/account", &[], None), 401, "key_invalid");
+    let other =
+        create_key(&s, json!({"name": "o", "scopes": ["account:elsewhere:trade"], "allow_ips": ["127.0.0.1"]})).1;
+    assert_error(
+        &call(&s, "GET", "/proxy/bin/api/v3/exchangeInfo", &[("X-MBX-APIKEY", &other)], None),
+        403,
+        "scope_missing",
+    );
+
+    // What reached the upstream: never the keyward key, the dummy signature,
+    // cookies, forwarding headers or an Authorization header.
+    let log = fake.log();
+    assert_eq!(log.len(), 4, "exchangeInfo, account, order, openOrders");
+    for r in &log {
+        let text = r.to_string();
+        assert!(!text.contains(&key), "keyward key reached the exchange: {text}");
+        assert!(!text.contains("deadbeef"), "client signature reached the exchange: {text}");
+        let h = r["headers"].as_object().unwrap();
+        for banned in ["authorization", "cookie", "x-forwarded-for"] {
+            assert!(!h.contains_key(banned), "{banned} forwarded: {text}");
+        }
+        if r["path"] == "/api/v3/account" {
+            assert_eq!(h["x-mbx-apikey"], "BINANCE-REAL-KEY");
+        }
+    }
+    assert!(
+        !log.iter().any(|r| r["path"].as_str().unwrap().contains("withdraw")),
+        "a refused request reached the exchange"
+    );
+}
+
+#[test]
+fn okx_bybit_and_kraken_through_the_proxy() {
+    let (_d, s, fake) = setup();
+    let key = trader(&s);
+    let bearer = format!("Bearer {key}");
+    // OKX with the key in OK-ACCESS-KEY and a dummy passphrase/signature.
+    let okh = [
+        ("OK-ACCESS-KEY", key.as_str()),
+        ("OK-ACCESS-SIGN", "dummy"),
+        ("OK-ACCESS-PASSPHRASE", "dummy"),
+        ("OK-ACCESS-TIMESTAMP", "2020-01-01T00:00:00.000Z"),
+    ];
+    let (st, bal) = call(&s, "GET", "/proxy/okx/api/v5/account/balance", &okh, None);
+    assert_eq!((st, bal["code"].as_str()), (200, Some("0")), "{bal}");
+    let (st, ord) = call(
+        &s,
+        "POST",
+        "/proxy/okx/api/v5/trade/order",
+        &okh,
+        Some((
+            "application/json",
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.01","px":"50000"}"#,
+        )),
+    );
+    assert_eq!((st, ord["data"][0]["sCode"].as_str()), (200, Some("0")), "{ord}");
+    // A margin order on a spot pair borrows: refused for a trade key.
+    assert_error(
+        &call(
+            &s,
+            "POST",
+            "/proxy/okx/api/v5/trade/order",
+            &okh,
+            Some((
+                "application/json",
+                r#"{"instId":"BTC-USDT","tdMode":"cross","side":"buy","ordType":"market","sz":"1"}"#,
+            )),
+        ),
+        403,
+        "scope_missing",
+    );
+    assert_error(
+        &call(
+            &s,
+            "POST",
+            "/proxy/okx/api/v5/asset/withdrawal",
+            &okh,
+            Some(("application/json", r#"{"ccy":"BTC","amt":"1"}"#)),
+        ),
+        403,
+        "scope_missing",
+    );
+    assert_error(
+        &call(
+            &s,
+            "POST",
+            "/proxy/okx/api/v5/trade/order",
+            &okh,
+            Some(("application/json", r#"{"sz":"1","sz":"100"}"#)),
+        ),
+        400,
+        "request_not_canonical",
+    );
+    // Bybit.
+    let byh = [("X-BAPI-API-KEY", key.as_str()), ("X-BAPI-SIGN", "dummy")];
+    let (st, w) = call(&s, "GET", "/proxy/by/v5/account/wallet-balance?accountType=UNIFIED", &byh, None);
+    assert_eq!((st, w["retCode"].as_i64()), (200, Some(0)), "{w}");
+    let (st, o) = call(
+        &s,
+        "POST",
+        "/proxy/by/v5/order/create",
+        &byh,
+        Some((
+            "application/json",
+            r#"{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.01","price":"50000"}"#,
+        )),
+    );
+    assert_eq!((st, o["retCode"].as_i64()), (200, Some(0)), "{o}");
+    // Kraken with Bearer.
+    let (st, b) = call(&s, "POST", "/proxy/kr/0/private/Balance", &[("Authorization", &bearer)], None);
+    assert_eq!((st, &b["error"]), (200, &json!([])), "{b}");
+    let (st, o) = call(
+        &s,
+        "POST",
+        "/proxy/kr/0/private/AddOrder",
+        &[("API-Key", &key), ("API-Sign", "dummy")],
+        Some((
+            "application/x-www-form-urlencoded",
+            "nonce=1&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=0.01",
+        )),
+    );
+    assert_eq!((st, &o["error"]), (200, &json!([])), "{o}");
+    assert_error(
+        &call(&s, "POST", "/proxy/kr/0/private/GetWebSocketsToken", &[("Authorization", &bearer)], None),
+        403,
+        "scope_missing",
+    );
+    for r in fake.log() {
+        let t = r.to_string();
+        assert!(!t.contains(&key) && !t.contains("dummy"), "{t}");
+    }
+}
+
+#[test]
+fn upstream_failures_answer_502() {
+    let (_d, s, fake) = setup();
+    let key = trader(&s);
+    drop(fake);
+    let (st, v) = call(&s, "GET", "/proxy/bin/api/v3/account", &[("X-MBX-APIKEY", &key)], None);
+    assert_error(&(st, v), 502, "upstream_unavailable");
+}

@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""A local fake of Binance, OKX, Bybit and Kraken for keyward's tests.
+
+It checks every private request's signature with Python's own hmac and
+hashlib (an implementation independent of keyward's), refuses bad ones the
+way the exchange would, answers the calls ccxt makes for load_markets,
+create_order and fetch_balance, and records every request it saw so a test
+can show what reached the "exchange" (GET /__log, POST /__reset).
+
+Usage: fake_exchange.py CREDENTIALS_JSON   (prints "listening on PORT")
+CREDENTIALS_JSON: {"binance": {"key":..,"secret":..}, "okx": {"key","secret","passphrase"},
+                   "bybit": {"key","secret"}, "kraken": {"key","secret"}}
+Stdlib only.
+"""
+import base64
+import hashlib
+import hmac
+import json
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CREDS = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+LOG = []
+LOCK = threading.Lock()
+KRAKEN_NONCES = {"last": 0}
+ORDERS = {"n": 0}
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def next_order_id():
+    with LOCK:
+        ORDERS["n"] += 1
+        return ORDERS["n"]
+
+
+BINANCE_INFO = {
+    "timezone": "UTC", "serverTime": 0, "rateLimits": [], "exchangeFilters": [],
+    "symbols": [{
+        "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "baseAssetPrecision": 8,
+        "quoteAsset": "USDT", "quotePrecision": 8, "quoteAssetPrecision": 8,
+        "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": True, "ocoAllowed": True,
+        "isSpotTradingAllowed": True, "isMarginTradingAllowed": False, "permissions": ["SPOT"],
+        "permissionSets": [["SPOT"]],
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
+            {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.00", "stepSize": "0.00001"},
+            {"filterType": "NOTIONAL", "minNotional": "5.0", "maxNotional": "9000000.0"},
+        ],
+    }],
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def reply(self, status, obj, headers=None):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def handle_any(self):
+        parsed = urllib.parse.urlsplit(self.path)
+        path, query = parsed.path, parsed.query
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        if path == "/__log":
+            with LOCK:
+                return self.reply(200, LOG)
+        if path == "/__reset":
+            with LOCK:
+                LOG.clear()
+            return self.reply(200, {})
+        with LOCK:
+            LOG.append({"method": self.command, "path": path, "query": query, "body": body,
+                        "headers": {k.lower(): v for k, v in self.headers.items()}})
+        if path.startswith(("/api/v3/", "/sapi/", "/fapi/")):
+            return self.binance(path, query, body)
+        if path.startswith("/api/v5/"):
+            return self.okx(path, query, body)
+        if path.startswith("/v5/"):
+            return self.bybit(path, query, body)
+        if path.startswith("/0/"):
+            return self.kraken(path, query, body)
+        return self.reply(404, {"error": "unknown path"})
+
+    do_GET = do_POST = do_PUT = do_DELETE = handle_any
+
+    # Binance: hex HMAC-SHA256 over the parameters, key in X-MBX-APIKEY.
+    def binance(self, path, query, body):
+        public = {"/api/v3/ping": {}, "/api/v3/time": {"serverTime": now_ms()},
+                  "/api/v3/exchangeInfo": dict(BINANCE_INFO, serverTime=now_ms()),
+                  "/api/v3/ticker/price": {"symbol": "BTCUSDT", "price": "50000.00"}}
+        weight = {"X-MBX-USED-WEIGHT-1M": "10"}
+        if path in public:
+            return self.reply(200, public[path], weight)
+        c = CREDS.get("binance", {})
+        payload = query or body
+        if self.headers.get("X-MBX-APIKEY") != c.get("key"):
+            return self.reply(401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."})
+        if "&signature=" not in payload:
+            return self.reply(400, {"code": -1102, "msg": "Mandatory parameter 'signature' was not sent."})
+        signed, sig = payload.rsplit("&signature=", 1)
+        expected = hmac.new(c["secret"].encode(), signed.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, urllib.parse.unquote(sig)):
+            return self.reply(400, {"code": -1022, "msg": "Signature for this request is not valid."})
+        params = dict(urllib.parse.parse_qsl(signed))
+        if abs(int(params.get("timestamp", 0)) - now_ms()) > int(params.get("recvWindow", 5000)):
+            return self.reply(400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."})
+        if path == "/api/v3/account":
+            return self.reply(200, {"makerCommission": 10, "takerCommission": 10, "canTrade": True, "canWithdraw": True,
+                                    "canDeposit": True, "updateTime": now_ms(), "accountType": "SPOT",
+                                    "balances": [{"asset": "BTC", "free": "1.5", "locked": "0.0"},
+                                                 {"asset": "USDT", "free": "10000.0", "locked": "0.0"}],
+                                    "permissions": ["SPOT"]}, weight)
+        if path == "/api/v3/order" and self.command == "POST":
+            oid = next_order_id()
+            return self.reply(200, {"symbol": params.get("symbol"), "orderId": oid, "orderListId": -1,
+                                    "clientOrderId": params.get("newClientOrderId", "c%d" % oid),
+                                    "transactTime": now_ms(), "price": params.get("price", "0.00"),
+                                    "origQty": params.get("quantity", "0"), "executedQty": "0.0",
+                                    "cummulativeQuoteQty": "0.0", "status": "NEW",
+                                    "timeInForce": params.get("timeInForce", "GTC"), "type": params.get("type"),
+                                    "side": params.get("side"), "fills": []}, weight)
+        return self.reply(200, {"ok": True, "path": path}, weight)
+
+    # OKX: base64 HMAC-SHA256 over timestamp + method + path?query + body, with passphrase.
+    def okx(self, path, query, body):
+        if path.startswith(("/api/v5/public/", "/api/v5/market/")):
+            if path == "/api/v5/public/time":
+                return self.reply(200, {"code": "0", "msg": "", "data": [{"ts": str(now_ms())}]})
+            if path == "/api/v5/public/instruments":
+                return self.reply(200, {"code": "0", "msg": "", "data": [{
+                    "instType": "SPOT", "instId": "BTC-USDT", "uly": "", "instFamily": "", "baseCcy": "BTC",
+                    "quoteCcy": "USDT", "settleCcy": "", "ctVal": "", "ctMult": "", "ctValCcy": "", "optType": "",
+                    "stk": "", "listTime": "1606468572000", "expTime": "", "lever": "10", "tickSz": "0.1",
+                    "lotSz": "0.00000001", "minSz": "0.00001", "ctType": "", "alias": "", "state": "live",
+                    "maxLmtSz": "9999999999", "maxMktSz": "1000000", "ruleType": "normal"}]})
+            return self.reply(200, {"code": "0", "msg": "", "data": []})
+        c = CREDS.get("okx", {})
+        h = self.headers
+        target = path + ("?" + query if query else "")
+        prehash = (h.get("OK-ACCESS-TIMESTAMP", "") + self.command + target + body).encode()
+        expected = base64.b64encode(hmac.new(c.get("secret", "").encode(), prehash, hashlib.sha256).digest()).decode()
+        if h.get("OK-ACCESS-KEY") != c.get("key") or h.get("OK-ACCESS-PASSPHRASE") != c.get("passphrase"):
+            return self.reply(401, {"code": "50111", "msg": "Invalid OK-ACCESS-KEY"})
+        if not hmac.compare_digest(expected, h.get("OK-ACCESS-SIGN", "")):
+            return self.reply(401, {"code": "50113", "msg": "Invalid Sign"})
+        if path == "/api/v5/account/balance":
+            return self.reply(200, {"code": "0", "msg": "", "data": [{"uTime": str(now_ms()), "totalEq": "10000",
+                              "details": [{"ccy": "USDT", "availBal": "10000", "cashBal": "10000", "eq": "10000",
+                                           "frozenBal": "0", "uTime": str(now_ms())}]}]})
+        if path == "/api/v5/trade/order" and self.command == "POST":
+            order = json.loads(body or "{}")
+            return self.reply(200, {"code": "0", "msg": "", "data": [{"ordId": str(next_order_id()),
+                              "clOrdId": order.get("clOrdId", ""), "tag": "", "sCode": "0", "sMsg": ""}]})
+        return self.reply(200, {"code": "0", "msg": "", "data": []})
+
+    # Bybit v5: hex HMAC-SHA256 over timestamp + key + recv window + query/body.
+    def bybit(self, path, query, body):
+        if path.startswith("/v5/market/"):
+            if path == "/v5/market/time":
+                t = now_ms()
+                return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"timeSecond": str(t // 1000), "timeNano": str(t * 1000000)}, "time": t})
+            if path == "/v5/market/instruments-info":
+                return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"category": "spot", "list": [{
+                    "symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "innovation": "0", "status": "Trading",
+                    "marginTrading": "none", "lotSizeFilter": {"basePrecision": "0.000001", "quotePrecision": "0.00000001",
+                    "minOrderQty": "0.000048", "maxOrderQty": "71.73956243", "minOrderAmt": "1", "maxOrderAmt": "2000000"},
+                    "priceFilter": {"tickSize": "0.01"}}], "nextPageCursor": ""}, "time": now_ms()})
+            return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"list": []}, "time": now_ms()})
+        c = CREDS.get("bybit", {})
+        h = self.headers
+        payload = query if self.command == "GET" else body
+        text = h.get("X-BAPI-TIMESTAMP", "") + c.get("key", "") + h.get("X-BAPI-RECV-WINDOW", "") + payload
+        expected = hmac.new(c.get("secret", "").encode(), text.encode(), hashlib.sha256).hexdigest()
+        limit = {"X-Bapi-Limit-Status": "99", "X-Bapi-Limit": "100"}
+        if h.get("X-BAPI-API-KEY") != c.get("key"):
+            return self.reply(200, {"retCode": 10003, "retMsg": "API key is invalid.", "result": {}, "time": now_ms()})
+        if not hmac.compare_digest(expected, h.get("X-BAPI-SIGN", "")):
+            return self.reply(200, {"retCode": 10004, "retMsg": "error sign!", "result": {}, "time": now_ms()})
+        if path == "/v5/order/create":
+            order = json.loads(body or "{}")
+            return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"orderId": str(next_order_id()),
+                              "orderLinkId": order.get("orderLinkId", "")}, "time": now_ms()}, limit)
+        if path == "/v5/account/wallet-balance":
+            return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"list": [{"accountType": "UNIFIED",
+                              "totalEquity": "10000", "coin": [{"coin": "USDT", "equity": "10000", "walletBalance": "10000",
+                              "locked": "0", "availableToWithdraw": "10000"}]}]}, "time": now_ms()}, limit)
+        return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"list": []}, "time": now_ms()}, limit)
+
+    # Kraken: base64 HMAC-SHA512(base64-decoded secret, path + SHA256(nonce + body)).
+    def kraken(self, path, query, body):
+        if path.startswith("/0/public/"):
+            if path == "/0/public/Time":
+                return self.reply(200, {"error": [], "result": {"unixtime": now_ms() // 1000, "rfc1123": ""}})
+            if path == "/0/public/AssetPairs":
+                return self.reply(200, {"error": [], "result": {"XXBTZUSD": {
+                    "altname": "XBTUSD", "wsname": "XBT/USD", "aclass_base": "currency", "base": "XXBT",
+                    "aclass_quote": "currency", "quote": "ZUSD", "lot": "unit", "cost_decimals": 5, "pair_decimals": 1,
+                    "lot_decimals": 8, "lot_multiplier": 1, "leverage_buy": [], "leverage_sell": [],
+                    "fees": [[0, 0.26]], "fees_maker": [[0, 0.16]], "fee_volume_currency": "ZUSD",
+                    "margin_call": 80, "margin_stop": 40, "ordermin": "0.0001", "costmin": "0.5", "tick_size": "0.1",
+                    "status": "online"}}})
+            if path == "/0/public/Assets":
+                return self.reply(200, {"error": [], "result": {
+                    "XXBT": {"aclass": "currency", "altname": "XBT", "decimals": 10, "display_decimals": 5, "status": "enabled"},
+                    "ZUSD": {"aclass": "currency", "altname": "USD", "decimals": 4, "display_decimals": 2, "status": "enabled"}}})
+            return self.reply(200, {"error": [], "result": {}})
+        c = CREDS.get("kraken", {})
+        params = dict(urllib.parse.parse_qsl(body))
+        nonce = params.get("nonce", "")
+        msg = path.encode() + hashlib.sha256((nonce + body).encode()).digest()
+        expected = base64.b64encode(hmac.new(base64.b64decode(c.get("secret", "")), msg, hashlib.sha512).digest()).decode()
+        if self.headers.get("API-Key") != c.get("key") or not hmac.compare_digest(expected, self.headers.get("API-Sign", "")):
+            return self.reply(200, {"error": ["EAPI:Invalid key"]})
+        with LOCK:
+            if int(nonce or 0) <= KRAKEN_NONCES["last"]:
+                return self.reply(200, {"error": ["EAPI:Invalid nonce"]})
+            KRAKEN_NONCES["last"] = int(nonce)
+        if path == "/0/private/Balance":
+            return self.reply(200, {"error": [], "result": {"XXBT": "1.5", "ZUSD": "10000.0"}})
+        if path == "/0/private/AddOrder":
+            return self.reply(200, {"error": [], "result": {"descr": {"order": "buy %s %s" % (params.get("volume"), params.get("pair"))},
+                                                            "txid": ["O%06d-AAAAA-BBBBBB" % next_order_id()]}})
+        return self.reply(200, {"error": [], "result": {}})
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print("listening on %d" % server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
