@@ -163,10 +163,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"code": "0", "msg": "", "data": [{"uTime": str(now_ms()), "totalEq": "10000",
                               "details": [{"ccy": "USDT", "availBal": "10000", "cashBal": "10000", "eq": "10000",
                                            "frozenBal": "0", "uTime": str(now_ms())}]}]})
-        if path == "/api/v5/trade/order" and self.command == "POST":
-            order = json.loads(body or "{}")
+        if path in ("/api/v5/trade/order", "/api/v5/trade/batch-orders") and self.command == "POST":
+            orders = json.loads(body or "{}")
+            orders = orders if isinstance(orders, list) else [orders]
             return self.reply(200, {"code": "0", "msg": "", "data": [{"ordId": str(next_order_id()),
-                              "clOrdId": order.get("clOrdId", ""), "tag": "", "sCode": "0", "sMsg": ""}]})
+                              "clOrdId": o.get("clOrdId", ""), "tag": "", "sCode": "0", "sMsg": ""} for o in orders]})
         return self.reply(200, {"code": "0", "msg": "", "data": []})
 
     # Bybit v5: hex HMAC-SHA256 over timestamp + key + recv window + query/body.
@@ -233,8 +234,13 @@ class Handler(BaseHTTPRequestHandler):
             KRAKEN_NONCES["last"] = int(nonce)
         if path == "/0/private/Balance":
             return self.reply(200, {"error": [], "result": {"XXBT": "1.5", "ZUSD": "10000.0"}})
+        if path == "/0/private/BalanceEx":
+            return self.reply(200, {"error": [], "result": {"XXBT": {"balance": "1.5", "hold_trade": "0"},
+                                                            "ZUSD": {"balance": "10000.0", "hold_trade": "0"}}})
         if path == "/0/private/AddOrder":
-            return self.reply(200, {"error": [], "result": {"descr": {"order": "buy %s %s" % (params.get("volume"), params.get("pair"))},
+            return self.reply(200, {"error": [], "result": {"descr": {"order": "%s %s %s @ %s %s" % (
+                                params.get("type"), params.get("volume"), params.get("pair"),
+                                params.get("ordertype"), params.get("price", ""))},
                                                             "txid": ["O%06d-AAAAA-BBBBBB" % next_order_id()]}})
         return self.reply(200, {"error": [], "result": {}})
 

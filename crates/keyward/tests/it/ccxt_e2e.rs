@@ -1,0 +1,78 @@
+//! ccxt (Python, unchanged) trading through keyward's proxy for Binance,
+//! OKX, Bybit and Kraken, against the fake exchange that checks the real
+//! signatures with Python's hmac. Needs a Python with ccxt: `./test.sh`
+//! installs one and sets KEYWARD_TEST_PYTHON.
+
+use crate::harness::*;
+use serde_json::{Value, json};
+
+const KRAKEN_SECRET: &str = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
+
+fn python_with_ccxt() -> String {
+    let candidates = [
+        std::env::var("KEYWARD_TEST_PYTHON").ok(),
+        Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv-test/bin/python").to_string()),
+    ];
+    for py in candidates.into_iter().flatten() {
+        let ok = std::process::Command::new(&py).args(["-c", "import ccxt"]).output().is_ok_and(|o| o.status.success());
+        if ok {
+            return py;
+        }
+    }
+    panic!("no Python with ccxt: run the tests with ./test.sh (it installs ccxt into .venv-test)");
+}
+
+#[test]
+fn ccxt_loads_markets_orders_and_reads_balances_through_the_proxy() {
+    let python = python_with_ccxt();
+    let fake = FakeExchange::start(&json!({
+        "binance": {"key": "BINANCE-REAL-KEY", "secret": "binance-real-secret"},
+        "okx": {"key": "OKX-REAL-KEY", "secret": "okx-real-secret", "passphrase": "okx-pass"},
+        "bybit": {"key": "BYBIT-REAL-KEY", "secret": "bybit-real-secret"},
+        "kraken": {"key": "KRAKEN-REAL-KEY", "secret": KRAKEN_SECRET},
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
+    let a = s.admin().to_string();
+    for (name, kind, mut fields) in [
+        ("bin", "binance", json!({"api_key": "BINANCE-REAL-KEY", "api_secret": "binance-real-secret"})),
+        ("okx", "okx", json!({"api_key": "OKX-REAL-KEY", "api_secret": "okx-real-secret", "passphrase": "okx-pass"})),
+        ("by", "bybit", json!({"api_key": "BYBIT-REAL-KEY", "api_secret": "bybit-real-secret"})),
+        ("kr", "kraken", json!({"api_key": "KRAKEN-REAL-KEY", "api_secret": KRAKEN_SECRET})),
+    ] {
+        fields["base_url"] = json!(fake.url);
+        let (st, v) = s.http(
+            "PUT",
+            &format!("/v1/secrets/exchanges/{name}"),
+            Some(&a),
+            Some(&json!({"data": fields, "type": kind})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let scopes: Vec<String> = ["bin", "okx", "by", "kr"]
+        .iter()
+        .flat_map(|n| [format!("account:{n}:trade"), format!("account:{n}:read")])
+        .collect();
+    let (_, key) = create_key(&s, json!({"name": "ccxt-bot", "scopes": scopes, "allow_ips": ["127.0.0.1/32"]}));
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/e2e/ccxt_e2e.py");
+    let o = std::process::Command::new(&python).arg(script).arg(&s.addr).arg(&key).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 4, "{out}");
+    for r in &results {
+        assert!(r.get("error").is_none(), "{r}");
+        assert_eq!(r["markets"], true, "{r}");
+        assert!(r["order_id"].as_str().is_some_and(|id| !id.is_empty()), "{r}");
+        assert!(!r["balance_currencies"].as_array().unwrap().is_empty(), "{r}");
+        assert_eq!(r["withdraw"], "scope_missing", "{r}");
+    }
+    // The exchange never saw the keyward key, and never a withdrawal.
+    let log = fake.log();
+    assert!(log.len() >= 12, "{}", log.len());
+    for r in &log {
+        assert!(!r.to_string().contains(&key), "the keyward key reached the exchange: {r}");
+        assert!(!r["path"].as_str().unwrap().to_ascii_lowercase().contains("withdraw"), "{r}");
+    }
+}
