@@ -6,6 +6,7 @@ mod access;
 mod at_rest;
 mod bad_input;
 mod ccxt_e2e;
+mod fund_movers;
 mod harness;
 mod keys;
 mod persistence;

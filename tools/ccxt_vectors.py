@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Signing vectors from ccxt's own sign(), with frozen time and nonce, for
+keyward's signer tests (crates/keyward-exchanges/tests/ccxt_vectors.rs).
+
+Run with a Python that has ccxt (./test.sh makes .venv-test):
+    .venv-test/bin/python tools/ccxt_vectors.py > crates/keyward-exchanges/tests/vectors/ccxt-sign.json
+
+The credentials are made up for the vectors; none is a real key.
+"""
+import json
+
+import ccxt
+
+T = 1700000000123  # frozen milliseconds
+CASES = [
+    # exchange, credentials, api section, ccxt path, method, params
+    ("binance", {"apiKey": "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
+                 "secret": "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"},
+     "private", "order", "POST",
+     {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01", "price": "50000"}),
+    ("binance", {"apiKey": "k", "secret": "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"},
+     "private", "account", "GET", {"omitZeroBalances": "true"}),
+    ("okx", {"apiKey": "okx-key", "secret": "okx-secret-0123456789", "password": "okx-pass"},
+     "private", "trade/order", "POST",
+     {"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "sz": "0.01", "px": "50000"}),
+    ("okx", {"apiKey": "okx-key", "secret": "okx-secret-0123456789", "password": "okx-pass"},
+     "private", "account/balance", "GET", {"ccy": "BTC"}),
+    ("bybit", {"apiKey": "bybit-key", "secret": "bybit-secret-0123456789"},
+     "private", "v5/order/create", "POST",
+     {"category": "spot", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.01", "price": "50000"}),
+    ("bybit", {"apiKey": "bybit-key", "secret": "bybit-secret-0123456789"},
+     "private", "v5/account/wallet-balance", "GET", {"accountType": "UNIFIED"}),
+    ("kraken", {"apiKey": "kraken-key",
+                "secret": "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="},
+     "private", "AddOrder", "POST",
+     {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "37500", "volume": "1.25"}),
+    ("kraken", {"apiKey": "kraken-key",
+                "secret": "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="},
+     "private", "Balance", "POST", {}),
+    ("kucoin", {"apiKey": "kucoin-key", "secret": "f03a5284-5c39-4aaa-9b20-dea10bdcf8e3", "password": "kucoin-pass"},
+     "private", "orders", "POST",
+     {"clientOid": "abc", "side": "buy", "symbol": "BTC-USDT", "type": "limit", "price": "50000", "size": "0.01"}),
+    ("kucoin", {"apiKey": "kucoin-key", "secret": "f03a5284-5c39-4aaa-9b20-dea10bdcf8e3", "password": "kucoin-pass"},
+     "private", "accounts", "GET", {"currency": "USDT"}),
+]
+
+
+def freeze(ex):
+    ex.milliseconds = lambda: T
+    ex.seconds = lambda: T // 1000
+    ex.nonce = lambda: T
+    ex.incrementing_nonce = lambda: T
+    return ex
+
+
+def main():
+    out = {"about": "ccxt %s sign() output with frozen time %d (tools/ccxt_vectors.py)" % (ccxt.__version__, T),
+           "timestamp_ms": T, "vectors": []}
+    for ex_id, creds, api, path, method, params in CASES:
+        ex = freeze(getattr(ccxt, ex_id)(dict(creds)))
+        signed = ex.sign(path, [api], method, dict(params))
+        out["vectors"].append({
+            "exchange": ex_id, "credentials": creds, "method": method,
+            "url": signed["url"], "headers": signed.get("headers") or {}, "body": signed.get("body"),
+        })
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
