@@ -10,10 +10,14 @@
 #![deny(missing_docs)]
 
 pub mod binance;
+pub mod bitget;
 pub mod bybit;
 pub mod canonical;
 pub mod catalog;
+pub mod coinbase;
 pub mod credentials;
+pub mod deribit;
+pub mod gate;
 pub mod kraken;
 pub mod kucoin;
 pub mod mac;
@@ -139,7 +143,17 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
 
 /// Every supported exchange, by account type.
 pub fn registry() -> &'static [&'static dyn Exchange] {
-    &[&binance::Binance, &bybit::Bybit, &kraken::Kraken, &kucoin::Kucoin, &okx::Okx]
+    &[
+        &binance::Binance,
+        &bitget::Bitget,
+        &bybit::Bybit,
+        &coinbase::Coinbase,
+        &deribit::Deribit,
+        &gate::Gate,
+        &kraken::Kraken,
+        &kucoin::Kucoin,
+        &okx::Okx,
+    ]
 }
 
 /// The exchange for an account type.

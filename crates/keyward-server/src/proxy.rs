@@ -52,23 +52,16 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
     keyward_core::secret_path::SecretPath::parse(&format!("{}{account}", accounts::PREFIX))
         .map_err(|_| ApiError::bad("invalid_path", "invalid account name"))?;
 
-    // The credential: Authorization: Bearer, or where an exchange client puts
-    // its key. Nothing about the account is read before the key is checked.
-    let credential = if parts.headers.contains_key(header::AUTHORIZATION) {
-        bearer(&parts)
-    } else {
-        keyward_exchanges::registry()
-            .iter()
-            .find_map(|ex| parts.headers.get(ex.key_header()))
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::key_invalid(
-                    "no access key: send your keyward key as the exchange API key or as `Authorization: Bearer`",
-                )
-            })
-    };
-    let who = authenticate(state, unsealed.clone(), &parts.headers, peer(&parts)?, credential).await?;
+    // Nothing about the account is read before the key is checked.
+    let credential = credential(&parts);
+    let who = authenticate(
+        state,
+        unsealed.clone(),
+        &parts.headers,
+        peer(&parts)?,
+        credential.as_deref().map_err(Clone::clone),
+    )
+    .await?;
     require_some_account_scope(&who, &account)?;
     let acct = accounts::cached(state, &unsealed, &account).await?;
     let exchange = acct.exchange;
@@ -116,6 +109,43 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
         exchange.sign(&creq, &acct.creds, &ctx).map_err(accounts::account_error)?
     };
     send(state, &base, out, &parts.headers).await
+}
+
+/// The keyward key of a proxied request: a bearer token; the key name inside
+/// a JWT an exchange client built (Coinbase: `kid`); the `id` of a Deribit
+/// `deri-hmac-sha256` header; or the exchange's own API-key header.
+fn credential(parts: &axum::http::request::Parts) -> ApiResult<String> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
+        let text = v.to_str().map_err(|_| ApiError::key_invalid("the Authorization header is not ASCII"))?;
+        if let Some(rest) = text.strip_prefix("deri-hmac-sha256 ") {
+            return rest
+                .split(',')
+                .find_map(|kv| kv.trim().strip_prefix("id="))
+                .map(str::to_string)
+                .ok_or_else(|| ApiError::key_invalid("no id= in the deri-hmac-sha256 header"));
+        }
+        let token = bearer(parts)?;
+        let mut pieces = token.split('.');
+        if let (Some(head), Some(_), Some(_), None) = (pieces.next(), pieces.next(), pieces.next(), pieces.next())
+            && let Some(kid) = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, head)
+                .ok()
+                .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+                .and_then(|h| h["kid"].as_str().map(str::to_string))
+        {
+            return Ok(kid);
+        }
+        return Ok(token.to_string());
+    }
+    keyward_exchanges::registry()
+        .iter()
+        .find_map(|ex| parts.headers.get(ex.key_header()))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .ok_or_else(|| {
+            ApiError::key_invalid(
+                "no access key: send your keyward key as the exchange API key or as `Authorization: Bearer`",
+            )
+        })
 }
 
 async fn send(state: &AppState, base: &str, out: Outgoing, client_headers: &HeaderMap) -> ApiResult<Response> {

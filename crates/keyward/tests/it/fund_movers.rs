@@ -9,7 +9,9 @@ use serde_json::json;
 fn fields(kind: &str) -> serde_json::Value {
     match kind {
         "kraken" => json!({"api_key": "K", "api_secret": "c2VjcmV0"}),
-        "okx" | "kucoin" => json!({"api_key": "K", "api_secret": "S", "passphrase": "P"}),
+        "okx" | "kucoin" | "bitget" => json!({"api_key": "K", "api_secret": "S", "passphrase": "P"}),
+        // An Ed25519 seed (32 bytes, base64).
+        "coinbase" => json!({"api_key": "K", "api_secret": "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}),
         _ => json!({"api_key": "K", "api_secret": "S"}),
     }
 }

@@ -326,3 +326,141 @@ fn test_clock_overrides_reproduce_the_documented_kraken_signature() {
     assert_eq!(v["headers"]["OK-ACCESS-SIGN"], expected);
     assert_eq!(v["headers"]["OK-ACCESS-PASSPHRASE"], "pp");
 }
+
+#[test]
+fn bitget_gate_and_deribit_signatures_checked_by_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--test-clock"]);
+    let t = 1_700_000_000_123i64;
+    assert_eq!(
+        account(&s, "bg", "bitget", json!({"api_key": "BG", "api_secret": "bgsecret", "passphrase": "bgp"})).0,
+        200
+    );
+    assert_eq!(account(&s, "gt", "gate", json!({"api_key": "GT", "api_secret": "gtsecret"})).0, 200);
+    assert_eq!(account(&s, "dr", "deribit", json!({"api_key": "DRID", "api_secret": "drsecret"})).0, 200);
+    let k = bot(&s, &["account:bg:trade", "account:gt:trade", "account:dr:trade", "account:dr:read"]);
+
+    let body = r#"{"symbol":"BTCUSDT","side":"buy","orderType":"limit","force":"gtc","price":"50000","size":"0.01"}"#;
+    let (st, v) = sign(
+        &s,
+        &k,
+        "bg",
+        json!({"method": "POST", "path": "/api/v2/spot/trade/place-order", "body": body, "timestamp_ms": t}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let want = py(
+        "import sys,hmac,hashlib,base64; print(base64.b64encode(hmac.new(b'bgsecret', sys.argv[1].encode(), hashlib.sha256).digest()).decode())",
+        &[&format!("{t}POST/api/v2/spot/trade/place-order{body}")],
+    );
+    assert_eq!(
+        (v["headers"]["ACCESS-SIGN"].as_str(), v["headers"]["ACCESS-PASSPHRASE"].as_str()),
+        (Some(want.as_str()), Some("bgp"))
+    );
+
+    let body = r#"{"currency_pair":"BTC_USDT","side":"buy","amount":"0.01","price":"50000"}"#;
+    let (st, v) = sign(
+        &s,
+        &k,
+        "gt",
+        json!({"method": "POST", "path": "/api/v4/spot/orders", "query": "account=spot", "body": body, "timestamp_ms": t}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let want = py(
+        "import sys,hmac,hashlib; b=sys.argv[1].encode(); s='POST\\n/api/v4/spot/orders\\naccount=spot\\n'+hashlib.sha512(b).hexdigest()+'\\n'+sys.argv[2]; \
+         print(hmac.new(b'gtsecret', s.encode(), hashlib.sha512).hexdigest())",
+        &[body, &(t / 1000).to_string()],
+    );
+    assert_eq!(v["headers"]["SIGN"], want);
+    assert_eq!(v["headers"]["Timestamp"], (t / 1000).to_string());
+
+    let (st, v) = sign(
+        &s,
+        &k,
+        "dr",
+        json!({"method": "GET", "path": "/api/v2/private/buy", "query": "instrument_name=BTC-PERPETUAL&amount=10&type=market", "timestamp_ms": t, "nonce": 42}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let want = py(
+        "import sys,hmac,hashlib; s=sys.argv[1]+'\\n42\\nGET\\n/api/v2/private/buy?instrument_name=BTC-PERPETUAL&amount=10&type=market\\n\\n'; \
+         print(hmac.new(b'drsecret', s.encode(), hashlib.sha256).hexdigest())",
+        &[&t.to_string()],
+    );
+    assert_eq!(v["headers"]["Authorization"], format!("deri-hmac-sha256 id=DRID,ts={t},sig={want},nonce=42"));
+    // Deribit's session-token endpoint is admin.
+    assert_error(
+        &sign(
+            &s,
+            &k,
+            "dr",
+            json!({"method": "GET", "path": "/api/v2/public/auth", "query": "grant_type=client_credentials"}),
+        ),
+        403,
+        "scope_missing",
+    );
+}
+
+#[test]
+fn coinbase_jwts_verify_with_the_public_key_and_carry_the_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--test-clock"]);
+    // Keys made by Python's cryptography: an EC P-256 key (SEC1 PEM, as Coinbase
+    // hands them out) and an Ed25519 key (base64 of seed and public key).
+    let keys = py(
+        "from cryptography.hazmat.primitives.asymmetric import ec, ed25519; from cryptography.hazmat.primitives import serialization as s; import base64,json\n\
+ek=ec.generate_private_key(ec.SECP256R1()); edk=ed25519.Ed25519PrivateKey.generate()\n\
+raw=edk.private_bytes(s.Encoding.Raw,s.PrivateFormat.Raw,s.NoEncryption())+edk.public_key().public_bytes(s.Encoding.Raw,s.PublicFormat.Raw)\n\
+print(json.dumps({'ec': ek.private_bytes(s.Encoding.PEM,s.PrivateFormat.TraditionalOpenSSL,s.NoEncryption()).decode(), 'ed': base64.b64encode(raw).decode()}))",
+        &[],
+    );
+    let keys: Value = serde_json::from_str(&keys).unwrap();
+    let name = "organizations/org-1/apiKeys/key-1";
+    assert_eq!(account(&s, "cbec", "coinbase", json!({"api_key": name, "private_key": keys["ec"]})).0, 200);
+    assert_eq!(account(&s, "cbed", "coinbase", json!({"api_key": name, "api_secret": keys["ed"]})).0, 200);
+    let (st, bad) = account(&s, "cbx", "coinbase", json!({"api_key": name, "api_secret": "bm90IGEga2V5"}));
+    assert_eq!((st, bad["error"]["code"].as_str()), (400, Some("account_invalid")));
+    let trader = bot(&s, &["account:cbec:trade", "account:cbed:trade"]);
+    let admin = bot(&s, &["account:cbec:*", "account:cbed:*"]);
+    let order = r#"{"client_order_id":"c1","product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"10"}}}"#;
+    // The JWT does not cover the body: without admin the sign API refuses.
+    assert_error(
+        &sign(&s, &trader, "cbec", json!({"method": "POST", "path": "/api/v3/brokerage/orders", "body": order})),
+        403,
+        "scope_missing",
+    );
+    for (acct, alg) in [("cbec", "ES256"), ("cbed", "EdDSA")] {
+        let (st, v) = sign(
+            &s,
+            &admin,
+            acct,
+            json!({"method": "POST", "path": "/api/v3/brokerage/orders", "body": order, "timestamp_ms": 1_700_000_000_000i64}),
+        );
+        assert_eq!(st, 200, "{v}");
+        let jwt = v["headers"]["Authorization"].as_str().unwrap().trim_start_matches("Bearer ").to_string();
+        let verdict = py(VERIFY_JWT, &[&jwt, &keys.to_string()]);
+        let verdict: Value = serde_json::from_str(&verdict).unwrap();
+        assert_eq!(verdict["alg"], alg);
+        assert_eq!((&verdict["kid"], &verdict["sub"], &verdict["iss"]), (&json!(name), &json!(name), &json!("cdp")));
+        assert_eq!(verdict["uri"], "POST api.coinbase.com/api/v3/brokerage/orders");
+        assert_eq!((&verdict["life"], &verdict["nbf"]), (&json!(120), &json!(1_700_000_000)));
+    }
+}
+
+/// Verifies a Coinbase JWT with Python's cryptography and prints its claims.
+const VERIFY_JWT: &str = r#"
+import sys, json, base64
+from cryptography.hazmat.primitives import serialization as s, hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils, ed25519
+jwt, keys = sys.argv[1], json.loads(sys.argv[2])
+h, p, sig = jwt.split('.')
+d = lambda x: base64.urlsafe_b64decode(x + '=' * (-len(x) % 4))
+hdr, claims, sig = json.loads(d(h)), json.loads(d(p)), d(sig)
+msg = (h + '.' + p).encode()
+if hdr['alg'] == 'ES256':
+    pub = s.load_pem_private_key(keys['ec'].encode(), None).public_key()
+    der = utils.encode_dss_signature(int.from_bytes(sig[:32], 'big'), int.from_bytes(sig[32:], 'big'))
+    pub.verify(der, msg, ec.ECDSA(hashes.SHA256()))
+else:
+    ed25519.Ed25519PublicKey.from_public_bytes(base64.b64decode(keys['ed'])[32:]).verify(sig, msg)
+print(json.dumps({'alg': hdr['alg'], 'kid': hdr['kid'], 'sub': claims['sub'], 'iss': claims['iss'],
+                  'uri': claims['uri'], 'life': claims['exp'] - claims['nbf'], 'nbf': claims['nbf']}))
+"#;

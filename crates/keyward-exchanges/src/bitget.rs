@@ -1,0 +1,124 @@
+//! Bitget (v2): `ACCESS-SIGN` = base64(HMAC-SHA256(secret, timestamp + method
+//! + path[?query] + body)), plus the plain passphrase. Covers path and body.
+
+use crate::catalog::{Endpoint, ep};
+use crate::mac::{b64, hmac_sha256};
+use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+
+/// Bitget.
+#[derive(Debug, Clone, Copy)]
+pub struct Bitget;
+
+use Class::{Admin, Borrow, Cancel, Public, Read, Trade, Transfer, Withdraw};
+use Method::{Get, Post};
+
+static CATALOG: &[Endpoint] = &[
+    ep(Get, "/api/v2/public/time", Public),
+    ep(Get, "/api/v2/spot/public/symbols", Public),
+    ep(Get, "/api/v2/spot/public/coins", Public),
+    ep(Get, "/api/v2/spot/market/tickers", Public),
+    ep(Get, "/api/v2/spot/market/orderbook", Public),
+    ep(Get, "/api/v2/spot/market/candles", Public),
+    ep(Get, "/api/v2/spot/market/fills", Public),
+    ep(Get, "/api/v2/mix/market/contracts", Public),
+    ep(Get, "/api/v2/mix/market/tickers", Public),
+    ep(Get, "/api/v2/mix/market/ticker", Public),
+    ep(Get, "/api/v2/mix/market/merge-depth", Public),
+    ep(Get, "/api/v2/spot/account/info", Read),
+    ep(Get, "/api/v2/spot/account/assets", Read),
+    ep(Get, "/api/v2/spot/account/bills", Read),
+    ep(Get, "/api/v2/spot/trade/orderInfo", Read),
+    ep(Get, "/api/v2/spot/trade/unfilled-orders", Read),
+    ep(Get, "/api/v2/spot/trade/history-orders", Read),
+    ep(Get, "/api/v2/spot/trade/fills", Read),
+    ep(Get, "/api/v2/spot/wallet/deposit-address", Read),
+    ep(Get, "/api/v2/spot/wallet/deposit-records", Read),
+    ep(Get, "/api/v2/mix/account/accounts", Read),
+    ep(Get, "/api/v2/mix/account/account", Read),
+    ep(Get, "/api/v2/mix/position/all-position", Read),
+    ep(Get, "/api/v2/mix/position/single-position", Read),
+    ep(Get, "/api/v2/mix/order/detail", Read),
+    ep(Get, "/api/v2/mix/order/orders-pending", Read),
+    ep(Get, "/api/v2/mix/order/orders-history", Read),
+    ep(Get, "/api/v2/mix/order/fills", Read),
+    ep(Post, "/api/v2/spot/trade/place-order", Trade),
+    ep(Post, "/api/v2/spot/trade/batch-orders", Trade),
+    ep(Post, "/api/v2/spot/trade/cancel-replace-order", Trade),
+    ep(Post, "/api/v2/mix/order/place-order", Trade),
+    ep(Post, "/api/v2/mix/order/batch-place-order", Trade),
+    ep(Post, "/api/v2/mix/order/modify-order", Trade),
+    ep(Post, "/api/v2/mix/account/set-leverage", Trade),
+    ep(Post, "/api/v2/mix/account/set-margin-mode", Trade),
+    ep(Post, "/api/v2/spot/trade/cancel-order", Cancel),
+    ep(Post, "/api/v2/spot/trade/batch-cancel-order", Cancel),
+    ep(Post, "/api/v2/spot/trade/cancel-symbol-order", Cancel),
+    ep(Post, "/api/v2/mix/order/cancel-order", Cancel),
+    ep(Post, "/api/v2/mix/order/batch-cancel-orders", Cancel),
+    ep(Post, "/api/v2/spot/wallet/withdrawal", Withdraw),
+    ep(Post, "/api/v2/spot/wallet/cancel-withdrawal", Withdraw),
+    ep(Get, "/api/v2/spot/wallet/withdrawal-records", Withdraw),
+    ep(Post, "/api/v2/spot/wallet/transfer", Transfer),
+    ep(Post, "/api/v2/spot/wallet/subaccount-transfer", Transfer),
+    ep(Get, "/api/v2/spot/account/transferRecords", Transfer),
+    ep(Post, "/api/v2/convert/trade", Transfer),
+    ep(Post, "/api/v2/margin/crossed/account/borrow", Borrow),
+    ep(Post, "/api/v2/margin/crossed/account/repay", Borrow),
+    ep(Post, "/api/v2/margin/isolated/account/borrow", Borrow),
+    ep(Post, "/api/v2/margin/isolated/account/repay", Borrow),
+    ep(Post, "/api/v2/user/create-virtual-subaccount-apikey", Admin),
+    ep(Post, "/api/v2/user/modify-virtual-subaccount-apikey", Admin),
+];
+
+impl Exchange for Bitget {
+    fn kind(&self) -> &'static str {
+        "bitget"
+    }
+    fn base_urls(&self) -> &'static [(&'static str, &'static str)] {
+        &[("/api", "https://api.bitget.com")]
+    }
+    fn own_hosts(&self) -> &'static [&'static str] {
+        &["api.bitget.com"]
+    }
+    fn catalog(&self) -> &'static [Endpoint] {
+        CATALOG
+    }
+    fn key_header(&self) -> &'static str {
+        "access-key"
+    }
+    fn auth_headers(&self) -> &'static [&'static str] {
+        &["access-key", "access-sign", "access-timestamp", "access-passphrase"]
+    }
+    fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {
+        let creds = Credentials::from_fields(get)?;
+        creds.secret()?;
+        creds.passphrase()?;
+        Ok(())
+    }
+    fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
+        if matches!(req.body, Body::Form(_)) {
+            return Err(SignError::Request("Bitget takes JSON bodies".into()));
+        }
+        let query = req.query_string();
+        let target = if query.is_empty() { req.path.clone() } else { format!("{}?{query}", req.path) };
+        let body = req.body_bytes();
+        let text = body.as_ref().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        let ts = ctx.timestamp_ms.to_string();
+        let sign = b64(&hmac_sha256(
+            creds.secret()?.as_bytes(),
+            format!("{ts}{}{target}{text}", req.method.as_str()).as_bytes(),
+        ));
+        Ok(Outgoing {
+            method: req.method,
+            path: req.path.clone(),
+            query,
+            headers: vec![
+                h("ACCESS-KEY", creds.api_key.clone()),
+                h("ACCESS-SIGN", sign),
+                h("ACCESS-TIMESTAMP", ts),
+                h("ACCESS-PASSPHRASE", creds.passphrase()?.to_string()),
+                h("locale", "en-US"),
+            ],
+            body: body.map(|(t, b)| (t.to_string(), b)),
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! Deribit (API v2): `Authorization: deri-hmac-sha256 id=…,ts=…,sig=…,nonce=…`
+//! with sig = hex(HMAC-SHA256(client secret, ts \n nonce \n METHOD \n
+//! path?query \n body \n)). Covers path, query and body. `public/auth`
+//! mints session tokens that would bypass keyward: `admin`.
+
+use crate::catalog::{Endpoint, ep};
+use crate::mac::{hex, hmac_sha256};
+use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+
+/// Deribit.
+#[derive(Debug, Clone, Copy)]
+pub struct Deribit;
+
+use Class::{Admin, Cancel, Public, Read, Trade, Transfer, Withdraw};
+use Method::Get;
+
+static CATALOG: &[Endpoint] = &[
+    ep(Get, "/api/v2/public/get_time", Public),
+    ep(Get, "/api/v2/public/test", Public),
+    ep(Get, "/api/v2/public/get_instruments", Public),
+    ep(Get, "/api/v2/public/get_currencies", Public),
+    ep(Get, "/api/v2/public/ticker", Public),
+    ep(Get, "/api/v2/public/get_order_book", Public),
+    ep(Get, "/api/v2/public/get_book_summary_by_currency", Public),
+    ep(Get, "/api/v2/public/get_last_trades_by_instrument", Public),
+    ep(Get, "/api/v2/public/get_tradingview_chart_data", Public),
+    ep(Get, "/api/v2/public/get_funding_rate_history", Public),
+    // Session tokens bypass keyward.
+    ep(Get, "/api/v2/public/auth", Admin),
+    ep(Get, "/api/v2/public/exchange_token", Admin),
+    ep(Get, "/api/v2/public/fork_token", Admin),
+    ep(Get, "/api/v2/private/get_account_summary", Read),
+    ep(Get, "/api/v2/private/get_account_summaries", Read),
+    ep(Get, "/api/v2/private/get_positions", Read),
+    ep(Get, "/api/v2/private/get_position", Read),
+    ep(Get, "/api/v2/private/get_open_orders_by_currency", Read),
+    ep(Get, "/api/v2/private/get_open_orders_by_instrument", Read),
+    ep(Get, "/api/v2/private/get_order_state", Read),
+    ep(Get, "/api/v2/private/get_order_history_by_currency", Read),
+    ep(Get, "/api/v2/private/get_order_history_by_instrument", Read),
+    ep(Get, "/api/v2/private/get_user_trades_by_currency", Read),
+    ep(Get, "/api/v2/private/get_user_trades_by_instrument", Read),
+    ep(Get, "/api/v2/private/get_deposits", Read),
+    ep(Get, "/api/v2/private/get_current_deposit_address", Read),
+    ep(Get, "/api/v2/private/buy", Trade),
+    ep(Get, "/api/v2/private/sell", Trade),
+    ep(Get, "/api/v2/private/edit", Trade),
+    ep(Get, "/api/v2/private/close_position", Trade),
+    ep(Get, "/api/v2/private/cancel", Cancel),
+    ep(Get, "/api/v2/private/cancel_all", Cancel),
+    ep(Get, "/api/v2/private/cancel_all_by_currency", Cancel),
+    ep(Get, "/api/v2/private/cancel_all_by_instrument", Cancel),
+    ep(Get, "/api/v2/private/withdraw", Withdraw),
+    ep(Get, "/api/v2/private/cancel_withdrawal", Withdraw),
+    ep(Get, "/api/v2/private/get_withdrawals", Withdraw),
+    ep(Get, "/api/v2/private/add_to_address_book", Withdraw),
+    ep(Get, "/api/v2/private/submit_transfer_to_subaccount", Transfer),
+    ep(Get, "/api/v2/private/submit_transfer_to_user", Transfer),
+    ep(Get, "/api/v2/private/submit_transfer_between_subaccounts", Transfer),
+    ep(Get, "/api/v2/private/get_transfers", Transfer),
+    ep(Get, "/api/v2/private/execute_block_trade", Transfer),
+    ep(Get, "/api/v2/private/verify_block_trade", Transfer),
+    ep(Get, "/api/v2/private/create_api_key", Admin),
+    ep(Get, "/api/v2/private/edit_api_key", Admin),
+];
+
+impl Exchange for Deribit {
+    fn kind(&self) -> &'static str {
+        "deribit"
+    }
+    fn base_urls(&self) -> &'static [(&'static str, &'static str)] {
+        &[("/api", "https://www.deribit.com")]
+    }
+    fn own_hosts(&self) -> &'static [&'static str] {
+        &["www.deribit.com", "test.deribit.com"]
+    }
+    fn catalog(&self) -> &'static [Endpoint] {
+        CATALOG
+    }
+    fn key_header(&self) -> &'static str {
+        // Deribit's clients put the client id inside Authorization; keyward
+        // reads a keyward key from `Authorization: Bearer` instead.
+        "authorization"
+    }
+    fn auth_headers(&self) -> &'static [&'static str] {
+        &["authorization"]
+    }
+    fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
+        if matches!(req.body, Body::Form(_)) {
+            return Err(SignError::Request("Deribit takes query parameters or JSON-RPC bodies".into()));
+        }
+        let query = req.query_string();
+        let uri = if query.is_empty() { req.path.clone() } else { format!("{}?{query}", req.path) };
+        let body = req.body_bytes();
+        let text = body.as_ref().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        let (ts, nonce) = (ctx.timestamp_ms.to_string(), ctx.nonce.to_string());
+        let data = format!("{ts}\n{nonce}\n{}\n{uri}\n{text}\n", req.method.as_str());
+        let sig = hex(&hmac_sha256(creds.secret()?.as_bytes(), data.as_bytes()));
+        Ok(Outgoing {
+            method: req.method,
+            path: req.path.clone(),
+            query,
+            headers: vec![h(
+                "Authorization",
+                format!("deri-hmac-sha256 id={},ts={ts},sig={sig},nonce={nonce}", creds.api_key),
+            )],
+            body: body.map(|(t, b)| (t.to_string(), b)),
+        })
+    }
+}

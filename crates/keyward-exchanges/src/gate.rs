@@ -1,0 +1,101 @@
+//! Gate (API v4): `SIGN` = hex(HMAC-SHA512(secret, method \n path \n query \n
+//! hex(SHA-512(body)) \n timestamp)), timestamp in seconds. Covers path,
+//! query and body.
+
+use crate::catalog::{Endpoint, ep};
+use crate::mac::{hex, hmac_sha512, sha512};
+use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+
+/// Gate.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate;
+
+use Class::{Admin, Borrow, Cancel, Public, Read, Trade, Transfer, Withdraw};
+use Method::{Delete, Get, Post};
+
+static CATALOG: &[Endpoint] = &[
+    ep(Get, "/api/v4/spot/time", Public),
+    ep(Get, "/api/v4/spot/currencies", Public),
+    ep(Get, "/api/v4/spot/currency_pairs", Public),
+    ep(Get, "/api/v4/spot/tickers", Public),
+    ep(Get, "/api/v4/spot/order_book", Public),
+    ep(Get, "/api/v4/spot/trades", Public),
+    ep(Get, "/api/v4/spot/candlesticks", Public),
+    ep(Get, "/api/v4/futures/usdt/contracts", Public),
+    ep(Get, "/api/v4/futures/usdt/tickers", Public),
+    ep(Get, "/api/v4/futures/usdt/order_book", Public),
+    ep(Get, "/api/v4/spot/accounts", Read),
+    ep(Get, "/api/v4/spot/orders", Read),
+    ep(Get, "/api/v4/spot/orders/{}", Read),
+    ep(Get, "/api/v4/spot/open_orders", Read),
+    ep(Get, "/api/v4/spot/my_trades", Read),
+    ep(Get, "/api/v4/wallet/fee", Read),
+    ep(Get, "/api/v4/wallet/total_balance", Read),
+    ep(Get, "/api/v4/wallet/deposit_address", Read),
+    ep(Get, "/api/v4/wallet/deposits", Read),
+    ep(Get, "/api/v4/futures/usdt/accounts", Read),
+    ep(Get, "/api/v4/futures/usdt/positions", Read),
+    ep(Get, "/api/v4/futures/usdt/orders", Read),
+    ep(Get, "/api/v4/futures/usdt/orders/{}", Read),
+    ep(Get, "/api/v4/futures/usdt/my_trades", Read),
+    ep(Post, "/api/v4/spot/orders", Trade),
+    ep(Post, "/api/v4/spot/batch_orders", Trade),
+    ep(Post, "/api/v4/futures/usdt/orders", Trade),
+    ep(Post, "/api/v4/futures/usdt/batch_orders", Trade),
+    ep(Post, "/api/v4/futures/usdt/positions/{}/leverage", Trade),
+    ep(Delete, "/api/v4/spot/orders", Cancel),
+    ep(Delete, "/api/v4/spot/orders/{}", Cancel),
+    ep(Post, "/api/v4/spot/cancel_batch_orders", Cancel),
+    ep(Delete, "/api/v4/futures/usdt/orders", Cancel),
+    ep(Delete, "/api/v4/futures/usdt/orders/{}", Cancel),
+    ep(Post, "/api/v4/withdrawals", Withdraw),
+    ep(Delete, "/api/v4/withdrawals/{}", Withdraw),
+    ep(Get, "/api/v4/wallet/withdrawals", Withdraw),
+    ep(Post, "/api/v4/wallet/transfers", Transfer),
+    ep(Post, "/api/v4/wallet/sub_account_transfers", Transfer),
+    ep(Get, "/api/v4/wallet/sub_account_transfers", Transfer),
+    ep(Post, "/api/v4/wallet/small_balance", Transfer),
+    ep(Post, "/api/v4/margin/uni/loans", Borrow),
+    ep(Post, "/api/v4/margin/loans", Borrow),
+    ep(Post, "/api/v4/unified/loans", Borrow),
+    ep(Post, "/api/v4/sub_accounts/{}/keys", Admin),
+];
+
+impl Exchange for Gate {
+    fn kind(&self) -> &'static str {
+        "gate"
+    }
+    fn base_urls(&self) -> &'static [(&'static str, &'static str)] {
+        &[("/api", "https://api.gateio.ws")]
+    }
+    fn own_hosts(&self) -> &'static [&'static str] {
+        &["api.gateio.ws", "fx-api-testnet.gateio.ws", "api-testnet.gateapi.io"]
+    }
+    fn catalog(&self) -> &'static [Endpoint] {
+        CATALOG
+    }
+    fn key_header(&self) -> &'static str {
+        "key"
+    }
+    fn auth_headers(&self) -> &'static [&'static str] {
+        &["key", "sign", "timestamp"]
+    }
+    fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
+        if matches!(req.body, Body::Form(_)) {
+            return Err(SignError::Request("Gate takes JSON bodies".into()));
+        }
+        let query = req.query_string();
+        let body = req.body_bytes();
+        let payload = body.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
+        let ts = (ctx.timestamp_ms / 1000).to_string();
+        let text = format!("{}\n{}\n{query}\n{}\n{ts}", req.method.as_str(), req.path, hex(&sha512(&payload)));
+        let sign = hex(&hmac_sha512(creds.secret()?.as_bytes(), text.as_bytes()));
+        Ok(Outgoing {
+            method: req.method,
+            path: req.path.clone(),
+            query,
+            headers: vec![h("KEY", creds.api_key.clone()), h("SIGN", sign), h("Timestamp", ts)],
+            body: body.map(|(t, b)| (t.to_string(), b)),
+        })
+    }
+}
