@@ -149,6 +149,8 @@ class Handler(BaseHTTPRequestHandler):
                     "stk": "", "listTime": "1606468572000", "expTime": "", "lever": "10", "tickSz": "0.1",
                     "lotSz": "0.00000001", "minSz": "0.00001", "ctType": "", "alias": "", "state": "live",
                     "maxLmtSz": "9999999999", "maxMktSz": "1000000", "ruleType": "normal"}]})
+            if path == "/api/v5/market/ticker":
+                return self.reply(200, {"code": "0", "msg": "", "data": [{"instId": "BTC-USDT", "last": "50000"}]})
             return self.reply(200, {"code": "0", "msg": "", "data": []})
         c = CREDS.get("okx", {})
         h = self.headers
@@ -182,6 +184,9 @@ class Handler(BaseHTTPRequestHandler):
                     "marginTrading": "none", "lotSizeFilter": {"basePrecision": "0.000001", "quotePrecision": "0.00000001",
                     "minOrderQty": "0.000048", "maxOrderQty": "71.73956243", "minOrderAmt": "1", "maxOrderAmt": "2000000"},
                     "priceFilter": {"tickSize": "0.01"}}], "nextPageCursor": ""}, "time": now_ms()})
+            if path == "/v5/market/tickers":
+                return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"category": "spot", "list": [
+                    {"symbol": "BTCUSDT", "lastPrice": "50000"}]}, "time": now_ms()})
             return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"list": []}, "time": now_ms()})
         c = CREDS.get("bybit", {})
         h = self.headers
@@ -220,6 +225,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {"error": [], "result": {
                     "XXBT": {"aclass": "currency", "altname": "XBT", "decimals": 10, "display_decimals": 5, "status": "enabled"},
                     "ZUSD": {"aclass": "currency", "altname": "USD", "decimals": 4, "display_decimals": 2, "status": "enabled"}}})
+            if path == "/0/public/Ticker":
+                return self.reply(200, {"error": [], "result": {"XXBTZUSD": {"c": ["37500.0", "0.1"]}}})
             return self.reply(200, {"error": [], "result": {}})
         c = CREDS.get("kraken", {})
         params = dict(urllib.parse.parse_qsl(body))

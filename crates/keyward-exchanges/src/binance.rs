@@ -8,9 +8,11 @@
 use crate::canonical::encode_pairs;
 use crate::catalog::{Endpoint, ep};
 use crate::mac::{b64, hex, hmac_sha256};
+use crate::orders::{GuardError, Order, decimal, side};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, PrivateKey, SignContext, SignError, h,
 };
+use rust_decimal::Decimal;
 
 /// Binance.
 #[derive(Debug, Clone, Copy)]
@@ -180,6 +182,19 @@ static CATALOG: &[Endpoint] = &[
     ep(Delete, "/fapi/v1/listenKey", Admin),
 ];
 
+/// One order from its parameters (`get` reads a parameter by name).
+fn order(get: &dyn Fn(&str) -> Option<String>) -> Result<Order, GuardError> {
+    let dec = |name: &str| get(name).filter(|v| !v.is_empty()).map(|v| decimal(name, &v)).transpose();
+    Ok(Order {
+        symbol: get("symbol").ok_or_else(|| GuardError("the order has no symbol".into()))?,
+        side: Some(side(get("side"))?),
+        qty: dec("quantity")?,
+        quote_qty: dec("quoteOrderQty")?,
+        price: dec("price")?,
+        client_order_id: get("newClientOrderId"),
+    })
+}
+
 impl Exchange for Binance {
     fn kind(&self) -> &'static str {
         "binance"
@@ -226,6 +241,60 @@ impl Exchange for Binance {
 
     fn key_header(&self) -> &'static str {
         "x-mbx-apikey"
+    }
+
+    fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
+        let flat = |name: &str| req.param(name);
+        match (req.method, req.path.as_str()) {
+            (
+                Post,
+                "/api/v3/order"
+                | "/api/v3/order/test"
+                | "/api/v3/sor/order"
+                | "/api/v3/sor/order/test"
+                | "/api/v3/order/cancelReplace"
+                | "/fapi/v1/order"
+                | "/fapi/v1/order/test"
+                | "/sapi/v1/margin/order",
+            )
+            | (Put, "/fapi/v1/order") => Ok(vec![order(&flat)?]),
+            (Post | Put, "/fapi/v1/batchOrders") => {
+                let list = req.param("batchOrders").ok_or_else(|| GuardError("batchOrders is missing".into()))?;
+                let list: Vec<serde_json::Value> = crate::canonical::parse_json(list.as_bytes())
+                    .ok()
+                    .and_then(|v| v.as_array().cloned())
+                    .ok_or_else(|| GuardError("batchOrders is not a JSON list".into()))?;
+                list.iter().map(|o| order(&|n: &str| o.get(n).and_then(crate::orders::text))).collect()
+            }
+            // keepPriority amendments can only lower the quantity.
+            (Put, "/api/v3/order/amend/keepPriority") => Ok(Vec::new()),
+            (
+                Post,
+                "/fapi/v1/leverage"
+                | "/fapi/v1/marginType"
+                | "/fapi/v1/positionSide/dual"
+                | "/fapi/v1/multiAssetsMargin"
+                | "/fapi/v1/positionMargin",
+            ) => Ok(Vec::new()),
+            _ => Err(GuardError(format!("keyward's guards do not read {} {}", req.method.as_str(), req.path))),
+        }
+    }
+
+    fn ticker(&self, order_path: &str, symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        let path = if order_path.starts_with("/fapi/") { "/fapi/v1/ticker/price" } else { "/api/v3/ticker/price" };
+        CanonicalRequest::parse(
+            "GET",
+            path,
+            Some(&format!("symbol={}", crate::canonical::encode_component(symbol))),
+            None,
+            b"",
+        )
+        .ok()
+    }
+
+    fn parse_ticker(&self, body: &[u8]) -> Option<Decimal> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        decimal("price", v.get("price")?.as_str()?).ok()
     }
 
     fn auth_headers(&self) -> &'static [&'static str] {

@@ -5,9 +5,12 @@
 
 use crate::catalog::{Endpoint, ep};
 use crate::mac::{b64, hex, hmac_sha256};
+use crate::orders::{GuardError, Order, Side, decimal, json_decimal, side, text};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, PrivateKey, SignContext, SignError, h,
 };
+use rust_decimal::Decimal;
+use serde_json::Value;
 
 /// Bybit.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +70,30 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/v5/user/delete-api", Admin),
 ];
 
+/// One Bybit order object of `category`. Spot market orders are sized by
+/// `marketUnit` (default: quote for a buy, base for a sell); linear sizes are
+/// base units; inverse and option sizes are not read.
+fn order(category: &str, o: &Value, amend: bool) -> Result<Order, GuardError> {
+    if category != "spot" && category != "linear" {
+        return Err(GuardError(format!("{category} sizes are not read by keyward's guards")));
+    }
+    let symbol = o.get("symbol").and_then(text).ok_or_else(|| GuardError("the order has no symbol".into()))?;
+    let side = if amend { None } else { Some(side(o.get("side").and_then(text))?) };
+    let qty = json_decimal(o, "qty")?;
+    let market = o.get("orderType").and_then(Value::as_str) == Some("Market");
+    let unit = o.get("marketUnit").and_then(Value::as_str);
+    let in_quote =
+        category == "spot" && market && (unit == Some("quoteCoin") || (unit.is_none() && side == Some(Side::Buy)));
+    Ok(Order {
+        symbol,
+        side,
+        qty: if in_quote { None } else { qty },
+        quote_qty: if in_quote { qty } else { None },
+        price: json_decimal(o, "price")?,
+        client_order_id: o.get("orderLinkId").and_then(text),
+    })
+}
+
 impl Exchange for Bybit {
     fn kind(&self) -> &'static str {
         "bybit"
@@ -102,6 +129,42 @@ impl Exchange for Bybit {
 
     fn key_header(&self) -> &'static str {
         "x-bapi-api-key"
+    }
+
+    fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
+        let Body::Json(body) = &req.body else {
+            return Err(GuardError("expected a JSON order".into()));
+        };
+        let category = body.get("category").and_then(Value::as_str).unwrap_or("");
+        let batch = |amend: bool| -> Result<Vec<Order>, GuardError> {
+            let list = body
+                .get("request")
+                .and_then(Value::as_array)
+                .ok_or_else(|| GuardError("request list missing".into()))?;
+            list.iter().map(|o| order(category, o, amend)).collect()
+        };
+        match req.path.as_str() {
+            "/v5/order/create" => Ok(vec![order(category, body, false)?]),
+            "/v5/order/amend" => Ok(vec![order(category, body, true)?]),
+            "/v5/order/create-batch" => batch(false),
+            "/v5/order/amend-batch" => batch(true),
+            "/v5/position/set-leverage" | "/v5/position/switch-mode" | "/v5/position/trading-stop" => Ok(Vec::new()),
+            other => Err(GuardError(format!("keyward's guards do not read {other}"))),
+        }
+    }
+
+    fn ticker(&self, _order_path: &str, symbol: &str, req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        let category = match &req.body {
+            Body::Json(b) => b.get("category").and_then(Value::as_str).unwrap_or("spot").to_string(),
+            _ => "spot".to_string(),
+        };
+        let q = format!("category={category}&symbol={}", crate::canonical::encode_component(symbol));
+        CanonicalRequest::parse("GET", "/v5/market/tickers", Some(&q), None, b"").ok()
+    }
+
+    fn parse_ticker(&self, body: &[u8]) -> Option<Decimal> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        decimal("lastPrice", v.get("result")?.get("list")?.get(0)?.get("lastPrice")?.as_str()?).ok()
     }
 
     fn auth_headers(&self) -> &'static [&'static str] {

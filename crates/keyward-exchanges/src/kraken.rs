@@ -6,7 +6,9 @@
 use crate::canonical::encode_pairs;
 use crate::catalog::{Endpoint, ep};
 use crate::mac::{b64, b64_decode, hmac_sha512, sha256};
+use crate::orders::{GuardError, Order, decimal, param_decimal, side};
 use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+use rust_decimal::Decimal;
 
 /// Kraken.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +94,49 @@ impl Exchange for Kraken {
 
     fn key_header(&self) -> &'static str {
         "api-key"
+    }
+
+    fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
+        let pair = || req.param("pair").ok_or_else(|| GuardError("the order has no pair".into()));
+        match req.path.as_str() {
+            "/0/private/AddOrder" => {
+                let ordertype = req.param("ordertype").unwrap_or_default();
+                if ordertype != "market" && ordertype != "limit" {
+                    return Err(GuardError(format!("{ordertype:?} orders are not read by keyward's guards")));
+                }
+                // viqc: the volume is in the quote currency.
+                let viqc = req.param("oflags").is_some_and(|f| f.split(',').any(|x| x == "viqc"));
+                let volume = param_decimal(req, "volume")?;
+                Ok(vec![Order {
+                    symbol: pair()?,
+                    side: Some(side(req.param("type"))?),
+                    qty: if viqc { None } else { volume },
+                    quote_qty: if viqc { volume } else { None },
+                    price: if ordertype == "limit" { param_decimal(req, "price")? } else { None },
+                    client_order_id: req.param("cl_ord_id").or_else(|| req.param("userref")),
+                }])
+            }
+            "/0/private/EditOrder" => Ok(vec![Order {
+                symbol: pair()?,
+                side: None,
+                qty: param_decimal(req, "volume")?,
+                quote_qty: None,
+                price: param_decimal(req, "price")?,
+                client_order_id: None,
+            }]),
+            other => Err(GuardError(format!("keyward's guards do not read {other}"))),
+        }
+    }
+
+    fn ticker(&self, _order_path: &str, symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        let q = format!("pair={}", crate::canonical::encode_component(symbol));
+        CanonicalRequest::parse("GET", "/0/public/Ticker", Some(&q), None, b"").ok()
+    }
+
+    fn parse_ticker(&self, body: &[u8]) -> Option<Decimal> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let (_, t) = v.get("result")?.as_object()?.iter().next()?;
+        decimal("last", t.get("c")?.get(0)?.as_str()?).ok()
     }
 
     fn auth_headers(&self) -> &'static [&'static str] {

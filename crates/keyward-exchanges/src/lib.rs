@@ -22,6 +22,7 @@ pub mod kraken;
 pub mod kucoin;
 pub mod mac;
 pub mod okx;
+pub mod orders;
 
 pub use canonical::{Body, CanonicalRequest, Method, NotCanonical};
 pub use catalog::Endpoint;
@@ -136,6 +137,20 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
             creds.secret()?;
         }
         Ok(())
+    }
+    /// The orders a trade request places or amends, for guards. `Ok(vec![])`
+    /// for trade endpoints that size no order (leverage, margin mode); an
+    /// error where size fields cannot be read strictly (refused to guarded keys).
+    fn orders(&self, _req: &CanonicalRequest) -> Result<Vec<orders::Order>, orders::GuardError> {
+        Err(orders::GuardError(format!("keyward does not read {} orders yet", self.kind())))
+    }
+    /// The public request for a symbol's last price (reference for guards).
+    fn ticker(&self, _order_path: &str, _symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        None
+    }
+    /// The last price in a ticker answer.
+    fn parse_ticker(&self, _body: &[u8]) -> Option<rust_decimal::Decimal> {
+        None
     }
     /// Signs a canonical request.
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError>;

@@ -4,7 +4,9 @@
 
 use crate::catalog::{Endpoint, ep};
 use crate::mac::{b64, hmac_sha256};
+use crate::orders::{GuardError, Order, Side, decimal, json_decimal, json_orders, side, text};
 use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+use rust_decimal::Decimal;
 use serde_json::Value;
 
 /// OKX.
@@ -103,6 +105,32 @@ pub fn iso8601_ms(ms: i64) -> String {
     )
 }
 
+/// One OKX order object. Spot sizes are base units except market orders
+/// sized in the quote currency (`tgtCcy`, whose default for a market buy is
+/// the quote currency); derivative sizes are contracts, which keyward does
+/// not convert: refused to guarded keys.
+fn order(o: &Value, amend: bool) -> Result<Order, GuardError> {
+    let inst = o.get("instId").and_then(text).ok_or_else(|| GuardError("the order has no instId".into()))?;
+    if inst.matches('-').count() != 1 {
+        return Err(GuardError(format!("{inst}: sizes in contracts are not read by keyward's guards")));
+    }
+    let (sz_name, px_name) = if amend { ("newSz", "newPx") } else { ("sz", "px") };
+    let sz = json_decimal(o, sz_name)?;
+    let px = json_decimal(o, px_name)?;
+    let side = if amend { None } else { Some(side(o.get("side").and_then(text))?) };
+    let market = o.get("ordType").and_then(Value::as_str) == Some("market");
+    let tgt = o.get("tgtCcy").and_then(Value::as_str);
+    let in_quote = market && (tgt == Some("quote_ccy") || (tgt.is_none() && side == Some(Side::Buy)));
+    Ok(Order {
+        symbol: inst,
+        side,
+        qty: if in_quote { None } else { sz },
+        quote_qty: if in_quote { sz } else { None },
+        price: px,
+        client_order_id: o.get("clOrdId").and_then(text),
+    })
+}
+
 impl Exchange for Okx {
     fn kind(&self) -> &'static str {
         "okx"
@@ -137,6 +165,32 @@ impl Exchange for Okx {
 
     fn key_header(&self) -> &'static str {
         "ok-access-key"
+    }
+
+    fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
+        match req.path.as_str() {
+            "/api/v5/trade/order" | "/api/v5/trade/batch-orders" => {
+                json_orders(req)?.into_iter().map(|o| order(o, false)).collect()
+            }
+            "/api/v5/trade/amend-order" | "/api/v5/trade/amend-batch-orders" => {
+                json_orders(req)?.into_iter().map(|o| order(o, true)).collect()
+            }
+            // Closing reduces; leverage and position mode size nothing.
+            "/api/v5/trade/close-position" | "/api/v5/account/set-leverage" | "/api/v5/account/set-position-mode" => {
+                Ok(Vec::new())
+            }
+            other => Err(GuardError(format!("keyward's guards do not read {other}"))),
+        }
+    }
+
+    fn ticker(&self, _order_path: &str, symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        let q = format!("instId={}", crate::canonical::encode_component(symbol));
+        CanonicalRequest::parse("GET", "/api/v5/market/ticker", Some(&q), None, b"").ok()
+    }
+
+    fn parse_ticker(&self, body: &[u8]) -> Option<Decimal> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        decimal("last", v.get("data")?.get(0)?.get("last")?.as_str()?).ok()
     }
 
     fn auth_headers(&self) -> &'static [&'static str] {

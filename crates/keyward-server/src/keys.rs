@@ -57,6 +57,9 @@ pub struct KeyPolicy {
     /// Set by a roll: the id of the key that replaced this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_to: Option<String>,
+    /// Order guards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::guards::OrderGuard>,
 }
 
 /// Lifecycle states, one vocabulary everywhere (CLI, API, audit).

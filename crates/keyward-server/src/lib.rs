@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod auth;
 pub mod client_ip;
 pub mod error;
+pub mod guards;
 pub mod init;
 pub mod keys;
 pub mod proxy;

@@ -94,6 +94,9 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
             &format!("{} on account {account} (account:{account}:{})", class.as_str(), class.as_str()),
         )?;
     }
+    if matches!(class, Class::Trade | Class::Borrow) {
+        crate::guards::check(state, &who, &account, &acct, &creq).await?;
+    }
     let base = acct.base_url(&creq.path, &state.config.allow_upstream)?;
     let out = if class == Class::Public {
         Outgoing {

@@ -104,6 +104,8 @@ pub struct Inner {
     pub nonce: std::sync::atomic::AtomicU64,
     /// Pooled HTTP client for upstream exchanges: rustls, no redirects.
     pub upstream: reqwest::Client,
+    /// Reference prices for order guards.
+    pub references: crate::guards::ReferencePrices,
 }
 
 impl std::ops::Deref for AppState {
@@ -146,6 +148,7 @@ impl AppState {
                 .pool_idle_timeout(std::time::Duration::from_secs(90))
                 .build()
                 .unwrap_or_default(),
+            references: crate::guards::ReferencePrices::default(),
         }))
     }
 

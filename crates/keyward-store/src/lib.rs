@@ -234,6 +234,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// uses left after this one, or `None` when none were left.
     async fn consume_use(&self, id: &str) -> StoreResult<Option<i64>>;
 
+    /// Adds `add` to a key's order notional for `day` if the total stays at
+    /// most `cap`, atomically; false (nothing added) if it would not.
+    async fn add_order_notional(&self, key_id: &str, day: i64, add: i64, cap: i64) -> StoreResult<bool>;
+
     /// Adds a namespace; [`StoreError::Conflict`] if it exists.
     async fn insert_namespace(&self, ns: &NamespaceRecord) -> StoreResult<()>;
     /// Every namespace.

@@ -331,6 +331,24 @@ impl Store for SqliteStore {
         Ok(left.flatten())
     }
 
+    async fn add_order_notional(&self, key_id: &str, day: i64, add: i64, cap: i64) -> StoreResult<bool> {
+        if add > cap || add < 0 {
+            return Ok(false);
+        }
+        let used: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO order_usage (key_id, day, used) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key_id, day) DO UPDATE SET used = used + ?3 WHERE used + ?3 <= ?4
+             RETURNING used",
+        )
+        .bind(key_id)
+        .bind(day)
+        .bind(add)
+        .bind(cap)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(used.is_some())
+    }
+
     async fn insert_namespace(&self, ns: &NamespaceRecord) -> StoreResult<()> {
         let n = sqlx::query(
             "INSERT INTO namespaces (name, prefix, created_ms) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING",

@@ -123,6 +123,14 @@ async fn conformance_uses_and_namespaces(store: &dyn Store) {
     assert_eq!(got, [Some(4), Some(3), Some(2), Some(1), Some(0), None, None, None]);
     assert_eq!(store.consume_use("key_boot").await.unwrap(), None, "an unlimited key has no uses to take");
 
+    // Daily order notional: atomic, capped.
+    assert!(store.add_order_notional("k", 1, 600, 1000).await.unwrap());
+    assert!(!store.add_order_notional("k", 1, 500, 1000).await.unwrap());
+    assert!(store.add_order_notional("k", 1, 400, 1000).await.unwrap());
+    assert!(!store.add_order_notional("k", 1, 1, 1000).await.unwrap());
+    assert!(store.add_order_notional("k", 2, 1000, 1000).await.unwrap(), "a new day starts at zero");
+    assert!(!store.add_order_notional("other", 1, 1001, 1000).await.unwrap());
+
     // Namespaces.
     let ns = NamespaceRecord { name: "shop-api".into(), prefix: "shop".into(), created_ms: 3 };
     store.insert_namespace(&ns).await.unwrap();

@@ -53,6 +53,12 @@ pub struct CreateKey {
     uses: Option<u64>,
     #[serde(default)]
     meta: BTreeMap<String, String>,
+    #[serde(default)]
+    symbols: Vec<String>,
+    max_qty: Option<String>,
+    max_notional: Option<String>,
+    max_notional_per_day: Option<String>,
+    price_band: Option<String>,
 }
 
 /// Parses a CIDR or a bare address (taken as a single host).
@@ -117,6 +123,7 @@ pub fn key_json(k: &KeyEntry, now_ms: i64) -> Value {
         "uses": p.uses,
         "uses_remaining": p.uses.map(|_| uses_left.max(0)),
         "grace_until": p.grace_until_ms.map(timestamp),
+        "guard": p.guard,
         "rolled_to": p.rolled_to,
         "state": state,
         "created_at": timestamp(k.created_ms),
@@ -255,7 +262,19 @@ pub async fn create(
     if req.uses == Some(0) {
         return Err(ApiError::bad("invalid_request", "uses must be at least 1"));
     }
+    let guard = crate::guards::OrderGuard {
+        symbols: req.symbols.clone(),
+        max_qty: req.max_qty.clone(),
+        max_notional: req.max_notional.clone(),
+        max_notional_per_day: req.max_notional_per_day.clone(),
+        price_band_pct: req.price_band.as_deref().map(|b| b.trim_end_matches('%').to_string()),
+    };
+    guard.validate()?;
+    if guard.is_set() && !scopes.iter().any(|s| matches!(s, Scope::Account(..))) {
+        return Err(ApiError::bad("invalid_request", "order guards apply to keys with account: scopes"));
+    }
     let policy = KeyPolicy {
+        guard: guard.is_set().then_some(guard),
         scopes,
         allow_ips,
         expires_ms,

@@ -153,6 +153,21 @@ pub struct CreateArgs {
     /// Metadata KEY=VALUE (repeat).
     #[arg(long = "meta")]
     meta: Vec<String>,
+    /// Order guard: the only symbols the key may trade (exchange notation), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    symbols: Vec<String>,
+    /// Order guard: largest quantity per order, base units.
+    #[arg(long)]
+    max_qty: Option<String>,
+    /// Order guard: largest notional per order, quote units.
+    #[arg(long)]
+    max_notional: Option<String>,
+    /// Order guard: largest notional per UTC day, quote units.
+    #[arg(long)]
+    max_notional_per_day: Option<String>,
+    /// Order guard: largest distance of a limit price from the exchange's last price, e.g. 5%.
+    #[arg(long)]
+    price_band: Option<String>,
     /// Print JSON (the key included).
     #[arg(long, conflicts_with = "quiet")]
     json: bool,
@@ -320,6 +335,10 @@ async fn create(c: &Client, a: CreateArgs) -> Result<()> {
         ("rate", a.rate.map(Value::from)),
         ("uses", a.uses.map(Value::from)),
         ("owner", a.owner.map(Value::from)),
+        ("max_qty", a.max_qty.map(Value::from)),
+        ("max_notional", a.max_notional.map(Value::from)),
+        ("max_notional_per_day", a.max_notional_per_day.map(Value::from)),
+        ("price_band", a.price_band.map(Value::from)),
     ];
     for (k, v) in opt {
         if let Some(v) = v {
@@ -328,6 +347,9 @@ async fn create(c: &Client, a: CreateArgs) -> Result<()> {
     }
     if !a.permissions.is_empty() {
         body["permissions"] = json!(a.permissions);
+    }
+    if !a.symbols.is_empty() {
+        body["symbols"] = json!(a.symbols);
     }
     if !a.allow_ips.is_empty() {
         body["allow_ips"] = json!(a.allow_ips);

@@ -7,6 +7,7 @@ mod at_rest;
 mod bad_input;
 mod ccxt_e2e;
 mod fund_movers;
+mod guards;
 mod harness;
 mod keys;
 mod persistence;
