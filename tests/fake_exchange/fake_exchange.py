@@ -27,10 +27,12 @@ LOG = []
 LOCK = threading.Lock()
 KRAKEN_NONCES = {"last": 0}
 ORDERS = {"n": 0}
+# Test controls: the weight Binance reports, and how far this "exchange's" clock is off.
+CONTROL = {"weight": 10, "skew_ms": 0}
 
 
 def now_ms():
-    return int(time.time() * 1000)
+    return int(time.time() * 1000) + CONTROL["skew_ms"]
 
 
 def next_order_id():
@@ -62,6 +64,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
+    def date_time_string(self, timestamp=None):
+        return super().date_time_string(now_ms() / 1000.0)
+
     def reply(self, status, obj, headers=None):
         body = json.dumps(obj).encode()
         self.send_response(status)
@@ -84,6 +89,9 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 LOG.clear()
             return self.reply(200, {})
+        if path == "/__control":
+            CONTROL.update({k: int(v) for k, v in urllib.parse.parse_qsl(query)})
+            return self.reply(200, CONTROL)
         with LOCK:
             LOG.append({"method": self.command, "path": path, "query": query, "body": body,
                         "headers": {k.lower(): v for k, v in self.headers.items()}})
@@ -104,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
         public = {"/api/v3/ping": {}, "/api/v3/time": {"serverTime": now_ms()},
                   "/api/v3/exchangeInfo": dict(BINANCE_INFO, serverTime=now_ms()),
                   "/api/v3/ticker/price": {"symbol": "BTCUSDT", "price": "50000.00"}}
-        weight = {"X-MBX-USED-WEIGHT-1M": "10"}
+        weight = {"X-MBX-USED-WEIGHT-1M": str(CONTROL["weight"])}
         if path in public:
             return self.reply(200, public[path], weight)
         c = CREDS.get("binance", {})

@@ -243,6 +243,25 @@ impl Exchange for Binance {
         "x-mbx-apikey"
     }
 
+    fn budget_bucket(&self, path: &str) -> Option<&'static str> {
+        if path.starts_with("/fapi/") || path.starts_with("/futures/") {
+            Some("fapi-weight")
+        } else if path.starts_with("/api/") || path.starts_with("/sapi/") {
+            Some("api-weight")
+        } else {
+            None
+        }
+    }
+
+    /// `X-MBX-USED-WEIGHT-1M`: weight used in the current minute, per egress
+    /// address; spot allows 6,000 a minute, USD-M futures 2,400.
+    fn usage(&self, path: &str, header: &dyn Fn(&str) -> Option<String>, now_ms: i64) -> Option<crate::Usage> {
+        let used = header("x-mbx-used-weight-1m")?.trim().parse().ok()?;
+        let bucket = self.budget_bucket(path)?;
+        let limit = if bucket == "fapi-weight" { 2400 } else { 6000 };
+        Some(crate::Usage { bucket, used, limit, resets_in_ms: (60_000 - now_ms.rem_euclid(60_000)) as u64 })
+    }
+
     fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
         let flat = |name: &str| req.param(name);
         match (req.method, req.path.as_str()) {

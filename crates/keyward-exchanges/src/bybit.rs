@@ -131,6 +131,32 @@ impl Exchange for Bybit {
         "x-bapi-api-key"
     }
 
+    fn budget_bucket(&self, path: &str) -> Option<&'static str> {
+        // Bybit limits each private endpoint separately; order placement is the one bots exhaust.
+        match path {
+            "/v5/order/create" | "/v5/order/create-batch" => Some("order-create"),
+            "/v5/order/amend" | "/v5/order/amend-batch" => Some("order-amend"),
+            "/v5/order/cancel" | "/v5/order/cancel-batch" | "/v5/order/cancel-all" => Some("order-cancel"),
+            p if p.starts_with("/v5/") => Some("other"),
+            _ => None,
+        }
+    }
+
+    /// `X-Bapi-Limit-Status` (requests left), `X-Bapi-Limit` and
+    /// `X-Bapi-Limit-Reset-Timestamp`.
+    fn usage(&self, path: &str, header: &dyn Fn(&str) -> Option<String>, now_ms: i64) -> Option<crate::Usage> {
+        let left: u64 = header("x-bapi-limit-status")?.trim().parse().ok()?;
+        let limit: u64 = header("x-bapi-limit").and_then(|l| l.trim().parse().ok()).unwrap_or(left.max(1));
+        let reset: i64 =
+            header("x-bapi-limit-reset-timestamp").and_then(|r| r.trim().parse().ok()).unwrap_or(now_ms + 1000);
+        Some(crate::Usage {
+            bucket: self.budget_bucket(path)?,
+            used: limit.saturating_sub(left),
+            limit,
+            resets_in_ms: (reset - now_ms).clamp(0, 60_000) as u64,
+        })
+    }
+
     fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
         let Body::Json(body) = &req.body else {
             return Err(GuardError("expected a JSON order".into()));

@@ -101,6 +101,19 @@ impl Outgoing {
     }
 }
 
+/// Request-budget usage an exchange reported on an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Which budget: requests in one bucket share it (e.g. Binance spot weight).
+    pub bucket: &'static str,
+    /// Spent in the current window.
+    pub used: u64,
+    /// The window's limit.
+    pub limit: u64,
+    /// Milliseconds until the window resets.
+    pub resets_in_ms: u64,
+}
+
 /// One exchange.
 pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     /// The account type (`binance`).
@@ -150,6 +163,14 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     }
     /// The last price in a ticker answer.
     fn parse_ticker(&self, _body: &[u8]) -> Option<rust_decimal::Decimal> {
+        None
+    }
+    /// The budget bucket a request path spends from (shared by every bot on the account).
+    fn budget_bucket(&self, _path: &str) -> Option<&'static str> {
+        None
+    }
+    /// Reads the exchange's usage headers on an answer (public calls included).
+    fn usage(&self, _path: &str, _header: &dyn Fn(&str) -> Option<String>, _now_ms: i64) -> Option<Usage> {
         None
     }
     /// Signs a canonical request.

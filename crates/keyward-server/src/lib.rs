@@ -23,6 +23,7 @@ pub mod serve;
 pub mod state;
 pub mod throttle;
 pub mod token;
+pub mod upstream;
 
 use axum::Router;
 use axum::extract::Request;

@@ -108,10 +108,16 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
         }
     } else {
         let now = state.clock.now_ms();
-        let ctx = SignContext { timestamp_ms: now, nonce: state.next_nonce(now), recv_window_ms: RECV_WINDOW_MS };
+        let ctx = SignContext {
+            timestamp_ms: state.clocks.exchange_now(&account, now),
+            nonce: state.next_nonce(now),
+            recv_window_ms: RECV_WINDOW_MS,
+        };
         exchange.sign(&creq, &acct.creds, &ctx).map_err(accounts::account_error)?
     };
-    send(state, &base, out, &parts.headers).await
+    let bucket = exchange.budget_bucket(&creq.path);
+    state.budgets.check(&account, bucket, state.clock.now_ms())?;
+    send(state, &account, exchange, &base, out, &parts.headers).await
 }
 
 /// The keyward key of a proxied request: a bearer token; the key name inside
@@ -151,7 +157,14 @@ fn credential(parts: &axum::http::request::Parts) -> ApiResult<String> {
         })
 }
 
-async fn send(state: &AppState, base: &str, out: Outgoing, client_headers: &HeaderMap) -> ApiResult<Response> {
+async fn send(
+    state: &AppState,
+    account: &str,
+    exchange: &dyn keyward_exchanges::Exchange,
+    base: &str,
+    out: Outgoing,
+    client_headers: &HeaderMap,
+) -> ApiResult<Response> {
     let method =
         reqwest::Method::from_bytes(out.method.as_str().as_bytes()).map_err(|_| ApiError::internal("method"))?;
     let mut rb = state.upstream.request(method, format!("{base}{}", out.target()));
@@ -173,6 +186,12 @@ async fn send(state: &AppState, base: &str, out: Outgoing, client_headers: &Head
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the exchange could not be reached")
         }
     })?;
+    let now = state.clock.now_ms();
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(u) = exchange.usage(&out.path, &header, now) {
+        state.budgets.record(account, u, now);
+    }
+    state.clocks.observe(account, header("date").as_deref(), now);
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
     for (k, v) in resp.headers() {

@@ -106,6 +106,10 @@ pub struct Inner {
     pub upstream: reqwest::Client,
     /// Reference prices for order guards.
     pub references: crate::guards::ReferencePrices,
+    /// Exchange request budgets per account.
+    pub budgets: crate::upstream::Budgets,
+    /// Exchange clock offsets per account.
+    pub clocks: crate::upstream::Clocks,
 }
 
 impl std::ops::Deref for AppState {
@@ -149,6 +153,8 @@ impl AppState {
                 .build()
                 .unwrap_or_default(),
             references: crate::guards::ReferencePrices::default(),
+            budgets: crate::upstream::Budgets::default(),
+            clocks: crate::upstream::Clocks::default(),
         }))
     }
 

@@ -121,7 +121,7 @@ pub async fn sign(
         let target = if q.is_empty() { creq.path.clone() } else { format!("{}?{q}", creq.path) };
         (creq.method, target, Vec::new(), creq.body_bytes().map(|(t, b)| (t.to_string(), b)))
     } else {
-        let now = req.timestamp_ms.unwrap_or_else(|| state.clock.now_ms());
+        let now = req.timestamp_ms.unwrap_or_else(|| state.clocks.exchange_now(&account, state.clock.now_ms()));
         let ctx = SignContext {
             timestamp_ms: now,
             nonce: req.nonce.unwrap_or_else(|| state.next_nonce(now)),

@@ -281,3 +281,53 @@ fn upstream_failures_answer_502() {
     let (st, v) = call(&s, "GET", "/proxy/bin/api/v3/account", &[("X-MBX-APIKEY", &key)], None);
     assert_error(&(st, v), 502, "upstream_unavailable");
 }
+
+fn control(fake: &FakeExchange, q: &str) {
+    reqwest::blocking::get(format!("{}/__control?{q}", fake.url)).unwrap();
+}
+
+#[test]
+fn a_shared_budget_holds_requests_before_the_exchange_would_ban() {
+    let (_d, s, fake) = setup();
+    let bot1 = trader(&s);
+    let bot2 = trader(&s);
+    let h1 = [("X-MBX-APIKEY", bot1.as_str())];
+    assert_eq!(call(&s, "GET", "/proxy/bin/api/v3/ping", &h1, None).0, 200);
+    // The exchange reports 5,500 of 6,000 used: the next call from any bot on
+    // this account, public or private, is held.
+    control(&fake, "weight=5500");
+    assert_eq!(call(&s, "GET", "/proxy/bin/api/v3/ping", &h1, None).0, 200);
+    let before = fake.log().len();
+    for h in [[("X-MBX-APIKEY", bot1.as_str())], [("X-MBX-APIKEY", bot2.as_str())]] {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}/proxy/bin/api/v3/account", s.addr))
+            .header(h[0].0, h[0].1)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 429);
+        assert!(r.headers().contains_key("retry-after"));
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["error"]["code"], "exchange_budget");
+    }
+    assert_error(&call(&s, "GET", "/proxy/bin/api/v3/exchangeInfo", &h1, None), 429, "exchange_budget");
+    assert_eq!(fake.log().len(), before, "held requests never reach the exchange");
+    // Another account, and Binance futures, have their own budgets.
+    assert_eq!(
+        call(&s, "GET", "/proxy/okx/api/v5/account/balance", &[("Authorization", &format!("Bearer {bot1}"))], None).0,
+        200
+    );
+}
+
+#[test]
+fn timestamps_follow_the_exchange_clock() {
+    let (_d, s, fake) = setup();
+    let key = trader(&s);
+    let h = [("X-MBX-APIKEY", key.as_str())];
+    // The exchange's clock runs 30 s ahead: the first signed call is outside
+    // its receive window; its answer's Date header teaches keyward the offset.
+    control(&fake, "skew_ms=30000");
+    let (st, first) = call(&s, "GET", "/proxy/bin/api/v3/account", &h, None);
+    assert_eq!((st, first["code"].as_i64()), (400, Some(-1021)), "{first}");
+    let (st, second) = call(&s, "GET", "/proxy/bin/api/v3/account", &h, None);
+    assert_eq!(st, 200, "{second}");
+}
