@@ -15,10 +15,13 @@ const RESERVE_PERCENT: u64 = 10;
 /// Offsets below this are the noise of a one-second `Date` header.
 const OFFSET_FLOOR_MS: i64 = 1500;
 
+/// The last usage seen per (account, bucket), with when it was seen (ms).
+type Seen = HashMap<(String, &'static str), (Usage, i64)>;
+
 /// Budgets by (account, bucket).
 #[derive(Debug, Default)]
 pub struct Budgets {
-    seen: Mutex<HashMap<(String, &'static str), (Usage, i64)>>,
+    seen: Mutex<Seen>,
 }
 
 impl Budgets {
