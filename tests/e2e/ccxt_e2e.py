@@ -7,15 +7,17 @@ keyward's proxy. It loads markets, places an order and fetches balances; a
 withdrawal through the same trade key must be refused with scope_missing.
 The fake exchange behind keyward checks the real signatures itself.
 
-Usage: ccxt_e2e.py KEYWARD_URL KEY [EXCHANGE ...]   (prints one JSON line per exchange)
+A second key, limited to 0.5 per order, is refused an order of 1 with order_guard.
+
+Usage: ccxt_e2e.py KEYWARD_URL KEY GUARDED_KEY [EXCHANGE ...]   (prints one JSON line per exchange)
 """
 import json
 import sys
 
 import ccxt
 
-BASE, KEY = sys.argv[1], sys.argv[2]
-WANTED = sys.argv[3:] or ["binance", "okx", "bybit", "kraken"]
+BASE, KEY, GUARDED = sys.argv[1], sys.argv[2], sys.argv[3]
+WANTED = sys.argv[4:] or ["binance", "okx", "bybit", "kraken"]
 
 # ccxt id -> (keyward account, hosts to rewrite, constructor options, order)
 SETUP = {
@@ -46,17 +48,33 @@ def rewrite(urls, hosts, proxy):
     return urls
 
 
-def run(ex_id):
-    account, hosts, extra, (symbol, otype, side, amount, price) = SETUP[ex_id]
+def client(ex_id, key):
+    account, hosts, extra, _ = SETUP[ex_id]
     # The keyward key as the exchange API key, a dummy secret of valid format,
     # and the key as a bearer token too, so that ccxt's public calls (which
     # carry no API key) are authenticated as well.
-    cfg = {"apiKey": KEY, "secret": "ZHVtbXktc2VjcmV0", "enableRateLimit": False, "timeout": 10000,
-           "headers": {"Authorization": "Bearer " + KEY}}
+    cfg = {"apiKey": key, "secret": "ZHVtbXktc2VjcmV0", "enableRateLimit": False, "timeout": 10000,
+           "headers": {"Authorization": "Bearer " + key}}
     cfg.update(extra)
     ex = getattr(ccxt, ex_id)(cfg)
     ex.has["fetchCurrencies"] = False
     ex.urls["api"] = rewrite(ex.urls["api"], hosts, "%s/proxy/%s" % (BASE, account))
+    return ex
+
+
+def refusal(ex, e):
+    # ccxt maps the refusal to one of its errors; where the exchange's own
+    # error field clashes with keyward's (Kraken), read the raw answer.
+    seen = str(e) + str(ex.last_http_response or "")
+    for code in ("scope_missing", "order_guard"):
+        if code in seen:
+            return code
+    return "other: %s" % seen[:200]
+
+
+def run(ex_id):
+    symbol, otype, side, amount, price = SETUP[ex_id][3]
+    ex = client(ex_id, KEY)
     out = {"exchange": ex_id}
     markets = ex.load_markets()
     out["markets"] = symbol in markets
@@ -68,10 +86,14 @@ def run(ex_id):
         ex.withdraw("BTC", 0.1, "bc1qexampleaddressxxxxxxxxxxxxxxxxxxxxxx", params={"network": "BTC"} if ex_id != "kraken" else {"key": "mywallet"})
         out["withdraw"] = "allowed"
     except Exception as e:
-        # ccxt maps the refusal to one of its errors; where the exchange's own
-        # error field clashes with keyward's (Kraken), read the raw answer.
-        seen = str(e) + str(ex.last_http_response or "")
-        out["withdraw"] = "scope_missing" if "scope_missing" in seen else "other: %s" % seen[:200]
+        out["withdraw"] = refusal(ex, e)
+    guarded = client(ex_id, GUARDED)
+    guarded.load_markets()
+    try:
+        guarded.create_order(symbol, otype, side, 1, price)
+        out["over_cap"] = "allowed"
+    except Exception as e:
+        out["over_cap"] = refusal(guarded, e)
     return out
 
 

@@ -1,6 +1,8 @@
 //! ccxt (Python, unchanged) trading through keyward's proxy for Binance,
 //! OKX, Bybit and Kraken, against the fake exchange that checks the real
-//! signatures with Python's hmac. Needs a Python with ccxt: `./test.sh`
+//! signatures with Python's hmac: markets, an order and balances work; a
+//! withdrawal is refused with scope_missing and an order above the key's
+//! cap with order_guard. Needs a Python with ccxt: `./test.sh`
 //! installs one and sets KEYWARD_TEST_PYTHON.
 
 use crate::harness::*;
@@ -54,9 +56,11 @@ fn ccxt_loads_markets_orders_and_reads_balances_through_the_proxy() {
         .flat_map(|n| [format!("account:{n}:trade"), format!("account:{n}:read")])
         .collect();
     let (_, key) = create_key(&s, json!({"name": "ccxt-bot", "scopes": scopes, "allow_ips": ["127.0.0.1/32"]}));
+    let (_, guarded) =
+        create_key(&s, json!({"name": "capped", "scopes": scopes, "allow_ips": ["127.0.0.1/32"], "max_qty": "0.5"}));
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/e2e/ccxt_e2e.py");
-    let o = std::process::Command::new(&python).arg(script).arg(&s.addr).arg(&key).output().unwrap();
+    let o = std::process::Command::new(&python).arg(script).arg(&s.addr).arg(&key).arg(&guarded).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -67,6 +71,7 @@ fn ccxt_loads_markets_orders_and_reads_balances_through_the_proxy() {
         assert!(r["order_id"].as_str().is_some_and(|id| !id.is_empty()), "{r}");
         assert!(!r["balance_currencies"].as_array().unwrap().is_empty(), "{r}");
         assert_eq!(r["withdraw"], "scope_missing", "{r}");
+        assert_eq!(r["over_cap"], "order_guard", "{r}");
     }
     // The exchange never saw the keyward key, and never a withdrawal.
     let log = fake.log();
