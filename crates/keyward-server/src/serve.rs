@@ -89,7 +89,12 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = match tls {
         None => {
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
+            use axum::serve::ListenerExt;
+            // Answers go out as soon as they are written: without TCP_NODELAY a
+            // streamed body waits on the client's delayed ACK.
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.map_err(err)
         }
         Some((cert, key)) => {

@@ -147,6 +147,7 @@ impl AppState {
             nonce: std::sync::atomic::AtomicU64::new(0),
             upstream: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .tcp_nodelay(true)
                 .connect_timeout(std::time::Duration::from_secs(5))
                 .timeout(std::time::Duration::from_secs(30))
                 .pool_idle_timeout(std::time::Duration::from_secs(90))
