@@ -13,7 +13,7 @@ import ccxt
 
 T = 1700000000123  # frozen milliseconds
 CASES = [
-    # exchange, credentials, api section, ccxt path, method, params
+    # exchange, credentials, api section (or ccxt's [section, sub] list), ccxt path, method, params
     ("binance", {"apiKey": "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
                  "secret": "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"},
      "private", "order", "POST",
@@ -42,6 +42,18 @@ CASES = [
      {"clientOid": "abc", "side": "buy", "symbol": "BTC-USDT", "type": "limit", "price": "50000", "size": "0.01"}),
     ("kucoin", {"apiKey": "kucoin-key", "secret": "f03a5284-5c39-4aaa-9b20-dea10bdcf8e3", "password": "kucoin-pass"},
      "private", "accounts", "GET", {"currency": "USDT"}),
+    ("bitget", {"apiKey": "bitget-key", "secret": "bitget-secret-0123456789", "password": "bitget-pass"},
+     ["private", "spot"], "v2/spot/trade/place-order", "POST",
+     {"symbol": "BTCUSDT", "side": "buy", "orderType": "limit", "force": "gtc", "price": "50000", "size": "0.01"}),
+    ("bitget", {"apiKey": "bitget-key", "secret": "bitget-secret-0123456789", "password": "bitget-pass"},
+     ["private", "spot"], "v2/spot/account/assets", "GET", {"coin": "USDT"}),
+    ("gate", {"apiKey": "gate-key", "secret": "gate-secret-0123456789"},
+     ["private", "spot"], "orders", "POST",
+     {"currency_pair": "BTC_USDT", "side": "buy", "amount": "0.01", "price": "50000"}),
+    ("gate", {"apiKey": "gate-key", "secret": "gate-secret-0123456789"},
+     ["private", "spot"], "accounts", "GET", {"currency": "USDT"}),
+    ("deribit", {"apiKey": "deribit-id", "secret": "deribit-secret-0123456789"},
+     "private", "get_account_summary", "GET", {"currency": "BTC"}),
 ]
 
 
@@ -58,7 +70,7 @@ def main():
            "timestamp_ms": T, "vectors": []}
     for ex_id, creds, api, path, method, params in CASES:
         ex = freeze(getattr(ccxt, ex_id)(dict(creds)))
-        signed = ex.sign(path, [api], method, dict(params))
+        signed = ex.sign(path, api if isinstance(api, list) else [api], method, dict(params))
         out["vectors"].append({
             "exchange": ex_id, "credentials": creds, "method": method,
             "url": signed["url"], "headers": signed.get("headers") or {}, "body": signed.get("body"),

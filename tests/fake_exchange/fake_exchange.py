@@ -29,7 +29,7 @@ LOCK = threading.Lock()
 KRAKEN_NONCES = {"last": 0}
 ORDERS = {"n": 0}
 # Test controls: the weight Binance reports, and how far this "exchange's" clock is off.
-CONTROL = {"weight": 10, "skew_ms": 0}
+CONTROL = {"weight": 10, "skew_ms": 0, "delay_ms": 0}
 
 
 def now_ms():
@@ -99,6 +99,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/__control":
             CONTROL.update({k: int(v) for k, v in urllib.parse.parse_qsl(query)})
             return self.reply(200, CONTROL)
+        if CONTROL["delay_ms"]:
+            time.sleep(CONTROL["delay_ms"] / 1000.0)
         with LOCK:
             LOG.append({"method": self.command, "path": path, "query": query, "body": body,
                         "headers": {k.lower(): v for k, v in self.headers.items()}})

@@ -328,6 +328,17 @@ impl Exchange for Binance {
         false
     }
 
+    fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {
+        let creds = Credentials::from_fields(get)?;
+        match &creds.private_key {
+            Some(PrivateKey::EcdsaP256(_)) => {
+                Err(SignError::Field { field: "private_key", reason: "Binance takes Ed25519 or RSA keys".into() })
+            }
+            Some(_) => Ok(()),
+            None => creds.secret().map(|_| ()),
+        }
+    }
+
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
         let mut params = req.query.clone();
         match &req.body {

@@ -201,6 +201,15 @@ impl Exchange for Bybit {
         false
     }
 
+    fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {
+        let creds = Credentials::from_fields(get)?;
+        match &creds.private_key {
+            Some(PrivateKey::Rsa(_)) => Ok(()),
+            Some(_) => Err(SignError::Field { field: "private_key", reason: "Bybit takes RSA keys".into() }),
+            None => creds.secret().map(|_| ()),
+        }
+    }
+
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
         if matches!(req.body, Body::Form(_)) {
             return Err(SignError::Request("Bybit takes JSON bodies".into()));

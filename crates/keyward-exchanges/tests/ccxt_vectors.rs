@@ -65,6 +65,9 @@ fn signatures_match_ccxt() {
             "bybit" => ("X-BAPI-SIGN", vec!["X-BAPI-TIMESTAMP", "X-BAPI-API-KEY"]),
             "kraken" => ("API-Sign", vec!["API-Key"]),
             "kucoin" => ("KC-API-SIGN", vec!["KC-API-PASSPHRASE", "KC-API-TIMESTAMP", "KC-API-KEY-VERSION"]),
+            "bitget" => ("ACCESS-SIGN", vec!["ACCESS-TIMESTAMP", "ACCESS-PASSPHRASE", "ACCESS-KEY"]),
+            "gate" => ("SIGN", vec!["Timestamp", "KEY"]),
+            "deribit" => ("Authorization", vec![]),
             other => panic!("no rule for {other}"),
         };
         assert_eq!(out.header(sig_header).map(str::to_string), hdr(sig_header), "{kind} {}", v["url"]);
@@ -75,5 +78,5 @@ fn signatures_match_ccxt() {
         assert_eq!(sent_body, body, "{kind}: the body keyward sends is the body ccxt signed");
         checked += 1;
     }
-    assert_eq!(checked, 10);
+    assert_eq!(checked, 15);
 }

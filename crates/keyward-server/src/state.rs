@@ -65,6 +65,8 @@ pub struct RuntimeConfig {
     pub token_max_ttl: std::time::Duration,
     /// Upstream hosts allowed besides each exchange's own (tests, private gateways).
     pub allow_upstream: Vec<String>,
+    /// How long an exchange may take to answer before the proxy gives up (504).
+    pub upstream_timeout: std::time::Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +77,7 @@ impl Default for RuntimeConfig {
             throttle: ThrottleConfig::default(),
             token_max_ttl: std::time::Duration::from_secs(15 * 60),
             allow_upstream: Vec::new(),
+            upstream_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -136,6 +139,7 @@ impl AppState {
         test_clock: Option<Arc<ManualClock>>,
         config: RuntimeConfig,
     ) -> Self {
+        let upstream_timeout = config.upstream_timeout;
         Self(Arc::new(Inner {
             store,
             clock,
@@ -149,7 +153,7 @@ impl AppState {
                 .redirect(reqwest::redirect::Policy::none())
                 .tcp_nodelay(true)
                 .connect_timeout(std::time::Duration::from_secs(5))
-                .timeout(std::time::Duration::from_secs(30))
+                .timeout(upstream_timeout)
                 .pool_idle_timeout(std::time::Duration::from_secs(90))
                 .build()
                 .unwrap_or_default(),

@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the keyward server.
-    Server(cmd::server::ServerArgs),
+    Server(Box<cmd::server::ServerArgs>),
     /// Initialise, unseal, seal and inspect the server.
     #[command(subcommand)]
     Operator(cmd::operator::OperatorCommand),
@@ -58,7 +58,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => cmd::server::run(args).await,
+            Command::Server(args) => cmd::server::run(*args).await,
             Command::Operator(c) => cmd::operator::run(c, &cli.conn).await,
             Command::Secret(c) => cmd::secret::run(c, &cli.conn).await,
             Command::Key(c) => cmd::key::run(c, &cli.conn).await,

@@ -60,6 +60,9 @@ pub struct ServerArgs {
     /// Longest lifetime of a short-lived token [default: 15m].
     #[arg(long)]
     token_max_ttl: Option<String>,
+    /// How long an exchange may take to answer the proxy before it answers 504 [default: 30s].
+    #[arg(long)]
+    upstream_timeout: Option<String>,
     /// Failed authentications per address (per minute window) before answers slow down [default: 20].
     #[arg(long)]
     auth_slow_after: Option<u32>,
@@ -94,6 +97,7 @@ struct FileConfig {
     #[serde(default)]
     allow_upstream: Vec<String>,
     token_max_ttl: Option<String>,
+    upstream_timeout: Option<String>,
     log: Option<String>,
     #[serde(default)]
     auth_throttle: ThrottleFile,
@@ -166,6 +170,12 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         throttle,
         token_max_ttl: pick(&a.token_max_ttl, &file.token_max_ttl, "token max ttl", Duration::from_secs(900))?,
         allow_upstream: if a.allow_upstream.is_empty() { file.allow_upstream } else { a.allow_upstream },
+        upstream_timeout: pick(
+            &a.upstream_timeout,
+            &file.upstream_timeout,
+            "upstream timeout",
+            Duration::from_secs(30),
+        )?,
         ..RuntimeConfig::default()
     };
     let opts = ServerOptions {

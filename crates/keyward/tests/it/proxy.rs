@@ -274,6 +274,20 @@ fn okx_bybit_and_kraken_through_the_proxy() {
 }
 
 #[test]
+fn a_slow_upstream_answers_504() {
+    let fake = FakeExchange::start(&creds());
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--allow-upstream", "127.0.0.1", "--upstream-timeout", "1s"]);
+    let f = json!({"api_key": "BINANCE-REAL-KEY", "api_secret": "binance-real-secret", "base_url": fake.url});
+    s.http("PUT", "/v1/secrets/exchanges/bin", Some(s.admin()), Some(&json!({"data": f, "type": "binance"})));
+    let key = trader(&s);
+    control(&fake, "delay_ms=3000");
+    let t = std::time::Instant::now();
+    assert_error(&call(&s, "GET", "/proxy/bin/api/v3/ping", &[("X-MBX-APIKEY", &key)], None), 504, "upstream_timeout");
+    assert!(t.elapsed() < std::time::Duration::from_millis(2500));
+}
+
+#[test]
 fn upstream_failures_answer_502() {
     let (_d, s, fake) = setup();
     let key = trader(&s);

@@ -464,3 +464,63 @@ else:
 print(json.dumps({'alg': hdr['alg'], 'kid': hdr['kid'], 'sub': claims['sub'], 'iss': claims['iss'],
                   'uri': claims['uri'], 'life': claims['exp'] - claims['nbf'], 'nbf': claims['nbf']}))
 "#;
+
+/// Makes an Ed25519 and an RSA key (PKCS#8 PEM) with Python's cryptography.
+const MAKE_KEYS: &str = r#"
+import json
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import serialization as s
+pem = lambda k: k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()).decode()
+print(json.dumps({"ed": pem(ed25519.Ed25519PrivateKey.generate()),
+                  "rsa": pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))}))
+"#;
+
+/// Verifies a base64 signature over a message with a PEM key's public half.
+const VERIFY_SIG: &str = r#"
+import sys, base64
+from cryptography.hazmat.primitives import serialization as s, hashes
+from cryptography.hazmat.primitives.asymmetric import padding, ed25519
+key = s.load_pem_private_key(sys.argv[1].encode(), None).public_key()
+sig, msg = base64.b64decode(sys.argv[2]), sys.argv[3].encode()
+if isinstance(key, ed25519.Ed25519PublicKey):
+    key.verify(sig, msg)
+else:
+    key.verify(sig, msg, padding.PKCS1v15(), hashes.SHA256())
+print("ok")
+"#;
+
+#[test]
+fn binance_ed25519_and_rsa_and_bybit_rsa_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let keys: Value = serde_json::from_str(&py(MAKE_KEYS, &[])).unwrap();
+    assert_eq!(account(&s, "bed", "binance", json!({"api_key": "K1", "private_key": keys["ed"]})).0, 200);
+    assert_eq!(account(&s, "brsa", "binance", json!({"api_key": "K2", "private_key": keys["rsa"]})).0, 200);
+    assert_eq!(account(&s, "byrsa", "bybit", json!({"api_key": "K3", "private_key": keys["rsa"]})).0, 200);
+    let admin = bot(&s, &["account:bed:*", "account:brsa:*", "account:byrsa:*"]);
+    for (acct, pem) in [("bed", &keys["ed"]), ("brsa", &keys["rsa"])] {
+        let (st, v) = sign(
+            &s,
+            &admin,
+            acct,
+            json!({"method": "GET", "path": "/api/v3/account", "query": "omitZeroBalances=true"}),
+        );
+        assert_eq!(st, 200, "{v}");
+        let url = v["url"].as_str().unwrap();
+        let (payload, sig) = url.split_once('?').unwrap().1.rsplit_once("&signature=").unwrap();
+        let sig = py("import sys, urllib.parse; print(urllib.parse.unquote(sys.argv[1]))", &[sig]);
+        assert_eq!(py(VERIFY_SIG, &[pem.as_str().unwrap(), &sig, payload]), "ok", "{acct}");
+    }
+    let body =
+        r#"{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.01","price":"50000"}"#;
+    let (st, v) = sign(&s, &admin, "byrsa", json!({"method": "POST", "path": "/v5/order/create", "body": body}));
+    assert_eq!(st, 200, "{v}");
+    let h = &v["headers"];
+    let text =
+        format!("{}K3{}{body}", h["X-BAPI-TIMESTAMP"].as_str().unwrap(), h["X-BAPI-RECV-WINDOW"].as_str().unwrap());
+    assert_eq!(py(VERIFY_SIG, &[keys["rsa"].as_str().unwrap(), h["X-BAPI-SIGN"].as_str().unwrap(), &text]), "ok");
+    // A key type the exchange does not take is refused when the account is stored.
+    let got = account(&s, "bad", "bybit", json!({"api_key": "K", "private_key": keys["ed"]}));
+    assert_error(&got, 400, "account_invalid");
+    assert!(got.1["error"]["message"].as_str().unwrap().contains("private_key"));
+}
