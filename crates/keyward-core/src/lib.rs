@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod access_key;
+pub mod audit;
 pub mod base62;
 pub mod clock;
 pub mod duration;

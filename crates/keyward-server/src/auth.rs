@@ -276,6 +276,11 @@ impl FromRequestParts<AppState> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let unsealed = state.unsealed()?;
         let peer = peer(parts)?;
-        authenticate(state, unsealed, &parts.headers, peer, bearer(parts)).await
+        let who = authenticate(state, unsealed, &parts.headers, peer, bearer(parts)).await?;
+        crate::audit::note(&parts.extensions, |c| {
+            c.key_id = who.key.id.clone();
+            c.ip = who.ip.to_string();
+        });
+        Ok(who)
     }
 }

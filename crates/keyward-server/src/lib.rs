@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod client_ip;
 pub mod error;
@@ -37,7 +38,7 @@ use std::time::Instant;
 
 /// The router with every route and the error mapping at the edge.
 pub fn app(state: AppState) -> Router {
-    use routes::{keys, secrets, sign, sys, tokens};
+    use routes::{audit as audit_routes, keys, secrets, sign, sys, tokens};
     Router::new()
         .route("/v1/sys/health", get(sys::health))
         .route("/v1/sys/status", get(sys::status))
@@ -58,11 +59,86 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sign/{account}", post(sign::sign))
         .route("/proxy/{account}/{*path}", axum::routing::any(proxy::proxy))
         .route("/v1/sys/test-clock", post(sys::test_clock))
+        .route("/v1/sys/test-fault", post(sys::test_fault))
+        .route("/v1/audit", get(audit_routes::list))
+        .route("/v1/audit/verify", get(audit_routes::verify).post(audit_routes::verify))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), audit_request))
         .layer(middleware::from_fn(log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Writes the audit entry of every request but health (allowed or denied,
+/// failed authentications included), and refuses everything while the
+/// audit log cannot be written. Sensitive actions wait until their entry is
+/// durable.
+async fn audit_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    if path == "/v1/sys/health" {
+        return next.run(req).await;
+    }
+    if let Err(e) = state.auditor.check() {
+        return e.into_response();
+    }
+    let method = req.method().clone();
+    let request_id = keyward_core::base62::random_string(16).unwrap_or_default();
+    let slot: audit::AuditSlot = Default::default();
+    req.extensions_mut().insert(slot.clone());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let mut resp = next.run(req).await;
+    let ctx = slot.lock().map(|c| c.clone()).unwrap_or_default();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    if ctx.recorded {
+        return resp;
+    }
+    let allowed = resp.status().is_success();
+    let (action, target) = action_and_target(method.as_str(), &path);
+    let rec = audit::AuditRecord {
+        request_id,
+        key_id: ctx.key_id,
+        ip: if ctx.ip.is_empty() { peer } else { ctx.ip },
+        action,
+        target: ctx.target.unwrap_or(target),
+        class: ctx.class,
+        decision: if allowed { "allow" } else { "deny" }.to_string(),
+        code: resp.extensions().get::<error::ErrorCode>().map(|c| c.0.to_string()).unwrap_or_default(),
+        detail: ctx.detail,
+    };
+    let sensitive = ctx.sensitive
+        || (method != axum::http::Method::GET
+            && (path.starts_with("/v1/keys") || path.starts_with("/v1/namespaces") || path.starts_with("/v1/sys/")));
+    if sensitive && allowed {
+        if let Err(e) = state.auditor.record_durable(rec).await {
+            return e.into_response();
+        }
+    } else {
+        state.auditor.record(rec);
+    }
+    resp
+}
+
+/// The request id shared by a request's audit entries.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// `GET /v1/secrets/apps/x` → (`secrets.get`, `apps/x`); `/proxy/acct/…` → (`proxy.post`, `acct/…`).
+fn action_and_target(method: &str, path: &str) -> (String, String) {
+    let rest = path.strip_prefix("/v1/").or_else(|| path.strip_prefix('/')).unwrap_or(path);
+    let (resource, target) = rest.split_once('/').unwrap_or((rest, ""));
+    (format!("{resource}.{}", method.to_ascii_lowercase()), target.chars().take(512).collect())
 }
 
 async fn not_found() -> ApiError {

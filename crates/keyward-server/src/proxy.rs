@@ -62,6 +62,10 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
         credential.as_deref().map_err(Clone::clone),
     )
     .await?;
+    crate::audit::note(&parts.extensions, |c| {
+        c.key_id = who.key.id.clone();
+        c.ip = who.ip.to_string();
+    });
     require_some_account_scope(&who, &account)?;
     let acct = accounts::cached(state, &unsealed, &account).await?;
     let exchange = acct.exchange;
@@ -94,9 +98,15 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
             &format!("{} on account {account} (account:{account}:{})", class.as_str(), class.as_str()),
         )?;
     }
-    if matches!(class, Class::Trade | Class::Borrow) {
-        crate::guards::check(state, &who, &account, &acct, &creq).await?;
-    }
+    crate::audit::note(&parts.extensions, |c| {
+        c.class = class.as_str().to_string();
+        c.target = Some(format!("{account} {} {}", creq.method.as_str(), creq.path));
+    });
+    let orders = if matches!(class, Class::Trade | Class::Borrow) {
+        crate::guards::check(state, &who, &account, &acct, &creq).await?
+    } else {
+        Vec::new()
+    };
     let base = acct.base_url(&creq.path, &state.config.allow_upstream)?;
     let out = if class == Class::Public {
         Outgoing {
@@ -117,7 +127,98 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
     };
     let bucket = exchange.budget_bucket(&creq.path);
     state.budgets.check(&account, bucket, state.clock.now_ms())?;
-    send(state, &account, exchange, &base, out, &parts.headers).await
+    // The decision is on record before anything is forwarded; a sensitive
+    // one is durable first.
+    let decision = crate::audit::AuditRecord {
+        request_id: parts.extensions.get::<crate::RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
+        key_id: who.key.id.clone(),
+        ip: who.ip.to_string(),
+        action: format!("proxy.{}", creq.method.as_str().to_ascii_lowercase()),
+        target: format!("{account} {} {}", creq.method.as_str(), creq.path),
+        class: class.as_str().to_string(),
+        decision: "allow".into(),
+        code: String::new(),
+        detail: order_detail(&orders),
+    };
+    if matches!(class, Class::Withdraw | Class::Transfer | Class::Admin | Class::Export) {
+        state.auditor.record_durable(decision.clone()).await?;
+    } else {
+        state.auditor.record(decision.clone());
+    }
+    crate::audit::note(&parts.extensions, |c| c.recorded = true);
+    let keep_body = matches!(class, Class::Trade | Class::Borrow);
+    let (resp, order_ids) =
+        send(state, &account, exchange, &base, out, &parts.headers, keep_body).await.inspect_err(|e| {
+            state.auditor.record(crate::audit::AuditRecord {
+                decision: "outcome".into(),
+                code: e.code.to_string(),
+                detail: String::new(),
+                ..decision.clone()
+            });
+        })?;
+    state.auditor.record(crate::audit::AuditRecord {
+        decision: "outcome".into(),
+        code: resp.status().as_u16().to_string(),
+        detail: if order_ids.is_empty() {
+            String::new()
+        } else {
+            serde_json::json!({"exchange_order_ids": order_ids}).to_string()
+        },
+        ..decision
+    });
+    Ok(resp)
+}
+
+/// The order fields of a trade, for the audit entry (no secret in them).
+fn order_detail(orders: &[keyward_exchanges::orders::Order]) -> String {
+    if orders.is_empty() {
+        return String::new();
+    }
+    let list: Vec<serde_json::Value> = orders
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "symbol": o.symbol,
+                "side": o.side.map(|s| if s == keyward_exchanges::orders::Side::Buy { "buy" } else { "sell" }),
+                "qty": o.qty.map(|q| q.to_string()),
+                "quote_qty": o.quote_qty.map(|q| q.to_string()),
+                "price": o.price.map(|p| p.to_string()),
+                "client_order_id": o.client_order_id,
+            })
+        })
+        .collect();
+    serde_json::json!({ "orders": list }).to_string()
+}
+
+/// Order ids in an exchange's answer (Binance `orderId`, OKX `ordId`, Bybit
+/// `orderId`, Kraken `txid`, Coinbase `order_id`), for reconciliation.
+fn order_ids(body: &[u8]) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    if matches!(k.as_str(), "orderId" | "ordId" | "txid" | "order_id") {
+                        match x {
+                            serde_json::Value::Array(a) => {
+                                out.extend(a.iter().filter_map(keyward_exchanges::orders::text))
+                            }
+                            other => out.extend(keyward_exchanges::orders::text(other)),
+                        }
+                    } else {
+                        walk(x, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        walk(&v, &mut out);
+    }
+    out.truncate(64);
+    out
 }
 
 /// The keyward key of a proxied request: a bearer token; the key name inside
@@ -164,7 +265,8 @@ async fn send(
     base: &str,
     out: Outgoing,
     client_headers: &HeaderMap,
-) -> ApiResult<Response> {
+    keep_body: bool,
+) -> ApiResult<(Response, Vec<String>)> {
     let method =
         reqwest::Method::from_bytes(out.method.as_str().as_bytes()).map_err(|_| ApiError::internal("method"))?;
     let mut rb = state.upstream.request(method, format!("{base}{}", out.target()));
@@ -204,9 +306,19 @@ async fn send(
             headers.append(name, value);
         }
     }
-    let stream = resp.bytes_stream().map_err(std::io::Error::other);
-    let mut response = Response::new(Body::from_stream(stream));
+    // Trades are read whole (they are small) to note the exchange's order ids;
+    // everything else streams through.
+    let (body, ids) = if keep_body {
+        let bytes = resp.bytes().await.map_err(|_| {
+            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the exchange's answer broke off")
+        })?;
+        let ids = order_ids(&bytes);
+        (Body::from(bytes), ids)
+    } else {
+        (Body::from_stream(resp.bytes_stream().map_err(std::io::Error::other)), Vec::new())
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
-    Ok(response)
+    Ok((response, ids))
 }

@@ -113,6 +113,8 @@ pub struct Inner {
     pub budgets: crate::upstream::Budgets,
     /// Exchange clock offsets per account.
     pub clocks: crate::upstream::Clocks,
+    /// The audit queue and writer.
+    pub auditor: Arc<crate::audit::Auditor>,
 }
 
 impl std::ops::Deref for AppState {
@@ -140,6 +142,7 @@ impl AppState {
         config: RuntimeConfig,
     ) -> Self {
         let upstream_timeout = config.upstream_timeout;
+        let auditor = crate::audit::Auditor::start(store.clone(), clock.clone());
         Self(Arc::new(Inner {
             store,
             clock,
@@ -160,6 +163,7 @@ impl AppState {
             references: crate::guards::ReferencePrices::default(),
             budgets: crate::upstream::Budgets::default(),
             clocks: crate::upstream::Clocks::default(),
+            auditor,
         }))
     }
 
@@ -217,6 +221,9 @@ impl AppState {
     /// Unseals with a verified root key: builds the keyring and loads the key
     /// index. The caller has checked `root` against the seal record.
     pub async fn install_root(&self, root: RootKey, record: &SealRecord) -> ApiResult<()> {
+        if let Ok(mut signer) = self.auditor.signer.write() {
+            *signer = Some(keyward_core::audit::signing_key(&root));
+        }
         let keyring = Keyring::new(root, record.active_term);
         let records = self.store.list_keys().await?;
         let keys = KeyIndex::load(&records, &keyring);
@@ -228,6 +235,9 @@ impl AppState {
 
     /// Seals: drops every key from memory.
     pub fn seal_now(&self) -> ApiResult<()> {
+        if let Ok(mut signer) = self.auditor.signer.write() {
+            *signer = None;
+        }
         *self.seal.write().map_err(|_| ApiError::internal("seal lock poisoned"))? =
             SealState::Sealed { progress: None };
         tracing::info!("sealed");

@@ -188,6 +188,27 @@ pub struct NamespaceRecord {
     pub created_ms: i64,
 }
 
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// From this sequence number on.
+    pub from_seq: Option<u64>,
+    /// Not before (ms).
+    pub since_ms: Option<i64>,
+    /// Not after (ms).
+    pub until_ms: Option<i64>,
+    /// Only this key.
+    pub key_id: Option<String>,
+    /// Only targets starting with this (an account: `binance-main`).
+    pub target_prefix: Option<String>,
+    /// Only this decision.
+    pub decision: Option<String>,
+    /// At most this many, oldest first (or newest first with `newest`).
+    pub limit: u64,
+    /// The newest `limit` entries (still returned oldest first).
+    pub newest: bool,
+}
+
 /// The persistence interface. Every backend passes the same conformance suite.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -237,6 +258,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Adds `add` to a key's order notional for `day` if the total stays at
     /// most `cap`, atomically; false (nothing added) if it would not.
     async fn add_order_notional(&self, key_id: &str, day: i64, add: i64, cap: i64) -> StoreResult<bool>;
+
+    /// Appends chained audit entries (and a checkpoint) in one durable transaction.
+    async fn append_audit(
+        &self,
+        entries: &[keyward_core::audit::AuditEntry],
+        checkpoint: Option<&keyward_core::audit::Checkpoint>,
+    ) -> StoreResult<()>;
+    /// The last entry's sequence number and hash.
+    async fn audit_head(&self) -> StoreResult<Option<(u64, Vec<u8>)>>;
+    /// Audit entries matching a query, oldest first.
+    async fn audit_entries(&self, q: &AuditQuery) -> StoreResult<Vec<keyward_core::audit::AuditEntry>>;
+    /// Every checkpoint, oldest first.
+    async fn audit_checkpoints(&self) -> StoreResult<Vec<keyward_core::audit::Checkpoint>>;
 
     /// Adds a namespace; [`StoreError::Conflict`] if it exists.
     async fn insert_namespace(&self, ns: &NamespaceRecord) -> StoreResult<()>;

@@ -3,9 +3,11 @@
 //! `secure_delete` (destroyed ciphertext is overwritten, not just unlinked).
 
 use crate::{
-    KeyRecord, NamespaceRecord, NewVersion, SealRecord, SecretMeta, Store, StoreError, StoreResult, VersionRecord,
+    AuditQuery, KeyRecord, NamespaceRecord, NewVersion, SealRecord, SecretMeta, Store, StoreError, StoreResult,
+    VersionRecord,
 };
 use async_trait::async_trait;
+use keyward_core::audit::{AuditEntry, Checkpoint};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
@@ -347,6 +349,103 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(used.is_some())
+    }
+
+    async fn append_audit(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO audit_log (seq, time_ms, request_id, key_id, ip, action, target, class, decision, code, detail, prev_hash, hash)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(e.seq as i64)
+            .bind(e.time_ms)
+            .bind(&e.request_id)
+            .bind(&e.key_id)
+            .bind(&e.ip)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(&e.class)
+            .bind(&e.decision)
+            .bind(&e.code)
+            .bind(&e.detail)
+            .bind(&e.prev_hash)
+            .bind(&e.hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(c) = checkpoint {
+            sqlx::query("INSERT OR REPLACE INTO audit_checkpoints (seq, hash, time_ms, signature) VALUES (?, ?, ?, ?)")
+                .bind(c.seq as i64)
+                .bind(&c.hash)
+                .bind(c.time_ms)
+                .bind(&c.signature)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_head(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {
+        let row =
+            sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| (u64_of(r.get("seq")), r.get("hash"))))
+    }
+
+    async fn audit_entries(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let order = if q.newest { "DESC" } else { "ASC" };
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM audit_log WHERE seq >= ?1 AND time_ms >= ?2 AND time_ms <= ?3
+             AND (?4 IS NULL OR key_id = ?4) AND (?5 IS NULL OR substr(target, 1, length(?5)) = ?5)
+             AND (?6 IS NULL OR decision = ?6) ORDER BY seq {order} LIMIT ?7"
+        ))
+        .bind(q.from_seq.unwrap_or(0) as i64)
+        .bind(q.since_ms.unwrap_or(i64::MIN))
+        .bind(q.until_ms.unwrap_or(i64::MAX))
+        .bind(&q.key_id)
+        .bind(&q.target_prefix)
+        .bind(&q.decision)
+        .bind(q.limit.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<AuditEntry> = rows
+            .iter()
+            .map(|r| AuditEntry {
+                seq: u64_of(r.get("seq")),
+                time_ms: r.get("time_ms"),
+                request_id: r.get("request_id"),
+                key_id: r.get("key_id"),
+                ip: r.get("ip"),
+                action: r.get("action"),
+                target: r.get("target"),
+                class: r.get("class"),
+                decision: r.get("decision"),
+                code: r.get("code"),
+                detail: r.get("detail"),
+                prev_hash: r.get("prev_hash"),
+                hash: r.get("hash"),
+            })
+            .collect();
+        if q.newest {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        let rows = sqlx::query("SELECT seq, hash, time_ms, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Checkpoint {
+                seq: u64_of(r.get("seq")),
+                hash: r.get("hash"),
+                time_ms: r.get("time_ms"),
+                signature: r.get("signature"),
+            })
+            .collect())
     }
 
     async fn insert_namespace(&self, ns: &NamespaceRecord) -> StoreResult<()> {

@@ -149,7 +149,12 @@ async fn secret_op(state: &AppState, who: &Principal, path: &SecretPath, req: Re
             let q = parse_query(query.as_deref(), &["version", "field", "history"])?;
             match account_name(path.as_str()) {
                 // An account can be read with secret:read (secret fields withheld) or export.
-                Some(name) if who.may(Need::Account(name, Class::Export)) => {}
+                Some(name) if who.may(Need::Account(name, Class::Export)) => {
+                    crate::audit::note(req.extensions(), |c| {
+                        c.class = "export".into();
+                        c.sensitive = true;
+                    });
+                }
                 _ => who.require(Need::SecretRead(path.as_str()), &format!("reading {path}"))?,
             }
             if q.get("history").is_some_and(|h| h == "true" || h.is_empty()) {

@@ -68,6 +68,7 @@ pub fn require_some_account_scope(who: &Principal, account: &str) -> ApiResult<(
 pub async fn sign(
     State(state): State<AppState>,
     Path(account): Path<String>,
+    ext: axum::http::Extensions,
     who: Principal,
     StrictJson(req): StrictJson<SignRequest>,
 ) -> ApiResult<Json<Value>> {
@@ -95,6 +96,11 @@ pub async fn sign(
             ),
         )
     })?;
+    crate::audit::note(&ext, |c| {
+        c.class = class.as_str().to_string();
+        c.target = Some(format!("{account} {} {}", creq.method.as_str(), creq.path));
+        c.sensitive = matches!(class, Class::Withdraw | Class::Transfer | Class::Admin);
+    });
     // Public market data needs only some scope on the account (checked above).
     if class != Class::Public {
         who.require(

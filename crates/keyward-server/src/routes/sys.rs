@@ -177,3 +177,25 @@ pub async fn test_clock(
     use keyward_core::clock::Clock;
     Ok(Json(json!({ "now_ms": clock.now_ms() })))
 }
+
+/// Body of `POST /v1/sys/test-fault`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFaultRequest {
+    audit_fail: bool,
+}
+
+/// `POST /v1/sys/test-fault` (`sys:admin`, test-clock servers only): makes
+/// audit writes fail, to test that keyward fails closed.
+pub async fn test_fault(
+    State(state): State<AppState>,
+    who: Principal,
+    StrictJson(req): StrictJson<TestFaultRequest>,
+) -> ApiResult<Json<Value>> {
+    if state.test_clock.is_none() {
+        return Err(ApiError::not_found("no such route; see docs/http-api.md"));
+    }
+    who.require(Need::SysAdmin, "injecting faults (sys:admin)")?;
+    state.auditor.fail_writes.store(req.audit_fail, std::sync::atomic::Ordering::Release);
+    Ok(Json(json!({ "audit_fail": req.audit_fail })))
+}
