@@ -191,6 +191,7 @@ async fn writer(
         };
         // Keep the batch until it is written: nothing is dropped.
         let mut attempts = 0u32;
+        let mut checkpoint = checkpoint;
         loop {
             let result = if fail_writes.load(Ordering::Acquire) {
                 Err(keyward_store::StoreError::Unavailable("audit writes disabled by the test hook".into()))
@@ -200,6 +201,27 @@ async fn writer(
             match result {
                 Ok(()) => break,
                 Err(e) => {
+                    // The stored head may have moved (another writer, or rows
+                    // edited underneath): chain the batch onto what is stored.
+                    if let Ok(Some((hs, hh))) = store.audit_head().await
+                        && (hs, &hh) != (seq, &hash)
+                    {
+                        let (mut cs, mut ch) = (hs, hh);
+                        for e in entries.iter_mut() {
+                            e.chain_after(cs, &ch);
+                            cs = e.seq;
+                            ch = e.hash.clone();
+                        }
+                        seq = hs;
+                        hash = entries.first().map(|e| e.prev_hash.clone()).unwrap_or(hash);
+                        s = cs;
+                        h = ch;
+                        checkpoint = if due {
+                            signer.read().ok().and_then(|k| k.as_ref().map(|k| sign_checkpoint(k, s, &h, now)))
+                        } else {
+                            None
+                        };
+                    }
                     if attempts == 0 {
                         tracing::error!(error = %e, "audit write failed; refusing requests until it succeeds");
                     }

@@ -44,6 +44,9 @@ enum Command {
     Key(cmd::key::KeyCommand),
     /// Sign an exchange request with an account's credentials.
     Sign(cmd::sign::SignArgs),
+    /// Read, export and verify the audit log.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +66,7 @@ fn main() -> std::process::ExitCode {
             Command::Secret(c) => cmd::secret::run(c, &cli.conn).await,
             Command::Key(c) => cmd::key::run(c, &cli.conn).await,
             Command::Sign(a) => cmd::sign::run(a, &cli.conn).await,
+            Command::Audit(c) => cmd::audit::run(c, &cli.conn).await,
         }
     });
     match result {

