@@ -92,16 +92,16 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
             ),
         )
     })?;
+    crate::audit::note(&parts.extensions, |c| {
+        c.class = class.as_str().to_string();
+        c.target = Some(format!("{account} {} {}", creq.method.as_str(), creq.path));
+    });
     if class != Class::Public {
         who.require(
             Need::Account(&account, class),
             &format!("{} on account {account} (account:{account}:{})", class.as_str(), class.as_str()),
         )?;
     }
-    crate::audit::note(&parts.extensions, |c| {
-        c.class = class.as_str().to_string();
-        c.target = Some(format!("{account} {} {}", creq.method.as_str(), creq.path));
-    });
     let orders = if matches!(class, Class::Trade | Class::Borrow) {
         crate::guards::check(state, &who, &account, &acct, &creq).await?
     } else {

@@ -240,3 +240,64 @@ fn keyward_fails_closed_when_the_log_cannot_be_written() {
     assert!(log.iter().any(|e| e["code"] == "audit_unavailable" || e["target"] == "x"), "{log:?}");
     assert_eq!(verify(&s, None)["ok"], true);
 }
+
+#[test]
+fn group_commit_keeps_every_entry_of_a_load_of_50000_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--log", "warn"]);
+    let a = s.admin().to_string();
+    put(&s, &a, "x", json!({"k": "v"}));
+    let (kid, reader) = create_key(&s, json!({"name": "load", "scopes": ["secret:read:x"]}));
+    const THREADS: usize = 16;
+    const EACH: usize = 50_000 / THREADS + 1;
+    let total = THREADS * EACH;
+    std::thread::scope(|sc| {
+        for _ in 0..THREADS {
+            let (s, reader) = (&s, &reader);
+            sc.spawn(move || {
+                let c = reqwest::blocking::Client::new();
+                for _ in 0..EACH {
+                    let r = c.get(format!("{}/v1/secrets/x", s.addr)).bearer_auth(reader).send().unwrap();
+                    assert_eq!(r.status().as_u16(), 200);
+                }
+            });
+        }
+    });
+    // Every decision entry, exactly once.
+    let count = || {
+        let (_, v) = s.http("GET", &format!("/v1/audit?key={kid}&limit=100000"), Some(&a), None);
+        v["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "secrets.get").count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count() < total && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(count(), total);
+    assert_eq!(verify(&s, None)["ok"], true);
+}
+
+#[test]
+fn sigkill_never_loses_a_sensitive_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let a = s.admin().to_string();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(create_key(&s, json!({"name": format!("k{i}"), "scopes": ["secret:read:x"]})).0);
+    }
+    // Routine traffic in flight, then SIGKILL right after the last sensitive answer.
+    for _ in 0..50 {
+        s.http("GET", "/v1/keys", Some(&a), None);
+    }
+    let last = create_key(&s, json!({"name": "last", "scopes": ["secret:read:x"]})).0;
+    ids.push(last);
+    let pid = s.pid();
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    drop(s);
+    let mut s = start(dir.path(), &[]);
+    s.admin = Some(a.clone());
+    let log = entries(&s);
+    let created: Vec<&Value> = log.iter().filter(|e| e["action"] == "keys.post" && e["decision"] == "allow").collect();
+    assert_eq!(created.len(), ids.len(), "every key creation answered before the kill is on record");
+    assert_eq!(verify(&s, None)["ok"], true);
+}

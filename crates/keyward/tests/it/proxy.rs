@@ -345,3 +345,49 @@ fn timestamps_follow_the_exchange_clock() {
     let (st, second) = call(&s, "GET", "/proxy/bin/api/v3/account", &h, None);
     assert_eq!(st, 200, "{second}");
 }
+
+#[test]
+fn a_proxied_order_has_a_decision_and_an_outcome_on_record() {
+    let (_d, s, _fake) = setup();
+    let key = trader(&s);
+    let form = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000&newClientOrderId=bot-42";
+    let (st, order) = call(
+        &s,
+        "POST",
+        "/proxy/bin/api/v3/order",
+        &[("X-MBX-APIKEY", &key)],
+        Some(("application/x-www-form-urlencoded", form)),
+    );
+    assert_eq!(st, 200, "{order}");
+    assert_error(
+        &call(
+            &s,
+            "POST",
+            "/proxy/bin/sapi/v1/capital/withdraw/apply",
+            &[("X-MBX-APIKEY", &key)],
+            Some(("application/x-www-form-urlencoded", "coin=BTC&amount=1&address=x")),
+        ),
+        403,
+        "scope_missing",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (_, v) = s.http("GET", "/v1/audit?account=bin&limit=1000", Some(s.admin()), None);
+    let log = v["entries"].as_array().unwrap();
+    let decision =
+        log.iter().find(|e| e["decision"] == "allow" && e["target"] == "bin POST /api/v3/order").expect("decision");
+    let outcome =
+        log.iter().find(|e| e["decision"] == "outcome" && e["request_id"] == decision["request_id"]).expect("outcome");
+    assert_eq!(decision["class"], "trade");
+    assert_eq!(
+        decision["detail"]["orders"][0],
+        json!({"symbol": "BTCUSDT", "side": "buy", "qty": "0.01", "quote_qty": null, "price": "50000", "client_order_id": "bot-42"})
+    );
+    assert_eq!(outcome["code"], "200");
+    assert_eq!(outcome["detail"]["exchange_order_ids"], json!([order["orderId"].to_string()]));
+    let refused = log.iter().find(|e| e["target"] == "bin POST /sapi/v1/capital/withdraw/apply").expect("the refusal");
+    assert_eq!(
+        (&refused["decision"], &refused["code"], &refused["class"]),
+        (&json!("deny"), &json!("scope_missing"), &json!("withdraw"))
+    );
+    assert!(!v.to_string().contains(&key));
+}
