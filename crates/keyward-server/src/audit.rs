@@ -71,7 +71,12 @@ pub struct Auditor {
 
 impl Auditor {
     /// Starts the writer task.
-    pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sinks: Arc<crate::sinks::Sinks>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let a = Arc::new(Self {
             tx,
@@ -88,6 +93,8 @@ impl Auditor {
             a.queued.clone(),
             a.fail_writes.clone(),
             a.signer.clone(),
+            sinks,
+            metrics,
         ));
         a
     }
@@ -138,6 +145,8 @@ async fn writer(
     queued: Arc<AtomicU64>,
     fail_writes: Arc<AtomicBool>,
     signer: Arc<RwLock<Option<Ed25519KeyPair>>>,
+    sinks: Arc<crate::sinks::Sinks>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let (mut seq, mut hash) = loop {
         match store.audit_head().await {
@@ -189,6 +198,7 @@ async fn writer(
         } else {
             None
         };
+        let write_started = std::time::Instant::now();
         // Keep the batch until it is written: nothing is dropped.
         let mut attempts = 0u32;
         let mut checkpoint = checkpoint;
@@ -242,6 +252,8 @@ async fn writer(
         if !healthy.swap(true, Ordering::AcqRel) {
             tracing::info!("audit writes succeed again");
         }
+        metrics.audit_write_seconds.observe(write_started.elapsed().as_secs_f64());
+        sinks.publish(&entries, checkpoint.as_ref());
         seq = s;
         hash = h;
         if checkpoint.is_some() {

@@ -17,10 +17,12 @@ pub mod error;
 pub mod guards;
 pub mod init;
 pub mod keys;
+pub mod metrics;
 pub mod proxy;
 pub mod request;
 pub mod routes;
 pub mod serve;
+pub mod sinks;
 pub mod state;
 pub mod throttle;
 pub mod token;
@@ -61,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sys/test-clock", post(sys::test_clock))
         .route("/v1/sys/test-fault", post(sys::test_fault))
         .route("/v1/audit", get(audit_routes::list))
+        .route("/metrics", get(metrics::scrape))
         .route("/v1/audit/verify", get(audit_routes::verify).post(audit_routes::verify))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -98,8 +101,15 @@ async fn audit_request(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
+    let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
     let ctx = slot.lock().map(|c| c.clone()).unwrap_or_default();
+    {
+        let (action, _) = action_and_target(method.as_str(), &path);
+        let code = resp.extensions().get::<error::ErrorCode>().map(|c| c.0).unwrap_or("");
+        let decision = if resp.status().is_success() { "allow" } else { "deny" };
+        state.metrics.request(&action, decision, code, started.elapsed().as_secs_f64());
+    }
     if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -281,6 +281,7 @@ async fn send(
     if let Some((ctype, body)) = out.body {
         rb = rb.header(reqwest::header::CONTENT_TYPE, ctype).body(body);
     }
+    let sent_at = std::time::Instant::now();
     let resp = rb.send().await.map_err(|e| {
         if e.is_timeout() {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the exchange did not answer in time")
@@ -288,6 +289,7 @@ async fn send(
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the exchange could not be reached")
         }
     })?;
+    state.metrics.upstream(account, sent_at.elapsed().as_secs_f64());
     let now = state.clock.now_ms();
     let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     if let Some(u) = exchange.usage(&out.path, &header, now) {

@@ -67,6 +67,8 @@ pub struct RuntimeConfig {
     pub allow_upstream: Vec<String>,
     /// How long an exchange may take to answer before the proxy gives up (504).
     pub upstream_timeout: std::time::Duration,
+    /// Audit sinks besides the database.
+    pub sinks: crate::sinks::SinkConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -78,6 +80,7 @@ impl Default for RuntimeConfig {
             token_max_ttl: std::time::Duration::from_secs(15 * 60),
             allow_upstream: Vec::new(),
             upstream_timeout: std::time::Duration::from_secs(30),
+            sinks: crate::sinks::SinkConfig::default(),
         }
     }
 }
@@ -115,6 +118,10 @@ pub struct Inner {
     pub clocks: crate::upstream::Clocks,
     /// The audit queue and writer.
     pub auditor: Arc<crate::audit::Auditor>,
+    /// Audit sinks (their drop counter feeds the metrics).
+    pub sinks: Arc<crate::sinks::Sinks>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::ops::Deref for AppState {
@@ -142,7 +149,17 @@ impl AppState {
         config: RuntimeConfig,
     ) -> Self {
         let upstream_timeout = config.upstream_timeout;
-        let auditor = crate::audit::Auditor::start(store.clone(), clock.clone());
+        let upstream = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(upstream_timeout)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build()
+            .unwrap_or_default();
+        let sinks = Arc::new(crate::sinks::Sinks::start(config.sinks.clone(), upstream.clone()));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let auditor = crate::audit::Auditor::start(store.clone(), clock.clone(), sinks.clone(), metrics.clone());
         Self(Arc::new(Inner {
             store,
             clock,
@@ -152,14 +169,9 @@ impl AppState {
             test_clock,
             config,
             nonce: std::sync::atomic::AtomicU64::new(0),
-            upstream: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .tcp_nodelay(true)
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .timeout(upstream_timeout)
-                .pool_idle_timeout(std::time::Duration::from_secs(90))
-                .build()
-                .unwrap_or_default(),
+            upstream,
+            sinks,
+            metrics,
             references: crate::guards::ReferencePrices::default(),
             budgets: crate::upstream::Budgets::default(),
             clocks: crate::upstream::Clocks::default(),

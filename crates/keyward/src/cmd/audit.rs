@@ -172,9 +172,19 @@ pub async fn run(cmd: AuditCommand, conn: &Connection) -> Result<()> {
             let body = match anchor {
                 Some(f) => {
                     let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-                    let a: Value =
-                        serde_json::from_str(text.trim()).context("the anchor file is not a JSON checkpoint")?;
-                    Some(json!({ "anchor": a.get("checkpoint").cloned().unwrap_or(a) }))
+                    // A checkpoint (from `keyward audit anchor`), or a JSON-lines sink
+                    // file whose last checkpoint line is taken.
+                    let a = text
+                        .lines()
+                        .rev()
+                        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+                        .find_map(|v| match v.get("checkpoint") {
+                            Some(c) => Some(c.clone()),
+                            None if v.get("signature").is_some() => Some(v),
+                            None => None,
+                        })
+                        .context("no checkpoint in the anchor file")?;
+                    Some(json!({ "anchor": a }))
                 }
                 None => None,
             };

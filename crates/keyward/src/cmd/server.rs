@@ -60,6 +60,18 @@ pub struct ServerArgs {
     /// Longest lifetime of a short-lived token [default: 15m].
     #[arg(long)]
     token_max_ttl: Option<String>,
+    /// Also write audit entries and checkpoints to this JSON-lines file.
+    #[arg(long)]
+    audit_file: Option<PathBuf>,
+    /// Rotate the audit file past this many bytes [default: 100 MiB; five old files kept].
+    #[arg(long)]
+    audit_file_max_bytes: Option<u64>,
+    /// Also print audit entries on standard output.
+    #[arg(long)]
+    audit_stdout: bool,
+    /// Also POST audit entries to this URL (repeat; batches, retried, never blocking).
+    #[arg(long = "audit-webhook")]
+    audit_webhooks: Vec<String>,
     /// How long an exchange may take to answer the proxy before it answers 504 [default: 30s].
     #[arg(long)]
     upstream_timeout: Option<String>,
@@ -98,6 +110,11 @@ struct FileConfig {
     allow_upstream: Vec<String>,
     token_max_ttl: Option<String>,
     upstream_timeout: Option<String>,
+    audit_file: Option<PathBuf>,
+    audit_file_max_bytes: Option<u64>,
+    audit_stdout: Option<bool>,
+    #[serde(default)]
+    audit_webhooks: Vec<String>,
     log: Option<String>,
     #[serde(default)]
     auth_throttle: ThrottleFile,
@@ -176,6 +193,12 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             "upstream timeout",
             Duration::from_secs(30),
         )?,
+        sinks: keyward_server::sinks::SinkConfig {
+            file: a.audit_file.or(file.audit_file),
+            file_max_bytes: a.audit_file_max_bytes.or(file.audit_file_max_bytes).unwrap_or(0),
+            stdout: a.audit_stdout || file.audit_stdout.unwrap_or(false),
+            webhooks: if a.audit_webhooks.is_empty() { file.audit_webhooks } else { a.audit_webhooks },
+        },
         ..RuntimeConfig::default()
     };
     let opts = ServerOptions {

@@ -301,3 +301,146 @@ fn sigkill_never_loses_a_sensitive_entry() {
     assert_eq!(created.len(), ids.len(), "every key creation answered before the kill is on record");
     assert_eq!(verify(&s, None)["ok"], true);
 }
+
+/// A local webhook receiver: collects the JSON bodies POSTed to it.
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            loop {
+                let mut len = 0usize;
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    sink.lock().unwrap().push(v);
+                }
+                conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+            }
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn sinks_get_every_entry_and_the_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let (hook, got) = receiver();
+    let s = start(
+        dir.path(),
+        &[
+            "--test-clock",
+            "--audit-file",
+            file.to_str().unwrap(),
+            "--audit-file-max-bytes",
+            "4000",
+            "--audit-webhook",
+            &hook,
+        ],
+    );
+    s.set_clock(T0);
+    let a = s.admin().to_string();
+    for i in 0..20 {
+        put(&s, &a, &format!("s{i}"), json!({"k": "secret-sink-value"}));
+    }
+    s.set_clock(T0 + 11_000);
+    s.http("GET", "/v1/secrets/s1", Some(&a), None);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let mut lines = Vec::new();
+    for f in [format!("{}.2", file.display()), format!("{}.1", file.display()), file.display().to_string()] {
+        if let Ok(t) = std::fs::read_to_string(&f) {
+            lines.extend(t.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+        }
+    }
+    assert!(std::path::Path::new(&format!("{}.1", file.display())).exists(), "rotated by size");
+    let seqs: Vec<u64> = lines.iter().filter_map(|l| l["entry"]["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "every entry, in order");
+    assert!(lines.iter().any(|l| l.get("checkpoint").is_some()));
+    assert!(!lines.iter().any(|l| l.to_string().contains("secret-sink-value")));
+    let hooked: usize = got.lock().unwrap().iter().map(|b| b.as_array().unwrap().len()).sum();
+    assert_eq!(hooked, lines.len(), "the webhook got the same lines");
+    // The sink's last checkpoint serves as an anchor (from whichever file holds it).
+    let holder = [file.display().to_string(), format!("{}.1", file.display()), format!("{}.2", file.display())]
+        .into_iter()
+        .find(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("\"checkpoint\"")))
+        .unwrap();
+    let o = s.cli(Some(&a), &["audit", "verify", "--anchor", &holder], None);
+    assert!(o.status.success(), "{} {}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let a = s.admin().to_string();
+    put(&s, &a, "x", json!({"k": "v"}));
+    create_key(&s, json!({"name": "soon", "scopes": ["secret:read:x"], "ttl": "2d"}));
+    let (_, reader) = create_key(&s, json!({"name": "r", "scopes": ["secret:read:x"]}));
+    s.http("GET", "/v1/secrets/nope", Some(&reader), None);
+    assert_error(&s.http("GET", "/metrics", Some(&reader), None), 403, "scope_missing");
+    let text = reqwest::blocking::Client::new()
+        .get(format!("{}/metrics", s.addr))
+        .bearer_auth(&a)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let py = std::env::var("KEYWARD_TEST_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv-test/bin/python").to_string());
+    let parse = r#"
+import sys, json
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+fams = {f.name: [(s.name, s.labels, s.value) for s in f.samples] for f in text_string_to_metric_families(sys.stdin.read())}
+print(json.dumps(fams))
+"#;
+    let mut child = std::process::Command::new(py)
+        .args(["-c", parse])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not valid exposition text:\n{text}");
+    let fams: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for f in [
+        "keyward_requests",
+        "keyward_request_duration_seconds",
+        "keyward_sealed",
+        "keyward_audit_queue_depth",
+        "keyward_audit_write_duration_seconds",
+        "keyward_access_keys_expiring_7d",
+        "keyward_audit_sink_dropped",
+    ] {
+        assert!(fams.get(f).is_some(), "{f} missing: {fams}");
+    }
+    let denied = fams["keyward_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s[1]["code"] == "scope_missing" && s[1]["decision"] == "deny");
+    assert!(denied, "{}", fams["keyward_requests"]);
+    assert_eq!(fams["keyward_access_keys_expiring_7d"][0][2], 1.0);
+    assert_eq!(fams["keyward_sealed"][0][2], 0.0);
+}
