@@ -234,6 +234,15 @@ async fn writer(
                     }
                     if attempts == 0 {
                         tracing::error!(error = %e, "audit write failed; refusing requests until it succeeds");
+                        sinks.alerts.raise(
+                            crate::alerts::Alert {
+                                rule: "audit_failure",
+                                subject: "audit".into(),
+                                summary: "the audit log cannot be written: keyward refuses every request".into(),
+                                details: serde_json::json!({"error": e.to_string()}),
+                            },
+                            clock.now_ms(),
+                        );
                     }
                     healthy.store(false, Ordering::Release);
                     attempts += 1;

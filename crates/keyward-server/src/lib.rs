@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod client_ip;

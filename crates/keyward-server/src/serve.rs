@@ -68,6 +68,14 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
     if manual.is_some() {
         banner.push_str("WARNING: --test-clock: time is set through /v1/sys/test-clock; for tests only.\n");
     }
+    let checker = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(checker.config.alerts.check_every);
+        loop {
+            tick.tick().await;
+            check_dates(&checker).await;
+        }
+    });
     let flusher = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -119,6 +127,44 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
     // Last uses noted since the last tick.
     state.flush_last_used().await;
     served
+}
+
+/// Raises alerts for keys expiring within seven days and secrets due for rotation.
+async fn check_dates(state: &AppState) {
+    let Ok(u) = state.unsealed() else { return };
+    let now = state.clock.now_ms();
+    let week = 7 * 86_400_000;
+    let keys = u.keys.read().map(|k| k.all()).unwrap_or_default();
+    for k in keys {
+        let active = k.effective_state(now) == crate::keys::KeyState::Active;
+        if let Some(exp) = k.policy.expires_ms
+            && active
+            && exp - now <= week
+        {
+            state.auditor_alert(
+                "expiry",
+                format!("key {}", k.id),
+                format!("key {} ({}) expires at {}", k.id, k.name, crate::routes::timestamp(exp)),
+                now,
+            );
+        }
+    }
+    if let Ok(secrets) = state.store.list_secrets("").await {
+        for m in secrets {
+            if let Some(p) = m.rotation_period_s {
+                let due = m.updated_ms + p * 1000;
+                if due - now <= week {
+                    let when = if due <= now { "was due" } else { "is due" };
+                    state.auditor_alert(
+                        "rotation",
+                        format!("secret {}", m.path),
+                        format!("secret {} {when} for rotation at {}", m.path, crate::routes::timestamp(due)),
+                        now,
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn new_state(store: Arc<dyn Store>, manual: Option<Arc<ManualClock>>, config: RuntimeConfig) -> AppState {

@@ -30,6 +30,8 @@ pub struct SinkConfig {
 #[derive(Debug)]
 pub struct Sinks {
     config: SinkConfig,
+    /// The alert rules, which read the same stream.
+    pub alerts: Arc<crate::alerts::Alerts>,
     webhooks: Vec<mpsc::Sender<Value>>,
     /// Entries dropped because a webhook's queue was full or it kept failing.
     pub dropped: Arc<AtomicU64>,
@@ -42,7 +44,7 @@ pub fn entry_line(e: &AuditEntry) -> Value {
 
 impl Sinks {
     /// Starts the sinks (webhook workers).
-    pub fn start(config: SinkConfig, client: reqwest::Client) -> Self {
+    pub fn start(config: SinkConfig, client: reqwest::Client, alerts: Arc<crate::alerts::Alerts>) -> Self {
         let dropped = Arc::new(AtomicU64::new(0));
         let webhooks = config
             .webhooks
@@ -53,11 +55,12 @@ impl Sinks {
                 tx
             })
             .collect();
-        Self { config, webhooks, dropped }
+        Self { config, alerts, webhooks, dropped }
     }
 
     /// Hands durable entries (and a checkpoint) to every sink.
     pub fn publish(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) {
+        self.alerts.observe(entries);
         let mut lines: Vec<Value> = entries.iter().map(entry_line).collect();
         if let Some(c) = checkpoint {
             lines.push(json!({ "checkpoint": c }));

@@ -69,6 +69,8 @@ pub struct RuntimeConfig {
     pub upstream_timeout: std::time::Duration,
     /// Audit sinks besides the database.
     pub sinks: crate::sinks::SinkConfig,
+    /// Alert rules and channels.
+    pub alerts: crate::alerts::AlertConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -81,6 +83,7 @@ impl Default for RuntimeConfig {
             allow_upstream: Vec::new(),
             upstream_timeout: std::time::Duration::from_secs(30),
             sinks: crate::sinks::SinkConfig::default(),
+            alerts: crate::alerts::AlertConfig::default(),
         }
     }
 }
@@ -157,7 +160,8 @@ impl AppState {
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build()
             .unwrap_or_default();
-        let sinks = Arc::new(crate::sinks::Sinks::start(config.sinks.clone(), upstream.clone()));
+        let alerts = Arc::new(crate::alerts::Alerts::start(config.alerts.clone(), upstream.clone()));
+        let sinks = Arc::new(crate::sinks::Sinks::start(config.sinks.clone(), upstream.clone(), alerts));
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let auditor = crate::audit::Auditor::start(store.clone(), clock.clone(), sinks.clone(), metrics.clone());
         Self(Arc::new(Inner {
@@ -196,6 +200,13 @@ impl AppState {
                 Err(seen) => last = seen,
             }
         }
+    }
+
+    /// Raises an alert (expiry and rotation checks).
+    pub fn auditor_alert(&self, rule: &'static str, subject: String, summary: String, now_ms: i64) {
+        self.sinks
+            .alerts
+            .raise(crate::alerts::Alert { rule, subject, summary, details: serde_json::Value::Null }, now_ms);
     }
 
     /// Writes the last use of every key used since the last flush.

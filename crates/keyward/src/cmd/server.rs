@@ -72,6 +72,27 @@ pub struct ServerArgs {
     /// Also POST audit entries to this URL (repeat; batches, retried, never blocking).
     #[arg(long = "audit-webhook")]
     audit_webhooks: Vec<String>,
+    /// Send alerts as JSON to this webhook (repeat).
+    #[arg(long = "alert-webhook")]
+    alert_webhooks: Vec<String>,
+    /// Send alerts to this Slack-compatible incoming webhook (repeat).
+    #[arg(long = "alert-slack")]
+    alert_slack: Vec<String>,
+    /// Send alerts with the Telegram Bot API: the sendMessage URL (repeat).
+    #[arg(long = "alert-telegram")]
+    alert_telegram: Vec<String>,
+    /// The Telegram chat id alerts go to (group ids are negative).
+    #[arg(long, allow_hyphen_values = true)]
+    alert_telegram_chat: Option<String>,
+    /// One alert per rule and subject within this window [default: 5m].
+    #[arg(long)]
+    alert_dedupe: Option<String>,
+    /// Denials for one key or address within a minute that raise an alert [default: 10].
+    #[arg(long)]
+    alert_burst: Option<usize>,
+    /// How often expiry and rotation dates are checked [default: 60s].
+    #[arg(long)]
+    alert_check_every: Option<String>,
     /// How long an exchange may take to answer the proxy before it answers 504 [default: 30s].
     #[arg(long)]
     upstream_timeout: Option<String>,
@@ -193,6 +214,16 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             "upstream timeout",
             Duration::from_secs(30),
         )?,
+        alerts: keyward_server::alerts::AlertConfig {
+            webhooks: a.alert_webhooks,
+            slack: a.alert_slack,
+            telegram: a.alert_telegram,
+            telegram_chat: a.alert_telegram_chat,
+            dedupe: pick(&a.alert_dedupe, &None, "alert dedupe", Duration::from_secs(300))?,
+            burst_denials: a.alert_burst.unwrap_or(10),
+            burst_window: Duration::from_secs(60),
+            check_every: pick(&a.alert_check_every, &None, "alert check interval", Duration::from_secs(60))?,
+        },
         sinks: keyward_server::sinks::SinkConfig {
             file: a.audit_file.or(file.audit_file),
             file_max_bytes: a.audit_file_max_bytes.or(file.audit_file_max_bytes).unwrap_or(0),

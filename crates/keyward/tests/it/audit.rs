@@ -444,3 +444,95 @@ print(json.dumps(fams))
     assert_eq!(fams["keyward_access_keys_expiring_7d"][0][2], 1.0);
     assert_eq!(fams["keyward_sealed"][0][2], 0.0);
 }
+
+fn wait_for(got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let hits: Vec<Value> = got.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect();
+        if !hits.is_empty() || std::time::Instant::now() > deadline {
+            return hits;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_alert_rule_reaches_its_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, got) = receiver();
+    let (slack, slack_got) = receiver();
+    let (tg, tg_got) = receiver();
+    let s = start(
+        dir.path(),
+        &[
+            "--test-clock",
+            "--alert-webhook",
+            &hook,
+            "--alert-slack",
+            &slack,
+            "--alert-telegram",
+            &tg,
+            "--alert-telegram-chat",
+            "-1001",
+            "--alert-burst",
+            "5",
+            "--alert-check-every",
+            "1s",
+        ],
+    );
+    s.set_clock(T0);
+    let a = s.admin().to_string();
+    let rule = |r: &'static str| move |v: &Value| v["rule"] == r;
+    // A key near its expiry; a secret due for rotation.
+    let (exp_id, reader) = create_key(&s, json!({"name": "soon", "scopes": ["secret:read:x"], "ttl": "2d"}));
+    s.http("PUT", "/v1/secrets/x", Some(&a), Some(&json!({"data": {"k": "v"}, "rotation_period": "1d"})));
+    let e = wait_for(&got, rule("expiry"));
+    assert!(e.iter().any(|v| v["subject"] == format!("key {exp_id}")), "{e:?}");
+    assert!(!wait_for(&got, rule("rotation")).is_empty());
+    // First use from a new address.
+    s.http_from("127.0.0.1", "GET", "/v1/secrets/x", Some(&reader), None, &[]);
+    s.http_from("127.0.0.9", "GET", "/v1/secrets/x", Some(&reader), None, &[]);
+    let e = wait_for(&got, rule("new_ip"));
+    assert!(e.iter().any(|v| v["details"]["ip"] == "127.0.0.9"), "{e:?}");
+    // A burst of denials (probing), one alert for the burst.
+    for _ in 0..12 {
+        s.http_from("127.0.0.10", "GET", "/v1/secrets/other", Some(&reader), None, &[]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let bursts = wait_for(&got, |v| v["rule"] == "denial_burst" && v["subject"] == format!("key {exp_id}"));
+    assert_eq!(bursts.len(), 1, "de-duplicated: {bursts:?}");
+    // Withdraw / transfer / admin class calls, allowed or denied.
+    s.http(
+        "PUT",
+        "/v1/secrets/exchanges/bin",
+        Some(&a),
+        Some(&json!({"data": {"api_key": "K", "api_secret": "S"}, "type": "binance"})),
+    );
+    let (_, trader) = create_key(&s, json!({"name": "t", "scopes": ["account:bin:trade"], "allow_ips": ["127.0.0.1"]}));
+    s.http(
+        "POST",
+        "/v1/sign/bin",
+        Some(&trader),
+        Some(&json!({"method": "POST", "path": "/sapi/v1/capital/withdraw/apply"})),
+    );
+    let e = wait_for(&got, rule("sensitive_call"));
+    assert!(e.iter().any(|v| v["details"]["class"] == "withdraw" && v["details"]["decision"] == "deny"), "{e:?}");
+    // Seal and unseal.
+    s.http("POST", "/v1/sys/seal", Some(&a), None);
+    let key_text = std::fs::read_to_string(dir.path().join("keyward-data.unseal.key")).unwrap();
+    s.http("POST", "/v1/sys/unseal", None, Some(&json!({"key": key_text.trim()})));
+    let e = wait_for(&got, rule("seal_state"));
+    assert!(e.iter().any(|v| v["summary"].as_str().unwrap().contains("seal")), "{e:?}");
+    // Audit failures.
+    s.http("POST", "/v1/sys/test-fault", Some(&a), Some(&json!({"audit_fail": true})));
+    s.http("GET", "/v1/secrets/x", Some(&a), None);
+    assert!(!wait_for(&got, rule("audit_failure")).is_empty());
+    s.http("POST", "/v1/sys/test-fault", Some(&a), Some(&json!({"audit_fail": false})));
+    // The same alerts in Slack's and Telegram's shapes; no secret anywhere.
+    let sl = wait_for(&slack_got, |v| v["text"].as_str().is_some_and(|t| t.starts_with("[keyward] ")));
+    assert!(!sl.is_empty());
+    let t = wait_for(&tg_got, |v| v["chat_id"] == "-1001" && v["text"].is_string());
+    assert!(!t.is_empty());
+    let all = format!("{:?}{:?}{:?}", got.lock().unwrap(), slack_got.lock().unwrap(), tg_got.lock().unwrap());
+    assert!(!all.contains(&reader) && !all.contains(&a) && !all.contains("\"S\""));
+}
