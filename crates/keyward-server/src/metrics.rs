@@ -95,20 +95,31 @@ impl Metrics {
 /// `GET /metrics` (`sys:metrics`).
 pub async fn scrape(State(state): State<AppState>, who: Principal) -> ApiResult<Response> {
     who.require(Need::SysMetrics, "scraping metrics (sys:metrics)")?;
+    render(&state)
+}
+
+/// `GET /metrics` on the open metrics listener (`--metrics-listen`), no key.
+pub async fn open_scrape(State(state): State<AppState>) -> ApiResult<Response> {
+    render(&state)
+}
+
+fn render(state: &AppState) -> ApiResult<Response> {
     let m = &state.metrics;
     let sealed = matches!(&*state.seal.read().map_err(|_| ApiError::internal("lock"))?, SealState::Sealed { .. });
     m.sealed.set(i64::from(sealed));
     m.audit_queue.set(state.auditor.queue_depth() as i64);
     m.audit_dropped.set(state.sinks.dropped.load(Ordering::Relaxed) as i64);
-    let now = state.clock.now_ms();
-    let keys = who.unsealed.keys.read().map_err(|_| ApiError::internal("lock"))?.all();
-    let soon = keys
-        .iter()
-        .filter(|k| k.effective_state(now) == crate::keys::KeyState::Active)
-        .filter(|k| k.policy.expires_ms.is_some_and(|e| e - now <= 7 * 86_400_000))
-        .count();
-    m.keys_expiring.set(soon as i64);
-    m.access_keys.set(keys.len() as i64);
+    if let Ok(u) = state.unsealed() {
+        let now = state.clock.now_ms();
+        let keys = u.keys.read().map_err(|_| ApiError::internal("lock"))?.all();
+        let soon = keys
+            .iter()
+            .filter(|k| k.effective_state(now) == crate::keys::KeyState::Active)
+            .filter(|k| k.policy.expires_ms.is_some_and(|e| e - now <= 7 * 86_400_000))
+            .count();
+        m.keys_expiring.set(soon as i64);
+        m.access_keys.set(keys.len() as i64);
+    }
     let mut text = String::new();
     encode(&mut text, &m.registry).map_err(|_| ApiError::internal("metrics encoding"))?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())

@@ -31,6 +31,8 @@ pub struct ServerOptions {
     pub runtime: RuntimeConfig,
     /// Run with a settable clock (tests only).
     pub test_clock: bool,
+    /// An extra listener serving only `/metrics`, without a key.
+    pub metrics_listen: Option<String>,
 }
 
 /// Why the server did not start.
@@ -67,6 +69,24 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
         if opts.dev { open_dev(&opts, manual.clone()).await? } else { open_data(&opts, manual.clone()).await? };
     if manual.is_some() {
         banner.push_str("WARNING: --test-clock: time is set through /v1/sys/test-clock; for tests only.\n");
+    }
+    if let Some(m) = &opts.metrics_listen {
+        let maddr = resolve(m).await?;
+        if !maddr.ip().is_loopback() && !opts.insecure_listen {
+            return Err(StartError(format!(
+                "refusing an open metrics listener on {maddr}: it has no TLS and no key; use loopback or --insecure-listen"
+            )));
+        }
+        let l = tokio::net::TcpListener::bind(maddr)
+            .await
+            .map_err(|e| StartError(format!("cannot listen on {maddr}: {e}")))?;
+        println!("keyward metrics on http://{}/metrics", l.local_addr().map_err(err)?);
+        let router = axum::Router::new()
+            .route("/metrics", axum::routing::get(crate::metrics::open_scrape))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(l, router).await;
+        });
     }
     let checker = state.clone();
     tokio::spawn(async move {

@@ -108,6 +108,9 @@ pub struct ServerArgs {
     /// The counting window of failed authentications [default: 60s].
     #[arg(long)]
     auth_window: Option<String>,
+    /// Also serve /metrics without a key on this address (loopback unless --insecure-listen).
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Tests only: the clock is set through POST /v1/sys/test-clock.
     #[arg(long, hide = true)]
     test_clock: bool,
@@ -242,6 +245,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         insecure_listen: a.insecure_listen || file.insecure_listen.unwrap_or(false),
         runtime,
         test_clock: a.test_clock,
+        metrics_listen: a.metrics_listen,
     };
     serve(opts).await?;
     Ok(())

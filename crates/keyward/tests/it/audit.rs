@@ -445,6 +445,18 @@ print(json.dumps(fams))
     assert_eq!(fams["keyward_sealed"][0][2], 0.0);
 }
 
+#[test]
+fn an_open_metrics_listener_serves_only_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = start(dir.path(), &["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    assert!(s.banner.contains("keyward metrics on"), "{}", s.banner);
+    let r = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains("keyward_sealed 0"));
+    assert_eq!(reqwest::blocking::get(format!("http://127.0.0.1:{port}/v1/secrets/x")).unwrap().status(), 404);
+}
+
 fn wait_for(got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
