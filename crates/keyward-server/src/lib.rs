@@ -130,8 +130,11 @@ async fn audit_request(
         code: resp.extensions().get::<error::ErrorCode>().map(|c| c.0.to_string()).unwrap_or_default(),
         detail: ctx.detail,
     };
+    // Key and policy changes, seal and unseal wait for durability; verifying
+    // a key is routine.
     let sensitive = ctx.sensitive
         || (method != axum::http::Method::GET
+            && path != "/v1/keys/verify"
             && (path.starts_with("/v1/keys") || path.starts_with("/v1/namespaces") || path.starts_with("/v1/sys/")));
     if sensitive && allowed {
         if let Err(e) = state.auditor.record_durable(rec).await {

@@ -353,26 +353,30 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        for e in entries {
-            sqlx::query(
-                "INSERT INTO audit_log (seq, time_ms, request_id, key_id, ip, action, target, class, decision, code, detail, prev_hash, hash)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(e.seq as i64)
-            .bind(e.time_ms)
-            .bind(&e.request_id)
-            .bind(&e.key_id)
-            .bind(&e.ip)
-            .bind(&e.action)
-            .bind(&e.target)
-            .bind(&e.class)
-            .bind(&e.decision)
-            .bind(&e.code)
-            .bind(&e.detail)
-            .bind(&e.prev_hash)
-            .bind(&e.hash)
-            .execute(&mut *tx)
-            .await?;
+        // Multi-row statements: one round through SQLite per 64 entries.
+        for chunk in entries.chunks(64) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO audit_log (seq, time_ms, request_id, key_id, ip, action, target, class, decision, code, detail, prev_hash, hash) VALUES {rows}"
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(e.seq as i64)
+                    .bind(e.time_ms)
+                    .bind(&e.request_id)
+                    .bind(&e.key_id)
+                    .bind(&e.ip)
+                    .bind(&e.action)
+                    .bind(&e.target)
+                    .bind(&e.class)
+                    .bind(&e.decision)
+                    .bind(&e.code)
+                    .bind(&e.detail)
+                    .bind(&e.prev_hash)
+                    .bind(&e.hash);
+            }
+            q.execute(&mut *tx).await?;
         }
         if let Some(c) = checkpoint {
             sqlx::query("INSERT OR REPLACE INTO audit_checkpoints (seq, hash, time_ms, signature) VALUES (?, ?, ?, ?)")
