@@ -170,7 +170,7 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
 }
 
 /// The order fields of a trade, for the audit entry (no secret in them).
-fn order_detail(orders: &[keyward_exchanges::orders::Order]) -> String {
+pub fn order_detail(orders: &[keyward_exchanges::orders::Order]) -> String {
     if orders.is_empty() {
         return String::new();
     }

@@ -119,7 +119,9 @@ pub async fn sign(
     }
     let acct = accounts::cached(&state, &who.unsealed, &account).await?;
     if matches!(class, Class::Trade | Class::Borrow) {
-        crate::guards::check(&state, &who, &account, &acct, &creq).await?;
+        let orders = crate::guards::check(&state, &who, &account, &acct, &creq).await?;
+        let detail = crate::proxy::order_detail(&orders);
+        crate::audit::note(&ext, |c| c.detail = detail);
     }
     let base = acct.base_url(&creq.path, &state.config.allow_upstream)?;
     let (method, target, headers, body) = if class == Class::Public {

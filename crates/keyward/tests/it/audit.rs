@@ -548,3 +548,31 @@ fn every_alert_rule_reaches_its_channels() {
     let all = format!("{:?}{:?}{:?}", got.lock().unwrap(), slack_got.lock().unwrap(), tg_got.lock().unwrap());
     assert!(!all.contains(&reader) && !all.contains(&a) && !all.contains("\"S\""));
 }
+
+#[test]
+fn signed_requests_leave_order_fields_but_no_signature_on_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let a = s.admin().to_string();
+    s.http(
+        "PUT",
+        "/v1/secrets/exchanges/kr",
+        Some(&a),
+        Some(&json!({"type": "kraken", "data": {"api_key": "K", "api_secret": "c2VjcmV0LXNpZ25pbmcta2V5"}})),
+    );
+    let (_, k) = create_key(&s, json!({"name": "t", "scopes": ["account:kr:trade"], "allow_ips": ["127.0.0.1"]}));
+    let (st, v) = s.http("POST", "/v1/sign/kr", Some(&k), Some(&json!({"method": "POST", "path": "/0/private/AddOrder", "body": "pair=XBTUSD&type=buy&ordertype=limit&price=37500&volume=0.5"})));
+    assert_eq!(st, 200, "{v}");
+    let sig = v["headers"]["API-Sign"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let e = entries(&s).into_iter().find(|e| e["action"] == "sign.post").unwrap();
+    assert_eq!(e["detail"]["orders"][0]["qty"], "0.5");
+    assert_eq!(e["class"], "trade");
+    s.stop();
+    for f in std::fs::read_dir(dir.path().join("keyward-data")).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        for needle in [sig.as_bytes(), k.as_bytes(), b"c2VjcmV0LXNpZ25pbmcta2V5".as_slice()] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "found in the stored bytes");
+        }
+    }
+}
