@@ -24,12 +24,32 @@ pub struct Unsealed {
     /// Decrypted exchange accounts, by name; dropped on any change to the
     /// account's secret and on seal.
     pub accounts: RwLock<std::collections::HashMap<String, Arc<crate::accounts::Account>>>,
+    /// Decrypted current versions of secrets, by path; dropped on any change and on seal.
+    pub secrets: RwLock<std::collections::HashMap<String, Arc<CachedSecret>>>,
+}
+
+/// A secret's current version, decrypted.
+#[derive(Debug)]
+pub struct CachedSecret {
+    /// Its metadata when read.
+    pub meta: keyward_store::SecretMeta,
+    /// The version.
+    pub version: u64,
+    /// When that version was written (ms).
+    pub version_created_ms: i64,
+    /// Its fields.
+    pub data: keyward_core::secret::SecretData,
 }
 
 impl Unsealed {
     /// A new unsealed state.
     pub fn new(keyring: Keyring, keys: KeyIndex) -> Self {
-        Self { keyring, keys: RwLock::new(keys), accounts: RwLock::new(std::collections::HashMap::new()) }
+        Self {
+            keyring,
+            keys: RwLock::new(keys),
+            accounts: RwLock::new(std::collections::HashMap::new()),
+            secrets: RwLock::new(std::collections::HashMap::new()),
+        }
     }
 
     /// Forgets a cached account (after its secret changed).
@@ -125,6 +145,8 @@ pub struct Inner {
     pub sinks: Arc<crate::sinks::Sinks>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Secret writes of this node take turns (see the secrets route).
+    pub write_turn: tokio::sync::Mutex<()>,
 }
 
 impl std::ops::Deref for AppState {
@@ -176,6 +198,7 @@ impl AppState {
             upstream,
             sinks,
             metrics,
+            write_turn: tokio::sync::Mutex::new(()),
             references: crate::guards::ReferencePrices::default(),
             budgets: crate::upstream::Budgets::default(),
             clocks: crate::upstream::Clocks::default(),

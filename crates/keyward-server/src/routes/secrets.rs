@@ -135,8 +135,13 @@ pub async fn secret(State(state): State<AppState>, who: Principal, req: Request)
     let path = SecretPath::parse(&raw)?;
     let changes = req.method() != Method::GET;
     let answer = secret_op(&state, &who, &path, req).await;
-    if changes && let Some(name) = account_name(path.as_str()) {
-        who.unsealed.forget_account(name);
+    if changes {
+        if let Ok(mut c) = who.unsealed.secrets.write() {
+            c.remove(path.as_str());
+        }
+        if let Some(name) = account_name(path.as_str()) {
+            who.unsealed.forget_account(name);
+        }
     }
     answer
 }
@@ -213,37 +218,63 @@ async fn read(
     path: &SecretPath,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
-    let meta = state.store.secret_meta(path.as_str()).await?.ok_or_else(|| no_secret(path))?;
-    let version = match q.get("version") {
-        Some(v) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|v| *v > 0)
-            .ok_or_else(|| ApiError::bad("invalid_query", "version must be a number from 1"))?,
-        None => meta.current_version,
+    let asked = match q.get("version") {
+        Some(v) => Some(
+            v.parse::<u64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| ApiError::bad("invalid_query", "version must be a number from 1"))?,
+        ),
+        None => None,
     };
-    let rec = state
-        .store
-        .version(path.as_str(), version)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("{path} has no version {version}")))?;
-    if rec.destroyed {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "secret_destroyed",
-            format!("version {version} of {path} was destroyed"),
-        ));
-    }
-    if rec.deleted_ms.is_some() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "secret_deleted",
-            format!("version {version} of {path} is deleted (undelete it to read it)"),
-        ));
-    }
-    let blob = rec.ciphertext.as_deref().ok_or_else(|| ApiError::internal("version without ciphertext"))?;
-    let plain = envelope::open(&who.unsealed.keyring, path.as_str(), version, blob)?;
-    let data = SecretData::decode(&plain)?;
+    // The current version of a secret is served from memory once decrypted;
+    // every change to the path drops it (see `secret`).
+    let cached = if asked.is_none() {
+        who.unsealed.secrets.read().ok().and_then(|c| c.get(path.as_str()).cloned())
+    } else {
+        None
+    };
+    let current = match cached {
+        Some(c) => c,
+        None => {
+            let meta = state.store.secret_meta(path.as_str()).await?.ok_or_else(|| no_secret(path))?;
+            let version = asked.unwrap_or(meta.current_version);
+            let rec = state
+                .store
+                .version(path.as_str(), version)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("{path} has no version {version}")))?;
+            if rec.destroyed {
+                return Err(ApiError::new(
+                    StatusCode::GONE,
+                    "secret_destroyed",
+                    format!("version {version} of {path} was destroyed"),
+                ));
+            }
+            if rec.deleted_ms.is_some() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "secret_deleted",
+                    format!("version {version} of {path} is deleted (undelete it to read it)"),
+                ));
+            }
+            let blob = rec.ciphertext.as_deref().ok_or_else(|| ApiError::internal("version without ciphertext"))?;
+            let plain = envelope::open(&who.unsealed.keyring, path.as_str(), version, blob)?;
+            let loaded = std::sync::Arc::new(crate::state::CachedSecret {
+                meta,
+                version,
+                version_created_ms: rec.created_ms,
+                data: SecretData::decode(&plain)?,
+            });
+            if asked.is_none()
+                && let Ok(mut c) = who.unsealed.secrets.write()
+            {
+                c.insert(path.as_str().to_string(), loaded.clone());
+            }
+            loaded
+        }
+    };
+    let (meta, version, data) = (&current.meta, current.version, &current.data);
     // An exchange account's secret fields leave only with account:<name>:export.
     let withheld: &[&str] = match account_name(path.as_str()) {
         Some(name) if !who.may(Need::Account(name, Class::Export)) => accounts::SECRET_FIELDS,
@@ -270,11 +301,11 @@ async fn read(
             return Err(ApiError::not_found(format!("{path} has no field {f:?}")));
         }
     }
-    let mut metadata = meta_json(&meta);
+    let mut metadata = meta_json(meta);
     if !redacted.is_empty() {
         metadata["withheld_fields"] = json!(redacted);
     }
-    metadata["version_created_at"] = json!(timestamp(rec.created_ms));
+    metadata["version_created_at"] = json!(timestamp(current.version_created_ms));
     Ok(Json(json!({"path": path.as_str(), "version": version, "data": fields, "metadata": metadata})).into_response())
 }
 
@@ -317,7 +348,11 @@ async fn write(state: &AppState, who: &Principal, path: &SecretPath, req: PutReq
     }
     let rotation_period_s = req.rotation_period.as_deref().map(duration::parse_secs).transpose()?.map(|s| s as i64);
     let plain = data.encode();
-    // Without check-and-set, a concurrent writer only moves the version on: retry.
+    // Writers of this node take turns: versions are then assigned without
+    // conflicts however many write at once. The compare-and-insert below
+    // still guards against other nodes; without check-and-set a conflict only
+    // moves the version on, so it retries.
+    let _turn = state.write_turn.lock().await;
     for _ in 0..16 {
         let current = state.store.secret_meta(path.as_str()).await?.map(|m| m.current_version).unwrap_or(0);
         if let Some(cas) = req.cas

@@ -132,14 +132,14 @@ fn check_and_set() {
 
     // Concurrent writers without cas each get their own version, none lost.
     std::thread::scope(|sc| {
-        for i in 0..8 {
+        for i in 0..32 {
             let (s, a) = (&s, &a);
             sc.spawn(move || assert_eq!(put(s, a, "race", json!({"i": i.to_string()})).0, 200));
         }
     });
     let (_, h) = s.http("GET", "/v1/secrets/race?history=true", Some(&a), None);
-    assert_eq!(h["current_version"], 8);
-    assert_eq!(h["versions"].as_array().unwrap().len(), 8);
+    assert_eq!(h["current_version"], 32);
+    assert_eq!(h["versions"].as_array().unwrap().len(), 32);
 }
 
 #[test]
