@@ -160,11 +160,3 @@ pub async fn load(state: &AppState, unsealed: &Unsealed, name: &str) -> ApiResul
     let creds = Credentials::from_fields(|f| data.0.get(f).map(|v| v.expose().to_string())).map_err(account_error)?;
     Ok(Account { exchange, creds, overrides: overrides(&data)? })
 }
-
-/// The exchange of an account, from its metadata (no decryption).
-pub async fn exchange_of(state: &AppState, name: &str) -> ApiResult<&'static dyn Exchange> {
-    let meta = state.store.secret_meta(&format!("{PREFIX}{name}")).await?;
-    meta.and_then(|m| m.kind).and_then(|k| keyward_exchanges::by_kind(&k)).ok_or_else(|| {
-        ApiError::not_found(format!("no exchange account {name:?} (a secret at exchanges/{name} with --type)"))
-    })
-}

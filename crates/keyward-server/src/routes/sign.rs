@@ -82,7 +82,9 @@ pub async fn sign(
         ));
     }
     let mut creq = canonical(&req.method, &req.path, req.query.as_deref(), req.body.as_deref())?;
-    let exchange = accounts::exchange_of(&state, &account).await?;
+    // From memory after the first use (the key holds a scope on this account).
+    let acct = accounts::cached(&state, &who.unsealed, &account).await?;
+    let exchange = acct.exchange;
     creq.remove_params(exchange.auth_params());
     let class = exchange.classify(&creq).ok_or_else(|| {
         ApiError::new(
@@ -117,7 +119,6 @@ pub async fn sign(
             ),
         )?;
     }
-    let acct = accounts::cached(&state, &who.unsealed, &account).await?;
     if matches!(class, Class::Trade | Class::Borrow) {
         let orders = crate::guards::check(&state, &who, &account, &acct, &creq).await?;
         let detail = crate::proxy::order_detail(&orders);
