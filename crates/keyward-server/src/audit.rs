@@ -31,6 +31,8 @@ pub const CHECKPOINT_EVERY: u64 = 1000;
 pub const CHECKPOINT_SECS: i64 = 10;
 /// Largest batch written in one transaction.
 const MAX_BATCH: usize = 4096;
+/// How long a batch gathers before it is written.
+const GATHER: Duration = Duration::from_millis(2);
 
 /// An entry before it is chained.
 #[derive(Debug, Clone, Default)]
@@ -161,6 +163,9 @@ async fn writer(
     let mut last_checkpoint_seq = seq;
     let mut last_checkpoint_ms = clock.now_ms();
     while let Some(first) = rx.recv().await {
+        // Group commit: let a batch gather for a moment, so one transaction
+        // and one fsync carry every entry of these milliseconds.
+        tokio::time::sleep(GATHER).await;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
