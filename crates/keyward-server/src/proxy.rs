@@ -23,7 +23,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
-use keyward_core::scope::{Class, Need};
+use keyward_core::scope::Class;
 use keyward_exchanges::canonical::METHOD_OVERRIDE_HEADERS;
 use keyward_exchanges::{CanonicalRequest, Outgoing, SignContext};
 
@@ -79,29 +79,7 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
     let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let mut creq = CanonicalRequest::parse(parts.method.as_str(), &upstream_path, parts.uri.query(), ctype, &bytes)
         .map_err(|e| ApiError::bad("request_not_canonical", e.to_string()))?;
-    creq.remove_params(exchange.auth_params());
-    let class = exchange.classify(&creq).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "endpoint_unknown",
-            format!(
-                "{} {} is not in keyward's {} catalog; it is refused until reviewed",
-                creq.method.as_str(),
-                creq.path,
-                exchange.kind()
-            ),
-        )
-    })?;
-    crate::audit::note(&parts.extensions, |c| {
-        c.class = class.as_str().to_string();
-        c.target = Some(format!("{account} {} {}", creq.method.as_str(), creq.path));
-    });
-    if class != Class::Public {
-        who.require(
-            Need::Account(&account, class),
-            &format!("{} on account {account} (account:{account}:{})", class.as_str(), class.as_str()),
-        )?;
-    }
+    let class = crate::routes::sign::authorize(&who, &account, exchange, &mut creq, &parts.extensions)?;
     let orders = if matches!(class, Class::Trade | Class::Borrow) {
         crate::guards::check(state, &who, &account, &acct, &creq).await?
     } else {

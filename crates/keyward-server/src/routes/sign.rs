@@ -64,6 +64,44 @@ pub fn require_some_account_scope(who: &Principal, account: &str) -> ApiResult<(
     if any { Ok(()) } else { Err(ApiError::scope_missing(format!("this key has no scope on account {account}"))) }
 }
 
+/// Drops the client's auth parameters, classifies the request against the
+/// exchange's catalog (`endpoint_unknown` if absent), notes class and target
+/// for the audit entry, and requires `account:<name>:<class>` (public market
+/// data needs only some scope on the account, checked before).
+pub fn authorize(
+    who: &Principal,
+    account: &str,
+    exchange: &dyn keyward_exchanges::Exchange,
+    creq: &mut CanonicalRequest,
+    ext: &axum::http::Extensions,
+) -> ApiResult<Class> {
+    creq.remove_params(exchange.auth_params());
+    let class = exchange.classify(creq).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "endpoint_unknown",
+            format!(
+                "{} {} is not in keyward's {} catalog; it is refused until reviewed",
+                creq.method.as_str(),
+                creq.path,
+                exchange.kind()
+            ),
+        )
+    })?;
+    crate::audit::note(ext, |c| {
+        c.class = class.as_str().to_string();
+        c.target = Some(format!("{account} {} {}", creq.method.as_str(), creq.path));
+        c.sensitive = matches!(class, Class::Withdraw | Class::Transfer | Class::Admin);
+    });
+    if class != Class::Public {
+        who.require(
+            Need::Account(account, class),
+            &format!("{} on account {account} (account:{account}:{})", class.as_str(), class.as_str()),
+        )?;
+    }
+    Ok(class)
+}
+
 /// `POST /v1/sign/{account}`.
 pub async fn sign(
     State(state): State<AppState>,
@@ -85,31 +123,7 @@ pub async fn sign(
     // From memory after the first use (the key holds a scope on this account).
     let acct = accounts::cached(&state, &who.unsealed, &account).await?;
     let exchange = acct.exchange;
-    creq.remove_params(exchange.auth_params());
-    let class = exchange.classify(&creq).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "endpoint_unknown",
-            format!(
-                "{} {} is not in keyward's {} catalog; it is refused until reviewed",
-                creq.method.as_str(),
-                creq.path,
-                exchange.kind()
-            ),
-        )
-    })?;
-    crate::audit::note(&ext, |c| {
-        c.class = class.as_str().to_string();
-        c.target = Some(format!("{account} {} {}", creq.method.as_str(), creq.path));
-        c.sensitive = matches!(class, Class::Withdraw | Class::Transfer | Class::Admin);
-    });
-    // Public market data needs only some scope on the account (checked above).
-    if class != Class::Public {
-        who.require(
-            Need::Account(&account, class),
-            &format!("{} on account {account} (account:{account}:{})", class.as_str(), class.as_str()),
-        )?;
-    }
+    let class = authorize(&who, &account, exchange, &mut creq, &ext)?;
     if class != Class::Public && !exchange.signature_binds_request() {
         who.require(
             Need::Account(&account, Class::Admin),
