@@ -4,7 +4,6 @@
 
 use crate::harness::*;
 use serde_json::json;
-use sqlx::Connection;
 
 fn files_bytes(data: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     std::fs::read_dir(data)
@@ -16,17 +15,6 @@ fn files_bytes(data: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn sql(db: &std::path::Path, statements: &[&str]) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        for st in statements {
-            sqlx::query(st).execute(&mut c).await.unwrap();
-        }
-        c.close().await.unwrap();
-    });
 }
 
 #[test]

@@ -23,17 +23,6 @@ fn verify(s: &Server, anchor: Option<&Value>) -> Value {
     v
 }
 
-fn sql(db: &std::path::Path, statements: &[String]) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        for st in statements {
-            sqlx::query(st).execute(&mut c).await.unwrap();
-        }
-        c.close().await.unwrap();
-    });
-}
-
 fn row(db: &std::path::Path, seq: u64) -> AuditEntry {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -124,17 +113,17 @@ fn every_decision_is_on_record_without_secrets() {
 fn each_tamper_mode_names_the_first_broken_entry() {
     type Tamper = fn(&std::path::Path);
     let modes: [(&str, Tamper, u64); 4] = [
-        ("edit", |db| sql(db, &["UPDATE audit_log SET target = 'innocent' WHERE seq = 5".into()]), 5),
-        ("delete", |db| sql(db, &["DELETE FROM audit_log WHERE seq = 5".into()]), 5),
+        ("edit", |db| sql(db, &["UPDATE audit_log SET target = 'innocent' WHERE seq = 5"]), 5),
+        ("delete", |db| sql(db, &["DELETE FROM audit_log WHERE seq = 5"]), 5),
         (
             "reorder",
             |db| {
                 sql(
                     db,
                     &[
-                        "UPDATE audit_log SET seq = -5 WHERE seq = 5".into(),
-                        "UPDATE audit_log SET seq = 5 WHERE seq = 6".into(),
-                        "UPDATE audit_log SET seq = 6 WHERE seq = -5".into(),
+                        "UPDATE audit_log SET seq = -5 WHERE seq = 5",
+                        "UPDATE audit_log SET seq = 5 WHERE seq = 6",
+                        "UPDATE audit_log SET seq = 6 WHERE seq = -5",
                     ],
                 )
             },

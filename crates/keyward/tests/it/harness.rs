@@ -319,3 +319,16 @@ impl Drop for FakeExchange {
         let _ = self.child.wait();
     }
 }
+
+/// Runs SQL statements directly on a keyward database (tamper tests).
+pub fn sql<S: AsRef<str>>(db: &Path, statements: &[S]) {
+    use sqlx::Connection;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        for st in statements {
+            sqlx::query(st.as_ref()).execute(&mut c).await.unwrap();
+        }
+        c.close().await.unwrap();
+    });
+}
