@@ -28,6 +28,7 @@ pub mod state;
 pub mod throttle;
 pub mod token;
 pub mod upstream;
+pub mod writes;
 
 use axum::Router;
 use axum::extract::Request;

@@ -26,6 +26,9 @@ pub struct Unsealed {
     pub accounts: RwLock<std::collections::HashMap<String, Arc<crate::accounts::Account>>>,
     /// Decrypted current versions of secrets, by path; dropped on any change and on seal.
     pub secrets: RwLock<std::collections::HashMap<String, Arc<CachedSecret>>>,
+    /// Counts secret changes, so a read that raced a write does not cache
+    /// the version it read before the write (see `cache_secret`).
+    pub secrets_changed: std::sync::atomic::AtomicU64,
 }
 
 /// A secret's current version, decrypted.
@@ -49,6 +52,31 @@ impl Unsealed {
             keys: RwLock::new(keys),
             accounts: RwLock::new(std::collections::HashMap::new()),
             secrets: RwLock::new(std::collections::HashMap::new()),
+            secrets_changed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The change count to hand to [`Unsealed::cache_secret`]: read it before
+    /// reading the store.
+    pub fn secrets_generation(&self) -> u64 {
+        self.secrets_changed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Caches a secret's current version read at change count `generation`,
+    /// unless a change happened since (the read may predate it).
+    pub fn cache_secret(&self, path: &str, generation: u64, secret: Arc<CachedSecret>) {
+        if let Ok(mut c) = self.secrets.write()
+            && self.secrets_changed.load(std::sync::atomic::Ordering::Acquire) == generation
+        {
+            c.insert(path.to_string(), secret);
+        }
+    }
+
+    /// Drops a secret's cached version after a change.
+    pub fn forget_secret(&self, path: &str) {
+        if let Ok(mut c) = self.secrets.write() {
+            self.secrets_changed.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            c.remove(path);
         }
     }
 
@@ -145,8 +173,8 @@ pub struct Inner {
     pub sinks: Arc<crate::sinks::Sinks>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Secret writes of this node take turns (see the secrets route).
-    pub write_turn: tokio::sync::Mutex<()>,
+    /// The node's secret writer (group commit).
+    pub writer: crate::writes::SecretWriter,
 }
 
 impl std::ops::Deref for AppState {
@@ -186,6 +214,7 @@ impl AppState {
         let sinks = Arc::new(crate::sinks::Sinks::start(config.sinks.clone(), upstream.clone(), alerts));
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let auditor = crate::audit::Auditor::start(store.clone(), clock.clone(), sinks.clone(), metrics.clone());
+        let writer = crate::writes::SecretWriter::start(store.clone(), clock.clone());
         Self(Arc::new(Inner {
             store,
             clock,
@@ -198,11 +227,11 @@ impl AppState {
             upstream,
             sinks,
             metrics,
-            write_turn: tokio::sync::Mutex::new(()),
             references: crate::guards::ReferencePrices::default(),
             budgets: crate::upstream::Budgets::default(),
             clocks: crate::upstream::Clocks::default(),
             auditor,
+            writer,
         }))
     }
 

@@ -231,6 +231,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes a new version if the current version is still `expected_current`;
     /// otherwise [`StoreError::Conflict`]. Durable when it returns.
     async fn insert_version(&self, v: &NewVersion) -> StoreResult<SecretMeta>;
+    /// Writes several new versions in one durable transaction (group
+    /// commit), in order, each checked like [`Store::insert_version`]: a
+    /// version whose check fails gets its own [`StoreError::Conflict`] and
+    /// leaves the others alone. The outer error means nothing was written.
+    ///
+    /// The default writes them one by one; a backend overrides it to pay one
+    /// commit (one fsync) for the lot.
+    async fn insert_versions(&self, vs: &[NewVersion]) -> StoreResult<Vec<StoreResult<SecretMeta>>> {
+        let mut out = Vec::with_capacity(vs.len());
+        for v in vs {
+            out.push(self.insert_version(v).await);
+        }
+        Ok(out)
+    }
     /// Sets (`Some`) or clears (`None`) the deleted mark of versions; returns
     /// the versions changed (destroyed ones are left alone).
     async fn set_deleted(&self, path: &str, versions: &[u64], deleted_ms: Option<i64>) -> StoreResult<Vec<u64>>;

@@ -67,6 +67,65 @@ fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// One version inside a transaction: `Ok(Err(Conflict))` when the version
+/// check fails (nothing was changed), `Err` when the transaction must abort.
+async fn insert_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    v: &NewVersion,
+) -> StoreResult<StoreResult<SecretMeta>> {
+    // The first statement writes, so the transaction holds the write lock
+    // from its start and the version check cannot race.
+    let changed = if v.expected_current == 0 {
+        sqlx::query(
+            "INSERT INTO secrets (path, kind, current_version, created_ms, updated_ms, rotation_period_s)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING",
+        )
+        .bind(&v.path)
+        .bind(&v.kind)
+        .bind(v.version as i64)
+        .bind(v.created_ms)
+        .bind(v.created_ms)
+        .bind(v.rotation_period_s)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+    } else {
+        sqlx::query(
+            "UPDATE secrets SET current_version = ?, updated_ms = ?, kind = COALESCE(?, kind),
+             rotation_period_s = COALESCE(?, rotation_period_s)
+             WHERE path = ? AND current_version = ?",
+        )
+        .bind(v.version as i64)
+        .bind(v.created_ms)
+        .bind(&v.kind)
+        .bind(v.rotation_period_s)
+        .bind(&v.path)
+        .bind(v.expected_current as i64)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+    };
+    if changed == 0 {
+        let current: Option<i64> = sqlx::query_scalar("SELECT current_version FROM secrets WHERE path = ?")
+            .bind(&v.path)
+            .fetch_optional(&mut **tx)
+            .await?;
+        return Ok(Err(StoreError::Conflict { current: current.map(u64_of).unwrap_or(0) }));
+    }
+    sqlx::query("INSERT INTO secret_versions (path, version, created_ms, ciphertext) VALUES (?, ?, ?, ?)")
+        .bind(&v.path)
+        .bind(v.version as i64)
+        .bind(v.created_ms)
+        .bind(&v.ciphertext)
+        .execute(&mut **tx)
+        .await?;
+    let row = sqlx::query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE path = ?"))
+        .bind(&v.path)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(Ok(meta_of(&row)))
+}
+
 fn meta_of(r: &SqliteRow) -> SecretMeta {
     SecretMeta {
         path: r.get("path"),
@@ -182,58 +241,21 @@ impl Store for SqliteStore {
 
     async fn insert_version(&self, v: &NewVersion) -> StoreResult<SecretMeta> {
         let mut tx = self.pool.begin().await?;
-        // The first statement writes, so the transaction holds the write lock
-        // from its start and the version check cannot race.
-        let changed = if v.expected_current == 0 {
-            sqlx::query(
-                "INSERT INTO secrets (path, kind, current_version, created_ms, updated_ms, rotation_period_s)
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING",
-            )
-            .bind(&v.path)
-            .bind(&v.kind)
-            .bind(v.version as i64)
-            .bind(v.created_ms)
-            .bind(v.created_ms)
-            .bind(v.rotation_period_s)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        } else {
-            sqlx::query(
-                "UPDATE secrets SET current_version = ?, updated_ms = ?, kind = COALESCE(?, kind),
-                 rotation_period_s = COALESCE(?, rotation_period_s)
-                 WHERE path = ? AND current_version = ?",
-            )
-            .bind(v.version as i64)
-            .bind(v.created_ms)
-            .bind(&v.kind)
-            .bind(v.rotation_period_s)
-            .bind(&v.path)
-            .bind(v.expected_current as i64)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        };
-        if changed == 0 {
-            let current: Option<i64> = sqlx::query_scalar("SELECT current_version FROM secrets WHERE path = ?")
-                .bind(&v.path)
-                .fetch_optional(&mut *tx)
-                .await?;
-            return Err(StoreError::Conflict { current: current.map(u64_of).unwrap_or(0) });
-        }
-        sqlx::query("INSERT INTO secret_versions (path, version, created_ms, ciphertext) VALUES (?, ?, ?, ?)")
-            .bind(&v.path)
-            .bind(v.version as i64)
-            .bind(v.created_ms)
-            .bind(&v.ciphertext)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE path = ?"))
-            .bind(&v.path)
-            .fetch_one(&mut *tx)
-            .await?;
+        let meta = insert_one(&mut tx, v).await??;
         tx.commit().await?;
-        Ok(meta_of(&row))
+        Ok(meta)
+    }
+
+    async fn insert_versions(&self, vs: &[NewVersion]) -> StoreResult<Vec<StoreResult<SecretMeta>>> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(vs.len());
+        for v in vs {
+            // A conflict changed nothing (its statement matched no row), so
+            // the rest of the batch goes on; any other error aborts it all.
+            out.push(insert_one(&mut tx, v).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn set_deleted(&self, path: &str, versions: &[u64], deleted_ms: Option<i64>) -> StoreResult<Vec<u64>> {

@@ -66,6 +66,19 @@ async fn conformance(store: &dyn Store) {
         "listings carry no ciphertext"
     );
 
+    // A batch is one transaction, in order: a failed check (here the second
+    // write of version 3) is refused alone and the rest is written.
+    let batch = [version("a/b", 3, 2), version("a/b", 3, 2), version("a/b", 4, 3), version("c", 1, 0)];
+    let out = store.insert_versions(&batch).await.unwrap();
+    assert_eq!(out.len(), 4);
+    assert_eq!(out[0].as_ref().unwrap().current_version, 3);
+    assert!(matches!(out[1], Err(StoreError::Conflict { current: 3 })));
+    assert_eq!(out[2].as_ref().unwrap().current_version, 4);
+    assert_eq!(out[3].as_ref().unwrap().current_version, 1);
+    assert_eq!(store.secret_meta("a/b").await.unwrap().unwrap().current_version, 4);
+    assert_eq!(store.versions("a/b").await.unwrap().len(), 4);
+    assert!(store.destroy_secret("c").await.unwrap());
+
     // Listing by prefix, in path order; LIKE wildcards are not special.
     store.insert_version(&version("a/a", 1, 0)).await.unwrap();
     store.insert_version(&version("a_x", 1, 0)).await.unwrap();

@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::request::{body_bytes, parse_json, parse_query, path_after};
 use crate::routes::timestamp;
 use crate::state::AppState;
+use crate::writes::WriteJob;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
@@ -18,7 +19,7 @@ use keyward_core::envelope;
 use keyward_core::scope::{Class, Need, Scope};
 use keyward_core::secret::{SecretData, SecretValue, check_field_name};
 use keyward_core::secret_path::{SecretPath, check_prefix};
-use keyward_store::{NewVersion, SecretMeta, StoreError, VersionRecord};
+use keyward_store::{SecretMeta, VersionRecord};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
@@ -136,9 +137,7 @@ pub async fn secret(State(state): State<AppState>, who: Principal, req: Request)
     let changes = req.method() != Method::GET;
     let answer = secret_op(&state, &who, &path, req).await;
     if changes {
-        if let Ok(mut c) = who.unsealed.secrets.write() {
-            c.remove(path.as_str());
-        }
+        who.unsealed.forget_secret(path.as_str());
         if let Some(name) = account_name(path.as_str()) {
             who.unsealed.forget_account(name);
         }
@@ -237,6 +236,7 @@ async fn read(
     let current = match cached {
         Some(c) => c,
         None => {
+            let generation = who.unsealed.secrets_generation();
             let meta = state.store.secret_meta(path.as_str()).await?.ok_or_else(|| no_secret(path))?;
             let version = asked.unwrap_or(meta.current_version);
             let rec = state
@@ -266,10 +266,8 @@ async fn read(
                 version_created_ms: rec.created_ms,
                 data: SecretData::decode(&plain)?,
             });
-            if asked.is_none()
-                && let Ok(mut c) = who.unsealed.secrets.write()
-            {
-                c.insert(path.as_str().to_string(), loaded.clone());
+            if asked.is_none() {
+                who.unsealed.cache_secret(path.as_str(), generation, loaded.clone());
             }
             loaded
         }
@@ -348,38 +346,27 @@ async fn write(state: &AppState, who: &Principal, path: &SecretPath, req: PutReq
     }
     let rotation_period_s = req.rotation_period.as_deref().map(duration::parse_secs).transpose()?.map(|s| s as i64);
     let plain = data.encode();
-    // Writers of this node take turns: versions are then assigned without
-    // conflicts however many write at once. The compare-and-insert below
-    // still guards against other nodes; without check-and-set a conflict only
-    // moves the version on, so it retries.
-    let _turn = state.write_turn.lock().await;
+    // The node's writer assigns the version and group-commits (see
+    // `writes`). Without check-and-set, a write that lost to another node
+    // only moves the version on, so it goes again.
     for _ in 0..16 {
-        let current = state.store.secret_meta(path.as_str()).await?.map(|m| m.current_version).unwrap_or(0);
-        if let Some(cas) = req.cas
-            && cas != current
-        {
-            return Err(StoreError::Conflict { current }.into());
-        }
-        let version = current + 1;
-        let ciphertext = envelope::seal(&who.unsealed.keyring, path.as_str(), version, &plain)?;
-        let new = NewVersion {
+        let job = WriteJob {
             path: path.as_str().to_string(),
-            version,
-            expected_current: current,
+            plain: plain.clone(),
+            cas: req.cas,
             kind: req.kind.clone(),
             rotation_period_s,
-            created_ms: state.clock.now_ms(),
-            ciphertext,
+            unsealed: who.unsealed.clone(),
         };
-        match state.store.insert_version(&new).await {
-            Ok(meta) => {
+        match state.writer.write(job).await {
+            Ok((meta, version)) => {
                 let mut body = meta_json(&meta);
                 body["path"] = json!(path.as_str());
                 body["version"] = json!(version);
                 return Ok(Json(body).into_response());
             }
-            Err(StoreError::Conflict { .. }) if req.cas.is_none() => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) if e.code == "cas_mismatch" && req.cas.is_none() => continue,
+            Err(e) => return Err(e),
         }
     }
     Err(ApiError::new(StatusCode::CONFLICT, "cas_mismatch", "too many concurrent writers; try again"))
