@@ -1,9 +1,13 @@
 //! A bare axum handler answering a tiny JSON POST: the HTTP stack's limit on
 //! this machine, for bench/run. Listens on the address given (127.0.0.1:0 by
-//! default) and prints it.
+//! default) and prints it. Same allocator and release profile as keyward,
+//! so the comparison is of the work done, not of the build.
 
 use axum::Router;
 use axum::routing::post;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
