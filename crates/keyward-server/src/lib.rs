@@ -94,41 +94,34 @@ async fn audit_request(
         return e.into_response();
     }
     let method = req.method().clone();
-    let request_id = keyward_core::base62::random_string(16).unwrap_or_default();
+    let request_id = next_request_id();
     let slot: audit::AuditSlot = Default::default();
     req.extensions_mut().insert(slot.clone());
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
-    let ctx = slot.lock().map(|c| c.clone()).unwrap_or_default();
-    {
-        let (action, _) = action_and_target(method.as_str(), &path);
-        let code = resp.extensions().get::<error::ErrorCode>().map(|c| c.0).unwrap_or("");
-        let decision = if resp.status().is_success() { "allow" } else { "deny" };
-        state.metrics.request(&action, decision, code, started.elapsed().as_secs_f64());
-    }
+    let ctx = slot.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default();
+    let allowed = resp.status().is_success();
+    let code = resp.extensions().get::<error::ErrorCode>().map(|c| c.0).unwrap_or("");
+    let (action, target) = action_and_target(method.as_str(), &path);
+    let decision = if allowed { "allow" } else { "deny" };
+    state.metrics.request(&action, decision, code, started.elapsed().as_secs_f64());
     if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     if ctx.recorded {
         return resp;
     }
-    let allowed = resp.status().is_success();
-    let (action, target) = action_and_target(method.as_str(), &path);
     let rec = audit::AuditRecord {
         request_id,
         key_id: ctx.key_id,
-        ip: if ctx.ip.is_empty() { peer } else { ctx.ip },
+        ip: if ctx.ip.is_empty() { peer.map(|p| p.to_string()).unwrap_or_default() } else { ctx.ip },
         action,
         target: ctx.target.unwrap_or(target),
         class: ctx.class,
-        decision: if allowed { "allow" } else { "deny" }.to_string(),
-        code: resp.extensions().get::<error::ErrorCode>().map(|c| c.0.to_string()).unwrap_or_default(),
+        decision: decision.to_string(),
+        code: code.to_string(),
         detail: ctx.detail,
     };
     // Key and policy changes, seal and unseal wait for durability; verifying
@@ -147,15 +140,42 @@ async fn audit_request(
     resp
 }
 
+/// A request id unique across this process and, with overwhelming
+/// likelihood, across restarts: 6 random base62 characters drawn at start
+/// and a 10-character counter. Ids name requests; they are no secret, so a
+/// counter saves a `getrandom` call per request.
+fn next_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| keyward_core::base62::random_string(6).unwrap_or_else(|_| "000000".into()));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut id = String::with_capacity(16);
+    id.push_str(prefix);
+    id.push_str(&keyward_core::base62::encode_fixed(n, 10));
+    id
+}
+
 /// The request id shared by a request's audit entries.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
 /// `GET /v1/secrets/apps/x` → (`secrets.get`, `apps/x`); `/proxy/acct/…` → (`proxy.post`, `acct/…`).
+///
+/// The action comes from a fixed list (unknown routes and methods are
+/// `other`), since it is a metrics label: a caller making up paths must not
+/// make up label values.
 fn action_and_target(method: &str, path: &str) -> (String, String) {
+    const RESOURCES: &[&str] = &["sys", "secrets", "keys", "namespaces", "auth", "sign", "proxy", "audit", "metrics"];
+    const METHODS: &[&str] = &["get", "post", "put", "delete", "patch", "head", "options"];
     let rest = path.strip_prefix("/v1/").or_else(|| path.strip_prefix('/')).unwrap_or(path);
-    let (resource, target) = rest.split_once('/').unwrap_or((rest, ""));
-    (format!("{resource}.{}", method.to_ascii_lowercase()), target.chars().take(512).collect())
+    let (resource, target) = match rest.split_once('/').unwrap_or((rest, "")) {
+        (r, t) if RESOURCES.contains(&r) => (r, t),
+        _ => ("other", rest),
+    };
+    let verb = METHODS.iter().find(|m| m.eq_ignore_ascii_case(method)).copied().unwrap_or("other");
+    (format!("{resource}.{verb}"), target.chars().take(512).collect())
 }
 
 async fn not_found() -> ApiError {
@@ -170,14 +190,19 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("a handler panicked").into_response()
 }
 
-/// One log line per request: method, path, status, time. Never headers,
-/// query values or bodies.
+/// One debug log line per request: method, path, status, time. Never
+/// headers, query values or bodies. Debug, because the audit trail already
+/// records every request, durably and chained; at the default level this
+/// would be a second, unprotected copy on stderr.
 async fn log_request(req: Request, next: Next) -> Response {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(req).await;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
-    tracing::info!(
+    tracing::debug!(
         %method,
         path = %path.chars().take(200).collect::<String>(),
         status = resp.status().as_u16(),
@@ -185,4 +210,22 @@ async fn log_request(req: Request, next: Next) -> Response {
         "request"
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::action_and_target;
+
+    #[test]
+    fn actions_come_from_a_fixed_list() {
+        assert_eq!(action_and_target("GET", "/v1/secrets/apps/x"), ("secrets.get".into(), "apps/x".into()));
+        assert_eq!(
+            action_and_target("POST", "/proxy/acct/api/v3/order"),
+            ("proxy.post".into(), "acct/api/v3/order".into())
+        );
+        assert_eq!(action_and_target("GET", "/metrics"), ("metrics.get".into(), String::new()));
+        // Made-up paths and methods cannot mint label values.
+        assert_eq!(action_and_target("GET", "/v1/zzz123/q"), ("other.get".into(), "zzz123/q".into()));
+        assert_eq!(action_and_target("FOOBAR", "/v1/keys"), ("keys.other".into(), String::new()));
+    }
 }

@@ -34,6 +34,11 @@ pub fn start_in(dir: &Path, extra: &[&str]) -> Result<Server, String> {
         args.push("--data".into());
         args.push(data.display().to_string());
     }
+    if !extra.contains(&"--log") {
+        // Per-request lines are debug: tests read them (no secret may appear).
+        args.push("--log".into());
+        args.push("info,keyward_server=debug".into());
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut child = Command::new(BIN)
         .args(&args)
