@@ -108,26 +108,28 @@ pub struct Account {
     pub exchange: &'static dyn Exchange,
     /// Its credentials.
     pub creds: Credentials,
-    overrides: Vec<(String, String)>,
+    /// Path prefix → checked upstream base URL (no trailing slash), or why
+    /// it is refused: the account's overrides first, then the exchange's
+    /// defaults. Checked once at load, not per request.
+    upstreams: Vec<(String, ApiResult<String>)>,
+    /// How many of `upstreams` are overrides.
+    overridden: usize,
 }
 
 impl Account {
-    /// The upstream base URL for a request path (longest matching prefix).
-    pub fn base_url(&self, path: &str, allow: &[String]) -> ApiResult<String> {
-        let pick = |list: &[(String, String)]| {
-            list.iter()
-                .filter(|(p, _)| path.starts_with(p.as_str()))
-                .max_by_key(|(p, _)| p.len())
-                .map(|(_, u)| u.clone())
-        };
-        let defaults: Vec<(String, String)> =
-            self.exchange.base_urls().iter().map(|(p, u)| (p.to_string(), u.to_string())).collect();
-        let url = pick(&self.overrides)
-            .or_else(|| pick(&defaults))
-            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "endpoint_unknown", "no upstream serves this path"))?;
-        let checked = check_upstream(self.exchange, &url, allow)?;
-        Ok(checked.as_str().trim_end_matches('/').to_string())
+    /// The upstream base URL for a request path (longest matching prefix,
+    /// an override before a default).
+    pub fn base_url(&self, path: &str) -> ApiResult<String> {
+        let (overrides, defaults) = self.upstreams.split_at(self.overridden);
+        longest_prefix(overrides, path)
+            .or_else(|| longest_prefix(defaults, path))
+            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "endpoint_unknown", "no upstream serves this path"))?
+            .clone()
     }
+}
+
+fn longest_prefix<'a, T>(list: &'a [(String, T)], path: &str) -> Option<&'a T> {
+    list.iter().filter(|(p, _)| path.starts_with(p.as_str())).max_by_key(|(p, _)| p.len()).map(|(_, t)| t)
 }
 
 /// The account, from the cache or loaded and decrypted once.
@@ -135,8 +137,12 @@ pub async fn cached(state: &AppState, unsealed: &Unsealed, name: &str) -> ApiRes
     if let Some(a) = unsealed.accounts.read().ok().and_then(|m| m.get(name).cloned()) {
         return Ok(a);
     }
+    // A change to the account while it loads must not leave the old one cached.
+    let generation = unsealed.secrets_generation();
     let a = std::sync::Arc::new(load(state, unsealed, name).await?);
-    if let Ok(mut m) = unsealed.accounts.write() {
+    if let Ok(mut m) = unsealed.accounts.write()
+        && unsealed.secrets_generation() == generation
+    {
         m.insert(name.to_string(), a.clone());
     }
     Ok(a)
@@ -158,5 +164,11 @@ pub async fn load(state: &AppState, unsealed: &Unsealed, name: &str) -> ApiResul
     let plain = envelope::open(&unsealed.keyring, &path, meta.current_version, blob)?;
     let data = SecretData::decode(&plain)?;
     let creds = Credentials::from_fields(|f| data.0.get(f).map(|v| v.expose().to_string())).map_err(account_error)?;
-    Ok(Account { exchange, creds, overrides: overrides(&data)? })
+    let allow = &state.config.allow_upstream;
+    let check = |url: &str| check_upstream(exchange, url, allow).map(|u| u.as_str().trim_end_matches('/').to_string());
+    let mut upstreams: Vec<(String, ApiResult<String>)> =
+        overrides(&data)?.into_iter().map(|(p, u)| (p, check(&u))).collect();
+    let overridden = upstreams.len();
+    upstreams.extend(exchange.base_urls().iter().map(|(p, u)| (p.to_string(), check(u))));
+    Ok(Account { exchange, creds, upstreams, overridden })
 }

@@ -174,21 +174,22 @@ async fn writer(
             }
         }
         let now = clock.now_ms();
-        let mut entries = Vec::with_capacity(batch.len());
+        let (records, mut waiters): (Vec<AuditRecord>, Vec<Option<Waiter>>) = batch.into_iter().unzip();
+        let mut entries = Vec::with_capacity(records.len());
         let (mut s, mut h) = (seq, hash.clone());
-        for (rec, _) in &batch {
+        for rec in records {
             let mut e = AuditEntry {
                 seq: 0,
                 time_ms: now,
-                request_id: rec.request_id.clone(),
-                key_id: rec.key_id.clone(),
-                ip: rec.ip.clone(),
-                action: rec.action.clone(),
-                target: rec.target.clone(),
-                class: rec.class.clone(),
-                decision: rec.decision.clone(),
-                code: rec.code.clone(),
-                detail: if rec.detail.is_empty() { "{}".into() } else { rec.detail.clone() },
+                request_id: rec.request_id,
+                key_id: rec.key_id,
+                ip: rec.ip,
+                action: rec.action,
+                target: rec.target,
+                class: rec.class,
+                decision: rec.decision,
+                code: rec.code,
+                detail: if rec.detail.is_empty() { "{}".into() } else { rec.detail },
                 prev_hash: Vec::new(),
                 hash: Vec::new(),
             };
@@ -253,7 +254,7 @@ async fn writer(
                     attempts += 1;
                     // Sensitive requests waiting on this batch get their answer (refused).
                     if attempts == 20 {
-                        for (_, w) in batch.iter_mut() {
+                        for w in waiters.iter_mut() {
                             if let Some(w) = w.take() {
                                 let _ = w.send(false);
                             }
@@ -274,11 +275,9 @@ async fn writer(
             last_checkpoint_seq = s;
             last_checkpoint_ms = now;
         }
-        queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        for (_, w) in batch {
-            if let Some(w) = w {
-                let _ = w.send(true);
-            }
+        queued.fetch_sub(waiters.len() as u64, Ordering::Relaxed);
+        for w in waiters.into_iter().flatten() {
+            let _ = w.send(true);
         }
     }
 }

@@ -105,7 +105,7 @@ async fn reference(
     let ticker = ex
         .ticker(order_path, symbol, req)
         .ok_or_else(|| refuse(format!("keyward has no reference price for {symbol} on {}", ex.kind())))?;
-    let base = acct.base_url(&ticker.path, &state.config.allow_upstream)?;
+    let base = acct.base_url(&ticker.path)?;
     let url = format!("{base}{}?{}", ticker.path, ticker.query_string());
     let unavailable = || refuse(format!("no reference price for {symbol}: the exchange's ticker did not answer"));
     let resp = state.upstream.get(url).send().await.map_err(|_| unavailable())?;

@@ -85,7 +85,7 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
     } else {
         Vec::new()
     };
-    let base = acct.base_url(&creq.path, &state.config.allow_upstream)?;
+    let base = acct.base_url(&creq.path)?;
     let out = if class == Class::Public {
         Outgoing {
             method: creq.method,
@@ -152,20 +152,31 @@ pub fn order_detail(orders: &[keyward_exchanges::orders::Order]) -> String {
     if orders.is_empty() {
         return String::new();
     }
-    let list: Vec<serde_json::Value> = orders
+    #[derive(serde::Serialize)]
+    struct Fields<'a> {
+        symbol: &'a str,
+        side: Option<&'static str>,
+        qty: Option<String>,
+        quote_qty: Option<String>,
+        price: Option<String>,
+        client_order_id: &'a Option<String>,
+    }
+    #[derive(serde::Serialize)]
+    struct Detail<'a> {
+        orders: Vec<Fields<'a>>,
+    }
+    let orders = orders
         .iter()
-        .map(|o| {
-            serde_json::json!({
-                "symbol": o.symbol,
-                "side": o.side.map(|s| if s == keyward_exchanges::orders::Side::Buy { "buy" } else { "sell" }),
-                "qty": o.qty.map(|q| q.to_string()),
-                "quote_qty": o.quote_qty.map(|q| q.to_string()),
-                "price": o.price.map(|p| p.to_string()),
-                "client_order_id": o.client_order_id,
-            })
+        .map(|o| Fields {
+            symbol: &o.symbol,
+            side: o.side.map(|s| if s == keyward_exchanges::orders::Side::Buy { "buy" } else { "sell" }),
+            qty: o.qty.map(|q| q.to_string()),
+            quote_qty: o.quote_qty.map(|q| q.to_string()),
+            price: o.price.map(|p| p.to_string()),
+            client_order_id: &o.client_order_id,
         })
         .collect();
-    serde_json::json!({ "orders": list }).to_string()
+    serde_json::to_string(&Detail { orders }).unwrap_or_default()
 }
 
 /// Order ids in an exchange's answer (Binance `orderId`, OKX `ordId`, Bybit

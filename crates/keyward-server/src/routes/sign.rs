@@ -18,8 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use keyward_core::scope::{Class, Need, Scope};
 use keyward_exchanges::{CanonicalRequest, SignContext};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
 
 /// The receive window keyward asks for (exchanges refuse older requests).
 pub const RECV_WINDOW_MS: u64 = 5000;
@@ -109,7 +108,7 @@ pub async fn sign(
     ext: axum::http::Extensions,
     who: Principal,
     StrictJson(req): StrictJson<SignRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Signed<'static>>> {
     keyward_core::secret_path::SecretPath::parse(&format!("{}{account}", accounts::PREFIX))
         .map_err(|_| ApiError::bad("invalid_path", "invalid account name"))?;
     require_some_account_scope(&who, &account)?;
@@ -138,7 +137,7 @@ pub async fn sign(
         let detail = crate::proxy::order_detail(&orders);
         crate::audit::note(&ext, |c| c.detail = detail);
     }
-    let base = acct.base_url(&creq.path, &state.config.allow_upstream)?;
+    let base = acct.base_url(&creq.path)?;
     let (method, target, headers, body) = if class == Class::Public {
         let q = creq.query_string();
         let target = if q.is_empty() { creq.path.clone() } else { format!("{}?{q}", creq.path) };
@@ -153,18 +152,40 @@ pub async fn sign(
         let out = exchange.sign(&creq, &acct.creds, &ctx).map_err(accounts::account_error)?;
         (out.method, out.target(), out.headers, out.body)
     };
-    let mut hmap = Map::new();
-    for (k, v) in headers {
-        hmap.insert(k, Value::String(v));
-    }
+    let mut headers = headers;
     if let Some((t, _)) = &body {
-        hmap.insert("Content-Type".into(), Value::String(t.clone()));
+        headers.push(("Content-Type".into(), t.clone()));
     }
-    Ok(Json(json!({
-        "method": method.as_str(),
-        "url": format!("{base}{target}"),
-        "headers": hmap,
-        "body": body.map(|(_, b)| String::from_utf8_lossy(&b).into_owned()),
-        "class": class.as_str(),
-    })))
+    Ok(Json(Signed {
+        method: method.as_str(),
+        url: format!("{base}{target}"),
+        headers: HeaderList(headers),
+        body: body.map(|(_, b)| String::from_utf8_lossy(&b).into_owned()),
+        class: class.as_str(),
+    }))
+}
+
+/// The answer of `POST /v1/sign/{account}`: what to send, signed.
+#[derive(Debug, Serialize)]
+pub struct Signed<'a> {
+    method: &'a str,
+    url: String,
+    headers: HeaderList,
+    body: Option<String>,
+    class: &'a str,
+}
+
+/// Headers as a JSON object, in the order the signer gave them.
+#[derive(Debug)]
+struct HeaderList(Vec<(String, String)>);
+
+impl Serialize for HeaderList {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = ser.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
