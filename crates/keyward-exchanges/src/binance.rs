@@ -360,8 +360,11 @@ impl Exchange for Binance {
             }
             None => hex(&hmac_sha256(creds.secret()?.as_bytes(), payload.as_bytes())),
         };
-        params.push(("signature".into(), signature));
-        let encoded = encode_pairs(&params);
+        // The signed payload, then the signature: what encoding all the
+        // pairs again would give, without doing it.
+        let mut encoded = payload;
+        encoded.push_str("&signature=");
+        crate::canonical::encode_component_into(&mut encoded, &signature);
         let headers = vec![h("X-MBX-APIKEY", creds.api_key.clone())];
         Ok(match req.method {
             Get | Delete => {

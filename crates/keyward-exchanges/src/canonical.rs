@@ -204,28 +204,34 @@ pub fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, NotCanonical> {
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    encode_component_into(&mut out, s);
+    out
+}
+
+/// [`encode_component`], appended to `out`.
+pub fn encode_component_into(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
             out.push('%');
-            out.push(char::from_digit((b >> 4) as u32, 16).unwrap_or('0').to_ascii_uppercase());
-            out.push(char::from_digit((b & 15) as u32, 16).unwrap_or('0').to_ascii_uppercase());
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
         }
     }
-    out
 }
 
 /// Encodes pairs as `a=1&b=2` with [`encode_component`].
 pub fn encode_pairs(pairs: &[(String, String)]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push('&');
         }
-        out.push_str(&encode_component(k));
+        encode_component_into(&mut out, k);
         out.push('=');
-        out.push_str(&encode_component(v));
+        encode_component_into(&mut out, v);
     }
     out
 }

@@ -8,7 +8,7 @@
 //! and never authenticate to keyward's own API. A new key is shown once, in
 //! the creation answer; only its keyed hash is stored.
 
-use crate::auth::{Principal, admit, check_identity};
+use crate::auth::{Principal, RateInfo, admit, check_identity};
 use crate::error::{ApiError, ApiResult};
 use crate::keys::{KEYWARD_NAMESPACE, KeyEntry, KeyPolicy, KeyState, mac_input};
 use crate::request::{StrictJson, parse_query};
@@ -24,7 +24,7 @@ use keyward_core::keyring::Keyring;
 use keyward_core::rate::RateSpec;
 use keyward_core::scope::{Need, Scope, all_covered};
 use keyward_store::{KeyRecord, NamespaceRecord, StoreError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -500,7 +500,7 @@ pub async fn verify(
     State(state): State<AppState>,
     who: Principal,
     StrictJson(req): StrictJson<VerifyRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VerifyAnswer>> {
     if !who.scopes().iter().any(|s| matches!(s, Scope::KeyVerify(_))) {
         return Err(ApiError::scope_missing("verifying keys needs key:verify:<namespace>"));
     }
@@ -512,32 +512,15 @@ pub async fn verify(
         None => None,
     };
     let now = state.clock.now_ms();
-    let unknown = || {
-        json!({"valid": false, "code": "key_invalid", "key_id": null, "name": null, "owner": null,
-        "namespace": null, "permissions": null, "meta": null, "expires_at": null, "remaining": null, "ratelimit": null})
-    };
     if access_key::check_format(&req.key).is_none() {
-        return Ok(Json(unknown()));
+        return Ok(Json(VerifyAnswer::unknown()));
     }
     let hash = who.unsealed.keyring.access_key_hash(req.key.as_bytes());
     let found = who.unsealed.keys.read().map_err(|_| ApiError::internal("lock"))?.by_hash(&hash);
     let Some(key) = found.filter(|k| who.may(Need::KeyVerify(&k.namespace))) else {
-        return Ok(Json(unknown()));
+        return Ok(Json(VerifyAnswer::unknown()));
     };
     let p = &key.policy;
-    let mut out = json!({
-        "valid": false,
-        "code": null,
-        "key_id": key.id,
-        "name": key.name,
-        "owner": key.owner,
-        "namespace": key.namespace,
-        "permissions": p.permissions,
-        "meta": p.meta,
-        "expires_at": p.expires_ms.map(timestamp),
-        "remaining": p.uses.map(|_| key.uses_remaining.load(Ordering::Relaxed).max(0)),
-        "ratelimit": null,
-    });
     let result = async {
         check_identity(&key, now)?;
         if let Some(perm) = &req.permission
@@ -557,30 +540,78 @@ pub async fn verify(
         }
     }
     .await;
+    let mut out = VerifyAnswer {
+        valid: false,
+        code: None,
+        key_id: Some(key.id.clone()),
+        name: Some(key.name.clone()),
+        owner: key.owner.clone(),
+        namespace: Some(key.namespace.clone()),
+        permissions: Some(p.permissions.clone()),
+        meta: Some(p.meta.clone()),
+        expires_at: p.expires_ms.map(timestamp),
+        remaining: p.uses.map(|_| key.uses_remaining.load(Ordering::Relaxed).max(0)),
+        ratelimit: None,
+    };
     match result {
         Ok(a) => {
-            out["valid"] = json!(true);
-            out["code"] = json!("valid");
+            out.valid = true;
+            out.code = Some("valid");
             if a.remaining.is_some() {
-                out["remaining"] = json!(a.remaining);
+                out.remaining = a.remaining;
             }
-            out["ratelimit"] = json!(a.ratelimit);
+            out.ratelimit = a.ratelimit;
         }
         Err(e) if e.status.is_client_error() => {
-            out["code"] = json!(e.code);
+            out.code = Some(e.code);
             if e.code == "rate_limited"
                 && let Some(r) = p.rate
             {
-                out["ratelimit"] =
-                    json!({"limit": r.burst, "remaining": 0, "reset_ms": e.retry_after.unwrap_or(1) * 1000});
+                out.ratelimit =
+                    Some(RateInfo { limit: r.burst, remaining: 0, reset_ms: e.retry_after.unwrap_or(1) * 1000 });
             }
             if e.code == "uses_exhausted" {
-                out["remaining"] = json!(0);
+                out.remaining = Some(0);
             }
         }
         Err(e) => return Err(e),
     }
     Ok(Json(out))
+}
+
+/// The answer of `POST /v1/keys/verify`. A key that is unknown, malformed or
+/// in another namespace answers with every field null but `code`.
+#[derive(Debug, Serialize)]
+pub struct VerifyAnswer {
+    valid: bool,
+    code: Option<&'static str>,
+    key_id: Option<String>,
+    name: Option<String>,
+    owner: Option<String>,
+    namespace: Option<String>,
+    permissions: Option<Vec<String>>,
+    meta: Option<BTreeMap<String, String>>,
+    expires_at: Option<String>,
+    remaining: Option<i64>,
+    ratelimit: Option<RateInfo>,
+}
+
+impl VerifyAnswer {
+    fn unknown() -> Self {
+        Self {
+            valid: false,
+            code: Some("key_invalid"),
+            key_id: None,
+            name: None,
+            owner: None,
+            namespace: None,
+            permissions: None,
+            meta: None,
+            expires_at: None,
+            remaining: None,
+            ratelimit: None,
+        }
+    }
 }
 
 /// Body of `POST /v1/namespaces`.
