@@ -60,7 +60,7 @@ impl Principal {
 }
 
 /// Rate-limit state after a request, for the verify API.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
 pub struct RateInfo {
     /// Burst size.
     pub limit: u32,

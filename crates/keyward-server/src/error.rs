@@ -8,7 +8,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyward_core::CoreError;
 use keyward_store::StoreError;
-use serde_json::json;
 
 /// An error answer: status, stable code, message.
 #[derive(Debug, Clone)]
@@ -69,9 +68,25 @@ impl ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
+/// Every refusal's body: `{"error": {"code", "message"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The code and the message.
+    pub error: ErrorDetail,
+}
+
+/// A refusal's stable code and message.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`scope_missing`, `key_revoked`, …; see docs/http-api.md).
+    pub code: &'static str,
+    /// For the operator; never a secret value, key or signature.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
         let mut resp = (self.status, Json(body)).into_response();
         resp.extensions_mut().insert(ErrorCode(self.code));
         if let Some(secs) = self.retry_after

@@ -19,6 +19,7 @@ pub mod guards;
 pub mod init;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod proxy;
 pub mod request;
 pub mod routes;

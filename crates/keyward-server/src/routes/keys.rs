@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Body of `POST /v1/keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     name: String,
@@ -424,7 +424,7 @@ pub async fn enable(State(state): State<AppState>, who: Principal, Path(id): Pat
 }
 
 /// Body of `POST /v1/keys/{id}/roll`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollKey {
     grace: Option<String>,
@@ -478,9 +478,10 @@ pub async fn roll(
 }
 
 /// Body of `POST /v1/keys/verify`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
+    #[schema(value_type = String)]
     key: zeroize::Zeroizing<String>,
     permission: Option<String>,
     ip: Option<String>,
@@ -581,7 +582,7 @@ pub async fn verify(
 
 /// The answer of `POST /v1/keys/verify`. A key that is unknown, malformed or
 /// in another namespace answers with every field null but `code`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VerifyAnswer {
     valid: bool,
     code: Option<&'static str>,
@@ -615,7 +616,7 @@ impl VerifyAnswer {
 }
 
 /// Body of `POST /v1/namespaces`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNamespace {
     name: String,

@@ -54,9 +54,12 @@ impl<'de> Deserialize<'de> for Fields {
     }
 }
 
-#[derive(Deserialize)]
+/// Body of a secret write.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutRequest {
+pub struct PutRequest {
+    /// Field name → value (strings).
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     data: Fields,
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -64,9 +67,21 @@ struct PutRequest {
     rotation_period: Option<String>,
 }
 
-#[derive(Deserialize)]
+impl fmt::Debug for PutRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PutRequest")
+            .field("data", &"[redacted]")
+            .field("kind", &self.kind)
+            .field("cas", &self.cas)
+            .field("rotation_period", &self.rotation_period)
+            .finish()
+    }
+}
+
+/// Body of undelete and destroy.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct VersionsRequest {
+pub struct VersionsRequest {
     #[serde(default)]
     versions: Vec<u64>,
     #[serde(default)]

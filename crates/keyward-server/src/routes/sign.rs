@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub const RECV_WINDOW_MS: u64 = 5000;
 
 /// Body of `POST /v1/sign/{account}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     method: String,
@@ -166,10 +166,12 @@ pub async fn sign(
 }
 
 /// The answer of `POST /v1/sign/{account}`: what to send, signed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Signed<'a> {
     method: &'a str,
     url: String,
+    /// Header name → value, in the order to send them.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     headers: HeaderList,
     body: Option<String>,
     class: &'a str,

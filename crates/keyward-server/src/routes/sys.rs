@@ -46,11 +46,16 @@ pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 }
 
 /// Body of `POST /v1/sys/unseal`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnsealRequest {
+    /// One Shamir share (`kws1-…`).
+    #[schema(value_type = Option<String>)]
     share: Option<Zeroizing<String>>,
+    /// The unseal key file's text.
+    #[schema(value_type = Option<String>)]
     key: Option<Zeroizing<String>>,
+    /// Forget the shares given so far.
     #[serde(default)]
     reset: bool,
 }

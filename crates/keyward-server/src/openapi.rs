@@ -1,0 +1,390 @@
+//! The HTTP API as an OpenAPI 3.1 document, generated from code: the route
+//! table below (a test sends each entry to the router and fails if it is not
+//! served) and the schemas derived from the very structs the handlers parse
+//! and answer with. `docs/openapi.json` is this document; a test fails when
+//! it is stale (`KEYWARD_UPDATE_OPENAPI=1 cargo test -p keyward-server
+//! openapi` rewrites it). Prose, error codes and examples: `docs/http-api.md`.
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::routes::keys::{CreateKey, CreateNamespace, RollKey, VerifyAnswer, VerifyRequest};
+use crate::routes::secrets::{PutRequest, VersionsRequest};
+use crate::routes::sign::{SignRequest, Signed};
+use crate::routes::sys::UnsealRequest;
+use crate::routes::tokens::TokenRequest;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr,
+    Required, ResponseBuilder, Schema, Type,
+};
+
+/// One route as documented.
+#[derive(Debug)]
+pub struct Route {
+    /// HTTP method (`ANY` for the proxy).
+    pub method: &'static str,
+    /// Path with `{parameters}`.
+    pub path: &'static str,
+    /// Group in the document.
+    pub tag: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// The scope it needs (`none`: no key).
+    pub scope: &'static str,
+    /// Query parameters: name and meaning.
+    pub query: &'static [(&'static str, &'static str)],
+    /// The JSON body's schema name, if it takes one.
+    pub body: Option<&'static str>,
+    /// Success status, its schema name (`None`: a JSON object described in prose) and meaning.
+    pub ok: (u16, Option<&'static str>, &'static str),
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    scope: &'static str,
+) -> Route {
+    Route { method, path, tag, summary, scope, query: &[], body: None, ok: (200, None, "done") }
+}
+
+impl Route {
+    const fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Self {
+        self.query = query;
+        self
+    }
+    const fn body(mut self, schema: &'static str) -> Self {
+        self.body = Some(schema);
+        self
+    }
+    const fn ok(mut self, status: u16, schema: Option<&'static str>, what: &'static str) -> Self {
+        self.ok = (status, schema, what);
+        self
+    }
+}
+
+/// Every public route of the router (the test-clock hooks are left out: they
+/// exist only on `--test-clock` servers).
+pub const ROUTES: &[Route] = &[
+    route("GET", "/v1/sys/health", "sys", "Seal state; always 200 while the process answers", "none").ok(
+        200,
+        None,
+        "{initialized, sealed, seal_type, progress, threshold, version}",
+    ),
+    route("POST", "/v1/sys/unseal", "sys", "Submit one unseal share, the key file text, or reset", "none")
+        .body("UnsealRequest")
+        .ok(200, None, "as health, with the progress"),
+    route("POST", "/v1/sys/seal", "sys", "Seal: wipe every key from memory", "sys:admin"),
+    route("GET", "/v1/sys/status", "sys", "Health plus the active term and key count", "sys:admin"),
+    route("GET", "/v1/secrets", "secrets", "List secrets the key may read or write", "any secret: scope")
+        .query(&[("prefix", "only paths starting with this")]),
+    route(
+        "GET",
+        "/v1/secrets/{path}",
+        "secrets",
+        "Read a secret (current or one version), or its history",
+        "secret:read:<glob>",
+    )
+    .query(&[
+        ("version", "a version number from 1 (default: current)"),
+        ("field", "only this field"),
+        ("history", "true: metadata and every version, no values"),
+    ])
+    .ok(200, None, "{path, version, data: {field: value}, metadata}"),
+    route("PUT", "/v1/secrets/{path}", "secrets", "Write a new version (durable when answered)", "secret:write:<glob>")
+        .body("PutRequest")
+        .ok(200, None, "the metadata with the version written"),
+    route(
+        "POST",
+        "/v1/secrets/{path}",
+        "secrets",
+        "Write (no action), undelete or destroy versions",
+        "secret:write:<glob>",
+    )
+    .query(&[("action", "undelete or destroy (body: VersionsRequest); absent: write (body: PutRequest)")])
+    .body("VersionsRequest"),
+    route("DELETE", "/v1/secrets/{path}", "secrets", "Soft-delete versions (default: current)", "secret:write:<glob>")
+        .query(&[("versions", "comma-separated version numbers")]),
+    route("GET", "/v1/keys", "keys", "List the keys the caller may manage", "key:admin").query(&[
+        ("owner", "only this owner"),
+        ("state", "only this lifecycle state"),
+        ("namespace", "only this namespace"),
+    ]),
+    route("POST", "/v1/keys", "keys", "Create an access key (shown once)", "key:admin and every scope granted")
+        .body("CreateKey")
+        .ok(201, None, "the key's settings and `key`, shown this once"),
+    route("GET", "/v1/keys/{id}", "keys", "One key's settings and last use", "key:admin"),
+    route("DELETE", "/v1/keys/{id}", "keys", "Revoke a key at once", "key:admin"),
+    route("POST", "/v1/keys/{id}/revoke", "keys", "Revoke a key at once", "key:admin"),
+    route("POST", "/v1/keys/{id}/disable", "keys", "Disable a key (reversible)", "key:admin"),
+    route("POST", "/v1/keys/{id}/enable", "keys", "Enable a disabled key", "key:admin"),
+    route(
+        "POST",
+        "/v1/keys/{id}/roll",
+        "keys",
+        "A new key with the same settings; the old one works for the grace",
+        "key:admin",
+    )
+    .body("RollKey")
+    .ok(201, None, "the new key's settings and `key`, shown this once"),
+    route(
+        "POST",
+        "/v1/keys/verify",
+        "keys",
+        "Verify a platform key (counts a use and a rate-limit hit)",
+        "key:verify:<namespace>",
+    )
+    .body("VerifyRequest")
+    .ok(200, Some("VerifyAnswer"), "the verdict; unknown keys and other namespaces answer alike"),
+    route("GET", "/v1/namespaces", "keys", "List key namespaces", "key:admin"),
+    route(
+        "POST",
+        "/v1/namespaces",
+        "keys",
+        "Create a key namespace with its own prefix",
+        "key:admin and key:verify:<name>",
+    )
+    .body("CreateNamespace")
+    .ok(201, None, "{name, prefix, created_at}"),
+    route("POST", "/v1/auth/token", "keys", "Mint a short-lived token bound to the caller's address", "any key")
+        .body("TokenRequest")
+        .ok(201, None, "{token, expires_at, scopes, ip}"),
+    route(
+        "POST",
+        "/v1/sign/{account}",
+        "exchanges",
+        "Sign an exchange request (keyward sets time and nonce)",
+        "account:<name>:<class>",
+    )
+    .body("SignRequest")
+    .ok(200, Some("Signed"), "what to send to the exchange"),
+    route(
+        "ANY",
+        "/proxy/{account}/{path}",
+        "exchanges",
+        "Forward an exchange request, signed, and stream the answer back",
+        "account:<name>:<class>",
+    )
+    .ok(200, None, "the exchange's answer"),
+    route("GET", "/v1/audit", "audit", "Audit entries, oldest first", "audit:read").query(&[
+        ("since", "a duration back (1h) or an RFC 3339 time"),
+        ("until", "an RFC 3339 time"),
+        ("key", "only this key id"),
+        ("account", "only this exchange account"),
+        ("decision", "allow, deny or outcome"),
+        ("after", "only entries after this sequence number"),
+        ("limit", "at most this many entries"),
+    ]),
+    route("GET", "/v1/audit/verify", "audit", "Check the hash chain and the signed checkpoints", "audit:read").ok(
+        200,
+        None,
+        "{ok, entries, checkpoints, last_checkpoint, first_broken, problems}",
+    ),
+    route("POST", "/v1/audit/verify", "audit", "Check the chain against an anchor ({anchor})", "audit:read"),
+    route("GET", "/metrics", "audit", "Prometheus metrics (text)", "sys:metrics").ok(200, None, "Prometheus text"),
+];
+
+fn schema_ref(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+fn json_content(schema: RefOr<Schema>) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+/// The OpenAPI document.
+pub fn document() -> OpenApi {
+    let mut paths = PathsBuilder::new();
+    for r in ROUTES {
+        let mut op = OperationBuilder::new()
+            .summary(Some(r.summary))
+            .description(Some(format!("Needs: `{}`.", r.scope)))
+            .tag(r.tag)
+            .operation_id(Some(format!("{}_{}", r.method.to_ascii_lowercase(), operation_name(r.path))));
+        for segment in r.path.split('/').filter(|s| s.starts_with('{')) {
+            let name = segment.trim_matches(|c| c == '{' || c == '}');
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            );
+        }
+        for (name, what) in r.query {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(*what))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            );
+        }
+        if let Some(body) = r.body {
+            op = op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content("application/json", json_content(schema_ref(body)))
+                    .required(Some(Required::True))
+                    .build(),
+            ));
+        }
+        let (status, schema, what) = r.ok;
+        let ok = schema.map(schema_ref).unwrap_or_else(|| ObjectBuilder::new().schema_type(Type::Object).into());
+        op = op
+            .response(
+                status.to_string(),
+                ResponseBuilder::new().description(what).content("application/json", json_content(ok)),
+            )
+            .response(
+                "default",
+                ResponseBuilder::new()
+                    .description("refused: a stable code and a message (see docs/http-api.md)")
+                    .content("application/json", json_content(schema_ref("ErrorBody"))),
+            );
+        if r.scope != "none" {
+            op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        }
+        let methods: &[HttpMethod] = match r.method {
+            "GET" => &[HttpMethod::Get],
+            "POST" => &[HttpMethod::Post],
+            "PUT" => &[HttpMethod::Put],
+            "DELETE" => &[HttpMethod::Delete],
+            _ => &[HttpMethod::Get, HttpMethod::Post, HttpMethod::Put, HttpMethod::Delete],
+        };
+        let op = op.build();
+        for m in methods {
+            paths = paths.path(r.path, PathItem::new(m.clone(), op.clone()));
+        }
+    }
+    let components = ComponentsBuilder::new()
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("a keyward access key (kw_…) or a short-lived token (kwt_…)"))
+                    .build(),
+            ),
+        )
+        .schema_from::<ErrorBody>()
+        .schema_from::<ErrorDetail>()
+        .schema_from::<UnsealRequest>()
+        .schema_from::<PutRequest>()
+        .schema_from::<VersionsRequest>()
+        .schema_from::<CreateKey>()
+        .schema_from::<RollKey>()
+        .schema_from::<VerifyRequest>()
+        .schema_from::<VerifyAnswer>()
+        .schema_from::<crate::auth::RateInfo>()
+        .schema_from::<CreateNamespace>()
+        .schema_from::<TokenRequest>()
+        .schema_from::<SignRequest>()
+        .schema_from::<Signed>()
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("keyward")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "A credential firewall for automated trading. Generated from code; prose in docs/http-api.md.",
+                ))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components))
+        .build()
+}
+
+/// `/v1/keys/{id}/roll` → `keys_id_roll`.
+fn operation_name(path: &str) -> String {
+    path.split('/')
+        .filter(|s| !s.is_empty() && *s != "v1")
+        .map(|s| s.trim_matches(|c| c == '{' || c == '}'))
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// The document as pretty JSON with a trailing newline (what `docs/openapi.json` holds).
+pub fn json() -> String {
+    let mut text = document().to_pretty_json().unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_schema_is_registered() {
+        let doc = document();
+        let schemas = &doc.components.as_ref().expect("components").schemas;
+        for r in ROUTES {
+            for name in r.body.into_iter().chain(r.ok.1) {
+                assert!(
+                    schemas.contains_key(name),
+                    "{} {} names schema {name} that is not registered",
+                    r.method,
+                    r.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let text = json();
+        let doc = document();
+        let schemas = &doc.components.as_ref().expect("components").schemas;
+        for part in text.split("#/components/schemas/").skip(1) {
+            let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            assert!(schemas.contains_key(&name), "$ref to {name}, which is not registered");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_documented_route_is_served() {
+        use tower::Service;
+        let store = std::sync::Arc::new(keyward_store::SqliteStore::in_memory().await.expect("store"));
+        let state = crate::state::AppState::sealed(
+            store,
+            std::sync::Arc::new(keyward_core::clock::SystemClock),
+            crate::state::RuntimeConfig::default(),
+        );
+        let mut app = crate::app(state);
+        for r in ROUTES {
+            let path = r.path.replace("{path}", "a/b").replace(['{', '}'], "");
+            let method = if r.method == "ANY" { "GET" } else { r.method };
+            let req = axum::http::Request::builder().method(method).uri(&path).body(axum::body::Body::empty()).unwrap();
+            let resp = app.call(req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                status != axum::http::StatusCode::METHOD_NOT_ALLOWED && !text.contains("no such route"),
+                "{} {} is documented but not served: {status} {text}",
+                r.method,
+                r.path
+            );
+        }
+    }
+
+    #[test]
+    fn docs_openapi_json_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        let fresh = json();
+        if std::env::var_os("KEYWARD_UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &fresh).expect("write docs/openapi.json");
+            return;
+        }
+        let stored = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            stored == fresh,
+            "docs/openapi.json is stale: run `KEYWARD_UPDATE_OPENAPI=1 cargo test -p keyward-server openapi` and commit it"
+        );
+    }
+}
