@@ -340,16 +340,24 @@ impl Exchange for Binance {
     }
 
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
-        let mut params = req.query.clone();
-        match &req.body {
-            Body::Empty => {}
-            Body::Form(p) => params.extend(p.iter().cloned()),
+        let form: &[(String, String)] = match &req.body {
+            Body::Empty => &[],
+            Body::Form(p) => p,
             Body::Json(_) => return Err(SignError::Request("Binance takes form parameters, not JSON".into())),
+        };
+        // The query, the form, then the order of Binance's own worked example.
+        let mut payload = encode_pairs(&req.query);
+        for (k, v) in form.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain([
+            ("recvWindow", ctx.recv_window_ms.to_string().as_str()),
+            ("timestamp", ctx.timestamp_ms.to_string().as_str()),
+        ]) {
+            if !payload.is_empty() {
+                payload.push('&');
+            }
+            crate::canonical::encode_component_into(&mut payload, k);
+            payload.push('=');
+            crate::canonical::encode_component_into(&mut payload, v);
         }
-        // The order of Binance's own worked example.
-        params.push(("recvWindow".into(), ctx.recv_window_ms.to_string()));
-        params.push(("timestamp".into(), ctx.timestamp_ms.to_string()));
-        let payload = encode_pairs(&params);
         let signature = match &creds.private_key {
             Some(k @ (PrivateKey::Ed25519(_) | PrivateKey::Rsa(_))) => b64(&k.sign(payload.as_bytes())?),
             Some(PrivateKey::EcdsaP256(_)) => {

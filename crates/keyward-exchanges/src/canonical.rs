@@ -140,10 +140,14 @@ fn check_name(name: &str) -> Result<(), NotCanonical> {
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']')) {
         return refuse(format!("parameter name {name:?} has characters outside A-Z a-z 0-9 _ - . [ ]"));
     }
-    if METHOD_OVERRIDES.contains(&name.to_ascii_lowercase().as_str()) {
+    if is_method_override(name) {
         return refuse(format!("method-override parameter {name:?}"));
     }
     Ok(())
+}
+
+fn is_method_override(name: &str) -> bool {
+    METHOD_OVERRIDES.iter().any(|m| m.eq_ignore_ascii_case(name))
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -377,7 +381,7 @@ impl CanonicalRequest {
                 if seen.contains(k.as_str()) {
                     return refuse(format!("parameter {k:?} in both the query and the body"));
                 }
-                if METHOD_OVERRIDES.contains(&k.to_ascii_lowercase().as_str()) {
+                if is_method_override(k) {
                     return refuse(format!("method-override parameter {k:?}"));
                 }
             }
