@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 const LABEL_SIGNING: &str = "keyward/v1/audit-checkpoint-signing";
 
-/// One audit entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One audit entry. Handlers fill the fields from `request_id` to `detail`
+/// (`..Default::default()` for the rest); the audit writer sets the time
+/// and chains it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Position in the chain, from 1.
     pub seq: u64,

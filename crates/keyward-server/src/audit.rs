@@ -34,35 +34,12 @@ const MAX_BATCH: usize = 4096;
 /// How long a batch gathers before it is written.
 const GATHER: Duration = Duration::from_millis(2);
 
-/// An entry before it is chained.
-#[derive(Debug, Clone, Default)]
-pub struct AuditRecord {
-    /// Request id.
-    pub request_id: String,
-    /// Key id (never the key).
-    pub key_id: String,
-    /// Client address.
-    pub ip: String,
-    /// What was asked.
-    pub action: String,
-    /// Of what.
-    pub target: String,
-    /// Permission class.
-    pub class: String,
-    /// allow, deny or outcome.
-    pub decision: String,
-    /// Reason code or upstream status.
-    pub code: String,
-    /// JSON extras (order fields, exchange order id).
-    pub detail: String,
-}
-
 type Waiter = oneshot::Sender<bool>;
 
 /// The audit queue and the writer's health.
 #[derive(Debug)]
 pub struct Auditor {
-    tx: mpsc::UnboundedSender<(AuditRecord, Option<Waiter>)>,
+    tx: mpsc::UnboundedSender<(AuditEntry, Option<Waiter>)>,
     healthy: Arc<AtomicBool>,
     queued: Arc<AtomicU64>,
     /// Test hook (test-clock servers only): make every write fail.
@@ -112,13 +89,13 @@ impl Auditor {
     }
 
     /// Queues a routine entry.
-    pub fn record(&self, rec: AuditRecord) {
+    pub fn record(&self, rec: AuditEntry) {
         self.queued.fetch_add(1, Ordering::Relaxed);
         let _ = self.tx.send((rec, None));
     }
 
     /// Queues an entry and waits until it is durable.
-    pub async fn record_durable(&self, rec: AuditRecord) -> ApiResult<()> {
+    pub async fn record_durable(&self, rec: AuditEntry) -> ApiResult<()> {
         let (tx, rx) = oneshot::channel();
         self.queued.fetch_add(1, Ordering::Relaxed);
         self.tx.send((rec, Some(tx))).map_err(|_| unavailable())?;
@@ -140,7 +117,7 @@ fn unavailable() -> ApiError {
 
 #[allow(clippy::too_many_arguments)]
 async fn writer(
-    mut rx: mpsc::UnboundedReceiver<(AuditRecord, Option<Waiter>)>,
+    mut rx: mpsc::UnboundedReceiver<(AuditEntry, Option<Waiter>)>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     healthy: Arc<AtomicBool>,
@@ -174,29 +151,16 @@ async fn writer(
             }
         }
         let now = clock.now_ms();
-        let (records, mut waiters): (Vec<AuditRecord>, Vec<Option<Waiter>>) = batch.into_iter().unzip();
-        let mut entries = Vec::with_capacity(records.len());
+        let (mut entries, mut waiters): (Vec<AuditEntry>, Vec<Option<Waiter>>) = batch.into_iter().unzip();
         let (mut s, mut h) = (seq, hash.clone());
-        for rec in records {
-            let mut e = AuditEntry {
-                seq: 0,
-                time_ms: now,
-                request_id: rec.request_id,
-                key_id: rec.key_id,
-                ip: rec.ip,
-                action: rec.action,
-                target: rec.target,
-                class: rec.class,
-                decision: rec.decision,
-                code: rec.code,
-                detail: if rec.detail.is_empty() { "{}".into() } else { rec.detail },
-                prev_hash: Vec::new(),
-                hash: Vec::new(),
-            };
+        for e in entries.iter_mut() {
+            e.time_ms = now;
+            if e.detail.is_empty() {
+                e.detail = "{}".into();
+            }
             e.chain_after(s, &h);
             s = e.seq;
             h = e.hash.clone();
-            entries.push(e);
         }
         let due = s - last_checkpoint_seq >= CHECKPOINT_EVERY || now - last_checkpoint_ms >= CHECKPOINT_SECS * 1000;
         let checkpoint: Option<Checkpoint> = if due {

@@ -114,7 +114,7 @@ async fn audit_request(
     if ctx.recorded {
         return resp;
     }
-    let rec = audit::AuditRecord {
+    let rec = keyward_core::audit::AuditEntry {
         request_id,
         key_id: ctx.key_id,
         ip: if ctx.ip.is_empty() { peer.map(|p| p.to_string()).unwrap_or_default() } else { ctx.ip },
@@ -124,6 +124,7 @@ async fn audit_request(
         decision: decision.to_string(),
         code: code.to_string(),
         detail: ctx.detail,
+        ..Default::default()
     };
     // Key and policy changes, seal and unseal wait for durability; verifying
     // a key is routine.

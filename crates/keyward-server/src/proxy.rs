@@ -107,7 +107,7 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
     state.budgets.check(&account, bucket, state.clock.now_ms())?;
     // The decision is on record before anything is forwarded; a sensitive
     // one is durable first.
-    let decision = crate::audit::AuditRecord {
+    let decision = keyward_core::audit::AuditEntry {
         request_id: parts.extensions.get::<crate::RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
         key_id: who.key.id.clone(),
         ip: who.ip.to_string(),
@@ -117,6 +117,7 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
         decision: "allow".into(),
         code: String::new(),
         detail: order_detail(&orders),
+        ..Default::default()
     };
     if matches!(class, Class::Withdraw | Class::Transfer | Class::Admin | Class::Export) {
         state.auditor.record_durable(decision.clone()).await?;
@@ -127,14 +128,14 @@ async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
     let keep_body = matches!(class, Class::Trade | Class::Borrow);
     let (resp, order_ids) =
         send(state, &account, exchange, &base, out, &parts.headers, keep_body).await.inspect_err(|e| {
-            state.auditor.record(crate::audit::AuditRecord {
+            state.auditor.record(keyward_core::audit::AuditEntry {
                 decision: "outcome".into(),
                 code: e.code.to_string(),
                 detail: String::new(),
                 ..decision.clone()
             });
         })?;
-    state.auditor.record(crate::audit::AuditRecord {
+    state.auditor.record(keyward_core::audit::AuditEntry {
         decision: "outcome".into(),
         code: resp.status().as_u16().to_string(),
         detail: if order_ids.is_empty() {
