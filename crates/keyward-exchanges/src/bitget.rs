@@ -99,7 +99,7 @@ impl Exchange for Bitget {
             return Err(SignError::Request("Bitget takes JSON bodies".into()));
         }
         let query = req.query_string();
-        let target = if query.is_empty() { req.path.clone() } else { format!("{}?{query}", req.path) };
+        let target = crate::canonical::request_target(&req.path, &query);
         let body = req.body_bytes();
         let text = body.as_ref().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         let ts = ctx.timestamp_ms.to_string();

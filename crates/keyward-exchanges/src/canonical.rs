@@ -205,6 +205,11 @@ pub fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, NotCanonical> {
     Ok(out)
 }
 
+/// A request target: the path, then `?query` when there is one.
+pub fn request_target(path: &str, query: &str) -> String {
+    if query.is_empty() { path.to_string() } else { format!("{path}?{query}") }
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

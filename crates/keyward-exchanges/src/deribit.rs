@@ -90,7 +90,7 @@ impl Exchange for Deribit {
             return Err(SignError::Request("Deribit takes query parameters or JSON-RPC bodies".into()));
         }
         let query = req.query_string();
-        let uri = if query.is_empty() { req.path.clone() } else { format!("{}?{query}", req.path) };
+        let uri = crate::canonical::request_target(&req.path, &query);
         let body = req.body_bytes();
         let text = body.as_ref().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         let (ts, nonce) = (ctx.timestamp_ms.to_string(), ctx.nonce.to_string());

@@ -120,7 +120,7 @@ impl Exchange for Kucoin {
             return Err(SignError::Request("KuCoin takes JSON bodies".into()));
         }
         let query = req.query_string();
-        let target = if query.is_empty() { req.path.clone() } else { format!("{}?{query}", req.path) };
+        let target = crate::canonical::request_target(&req.path, &query);
         let body = req.body_bytes();
         let body_text = body.as_ref().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         let ts = ctx.timestamp_ms.to_string();

@@ -92,7 +92,7 @@ impl std::fmt::Debug for Outgoing {
 impl Outgoing {
     /// Path and query as one request target.
     pub fn target(&self) -> String {
-        if self.query.is_empty() { self.path.clone() } else { format!("{}?{}", self.path, self.query) }
+        canonical::request_target(&self.path, &self.query)
     }
 
     /// The value of a header (case-insensitive name).

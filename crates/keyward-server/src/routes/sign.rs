@@ -139,8 +139,7 @@ pub async fn sign(
     }
     let base = acct.base_url(&creq.path)?;
     let (method, target, headers, body) = if class == Class::Public {
-        let q = creq.query_string();
-        let target = if q.is_empty() { creq.path.clone() } else { format!("{}?{q}", creq.path) };
+        let target = keyward_exchanges::canonical::request_target(&creq.path, &creq.query_string());
         (creq.method, target, Vec::new(), creq.body_bytes().map(|(t, b)| (t.to_string(), b)))
     } else {
         let now = req.timestamp_ms.unwrap_or_else(|| state.clocks.exchange_now(&account, state.clock.now_ms()));
