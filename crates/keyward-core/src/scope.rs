@@ -69,6 +69,19 @@ impl Class {
     pub fn grants(self, other: Class) -> bool {
         self == other || (self == Class::Trade && other == Class::Cancel)
     }
+
+    /// The classes that move funds out, change the account or reveal its
+    /// secrets: `withdraw`, `transfer`, `admin` and `export`. Their audit
+    /// entry is durable before anything is done, and every use alerts. The
+    /// one definition of that list.
+    pub fn is_sensitive(self) -> bool {
+        matches!(self, Class::Withdraw | Class::Transfer | Class::Admin | Class::Export)
+    }
+
+    /// The class named `s` (`trade`), as the API and the audit trail write it.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::parse(s)
+    }
 }
 
 /// The class part of an `account:` scope: one class or `*` (all of them).
@@ -377,6 +390,14 @@ mod tests {
         assert!(!sc("key:admin").covers(&sc("sys:admin")));
         assert!(all_covered(&Scope::all(), &[sc("secret:read:x"), sc("sys:admin")]));
         assert!(!all_covered(&[sc("key:admin"), sc("secret:read:apps/*")], &[sc("secret:read:*")]));
+    }
+
+    #[test]
+    fn sensitive_classes() {
+        let sensitive: Vec<_> = Class::ALL.into_iter().filter(|c| c.is_sensitive()).map(Class::as_str).collect();
+        assert_eq!(sensitive, ["transfer", "withdraw", "admin", "export"]);
+        assert_eq!(Class::from_name("withdraw"), Some(Class::Withdraw));
+        assert_eq!(Class::from_name("Withdraw"), None);
     }
 
     #[test]
