@@ -272,6 +272,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Adds `add` to a key's order notional for `day` if the total stays at
     /// most `cap`, atomically; false (nothing added) if it would not.
     async fn add_order_notional(&self, key_id: &str, day: i64, add: i64, cap: i64) -> StoreResult<bool>;
+    /// Gives back `amount` reserved with [`Store::add_order_notional`] for an
+    /// order that was refused later or cannot have reached the exchange;
+    /// the total never goes below zero.
+    async fn release_order_notional(&self, key_id: &str, day: i64, amount: i64) -> StoreResult<()>;
 
     /// Appends chained audit entries (and a checkpoint) in one durable transaction.
     async fn append_audit(

@@ -373,6 +373,16 @@ impl Store for SqliteStore {
         Ok(used.is_some())
     }
 
+    async fn release_order_notional(&self, key_id: &str, day: i64, amount: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE order_usage SET used = MAX(used - ?3, 0) WHERE key_id = ?1 AND day = ?2")
+            .bind(key_id)
+            .bind(day)
+            .bind(amount.max(0))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn append_audit(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         // Multi-row statements: one round through SQLite per 64 entries.

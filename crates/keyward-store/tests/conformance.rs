@@ -143,6 +143,13 @@ async fn conformance_uses_and_namespaces(store: &dyn Store) {
     assert!(!store.add_order_notional("k", 1, 1, 1000).await.unwrap());
     assert!(store.add_order_notional("k", 2, 1000, 1000).await.unwrap(), "a new day starts at zero");
     assert!(!store.add_order_notional("other", 1, 1001, 1000).await.unwrap());
+    // A release gives the amount back, never below zero, and only for that key and day.
+    store.release_order_notional("k", 1, 400).await.unwrap();
+    assert!(store.add_order_notional("k", 1, 400, 1000).await.unwrap(), "400 was given back");
+    assert!(!store.add_order_notional("k", 1, 1, 1000).await.unwrap());
+    store.release_order_notional("k", 2, 5000).await.unwrap();
+    assert!(store.add_order_notional("k", 2, 1000, 1000).await.unwrap(), "released to zero, not below");
+    store.release_order_notional("nobody", 9, 10).await.unwrap();
 
     // Namespaces.
     let ns = NamespaceRecord { name: "shop-api".into(), prefix: "shop".into(), created_ms: 3 };
