@@ -57,3 +57,27 @@ impl Clock for ManualClock {
         self.ms.load(Ordering::SeqCst)
     }
 }
+
+/// RFC 3339 text of a time in ms since the epoch (`2030-03-17T17:46:40Z`);
+/// empty for a time `time` cannot represent.
+pub fn rfc3339(ms: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_time_and_its_text() {
+        let c = ManualClock::new(1_900_000_000_000);
+        c.advance_ms(1500);
+        assert_eq!(c.now_ms(), 1_900_000_001_500);
+        assert_eq!(rfc3339(c.now_ms()), "2030-03-17T17:46:41.5Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}

@@ -3,57 +3,27 @@
 //! window so that a burst is one alert.
 //!
 //! Rules (all on by default): first use of a key from a new address; a burst
-//! of denials for one key or address (probing); any withdraw, transfer or
-//! admin call, allowed or denied; keys expiring within seven days and secrets
+//! of denials for one key or address (probing); any call of a sensitive
+//! class (withdraw, transfer, admin, export), allowed or denied; keys expiring within seven days and secrets
 //! past their rotation date (checked every minute); seal and unseal; audit
 //! write failures. Alerts carry key ids and targets, never secrets.
 
+use crate::config::AlertConfig;
+use crate::keys::Keys;
+use crate::secrets::Secrets;
 use keyward_core::audit::AuditEntry;
+use keyward_core::clock::rfc3339;
+use keyward_core::policy::KeyState;
+use keyward_core::scope::Class;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Alert settings.
-#[derive(Debug, Clone)]
-pub struct AlertConfig {
-    /// Generic JSON webhooks.
-    pub webhooks: Vec<String>,
-    /// Slack-compatible incoming webhooks.
-    pub slack: Vec<String>,
-    /// Telegram Bot API `sendMessage` URLs (`https://api.telegram.org/bot<token>/sendMessage`).
-    pub telegram: Vec<String>,
-    /// Telegram chat id.
-    pub telegram_chat: Option<String>,
-    /// One alert per rule and subject within this window.
-    pub dedupe: Duration,
-    /// Denials within `burst_window` that make a burst.
-    pub burst_denials: usize,
-    /// The burst window.
-    pub burst_window: Duration,
-    /// How often expiry and rotation dates are checked.
-    pub check_every: Duration,
-}
-
-impl Default for AlertConfig {
-    fn default() -> Self {
-        Self {
-            webhooks: Vec::new(),
-            slack: Vec::new(),
-            telegram: Vec::new(),
-            telegram_chat: None,
-            dedupe: Duration::from_secs(300),
-            burst_denials: 10,
-            burst_window: Duration::from_secs(60),
-            check_every: Duration::from_secs(60),
-        }
-    }
-}
-
 /// One alert.
 #[derive(Debug, Clone)]
-pub struct Alert {
+pub(crate) struct Alert {
     /// Rule name.
     pub rule: &'static str,
     /// What it is about (key id, address, account…): the de-duplication subject.
@@ -66,7 +36,7 @@ pub struct Alert {
 
 /// Rule state and delivery queue.
 #[derive(Debug)]
-pub struct Alerts {
+pub(crate) struct Alerts {
     config: AlertConfig,
     tx: Option<mpsc::Sender<Alert>>,
     seen_ips: Mutex<HashMap<String, HashSet<String>>>,
@@ -76,7 +46,7 @@ pub struct Alerts {
 
 impl Alerts {
     /// Starts delivery (nothing runs without a channel).
-    pub fn start(config: AlertConfig, client: reqwest::Client) -> Self {
+    pub(crate) fn start(config: AlertConfig, client: reqwest::Client) -> Self {
         let any = !(config.webhooks.is_empty() && config.slack.is_empty() && config.telegram.is_empty());
         let tx = any.then(|| {
             let (tx, rx) = mpsc::channel(1000);
@@ -93,7 +63,7 @@ impl Alerts {
     }
 
     /// Raises an alert unless the same rule and subject fired within the window.
-    pub fn raise(&self, alert: Alert, now_ms: i64) {
+    pub(crate) fn raise(&self, alert: Alert, now_ms: i64) {
         let Some(tx) = &self.tx else { return };
         if let Ok(mut sent) = self.sent.lock() {
             let key = (alert.rule, alert.subject.clone());
@@ -106,99 +76,140 @@ impl Alerts {
     }
 
     /// Runs the rules over durable audit entries.
-    pub fn observe(&self, entries: &[AuditEntry]) {
+    pub(crate) fn observe(&self, entries: &[AuditEntry]) {
         if self.tx.is_none() {
             return;
         }
         for e in entries {
             let details = json!({"seq": e.seq, "request_id": e.request_id, "key_id": e.key_id, "ip": e.ip,
                 "action": e.action, "target": e.target, "class": e.class, "decision": e.decision, "code": e.code});
-            if matches!(e.class.as_str(), "withdraw" | "transfer" | "admin") && e.decision != "outcome" {
+            self.sensitive_call(e, &details);
+            self.seal_state(e, &details);
+            self.new_address(e, &details);
+            self.denial_burst(e, &details);
+        }
+    }
+
+    /// Any call of a sensitive class, allowed or denied.
+    fn sensitive_call(&self, e: &AuditEntry, details: &Value) {
+        if Class::from_name(&e.class).is_some_and(Class::is_sensitive) && e.decision != "outcome" {
+            self.raise(
+                Alert {
+                    rule: "sensitive_call",
+                    subject: format!("{} {}", e.key_id, e.target),
+                    summary: format!("{} call {} by key {} from {}: {}", e.class, e.target, e.key_id, e.ip, e.decision),
+                    details: details.clone(),
+                },
+                e.time_ms,
+            );
+        }
+    }
+
+    /// Seal and unseal.
+    fn seal_state(&self, e: &AuditEntry, details: &Value) {
+        if e.action == "sys.post" && (e.target == "seal" || e.target == "unseal") && e.decision == "allow" {
+            let by = if e.key_id.is_empty() { "shares" } else { &e.key_id };
+            self.raise(
+                Alert {
+                    rule: "seal_state",
+                    subject: format!("{}-{}", e.target, e.seq),
+                    summary: format!("keyward: {} by {by}", e.target),
+                    details: details.clone(),
+                },
+                e.time_ms,
+            );
+        }
+    }
+
+    /// A key used from an address it was not used from before (not its first use).
+    fn new_address(&self, e: &AuditEntry, details: &Value) {
+        if e.decision != "allow" || e.key_id.is_empty() || e.ip.is_empty() {
+            return;
+        }
+        let new = self
+            .seen_ips
+            .lock()
+            .map(|mut m| {
+                let set = m.entry(e.key_id.clone()).or_default();
+                let first_ever = set.is_empty();
+                set.insert(e.ip.clone()) && !first_ever
+            })
+            .unwrap_or(false);
+        if new {
+            self.raise(
+                Alert {
+                    rule: "new_ip",
+                    subject: format!("{} {}", e.key_id, e.ip),
+                    summary: format!("key {} used from a new address {}", e.key_id, e.ip),
+                    details: details.clone(),
+                },
+                e.time_ms,
+            );
+        }
+    }
+
+    /// Many denials for one key or one address within the window (probing).
+    fn denial_burst(&self, e: &AuditEntry, details: &Value) {
+        if e.decision != "deny" {
+            return;
+        }
+        let subjects = [(!e.key_id.is_empty()).then(|| format!("key {}", e.key_id)), Some(format!("ip {}", e.ip))];
+        for subject in subjects.into_iter().flatten() {
+            let burst = self
+                .denials
+                .lock()
+                .map(|mut m| {
+                    let q = m.entry(subject.clone()).or_default();
+                    q.push_back(e.time_ms);
+                    let cutoff = e.time_ms - self.config.burst_window.as_millis() as i64;
+                    while q.front().is_some_and(|t| *t < cutoff) {
+                        q.pop_front();
+                    }
+                    q.len() >= self.config.burst_denials
+                })
+                .unwrap_or(false);
+            if burst {
                 self.raise(
                     Alert {
-                        rule: "sensitive_call",
-                        subject: format!("{} {}", e.key_id, e.target),
-                        summary: format!(
-                            "{} call {} by key {} from {}: {}",
-                            e.class, e.target, e.key_id, e.ip, e.decision
-                        ),
+                        rule: "denial_burst",
+                        subject: subject.clone(),
+                        summary: format!("burst of denials for {subject} (last: {} on {})", e.code, e.target),
                         details: details.clone(),
                     },
                     e.time_ms,
                 );
-            }
-            if matches!(e.action.as_str(), "sys.post")
-                && (e.target == "seal" || e.target == "unseal")
-                && e.decision == "allow"
-            {
-                self.raise(
-                    Alert {
-                        rule: "seal_state",
-                        subject: format!("{}-{}", e.target, e.seq),
-                        summary: format!(
-                            "keyward: {} by {}",
-                            e.target,
-                            if e.key_id.is_empty() { "shares" } else { &e.key_id }
-                        ),
-                        details: details.clone(),
-                    },
-                    e.time_ms,
-                );
-            }
-            if e.decision == "allow" && !e.key_id.is_empty() && !e.ip.is_empty() {
-                let new = self
-                    .seen_ips
-                    .lock()
-                    .map(|mut m| {
-                        let set = m.entry(e.key_id.clone()).or_default();
-                        let first_ever = set.is_empty();
-                        set.insert(e.ip.clone()) && !first_ever
-                    })
-                    .unwrap_or(false);
-                if new {
-                    self.raise(
-                        Alert {
-                            rule: "new_ip",
-                            subject: format!("{} {}", e.key_id, e.ip),
-                            summary: format!("key {} used from a new address {}", e.key_id, e.ip),
-                            details: details.clone(),
-                        },
-                        e.time_ms,
-                    );
-                }
-            }
-            if e.decision == "deny" {
-                for subject in [format!("key {}", e.key_id), format!("ip {}", e.ip)] {
-                    if subject == "key " {
-                        continue;
-                    }
-                    let burst = self
-                        .denials
-                        .lock()
-                        .map(|mut m| {
-                            let q = m.entry(subject.clone()).or_default();
-                            q.push_back(e.time_ms);
-                            let cutoff = e.time_ms - self.config.burst_window.as_millis() as i64;
-                            while q.front().is_some_and(|t| *t < cutoff) {
-                                q.pop_front();
-                            }
-                            q.len() >= self.config.burst_denials
-                        })
-                        .unwrap_or(false);
-                    if burst {
-                        self.raise(
-                            Alert {
-                                rule: "denial_burst",
-                                subject: subject.clone(),
-                                summary: format!("burst of denials for {subject} (last: {} on {})", e.code, e.target),
-                                details: details.clone(),
-                            },
-                            e.time_ms,
-                        );
-                    }
-                }
             }
         }
+    }
+
+    /// Keys expiring within seven days and secrets due for rotation.
+    pub(crate) async fn check_dates(&self, keys: &Keys, secrets: &Secrets, now: i64) {
+        const WEEK_MS: i64 = 7 * 86_400_000;
+        for k in keys.all().unwrap_or_default() {
+            if let Some(exp) = k.policy.expires_ms
+                && k.effective_state(now) == KeyState::Active
+                && exp - now <= WEEK_MS
+            {
+                let summary = format!("key {} ({}) expires at {}", k.id, k.name, rfc3339(exp));
+                self.raise(Alert::plain("expiry", format!("key {}", k.id), summary), now);
+            }
+        }
+        for m in secrets.list("").await.unwrap_or_default() {
+            let Some(p) = m.rotation_period_s else { continue };
+            let due = m.updated_ms + p * 1000;
+            if due - now <= WEEK_MS {
+                let when = if due <= now { "was due" } else { "is due" };
+                let summary = format!("secret {} {when} for rotation at {}", m.path, rfc3339(due));
+                self.raise(Alert::plain("rotation", format!("secret {}", m.path), summary), now);
+            }
+        }
+    }
+}
+
+impl Alert {
+    /// An alert without structured details.
+    pub(crate) fn plain(rule: &'static str, subject: String, summary: String) -> Self {
+        Self { rule, subject, summary, details: Value::Null }
     }
 }
 

@@ -3,14 +3,16 @@
 //! key. Runs locally on the data, never over the network, so nobody on the
 //! network can initialise a server.
 
-use crate::keys::KeyPolicy;
-use crate::routes::keys::new_record;
+use crate::keys::{KEYWARD_NAMESPACE, new_record};
+use crate::seal::Unsealed;
 use keyward_core::access_key::{self, AccessKeySecret};
 use keyward_core::keyring::{Keyring, RootKey, hex_encode};
+use keyward_core::policy::KeyPolicy;
 use keyward_core::scope::Scope;
 use keyward_core::shamir::{self, Share};
 use keyward_store::{SealKind, SealRecord, Store, StoreError};
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -102,8 +104,6 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), InitError> {
     Ok(())
 }
 
-use std::os::unix::fs::DirBuilderExt;
-
 fn write_key_file(path: &Path, root: &RootKey) -> Result<(), InitError> {
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -159,15 +159,15 @@ pub async fn initialize(store: &dyn Store, choice: &SealChoice, now_ms: i64) -> 
         SealChoice::Memory => (SealKind::Keyfile, Vec::new()),
     };
     let record = SealRecord { kind, check: hex_encode(&root.check_value()), created_ms: now_ms, active_term: 1 };
-    let ring = Keyring::new(RootKey::from_slice(root.expose_bytes())?, 1);
+    let session = Unsealed::new(Keyring::new(RootKey::from_slice(root.expose_bytes())?, 1));
     let admin_key = AccessKeySecret::generate(access_key::DEFAULT_PREFIX)?;
     let policy = KeyPolicy { scopes: Scope::all(), ..KeyPolicy::default() };
     let rec = new_record(
-        &ring,
+        &session,
         &admin_key,
         "bootstrap-admin",
         Some("operator".into()),
-        crate::keys::KEYWARD_NAMESPACE,
+        KEYWARD_NAMESPACE,
         &policy,
         None,
         now_ms,

@@ -3,13 +3,7 @@
 //! state; audit queue depth, write latency and sink drops; keys expiring
 //! within seven days. No label ever carries a key, a path value or a secret.
 
-use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
-use crate::state::{AppState, SealState};
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use keyward_core::scope::Need;
+use crate::error::{Error, Result};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -17,7 +11,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::atomic::Ordering;
 
 type Labels = Vec<(String, String)>;
 
@@ -43,7 +36,7 @@ fn latency() -> Histogram {
 
 /// Every metric keyward exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<ActionLabel, Histogram, fn() -> Histogram>,
@@ -92,47 +85,47 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a finished request.
-    pub fn request(&self, action: &str, decision: &'static str, code: &'static str, seconds: f64) {
+    pub(crate) fn request(&self, action: &str, decision: &'static str, code: &'static str, seconds: f64) {
         let action = action.to_string();
         self.request_seconds.get_or_create(&ActionLabel { action: action.clone() }).observe(seconds);
         self.requests.get_or_create(&RequestLabels { action, decision, code }).inc();
     }
 
     /// Times an exchange call.
-    pub fn upstream(&self, account: &str, seconds: f64) {
+    pub(crate) fn upstream(&self, account: &str, seconds: f64) {
         self.upstream_seconds.get_or_create(&vec![("account".to_string(), account.to_string())]).observe(seconds);
     }
 }
 
-/// `GET /metrics` (`sys:metrics`).
-pub async fn scrape(State(state): State<AppState>, who: Principal) -> ApiResult<Response> {
-    who.require(Need::SysMetrics, "scraping metrics (sys:metrics)")?;
-    render(&state)
+/// Gauges read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Gauges {
+    /// Sealed now.
+    pub sealed: bool,
+    /// Audit entries waiting for the writer.
+    pub audit_queue: u64,
+    /// Audit entries the sinks dropped.
+    pub audit_dropped: u64,
+    /// Active keys expiring within seven days (unsealed only).
+    pub keys_expiring: Option<u64>,
+    /// Keys known (unsealed only).
+    pub access_keys: Option<u64>,
 }
 
-/// `GET /metrics` on the open metrics listener (`--metrics-listen`), no key.
-pub async fn open_scrape(State(state): State<AppState>) -> ApiResult<Response> {
-    render(&state)
-}
-
-fn render(state: &AppState) -> ApiResult<Response> {
-    let m = &state.metrics;
-    let sealed = matches!(&*state.seal.read().map_err(|_| ApiError::internal("lock"))?, SealState::Sealed { .. });
-    m.sealed.set(i64::from(sealed));
-    m.audit_queue.set(state.auditor.queue_depth() as i64);
-    m.audit_dropped.set(state.sinks.dropped.load(Ordering::Relaxed) as i64);
-    if let Ok(u) = state.unsealed() {
-        let now = state.clock.now_ms();
-        let keys = u.keys.read().map_err(|_| ApiError::internal("lock"))?.all();
-        let soon = keys
-            .iter()
-            .filter(|k| k.effective_state(now) == crate::keys::KeyState::Active)
-            .filter(|k| k.policy.expires_ms.is_some_and(|e| e - now <= 7 * 86_400_000))
-            .count();
-        m.keys_expiring.set(soon as i64);
-        m.access_keys.set(keys.len() as i64);
+impl Metrics {
+    /// The exposition text (OpenMetrics) with these gauges.
+    pub(crate) fn render(&self, g: Gauges) -> Result<String> {
+        self.sealed.set(i64::from(g.sealed));
+        self.audit_queue.set(g.audit_queue as i64);
+        self.audit_dropped.set(g.audit_dropped as i64);
+        if let Some(n) = g.keys_expiring {
+            self.keys_expiring.set(n as i64);
+        }
+        if let Some(n) = g.access_keys {
+            self.access_keys.set(n as i64);
+        }
+        let mut text = String::new();
+        encode(&mut text, &self.registry).map_err(|_| Error::internal("metrics encoding"))?;
+        Ok(text)
     }
-    let mut text = String::new();
-    encode(&mut text, &m.registry).map_err(|_| ApiError::internal("metrics encoding"))?;
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
 }

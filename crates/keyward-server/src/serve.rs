@@ -2,8 +2,9 @@
 //! when that is the seal, and listen. Without TLS it listens only on loopback
 //! unless told `--insecure-listen`.
 
+use crate::config::RuntimeConfig;
+use crate::http::AppState;
 use crate::init::{self, SealChoice};
-use crate::state::{AppState, RuntimeConfig};
 use keyward_core::clock::{Clock, ManualClock, SystemClock};
 use keyward_store::{SealKind, SqliteStore, Store};
 use std::net::SocketAddr;
@@ -64,6 +65,7 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
             "refusing to listen on {addr} without TLS: give --tls-cert and --tls-key, or --insecure-listen if a TLS-terminating proxy sits in front"
         )));
     }
+    crate::http::init_request_ids().map_err(err)?;
     let manual = opts.test_clock.then(|| Arc::new(ManualClock::new(SystemClock.now_ms())));
     let (state, mut banner) =
         if opts.dev { open_dev(&opts, manual.clone()).await? } else { open_data(&opts, manual.clone()).await? };
@@ -81,9 +83,7 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
             .await
             .map_err(|e| StartError(format!("cannot listen on {maddr}: {e}")))?;
         println!("keyward metrics on http://{}/metrics", l.local_addr().map_err(err)?);
-        let router = axum::Router::new()
-            .route("/metrics", axum::routing::get(crate::metrics::open_scrape))
-            .with_state(state.clone());
+        let router = crate::http::metrics_app(state.clone());
         tokio::spawn(async move {
             let _ = axum::serve(l, router).await;
         });
@@ -93,7 +93,9 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
         let mut tick = tokio::time::interval(checker.config.alerts.check_every);
         loop {
             tick.tick().await;
-            check_dates(&checker).await;
+            if !checker.barrier.is_sealed() {
+                checker.sinks.alerts.check_dates(&checker.keys, &checker.secrets, checker.clock.now_ms()).await;
+            }
         }
     });
     let flusher = state.clone();
@@ -101,10 +103,10 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tick.tick().await;
-            flusher.flush_last_used().await;
+            flusher.keys.flush_last_used().await;
         }
     });
-    let app = crate::app(state.clone());
+    let app = crate::http::app(state.clone());
 
     let listener =
         std::net::TcpListener::bind(addr).map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
@@ -145,61 +147,28 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
         }
     };
     // Last uses noted since the last tick.
-    state.flush_last_used().await;
+    state.keys.flush_last_used().await;
     served
 }
 
-/// Raises alerts for keys expiring within seven days and secrets due for rotation.
-async fn check_dates(state: &AppState) {
-    let Ok(u) = state.unsealed() else { return };
-    let now = state.clock.now_ms();
-    let week = 7 * 86_400_000;
-    let keys = u.keys.read().map(|k| k.all()).unwrap_or_default();
-    for k in keys {
-        let active = k.effective_state(now) == crate::keys::KeyState::Active;
-        if let Some(exp) = k.policy.expires_ms
-            && active
-            && exp - now <= week
-        {
-            state.auditor_alert(
-                "expiry",
-                format!("key {}", k.id),
-                format!("key {} ({}) expires at {}", k.id, k.name, crate::routes::timestamp(exp)),
-                now,
-            );
-        }
-    }
-    if let Ok(secrets) = state.store.list_secrets("").await {
-        for m in secrets {
-            if let Some(p) = m.rotation_period_s {
-                let due = m.updated_ms + p * 1000;
-                if due - now <= week {
-                    let when = if due <= now { "was due" } else { "is due" };
-                    state.auditor_alert(
-                        "rotation",
-                        format!("secret {}", m.path),
-                        format!("secret {} {when} for rotation at {}", m.path, crate::routes::timestamp(due)),
-                        now,
-                    );
-                }
-            }
-        }
-    }
-}
-
-fn new_state(store: Arc<dyn Store>, manual: Option<Arc<ManualClock>>, config: RuntimeConfig) -> AppState {
-    match manual {
-        Some(m) => AppState::with_test_clock(store, m, config),
-        None => AppState::sealed(store, Arc::new(SystemClock), config),
-    }
+fn new_state(
+    store: Arc<dyn Store>,
+    manual: Option<Arc<ManualClock>>,
+    config: RuntimeConfig,
+) -> Result<AppState, StartError> {
+    let clock: Arc<dyn Clock> = match &manual {
+        Some(m) => m.clone(),
+        None => Arc::new(SystemClock),
+    };
+    AppState::build(store, clock, manual, config).map_err(|e| StartError(format!("cannot start: {}", e.message)))
 }
 
 async fn open_dev(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Result<(AppState, String), StartError> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.map_err(err)?);
     let out = init::initialize(store.as_ref(), &SealChoice::Memory, SystemClock.now_ms()).await.map_err(err)?;
-    let state = new_state(store, manual, opts.runtime.clone());
+    let state = new_state(store, manual, opts.runtime.clone())?;
     let root = out.root.ok_or_else(|| err("dev init kept no root key"))?;
-    state.install_root(root, &out.record).await.map_err(|e| err(e.message))?;
+    state.unseal(root, &out.record).await.map_err(|e| err(e.message))?;
     let banner = format!(
         "keyward DEV MODE: everything is in memory and lost on exit; never use it for real keys.\n\
          Bootstrap admin key (shown once; it holds every scope):\n\n    export KEYWARD_TOKEN={}\n\n",
@@ -238,7 +207,7 @@ async fn open_data(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Re
         unseal_key_file: matches!(record.kind, SealKind::Keyfile).then(|| key_file.clone()),
         ..opts.runtime.clone()
     };
-    let state = new_state(store, manual, config);
+    let state = new_state(store, manual, config)?;
     match &record.kind {
         SealKind::Keyfile => {
             let root = init::read_key_file(&key_file).map_err(err)?;
@@ -249,7 +218,7 @@ async fn open_data(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Re
                     opts.data_dir.display()
                 )));
             }
-            state.install_root(root, &record).await.map_err(|e| err(e.message))?;
+            state.unseal(root, &record).await.map_err(|e| err(e.message))?;
         }
         SealKind::Shamir { threshold, shares, .. } => {
             banner.push_str(&format!(

@@ -4,6 +4,7 @@
 //! never blocking a request). Checkpoints go to every sink too, so a copy
 //! kept elsewhere can serve as an anchor for `keyward audit verify`.
 
+use crate::config::SinkConfig;
 use keyward_core::audit::{AuditEntry, Checkpoint};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -13,22 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Sink settings.
-#[derive(Debug, Clone, Default)]
-pub struct SinkConfig {
-    /// JSON-lines file.
-    pub file: Option<PathBuf>,
-    /// Rotate the file past this many bytes (keeps 5 old files).
-    pub file_max_bytes: u64,
-    /// Also print entries on standard output.
-    pub stdout: bool,
-    /// Webhook URLs.
-    pub webhooks: Vec<String>,
-}
-
 /// The running sinks.
 #[derive(Debug)]
-pub struct Sinks {
+pub(crate) struct Sinks {
     config: SinkConfig,
     /// The alert rules, which read the same stream.
     pub alerts: Arc<crate::alerts::Alerts>,
@@ -38,13 +26,13 @@ pub struct Sinks {
 }
 
 /// One line of a sink: an entry or a checkpoint.
-pub fn entry_line(e: &AuditEntry) -> Value {
+pub(super) fn entry_line(e: &AuditEntry) -> Value {
     json!({ "entry": e })
 }
 
 impl Sinks {
     /// Starts the sinks (webhook workers).
-    pub fn start(config: SinkConfig, client: reqwest::Client, alerts: Arc<crate::alerts::Alerts>) -> Self {
+    pub(crate) fn start(config: SinkConfig, client: reqwest::Client, alerts: Arc<crate::alerts::Alerts>) -> Self {
         let dropped = Arc::new(AtomicU64::new(0));
         let webhooks = config
             .webhooks
@@ -59,7 +47,7 @@ impl Sinks {
     }
 
     /// Hands durable entries (and a checkpoint) to every sink.
-    pub fn publish(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) {
+    pub(crate) fn publish(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) {
         self.alerts.observe(entries);
         if self.config.file.is_none() && !self.config.stdout && self.webhooks.is_empty() {
             return;

@@ -6,6 +6,7 @@
 //! refused by it, so one broken bot behind a shared NAT cannot lock out the
 //! others. Memory is bounded: past `MAX_TRACKED` addresses the stalest go.
 
+use crate::config::ThrottleConfig;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -13,36 +14,9 @@ use std::time::Duration;
 
 const MAX_TRACKED: usize = 100_000;
 
-/// Throttle settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleConfig {
-    /// Failures within `window` after which answers are delayed.
-    pub slow_after: u32,
-    /// Failures within `window` after which the address is refused.
-    pub block_after: u32,
-    /// Counting window.
-    pub window: Duration,
-    /// How long a refused address stays refused.
-    pub block_for: Duration,
-    /// Longest delay added to a failed answer.
-    pub max_delay: Duration,
-}
-
-impl Default for ThrottleConfig {
-    fn default() -> Self {
-        Self {
-            slow_after: 20,
-            block_after: 100,
-            window: Duration::from_secs(60),
-            block_for: Duration::from_secs(300),
-            max_delay: Duration::from_secs(1),
-        }
-    }
-}
-
 /// What to do with a failed authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Answer with the failure at once.
     Answer,
     /// Answer with the failure after this delay.
@@ -61,7 +35,7 @@ struct Entry {
 
 /// Failure counts per address.
 #[derive(Debug, Default)]
-pub struct AuthThrottle {
+pub(crate) struct AuthThrottle {
     config: ThrottleConfig,
     entries: Mutex<HashMap<IpAddr, Entry>>,
 }
@@ -80,12 +54,12 @@ fn bucket(ip: IpAddr) -> IpAddr {
 
 impl AuthThrottle {
     /// A throttle with these settings.
-    pub fn new(config: ThrottleConfig) -> Self {
+    pub(crate) fn new(config: ThrottleConfig) -> Self {
         Self { config, entries: Mutex::new(HashMap::new()) }
     }
 
     /// Records a failed authentication from `ip` at `now_ms`; says how to answer.
-    pub fn fail(&self, ip: IpAddr, now_ms: i64) -> Verdict {
+    pub(crate) fn fail(&self, ip: IpAddr, now_ms: i64) -> Verdict {
         let c = self.config;
         let Ok(mut map) = self.entries.lock() else { return Verdict::Answer };
         if map.len() >= MAX_TRACKED && !map.contains_key(&bucket(ip)) {

@@ -6,37 +6,40 @@
 //! `--allow-upstream` (tests, private gateways): a `base_url` is no way to
 //! reach arbitrary addresses.
 
-use crate::error::{ApiError, ApiResult};
-use crate::state::{AppState, Unsealed};
-use axum::http::StatusCode;
-use keyward_core::envelope;
+use crate::error::{Code, Error, Result};
+use crate::secrets::Version;
+use keyward_core::decision::DenyReason;
 use keyward_core::secret::SecretData;
 use keyward_exchanges::{Credentials, Exchange, SignError};
 use url::Url;
 
 /// Where exchange accounts live.
-pub const PREFIX: &str = "exchanges/";
+pub(crate) const PREFIX: &str = "exchanges/";
 
 /// Fields never returned without `account:<name>:export`.
-pub const SECRET_FIELDS: &[&str] = &["api_secret", "private_key", "passphrase"];
+pub(crate) const SECRET_FIELDS: &[&str] = &["api_secret", "private_key", "passphrase"];
 
 /// The account name of a secret path (`exchanges/binance-main` → `binance-main`).
-pub fn account_name(path: &str) -> Option<&str> {
+pub(crate) fn account_name(path: &str) -> Option<&str> {
     path.strip_prefix(PREFIX).filter(|n| !n.is_empty() && !n.contains('/'))
 }
 
 /// Maps a signer's complaint about the account to an answer naming the field.
-pub fn account_error(e: SignError) -> ApiError {
+pub(crate) fn account_error(e: SignError) -> Error {
     match e {
-        SignError::MissingField(_) | SignError::Field { .. } => ApiError::bad("account_invalid", e.to_string()),
-        SignError::Request(_) => ApiError::bad("request_not_canonical", e.to_string()),
-        _ => ApiError::internal("signing failed"),
+        SignError::MissingField(_) | SignError::Field { .. } => Error::new(Code::AccountInvalid, e.to_string()),
+        SignError::Request(_) => Error::new(DenyReason::RequestNotCanonical, e.to_string()),
+        _ => Error::internal("signing failed"),
     }
 }
 
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(Code::AccountInvalid, message)
+}
+
 /// Checks that `raw` is an upstream this exchange (or the server's allowlist) permits.
-pub fn check_upstream(ex: &dyn Exchange, raw: &str, allow: &[String]) -> ApiResult<Url> {
-    let bad = |why: &str| ApiError::bad("upstream_not_allowed", format!("upstream {raw:?}: {why}"));
+pub(crate) fn check_upstream(ex: &dyn Exchange, raw: &str, allow: &[String]) -> Result<Url> {
+    let bad = |why: &str| Error::new(Code::UpstreamNotAllowed, format!("upstream {raw:?}: {why}"));
     let url = Url::parse(raw).map_err(|_| bad("not a URL"))?;
     let host = url.host_str().ok_or_else(|| bad("no host"))?.to_ascii_lowercase();
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
@@ -66,18 +69,17 @@ pub fn check_upstream(ex: &dyn Exchange, raw: &str, allow: &[String]) -> ApiResu
 }
 
 /// Prefix → URL overrides from `base_url` / `base_urls` fields.
-fn overrides(data: &SecretData) -> ApiResult<Vec<(String, String)>> {
+fn overrides(data: &SecretData) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     if let Some(map) = data.0.get("base_urls") {
         let v: serde_json::Value = serde_json::from_str(map.expose()).map_err(|_| {
-            ApiError::bad("account_invalid", "base_urls must be a JSON object of path prefix → URL, e.g. {\"/api\": \"https://testnet.binance.vision\"}")
+            invalid("base_urls must be a JSON object of path prefix → URL, e.g. {\"/api\": \"https://testnet.binance.vision\"}")
         })?;
-        let obj = v.as_object().ok_or_else(|| ApiError::bad("account_invalid", "base_urls must be a JSON object"))?;
+        let obj = v.as_object().ok_or_else(|| invalid("base_urls must be a JSON object"))?;
         for (prefix, url) in obj {
-            let url =
-                url.as_str().ok_or_else(|| ApiError::bad("account_invalid", "base_urls values must be strings"))?;
+            let url = url.as_str().ok_or_else(|| invalid("base_urls values must be strings"))?;
             if !prefix.starts_with('/') {
-                return Err(ApiError::bad("account_invalid", format!("base_urls prefix {prefix:?} must start with /")));
+                return Err(invalid(format!("base_urls prefix {prefix:?} must start with /")));
             }
             out.push((prefix.clone(), url.to_string()));
         }
@@ -89,10 +91,10 @@ fn overrides(data: &SecretData) -> ApiResult<Vec<(String, String)>> {
 }
 
 /// Validates an account's fields when it is written.
-pub fn validate(kind: &str, data: &SecretData, allow: &[String]) -> ApiResult<&'static dyn Exchange> {
+pub(crate) fn validate(kind: &str, data: &SecretData, allow: &[String]) -> Result<&'static dyn Exchange> {
     let ex = keyward_exchanges::by_kind(kind).ok_or_else(|| {
         let kinds: Vec<_> = keyward_exchanges::registry().iter().map(|e| e.kind()).collect();
-        ApiError::bad("account_invalid", format!("unknown exchange type {kind:?}; known: {}", kinds.join(", ")))
+        invalid(format!("unknown exchange type {kind:?}; known: {}", kinds.join(", ")))
     })?;
     ex.check_fields(&|f| data.0.get(f).map(|v| v.expose().to_string())).map_err(account_error)?;
     for (_, url) in overrides(data)? {
@@ -103,7 +105,7 @@ pub fn validate(kind: &str, data: &SecretData, allow: &[String]) -> ApiResult<&'
 
 /// A loaded account, ready to sign.
 #[derive(Debug)]
-pub struct Account {
+pub(crate) struct Account {
     /// Its exchange.
     pub exchange: &'static dyn Exchange,
     /// Its credentials.
@@ -111,7 +113,7 @@ pub struct Account {
     /// Path prefix → checked upstream base URL (no trailing slash), or why
     /// it is refused: the account's overrides first, then the exchange's
     /// defaults. Checked once at load, not per request.
-    upstreams: Vec<(String, ApiResult<String>)>,
+    upstreams: Vec<(String, Result<String>)>,
     /// How many of `upstreams` are overrides.
     overridden: usize,
 }
@@ -119,11 +121,11 @@ pub struct Account {
 impl Account {
     /// The upstream base URL for a request path (longest matching prefix,
     /// an override before a default).
-    pub fn base_url(&self, path: &str) -> ApiResult<String> {
+    pub(crate) fn base_url(&self, path: &str) -> Result<String> {
         let (overrides, defaults) = self.upstreams.split_at(self.overridden);
         longest_prefix(overrides, path)
             .or_else(|| longest_prefix(defaults, path))
-            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "endpoint_unknown", "no upstream serves this path"))?
+            .ok_or_else(|| Error::new(DenyReason::EndpointUnknown, "no upstream serves this path"))?
             .clone()
     }
 }
@@ -132,43 +134,23 @@ fn longest_prefix<'a, T>(list: &'a [(String, T)], path: &str) -> Option<&'a T> {
     list.iter().filter(|(p, _)| path.starts_with(p.as_str())).max_by_key(|(p, _)| p.len()).map(|(_, t)| t)
 }
 
-/// The account, from the cache or loaded and decrypted once.
-pub async fn cached(state: &AppState, unsealed: &Unsealed, name: &str) -> ApiResult<std::sync::Arc<Account>> {
-    if let Some(a) = unsealed.accounts.read().ok().and_then(|m| m.get(name).cloned()) {
-        return Ok(a);
+impl Account {
+    /// The account stored in `version` of `exchanges/<name>`: its exchange,
+    /// credentials and upstreams (each checked once, here).
+    pub(crate) fn from_version(name: &str, version: &Version, allow: &[String]) -> Result<Self> {
+        let not_found =
+            || Error::not_found(format!("no exchange account {name:?} (a secret at exchanges/{name} with --type)"));
+        let kind = version.meta.kind.as_deref().ok_or_else(not_found)?;
+        let exchange = keyward_exchanges::by_kind(kind).ok_or_else(not_found)?;
+        let data = &version.data;
+        let creds =
+            Credentials::from_fields(|f| data.0.get(f).map(|v| v.expose().to_string())).map_err(account_error)?;
+        let check =
+            |url: &str| check_upstream(exchange, url, allow).map(|u| u.as_str().trim_end_matches('/').to_string());
+        let mut upstreams: Vec<(String, Result<String>)> =
+            overrides(data)?.into_iter().map(|(p, u)| (p, check(&u))).collect();
+        let overridden = upstreams.len();
+        upstreams.extend(exchange.base_urls().iter().map(|(p, u)| (p.to_string(), check(u))));
+        Ok(Account { exchange, creds, upstreams, overridden })
     }
-    // A change to the account while it loads must not leave the old one cached.
-    let generation = unsealed.secrets_generation();
-    let a = std::sync::Arc::new(load(state, unsealed, name).await?);
-    if let Ok(mut m) = unsealed.accounts.write()
-        && unsealed.secrets_generation() == generation
-    {
-        m.insert(name.to_string(), a.clone());
-    }
-    Ok(a)
-}
-
-/// Loads and decrypts the current version of an account.
-pub async fn load(state: &AppState, unsealed: &Unsealed, name: &str) -> ApiResult<Account> {
-    let not_found =
-        || ApiError::not_found(format!("no exchange account {name:?} (a secret at exchanges/{name} with --type)"));
-    let path = format!("{PREFIX}{name}");
-    let meta = state.store.secret_meta(&path).await?.ok_or_else(not_found)?;
-    let kind = meta.kind.clone().ok_or_else(not_found)?;
-    let exchange = keyward_exchanges::by_kind(&kind).ok_or_else(not_found)?;
-    let rec = state.store.version(&path, meta.current_version).await?.ok_or_else(not_found)?;
-    let blob = match (rec.deleted_ms, rec.ciphertext.as_deref()) {
-        (None, Some(b)) => b,
-        _ => return Err(not_found()),
-    };
-    let plain = envelope::open(&unsealed.keyring, &path, meta.current_version, blob)?;
-    let data = SecretData::decode(&plain)?;
-    let creds = Credentials::from_fields(|f| data.0.get(f).map(|v| v.expose().to_string())).map_err(account_error)?;
-    let allow = &state.config.allow_upstream;
-    let check = |url: &str| check_upstream(exchange, url, allow).map(|u| u.as_str().trim_end_matches('/').to_string());
-    let mut upstreams: Vec<(String, ApiResult<String>)> =
-        overrides(&data)?.into_iter().map(|(p, u)| (p, check(&u))).collect();
-    let overridden = upstreams.len();
-    upstreams.extend(exchange.base_urls().iter().map(|(p, u)| (p.to_string(), check(u))));
-    Ok(Account { exchange, creds, upstreams, overridden })
 }

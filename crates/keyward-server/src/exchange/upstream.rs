@@ -2,8 +2,8 @@
 //! account has left (shared by every bot on it, public calls included), and
 //! how far each exchange's clock is from ours.
 
-use crate::error::{ApiError, ApiResult};
-use axum::http::StatusCode;
+use crate::error::{Error, Result};
+use keyward_core::decision::DenyReason;
 use keyward_exchanges::Usage;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,13 +20,13 @@ type Seen = HashMap<(String, &'static str), (Usage, i64)>;
 
 /// Budgets by (account, bucket).
 #[derive(Debug, Default)]
-pub struct Budgets {
+pub(super) struct Budgets {
     seen: Mutex<Seen>,
 }
 
 impl Budgets {
     /// Refuses with 429 `exchange_budget` while the bucket is nearly spent.
-    pub fn check(&self, account: &str, bucket: Option<&'static str>, now_ms: i64) -> ApiResult<()> {
+    pub(super) fn check(&self, account: &str, bucket: Option<&'static str>, now_ms: i64) -> Result<()> {
         let Some(bucket) = bucket else { return Ok(()) };
         let Some((u, at)) = self.seen.lock().ok().and_then(|m| m.get(&(account.to_string(), bucket)).copied()) else {
             return Ok(());
@@ -34,22 +34,20 @@ impl Budgets {
         let resets_at = at + u.resets_in_ms as i64;
         if now_ms < resets_at && u.used * 100 >= u.limit * (100 - RESERVE_PERCENT) {
             let wait_ms = (resets_at - now_ms).max(1) as u64;
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "exchange_budget",
+            return Err(Error::new(
+                DenyReason::ExchangeBudget,
                 format!(
                     "account {account} has used {} of its {} {bucket} budget; keyward holds requests for {wait_ms} ms so the exchange does not ban it",
                     u.used, u.limit
                 ),
-            );
-            e.retry_after = Some(wait_ms.div_ceil(1000));
-            return Err(e);
+            )
+            .retry_after(wait_ms.div_ceil(1000)));
         }
         Ok(())
     }
 
     /// Records what an answer said.
-    pub fn record(&self, account: &str, usage: Usage, now_ms: i64) {
+    pub(super) fn record(&self, account: &str, usage: Usage, now_ms: i64) {
         if let Ok(mut m) = self.seen.lock() {
             m.insert((account.to_string(), usage.bucket), (usage, now_ms));
         }
@@ -58,14 +56,14 @@ impl Budgets {
 
 /// Exchange clock offsets by account.
 #[derive(Debug, Default)]
-pub struct Clocks {
+pub(super) struct Clocks {
     offsets: Mutex<HashMap<String, i64>>,
 }
 
 impl Clocks {
     /// Learns from an answer's `Date` header (one-second resolution, so only
     /// a real skew counts).
-    pub fn observe(&self, account: &str, date: Option<&str>, now_ms: i64) {
+    pub(super) fn observe(&self, account: &str, date: Option<&str>, now_ms: i64) {
         let Some(t) = date.and_then(|d| httpdate::parse_http_date(d).ok()) else { return };
         let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) else { return };
         let server_ms = d.as_millis() as i64 + 500;
@@ -80,7 +78,7 @@ impl Clocks {
     }
 
     /// Now on the exchange's clock.
-    pub fn exchange_now(&self, account: &str, now_ms: i64) -> i64 {
+    pub(super) fn exchange_now(&self, account: &str, now_ms: i64) -> i64 {
         now_ms + self.offsets.lock().ok().and_then(|m| m.get(account).copied()).unwrap_or(0)
     }
 }
@@ -97,7 +95,7 @@ mod tests {
         assert!(b.check("a", Some("api-weight"), 1).is_ok());
         b.record("a", u(5400), 0);
         let e = b.check("a", Some("api-weight"), 1).unwrap_err();
-        assert_eq!((e.code, e.retry_after), ("exchange_budget", Some(30)));
+        assert_eq!((e.code.as_str(), e.retry_after), ("exchange_budget", Some(30)));
         assert!(b.check("a", Some("api-weight"), 30_000).is_ok(), "the window reset");
         assert!(b.check("b", Some("api-weight"), 1).is_ok(), "other accounts are separate");
         assert!(b.check("a", Some("fapi-weight"), 1).is_ok(), "other buckets are separate");

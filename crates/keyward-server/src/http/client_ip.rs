@@ -4,9 +4,9 @@
 //! that is not one is the client. From anyone else those headers, and
 //! `X-Real-IP`, are ignored: they are the client's own words.
 
-use crate::auth::canonical_ip;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
+use keyward_core::policy::canonical_ip;
 use std::net::IpAddr;
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
@@ -54,7 +54,7 @@ fn parse_node(s: &str) -> Option<IpAddr> {
 }
 
 /// The client address for a request from `peer`.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
+pub(super) fn client_ip(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
     let peer = canonical_ip(peer);
     if proxies.is_empty() || !trusted(peer, proxies) {
         return peer;

@@ -1,83 +1,98 @@
-//! The one error type at the HTTP edge. Every refusal becomes
-//! `{"error":{"code":"…","message":"…"}}` with a stable code and a status.
-//! Messages are written for the operator and never carry a secret value, a
-//! key or a signature.
+//! The one error type at the HTTP edge: a service [`Error`] with the status
+//! its code answers with, as `{"error":{"code":"…","message":"…"}}`. The
+//! typed code also rides on the response, for the request's audit entry.
 
+use crate::error::{Code, Error};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keyward_core::CoreError;
-use keyward_store::StoreError;
+use keyward_core::decision::DenyReason;
 
-/// An error answer: status, stable code, message.
+/// An error answer.
 #[derive(Debug, Clone)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable machine-readable code.
-    pub code: &'static str,
-    /// Human-readable explanation.
-    pub message: String,
-    /// Seconds for a `Retry-After` header.
-    pub retry_after: Option<u64>,
-}
+pub(crate) struct ApiError(pub Error);
 
-impl ApiError {
-    /// An error with this status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
-    }
+/// Result at the HTTP edge.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-    /// 400 with `code`.
-    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    /// 401 `key_invalid`.
-    pub fn key_invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "key_invalid", message)
-    }
-
-    /// 403 `scope_missing`.
-    pub fn scope_missing(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "scope_missing", message)
-    }
-
-    /// 404 `not_found`.
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    /// 503 `sealed`.
-    pub fn sealed() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sealed",
-            "keyward is sealed: no secret can be read and no key verified until `keyward operator unseal`",
-        )
-    }
-
-    /// 500 `internal`, logged with a reference the operator can find.
-    pub fn internal(what: &str) -> Self {
-        tracing::error!(error = what, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
     }
 }
 
-/// The error code of an answer, for the audit entry of its request.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+impl From<keyward_store::StoreError> for ApiError {
+    fn from(e: keyward_store::StoreError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<keyward_core::CoreError> for ApiError {
+    fn from(e: keyward_core::CoreError) -> Self {
+        Self(e.into())
+    }
+}
+
+/// The status each code answers with.
+pub(super) fn status(code: Code) -> StatusCode {
+    use DenyReason as D;
+    match code {
+        Code::Deny(
+            D::KeyInvalid
+            | D::KeyDisabled
+            | D::KeyRevoked
+            | D::KeyExpired
+            | D::KeyRolled
+            | D::KeyPending
+            | D::KeyTampered,
+        ) => StatusCode::UNAUTHORIZED,
+        Code::Deny(D::RateLimited | D::ExchangeBudget | D::AuthThrottled) => StatusCode::TOO_MANY_REQUESTS,
+        Code::Deny(D::RequestNotCanonical) => StatusCode::BAD_REQUEST,
+        Code::Deny(_) => StatusCode::FORBIDDEN,
+        Code::InvalidRequest
+        | Code::InvalidQuery
+        | Code::InvalidPath
+        | Code::InvalidJson
+        | Code::InvalidScope
+        | Code::InvalidField
+        | Code::InvalidNamespace
+        | Code::InvalidType
+        | Code::InvalidPrefix
+        | Code::InvalidCidr
+        | Code::AccountInvalid
+        | Code::UpstreamNotAllowed
+        | Code::AllowlistRequired
+        | Code::ShareMalformed
+        | Code::ShareWrongSet
+        | Code::ShareDuplicate
+        | Code::ShareMismatch
+        | Code::UnsealKeyMismatch => StatusCode::BAD_REQUEST,
+        Code::NotFound | Code::SecretDeleted => StatusCode::NOT_FOUND,
+        Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Code::CasMismatch
+        | Code::InvalidState
+        | Code::NamespaceExists
+        | Code::AlreadyInitialized
+        | Code::RowTampered => StatusCode::CONFLICT,
+        Code::SecretDestroyed => StatusCode::GONE,
+        Code::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::Sealed | Code::AuditUnavailable | Code::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+        Code::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        Code::DecryptFailed | Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
 
 /// Every refusal's body: `{"error": {"code", "message"}}`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
+pub(super) struct ErrorBody {
     /// The code and the message.
     pub error: ErrorDetail,
 }
 
 /// A refusal's stable code and message.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
+pub(super) struct ErrorDetail {
     /// Stable, machine-readable (`scope_missing`, `key_revoked`, …; see docs/http-api.md).
     pub code: &'static str,
     /// For the operator; never a secret value, key or signature.
@@ -86,10 +101,11 @@ pub struct ErrorDetail {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
-        let mut resp = (self.status, Json(body)).into_response();
-        resp.extensions_mut().insert(ErrorCode(self.code));
-        if let Some(secs) = self.retry_after
+        let e = self.0;
+        let body = ErrorBody { error: ErrorDetail { code: e.code.as_str(), message: e.message } };
+        let mut resp = (status(e.code), Json(body)).into_response();
+        resp.extensions_mut().insert(e.code);
+        if let Some(secs) = e.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -97,52 +113,3 @@ impl IntoResponse for ApiError {
         resp
     }
 }
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict { current } => Self::new(
-                StatusCode::CONFLICT,
-                "cas_mismatch",
-                format!("check-and-set failed: the secret is at version {current}"),
-            ),
-            StoreError::NotFound => Self::not_found("no such item"),
-            StoreError::AlreadyInitialized => {
-                Self::new(StatusCode::CONFLICT, "already_initialized", "keyward is already initialised")
-            }
-            StoreError::Unavailable(why) => {
-                tracing::error!(error = %why, "store unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store is unavailable; try again")
-            }
-            StoreError::Corrupt(why) => Self::internal(&format!("corrupt stored data: {why}")),
-            other => Self::internal(&other.to_string()),
-        }
-    }
-}
-
-impl From<CoreError> for ApiError {
-    fn from(e: CoreError) -> Self {
-        let msg = e.to_string();
-        match e {
-            CoreError::InvalidPath(_) => Self::bad("invalid_path", msg),
-            CoreError::InvalidScope { .. } => Self::bad("invalid_scope", msg),
-            CoreError::InvalidField(_) => Self::bad("invalid_field", msg),
-            CoreError::ShareMalformed(_) => Self::bad("share_malformed", msg),
-            CoreError::ShareWrongSet { .. } => Self::bad("share_wrong_set", msg),
-            CoreError::ShareDuplicate(_) => Self::bad("share_duplicate", msg),
-            CoreError::ShareMismatch => Self::bad("share_mismatch", format!("{msg}; progress was reset, start over")),
-            CoreError::Decrypt | CoreError::Envelope(_) | CoreError::UnknownTerm(_) => {
-                tracing::error!(error = %msg, "a stored ciphertext failed to decrypt");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "decrypt_failed",
-                    "the stored ciphertext failed authentication (altered or moved row); nothing was returned",
-                )
-            }
-            _ => Self::internal(&msg),
-        }
-    }
-}
-
-/// Result at the HTTP edge.
-pub type ApiResult<T> = Result<T, ApiError>;

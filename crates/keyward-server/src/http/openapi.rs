@@ -5,12 +5,14 @@
 //! it is stale (`KEYWARD_UPDATE_OPENAPI=1 cargo test -p keyward-server
 //! openapi` rewrites it). Prose, error codes and examples: `docs/http-api.md`.
 
-use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::keys::{CreateKey, CreateNamespace, RollKey, VerifyAnswer, VerifyRequest};
-use crate::routes::secrets::{PutRequest, VersionsRequest};
-use crate::routes::sign::{SignRequest, Signed};
-use crate::routes::sys::UnsealRequest;
-use crate::routes::tokens::TokenRequest;
+use super::error::{ErrorBody, ErrorDetail};
+use super::routes::keys::RollKey;
+use super::routes::sign::SignRequest;
+use super::routes::sys::UnsealRequest;
+use super::routes::tokens::TokenRequest;
+use crate::exchange::Signed;
+use crate::keys::{CreateKey, CreateNamespace, RateInfo, VerifyAnswer, VerifyRequest};
+use crate::secrets::{PutRequest, VersionsRequest};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -21,7 +23,7 @@ use utoipa::openapi::{
 
 /// One route as documented.
 #[derive(Debug)]
-pub struct Route {
+pub(crate) struct Route {
     /// HTTP method (`ANY` for the proxy).
     pub method: &'static str,
     /// Path with `{parameters}`.
@@ -38,6 +40,9 @@ pub struct Route {
     pub body: Option<&'static str>,
     /// Success status, its schema name (`None`: a JSON object described in prose) and meaning.
     pub ok: (u16, Option<&'static str>, &'static str),
+    /// Key and policy changes, seal and unseal: the audit entry is durable
+    /// before the answer goes out.
+    pub sensitive: bool,
 }
 
 const fn route(
@@ -47,7 +52,7 @@ const fn route(
     summary: &'static str,
     scope: &'static str,
 ) -> Route {
-    Route { method, path, tag, summary, scope, query: &[], body: None, ok: (200, None, "done") }
+    Route { method, path, tag, summary, scope, query: &[], body: None, ok: (200, None, "done"), sensitive: false }
 }
 
 impl Route {
@@ -63,20 +68,41 @@ impl Route {
         self.ok = (status, schema, what);
         self
     }
+    const fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
+}
+
+/// The test hooks, served only on `--test-clock` servers and left out of the document.
+const TEST_ROUTES: &[Route] = &[
+    route("POST", "/v1/sys/test-clock", "sys", "Set the test clock", "sys:admin").sensitive(),
+    route("POST", "/v1/sys/test-fault", "sys", "Make audit writes fail", "sys:admin").sensitive(),
+];
+
+/// True when the route (as the router matched it) is sensitive.
+pub(crate) fn is_sensitive(method: &axum::http::Method, matched: &str) -> bool {
+    let path = matched.replace("{*", "{");
+    ROUTES
+        .iter()
+        .chain(TEST_ROUTES)
+        .find(|r| r.path == path && (r.method == "ANY" || r.method == method.as_str()))
+        .is_some_and(|r| r.sensitive)
 }
 
 /// Every public route of the router (the test-clock hooks are left out: they
 /// exist only on `--test-clock` servers).
-pub const ROUTES: &[Route] = &[
+pub(crate) const ROUTES: &[Route] = &[
     route("GET", "/v1/sys/health", "sys", "Seal state; always 200 while the process answers", "none").ok(
         200,
         None,
         "{initialized, sealed, seal_type, progress, threshold, version}",
     ),
     route("POST", "/v1/sys/unseal", "sys", "Submit one unseal share, the key file text, or reset", "none")
+        .sensitive()
         .body("UnsealRequest")
         .ok(200, None, "as health, with the progress"),
-    route("POST", "/v1/sys/seal", "sys", "Seal: wipe every key from memory", "sys:admin"),
+    route("POST", "/v1/sys/seal", "sys", "Seal: wipe every key from memory", "sys:admin").sensitive(),
     route("GET", "/v1/sys/status", "sys", "Health plus the active term and key count", "sys:admin"),
     route("GET", "/v1/secrets", "secrets", "List secrets the key may read or write", "any secret: scope")
         .query(&[("prefix", "only paths starting with this")]),
@@ -113,13 +139,14 @@ pub const ROUTES: &[Route] = &[
         ("namespace", "only this namespace"),
     ]),
     route("POST", "/v1/keys", "keys", "Create an access key (shown once)", "key:admin and every scope granted")
+        .sensitive()
         .body("CreateKey")
         .ok(201, None, "the key's settings and `key`, shown this once"),
     route("GET", "/v1/keys/{id}", "keys", "One key's settings and last use", "key:admin"),
-    route("DELETE", "/v1/keys/{id}", "keys", "Revoke a key at once", "key:admin"),
-    route("POST", "/v1/keys/{id}/revoke", "keys", "Revoke a key at once", "key:admin"),
-    route("POST", "/v1/keys/{id}/disable", "keys", "Disable a key (reversible)", "key:admin"),
-    route("POST", "/v1/keys/{id}/enable", "keys", "Enable a disabled key", "key:admin"),
+    route("DELETE", "/v1/keys/{id}", "keys", "Revoke a key at once", "key:admin").sensitive(),
+    route("POST", "/v1/keys/{id}/revoke", "keys", "Revoke a key at once", "key:admin").sensitive(),
+    route("POST", "/v1/keys/{id}/disable", "keys", "Disable a key (reversible)", "key:admin").sensitive(),
+    route("POST", "/v1/keys/{id}/enable", "keys", "Enable a disabled key", "key:admin").sensitive(),
     route(
         "POST",
         "/v1/keys/{id}/roll",
@@ -127,6 +154,7 @@ pub const ROUTES: &[Route] = &[
         "A new key with the same settings; the old one works for the grace",
         "key:admin",
     )
+    .sensitive()
     .body("RollKey")
     .ok(201, None, "the new key's settings and `key`, shown this once"),
     route(
@@ -146,6 +174,7 @@ pub const ROUTES: &[Route] = &[
         "Create a key namespace with its own prefix",
         "key:admin and key:verify:<name>",
     )
+    .sensitive()
     .body("CreateNamespace")
     .ok(201, None, "{name, prefix, created_at}"),
     route("POST", "/v1/auth/token", "keys", "Mint a short-lived token bound to the caller's address", "any key")
@@ -195,7 +224,7 @@ fn json_content(schema: RefOr<Schema>) -> utoipa::openapi::Content {
 }
 
 /// The OpenAPI document.
-pub fn document() -> OpenApi {
+pub(crate) fn document() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for r in ROUTES {
         let mut op = OperationBuilder::new()
@@ -278,7 +307,7 @@ pub fn document() -> OpenApi {
         .schema_from::<RollKey>()
         .schema_from::<VerifyRequest>()
         .schema_from::<VerifyAnswer>()
-        .schema_from::<crate::auth::RateInfo>()
+        .schema_from::<RateInfo>()
         .schema_from::<CreateNamespace>()
         .schema_from::<TokenRequest>()
         .schema_from::<SignRequest>()
@@ -309,7 +338,7 @@ fn operation_name(path: &str) -> String {
 }
 
 /// The document as pretty JSON with a trailing newline (what `docs/openapi.json` holds).
-pub fn json() -> String {
+pub(crate) fn json() -> String {
     let mut text = document().to_pretty_json().unwrap_or_default();
     text.push('\n');
     text
@@ -350,12 +379,14 @@ mod tests {
     async fn every_documented_route_is_served() {
         use tower::Service;
         let store = std::sync::Arc::new(keyward_store::SqliteStore::in_memory().await.expect("store"));
-        let state = crate::state::AppState::sealed(
+        let state = super::super::AppState::build(
             store,
             std::sync::Arc::new(keyward_core::clock::SystemClock),
-            crate::state::RuntimeConfig::default(),
-        );
-        let mut app = crate::app(state);
+            None,
+            crate::config::RuntimeConfig::default(),
+        )
+        .expect("state");
+        let mut app = super::super::app(state);
         for r in ROUTES {
             let path = r.path.replace("{path}", "a/b").replace(['{', '}'], "");
             let method = if r.method == "ANY" { "GET" } else { r.method };

@@ -1,17 +1,19 @@
-//! Access keys as the server holds them: the stored row, its policy, its MAC,
-//! and the in-memory index that verification reads (no disk on the hot path).
+//! Access keys as verification sees them, and the in-memory index it reads:
+//! no disk on the hot path. An entry is built from its stored row once, with
+//! the row's MAC checked then; live state (rate limiter, last use) lives on
+//! the entry.
 
+use crate::error::{Error, Result};
+use crate::seal::Unsealed;
 use governor::clock::DefaultClock;
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use ipnet::IpNet;
-use keyward_core::keyring::Keyring;
+use keyward_core::decision::DenyReason;
+use keyward_core::policy::{KeyPolicy, KeyState};
 use keyward_core::rate::RateSpec;
-use keyward_core::scope::Scope;
 use keyward_store::KeyRecord;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -19,95 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The per-key GCRA limiter.
-pub type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
-
-/// The namespace of keyward's own keys; keys of any other namespace never
-/// authenticate to keyward's API.
-pub const KEYWARD_NAMESPACE: &str = "keyward";
-
-/// What a key may do and from where; stored as JSON and covered by the row MAC.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct KeyPolicy {
-    /// Scopes (default deny).
-    pub scopes: Vec<Scope>,
-    /// Client networks allowed; empty means any address.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow_ips: Vec<IpNet>,
-    /// Expiry (ms since the epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_ms: Option<i64>,
-    /// Not valid before (ms); `key_pending` until then.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_before_ms: Option<i64>,
-    /// Rate limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<RateSpec>,
-    /// Uses granted at creation (the live count is `uses_remaining`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uses: Option<u64>,
-    /// Free-form permissions of a platform key: stored and returned, never interpreted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub permissions: Vec<String>,
-    /// Free-form metadata.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub meta: BTreeMap<String, String>,
-    /// Set by a roll: the key works until then, and is `rolled` after.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grace_until_ms: Option<i64>,
-    /// Set by a roll: the id of the key that replaced this one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolled_to: Option<String>,
-    /// Order guards.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guard: Option<crate::guards::OrderGuard>,
-}
-
-/// Lifecycle states, one vocabulary everywhere (CLI, API, audit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyState {
-    /// Not valid yet.
-    Pending,
-    /// In use.
-    Active,
-    /// Switched off; may be enabled again.
-    Disabled,
-    /// Past its expiry.
-    Expired,
-    /// Replaced by a roll and past its grace period.
-    Rolled,
-    /// Revoked for good.
-    Revoked,
-    /// Reported compromised.
-    Compromised,
-    /// Removed.
-    Destroyed,
-}
-
-impl KeyState {
-    /// The stored and displayed name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Pending => "pending",
-            KeyState::Active => "active",
-            KeyState::Disabled => "disabled",
-            KeyState::Expired => "expired",
-            KeyState::Rolled => "rolled",
-            KeyState::Revoked => "revoked",
-            KeyState::Compromised => "compromised",
-            KeyState::Destroyed => "destroyed",
-        }
-    }
-
-    /// Parses a stored state.
-    pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
-    }
-}
+pub(super) type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
 /// The bytes a key row's MAC covers: every field that decides what the key
 /// may do. Length-prefixed, so no two rows share an encoding.
-pub fn mac_input(r: &KeyRecord) -> Vec<u8> {
+pub(crate) fn mac_input(r: &KeyRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + r.policy.len());
     let mut put = |b: &[u8]| {
         out.extend_from_slice(&(b.len() as u64).to_be_bytes());
@@ -127,7 +45,7 @@ pub fn mac_input(r: &KeyRecord) -> Vec<u8> {
 
 /// A key as verification sees it, with its live state (limiter, last use).
 #[derive(Debug)]
-pub struct KeyEntry {
+pub(crate) struct KeyEntry {
     /// Key id.
     pub id: String,
     /// Name.
@@ -138,7 +56,7 @@ pub struct KeyEntry {
     pub namespace: String,
     /// Policy.
     pub policy: KeyPolicy,
-    /// Lifecycle state.
+    /// Stored lifecycle state.
     pub state: KeyState,
     /// Created (ms).
     pub created_ms: i64,
@@ -146,7 +64,7 @@ pub struct KeyEntry {
     pub tampered: bool,
     /// Keyed hash of the key (index key).
     pub hash: [u8; 32],
-    /// Uses left when loaded (display only: `consume_use` is the authority).
+    /// Uses left when loaded or last spent (display only: the store is the authority).
     pub uses_remaining: AtomicI64,
     /// The rate limiter, if the key has a rate.
     pub limiter: Option<Limiter>,
@@ -159,53 +77,16 @@ pub struct KeyEntry {
 }
 
 /// A limiter for `spec`.
-pub fn limiter(spec: &RateSpec) -> Option<Limiter> {
+pub(super) fn limiter(spec: &RateSpec) -> Option<Limiter> {
     let burst = NonZeroU32::new(spec.burst)?;
     let quota = Quota::with_period(Duration::from_nanos(spec.interval_ns().max(1)))?.allow_burst(burst);
     Some(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
 }
 
-/// What the lifecycle says about a key at `now_ms`.
-impl KeyEntry {
-    /// The state to show and enforce: stored state, then expiry, not-before and roll grace.
-    pub fn effective_state(&self, now_ms: i64) -> KeyState {
-        if self.state != KeyState::Active {
-            return self.state;
-        }
-        if self.policy.grace_until_ms.is_some_and(|g| now_ms >= g) {
-            return KeyState::Rolled;
-        }
-        if self.policy.expires_ms.is_some_and(|e| now_ms >= e) {
-            return KeyState::Expired;
-        }
-        if self.policy.not_before_ms.is_some_and(|nb| now_ms < nb) {
-            return KeyState::Pending;
-        }
-        KeyState::Active
-    }
-
-    /// Notes a use (in memory; a background task writes it to the store).
-    pub fn note_use(&self, now_ms: i64, ip: IpAddr) {
-        self.last_used_ms.store(now_ms, Ordering::Relaxed);
-        if let Ok(mut g) = self.last_used_ip.lock() {
-            *g = Some(ip);
-        }
-        self.dirty.store(true, Ordering::Relaxed);
-    }
-
-    fn take_runtime_from(&mut self, old: &KeyEntry) {
-        self.last_used_ms.store(old.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
-        if let (Ok(mut mine), Ok(theirs)) = (self.last_used_ip.lock(), old.last_used_ip.lock()) {
-            *mine = *theirs;
-        }
-        self.dirty.store(old.dirty.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-}
-
 impl KeyEntry {
     /// Builds an entry from a stored row, checking its MAC.
-    pub fn from_record(r: &KeyRecord, ring: &Keyring) -> Self {
-        let mac_ok = ring.verify_row_mac(&mac_input(r), &r.mac);
+    pub(crate) fn from_record(r: &KeyRecord, unsealed: &Unsealed) -> Self {
+        let mac_ok = unsealed.verify_row_mac(&mac_input(r), &r.mac);
         let policy: Option<KeyPolicy> = serde_json::from_str(&r.policy).ok();
         let state = KeyState::parse(&r.state);
         let mut hash = [0u8; 32];
@@ -233,6 +114,48 @@ impl KeyEntry {
             dirty: AtomicBool::new(false),
         }
     }
+
+    /// The state to show and enforce at `now_ms`.
+    pub(crate) fn effective_state(&self, now_ms: i64) -> KeyState {
+        self.policy.state_at(self.state, now_ms)
+    }
+
+    /// Integrity and lifecycle: refuses a row that failed its MAC and a key
+    /// in any state but active (`key_tampered`, `key_revoked`, …).
+    pub(crate) fn check_identity(&self, now_ms: i64) -> Result<()> {
+        if self.tampered {
+            return Err(Error::new(
+                DenyReason::KeyTampered,
+                "this key's stored record failed its integrity check; it is refused",
+            ));
+        }
+        match self.effective_state(now_ms).denial() {
+            Some((reason, why)) => Err(Error::new(reason, why)),
+            None => Ok(()),
+        }
+    }
+
+    /// The state as shown: `tampered` for a row that failed its MAC.
+    pub(crate) fn shown_state(&self, now_ms: i64) -> &'static str {
+        if self.tampered { "tampered" } else { self.effective_state(now_ms).as_str() }
+    }
+
+    /// Notes a use (in memory; a background task writes it to the store).
+    pub(crate) fn note_use(&self, now_ms: i64, ip: IpAddr) {
+        self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        if let Ok(mut g) = self.last_used_ip.lock() {
+            *g = Some(ip);
+        }
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    fn take_runtime_from(&mut self, old: &KeyEntry) {
+        self.last_used_ms.store(old.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
+        if let (Ok(mut mine), Ok(theirs)) = (self.last_used_ip.lock(), old.last_used_ip.lock()) {
+            *mine = *theirs;
+        }
+        self.dirty.store(old.dirty.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
 }
 
 /// Hashes a map key that is already a uniformly random HMAC output by
@@ -240,7 +163,7 @@ impl KeyEntry {
 /// steer these values (they are HMACs under the secret pepper), so there is
 /// no hash-flooding to defend against.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct PrehashedKey(u64);
+pub(super) struct PrehashedKey(u64);
 
 impl std::hash::Hasher for PrehashedKey {
     fn finish(&self) -> u64 {
@@ -259,45 +182,51 @@ type ByHash = HashMap<[u8; 32], Arc<KeyEntry>, std::hash::BuildHasherDefault<Pre
 
 /// The in-memory index: by keyed hash (verification) and by id (management).
 #[derive(Debug, Default)]
-pub struct KeyIndex {
+pub(crate) struct KeyIndex {
     by_hash: ByHash,
     by_id: HashMap<String, Arc<KeyEntry>>,
 }
 
 impl KeyIndex {
     /// Builds the index from stored rows.
-    pub fn load(records: &[KeyRecord], ring: &Keyring) -> Self {
+    pub(crate) fn load(records: &[KeyRecord], unsealed: &Unsealed) -> Self {
         let mut idx = Self::default();
         for r in records {
-            idx.upsert(KeyEntry::from_record(r, ring));
+            idx.upsert(KeyEntry::from_record(r, unsealed));
         }
         idx
     }
 
     /// Adds or replaces an entry. A replaced entry hands over its last use.
-    pub fn upsert(&mut self, mut e: KeyEntry) {
+    pub(crate) fn upsert(&mut self, mut e: KeyEntry) -> Arc<KeyEntry> {
         if let Some(old) = self.by_id.get(&e.id) {
             e.take_runtime_from(old);
         }
         let e = Arc::new(e);
         self.by_hash.insert(e.hash, e.clone());
-        self.by_id.insert(e.id.clone(), e);
+        self.by_id.insert(e.id.clone(), e.clone());
+        e
     }
 
     /// Looks a key up by its keyed hash.
-    pub fn by_hash(&self, h: &[u8; 32]) -> Option<Arc<KeyEntry>> {
+    pub(crate) fn by_hash(&self, h: &[u8; 32]) -> Option<Arc<KeyEntry>> {
         self.by_hash.get(h).cloned()
     }
 
     /// Looks a key up by id.
-    pub fn by_id(&self, id: &str) -> Option<Arc<KeyEntry>> {
+    pub(crate) fn by_id(&self, id: &str) -> Option<Arc<KeyEntry>> {
         self.by_id.get(id).cloned()
     }
 
     /// Every entry, oldest first.
-    pub fn all(&self) -> Vec<Arc<KeyEntry>> {
+    pub(crate) fn all(&self) -> Vec<Arc<KeyEntry>> {
         let mut v: Vec<_> = self.by_id.values().cloned().collect();
         v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
         v
+    }
+
+    /// How many keys.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
     }
 }

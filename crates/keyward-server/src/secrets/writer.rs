@@ -12,9 +12,9 @@
 //! store's compare-and-insert still guards against other nodes: a version
 //! that lost comes back as `cas_mismatch` for its request to retry.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
+use crate::seal::Unsealed;
 use keyward_core::clock::Clock;
-use keyward_core::envelope;
 use keyward_store::{NewVersion, SecretMeta, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ const MAX_BATCH: usize = 256;
 
 /// One write: the plaintext of the new version and what to set with it.
 #[derive(Debug)]
-pub struct WriteJob {
+pub(super) struct WriteJob {
     /// Secret path.
     pub path: String,
     /// Encoded fields (zeroized when dropped).
@@ -38,20 +38,20 @@ pub struct WriteJob {
     /// Rotation period to set.
     pub rotation_period_s: Option<i64>,
     /// The unsealed state the request was authorized against (its keyring encrypts).
-    pub unsealed: Arc<crate::state::Unsealed>,
+    pub unsealed: Arc<Unsealed>,
 }
 
-type Reply = oneshot::Sender<ApiResult<(SecretMeta, u64)>>;
+type Reply = oneshot::Sender<Result<(SecretMeta, u64)>>;
 
 /// The queue in front of the writer task.
 #[derive(Debug, Clone)]
-pub struct SecretWriter {
+pub(super) struct SecretWriter {
     tx: mpsc::UnboundedSender<(WriteJob, Reply)>,
 }
 
 impl SecretWriter {
     /// Starts the writer task.
-    pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub(super) fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(rx, store, clock));
         Self { tx }
@@ -59,9 +59,9 @@ impl SecretWriter {
 
     /// Queues a write and waits until it is durable: the stored metadata and
     /// the version written, or why not.
-    pub async fn write(&self, job: WriteJob) -> ApiResult<(SecretMeta, u64)> {
+    pub(super) async fn write(&self, job: WriteJob) -> Result<(SecretMeta, u64)> {
         let (tx, rx) = oneshot::channel();
-        let stopped = || ApiError::from(StoreError::Unavailable("the secret writer stopped".into()));
+        let stopped = || Error::from(StoreError::Unavailable("the secret writer stopped".into()));
         self.tx.send((job, tx)).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
@@ -107,11 +107,11 @@ async fn write_batch(batch: Vec<(WriteJob, Reply)>, store: &dyn Store, clock: &d
             continue;
         }
         let version = at + 1;
-        let ciphertext = match envelope::seal(&job.unsealed.keyring, &job.path, version, &job.plain) {
+        let ciphertext = match job.unsealed.encrypt(&job.path, version, &job.plain) {
             Ok(c) => c,
             Err(e) => {
                 current.insert(job.path, at);
-                let _ = reply.send(Err(e.into()));
+                let _ = reply.send(Err(e));
                 continue;
             }
         };
@@ -133,11 +133,11 @@ async fn write_batch(batch: Vec<(WriteJob, Reply)>, store: &dyn Store, clock: &d
     match store.insert_versions(&versions).await {
         Ok(results) => {
             for ((result, v), reply) in results.into_iter().zip(&versions).zip(replies) {
-                let _ = reply.send(result.map(|meta| (meta, v.version)).map_err(ApiError::from));
+                let _ = reply.send(result.map(|meta| (meta, v.version)).map_err(Error::from));
             }
         }
         Err(e) => {
-            let e = ApiError::from(e);
+            let e = Error::from(e);
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }

@@ -5,9 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use ipnet::IpNet;
 use keyward_core::duration;
-use keyward_server::serve::{ServerOptions, run as serve};
-use keyward_server::state::RuntimeConfig;
-use keyward_server::throttle::ThrottleConfig;
+use keyward_server::{AlertConfig, RuntimeConfig, ServerOptions, SinkConfig, ThrottleConfig, run as serve};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -217,7 +215,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             "upstream timeout",
             Duration::from_secs(30),
         )?,
-        alerts: keyward_server::alerts::AlertConfig {
+        alerts: AlertConfig {
             webhooks: a.alert_webhooks,
             slack: a.alert_slack,
             telegram: a.alert_telegram,
@@ -227,7 +225,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             burst_window: Duration::from_secs(60),
             check_every: pick(&a.alert_check_every, &None, "alert check interval", Duration::from_secs(60))?,
         },
-        sinks: keyward_server::sinks::SinkConfig {
+        sinks: SinkConfig {
             file: a.audit_file.or(file.audit_file),
             file_max_bytes: a.audit_file_max_bytes.or(file.audit_file_max_bytes).unwrap_or(0),
             stdout: a.audit_stdout || file.audit_stdout.unwrap_or(false),

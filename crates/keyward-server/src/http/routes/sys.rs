@@ -1,15 +1,17 @@
 //! `/v1/sys/*`: health (no key), unseal (the shares are the credential),
-//! seal and status (`sys:admin`).
+//! seal and status (`sys:admin`), and the test hooks of `--test-clock`
+//! servers.
 
-use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
-use crate::request::StrictJson;
-use crate::state::{AppState, SealState};
+use crate::auth::Caller;
+use crate::error::Error;
+use crate::http::extract::{StrictJson, record};
+use crate::http::{ApiResult, AppState};
+use crate::seal::Submitted;
 use axum::Json;
 use axum::extract::State;
-use keyward_core::keyring::RootKey;
+use axum::http::request::Parts;
+use keyward_core::clock::Clock;
 use keyward_core::scope::Need;
-use keyward_core::shamir::{Share, UnsealProgress, UnsealStep};
 use keyward_store::SealKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,31 +26,27 @@ fn seal_type(kind: &SealKind) -> &'static str {
 
 /// What health and unseal report about the seal.
 async fn seal_status(state: &AppState) -> ApiResult<Value> {
-    let record = state.seal_record().await?;
-    let (have, threshold) = match (&*state.seal.read().map_err(|_| ApiError::internal("lock"))?, &record.kind) {
-        (SealState::Sealed { progress: Some(p) }, _) => (p.have(), p.threshold()),
-        (_, SealKind::Shamir { threshold, .. }) => (0, *threshold),
-        _ => (0, 0),
-    };
+    let record = state.barrier.record().await?;
+    let progress = state.barrier.progress(&record)?;
     Ok(json!({
         "initialized": true,
-        "sealed": state.is_sealed(),
+        "sealed": state.barrier.is_sealed(),
         "seal_type": seal_type(&record.kind),
-        "progress": have,
-        "threshold": threshold,
+        "progress": progress.have,
+        "threshold": progress.threshold,
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
 
 /// `GET /v1/sys/health`: always 200 while the process answers; says whether sealed.
-pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub(crate) async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(seal_status(&state).await?))
 }
 
 /// Body of `POST /v1/sys/unseal`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UnsealRequest {
+pub(crate) struct UnsealRequest {
     /// One Shamir share (`kws1-…`).
     #[schema(value_type = Option<String>)]
     share: Option<Zeroizing<String>>,
@@ -72,82 +70,47 @@ impl std::fmt::Debug for UnsealRequest {
 
 /// `POST /v1/sys/unseal`: one Shamir share (`share`), or the unseal key file's
 /// text (`key`) for a key-file server that was sealed; `reset` drops progress.
-pub async fn unseal(
+/// The share is the credential: an accepted one is the allowed decision.
+pub(crate) async fn unseal(
     State(state): State<AppState>,
+    parts: Parts,
     StrictJson(req): StrictJson<UnsealRequest>,
 ) -> ApiResult<Json<Value>> {
-    let _guard = state.transition.lock().await;
-    let record = state.seal_record().await?;
-    if !state.is_sealed() {
-        return seal_status(&state).await.map(Json);
+    let _transition = state.barrier.transition().await;
+    let seal = state.barrier.record().await?;
+    if req.reset && state.barrier.is_sealed() {
+        state.barrier.reset_progress()?;
+    } else if !req.reset
+        && let Submitted::Root(root) = state.barrier.submit(
+            &seal,
+            req.share.as_deref().map(|s| s.as_str()),
+            req.key.as_deref().map(|s| s.as_str()),
+        )?
+    {
+        state.unseal(root, &seal).await?;
     }
-    let check =
-        keyward_core::keyring::hex_decode(&record.check).ok_or_else(|| ApiError::internal("bad check value"))?;
-    if req.reset {
-        if let SealState::Sealed { progress } = &mut *state.seal.write().map_err(|_| ApiError::internal("lock"))? {
-            *progress = None;
-        }
-        return seal_status(&state).await.map(Json);
-    }
-    let root = match (&record.kind, req.share, req.key) {
-        (SealKind::Shamir { set_id, threshold, .. }, Some(text), None) => {
-            let share = Share::parse(&text)?;
-            let step = {
-                let mut guard = state.seal.write().map_err(|_| ApiError::internal("lock"))?;
-                let SealState::Sealed { progress } = &mut *guard else {
-                    return Err(ApiError::internal("seal state changed"));
-                };
-                let p = progress.get_or_insert_with(|| UnsealProgress::new(set_id, *threshold));
-                p.add(share, &check)?
-            };
-            match step {
-                UnsealStep::Progress { .. } => return seal_status(&state).await.map(Json),
-                UnsealStep::Complete(root) => root,
-            }
-        }
-        (SealKind::Keyfile, None, Some(text)) => {
-            let root = RootKey::from_unseal_file(&text)?;
-            if !root.matches_check(&check) {
-                return Err(ApiError::bad(
-                    "unseal_key_mismatch",
-                    "this unseal key does not belong to this keyward data",
-                ));
-            }
-            root
-        }
-        (SealKind::Shamir { .. }, _, _) => {
-            return Err(ApiError::bad(
-                "invalid_request",
-                "this server unseals with Shamir shares: send {\"share\": \"kws1-…\"}",
-            ));
-        }
-        (SealKind::Keyfile, _, _) => {
-            return Err(ApiError::bad(
-                "invalid_request",
-                "this server unseals with its unseal key file: send {\"key\": \"<file contents>\"} or restart it",
-            ));
-        }
-    };
-    state.install_root(root, &record).await?;
+    record(&parts).allow();
     seal_status(&state).await.map(Json)
 }
 
 /// `POST /v1/sys/seal` (`sys:admin`): drops every key from memory.
-pub async fn seal(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
-    who.require(Need::SysAdmin, "sealing the server (sys:admin)")?;
-    drop(who);
-    let _guard = state.transition.lock().await;
-    state.seal_now()?;
+pub(crate) async fn seal(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Need::SysAdmin, "sealing the server (sys:admin)")?;
+    caller.admit().await?;
+    // The request's own hold on the keyring goes first.
+    drop(caller);
+    let _transition = state.barrier.transition().await;
+    state.seal()?;
     seal_status(&state).await.map(Json)
 }
 
 /// `GET /v1/sys/status` (`sys:admin`).
-pub async fn status(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
-    who.require(Need::SysAdmin, "reading server status (sys:admin)")?;
+pub(crate) async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Need::SysAdmin, "reading server status (sys:admin)")?;
+    caller.admit().await?;
     let mut s = seal_status(&state).await?;
-    let keys = who.unsealed.keys.read().map_err(|_| ApiError::internal("lock"))?.all().len();
-    s["active_term"] = json!(who.unsealed.keyring.active_term());
-    s["access_keys"] = json!(keys);
+    s["active_term"] = json!(caller.unsealed.active_term());
+    s["access_keys"] = json!(state.keys.count());
     if let Some(f) = &state.config.unseal_key_file {
         s["unseal_key_file"] = json!(f.display().to_string());
     }
@@ -157,50 +120,51 @@ pub async fn status(State(state): State<AppState>, who: Principal) -> ApiResult<
 /// Body of `POST /v1/sys/test-clock`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TestClockRequest {
+pub(crate) struct TestClockRequest {
     now_ms: Option<i64>,
     advance_ms: Option<i64>,
 }
 
+fn no_route() -> Error {
+    Error::not_found("no such route; see docs/http-api.md")
+}
+
 /// `POST /v1/sys/test-clock` (`sys:admin`): sets the time; exists only on a
 /// server started with `--test-clock`.
-pub async fn test_clock(
+pub(crate) async fn test_clock(
     State(state): State<AppState>,
-    who: Principal,
+    caller: Caller,
     StrictJson(req): StrictJson<TestClockRequest>,
 ) -> ApiResult<Json<Value>> {
-    let Some(clock) = &state.test_clock else {
-        return Err(ApiError::not_found("no such route; see docs/http-api.md"));
-    };
-    who.require(Need::SysAdmin, "setting the test clock (sys:admin)")?;
+    let clock = state.test_clock.as_ref().ok_or_else(no_route)?;
+    caller.require(Need::SysAdmin, "setting the test clock (sys:admin)")?;
+    caller.admit().await?;
     if let Some(ms) = req.now_ms {
         clock.set_ms(ms);
     }
     if let Some(d) = req.advance_ms {
         clock.advance_ms(d);
     }
-    use keyward_core::clock::Clock;
     Ok(Json(json!({ "now_ms": clock.now_ms() })))
 }
 
 /// Body of `POST /v1/sys/test-fault`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TestFaultRequest {
+pub(crate) struct TestFaultRequest {
     audit_fail: bool,
 }
 
 /// `POST /v1/sys/test-fault` (`sys:admin`, test-clock servers only): makes
 /// audit writes fail, to test that keyward fails closed.
-pub async fn test_fault(
+pub(crate) async fn test_fault(
     State(state): State<AppState>,
-    who: Principal,
+    caller: Caller,
     StrictJson(req): StrictJson<TestFaultRequest>,
 ) -> ApiResult<Json<Value>> {
-    if state.test_clock.is_none() {
-        return Err(ApiError::not_found("no such route; see docs/http-api.md"));
-    }
-    who.require(Need::SysAdmin, "injecting faults (sys:admin)")?;
-    state.auditor.fail_writes.store(req.audit_fail, std::sync::atomic::Ordering::Release);
+    state.test_clock.as_ref().ok_or_else(no_route)?;
+    caller.require(Need::SysAdmin, "injecting faults (sys:admin)")?;
+    caller.admit().await?;
+    state.auditor.set_fail_writes(req.audit_fail);
     Ok(Json(json!({ "audit_fail": req.audit_fail })))
 }

@@ -1,0 +1,119 @@
+//! Settings the running server consults, gathered in one place so every
+//! service reads the same values: trusted proxies, the failed-auth
+//! throttle, token lifetime, upstream rules, audit sinks and alert channels.
+
+use ipnet::IpNet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Unseal key file (keyfile seal), to tell the operator where it is.
+    pub unseal_key_file: Option<PathBuf>,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Failed-authentication throttle.
+    pub throttle: ThrottleConfig,
+    /// Longest lifetime of a short-lived token.
+    pub token_max_ttl: Duration,
+    /// Upstream hosts allowed besides each exchange's own (tests, private gateways).
+    pub allow_upstream: Vec<String>,
+    /// How long an exchange may take to answer before the proxy gives up (504).
+    pub upstream_timeout: Duration,
+    /// Audit sinks besides the database.
+    pub sinks: SinkConfig,
+    /// Alert rules and channels.
+    pub alerts: AlertConfig,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            unseal_key_file: None,
+            trusted_proxies: Vec::new(),
+            throttle: ThrottleConfig::default(),
+            token_max_ttl: Duration::from_secs(15 * 60),
+            allow_upstream: Vec::new(),
+            upstream_timeout: Duration::from_secs(30),
+            sinks: SinkConfig::default(),
+            alerts: AlertConfig::default(),
+        }
+    }
+}
+
+/// Throttle of failed authentications per client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// Failures within `window` after which answers are delayed.
+    pub slow_after: u32,
+    /// Failures within `window` after which the address is refused.
+    pub block_after: u32,
+    /// Counting window.
+    pub window: Duration,
+    /// How long a refused address stays refused.
+    pub block_for: Duration,
+    /// Longest delay added to a failed answer.
+    pub max_delay: Duration,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            slow_after: 20,
+            block_after: 100,
+            window: Duration::from_secs(60),
+            block_for: Duration::from_secs(300),
+            max_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where audit entries go besides the database.
+#[derive(Debug, Clone, Default)]
+pub struct SinkConfig {
+    /// JSON-lines file.
+    pub file: Option<PathBuf>,
+    /// Rotate the file past this many bytes (keeps 5 old files); 0 means 100 MiB.
+    pub file_max_bytes: u64,
+    /// Also print entries on standard output.
+    pub stdout: bool,
+    /// Webhook URLs.
+    pub webhooks: Vec<String>,
+}
+
+/// Alert rules and channels.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// Generic JSON webhooks.
+    pub webhooks: Vec<String>,
+    /// Slack-compatible incoming webhooks.
+    pub slack: Vec<String>,
+    /// Telegram Bot API `sendMessage` URLs (`https://api.telegram.org/bot<token>/sendMessage`).
+    pub telegram: Vec<String>,
+    /// Telegram chat id.
+    pub telegram_chat: Option<String>,
+    /// One alert per rule and subject within this window.
+    pub dedupe: Duration,
+    /// Denials within `burst_window` that make a burst.
+    pub burst_denials: usize,
+    /// The burst window.
+    pub burst_window: Duration,
+    /// How often expiry and rotation dates are checked.
+    pub check_every: Duration,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            slack: Vec::new(),
+            telegram: Vec::new(),
+            telegram_chat: None,
+            dedupe: Duration::from_secs(300),
+            burst_denials: 10,
+            burst_window: Duration::from_secs(60),
+            check_every: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! One pipeline for the sign API and the proxy, after the HTTP edge parsed
+//! the request into its canonical form and identified the caller:
+//!
+//! authorize (a scope on the account, the endpoint's class, for the sign API
+//! a signature that binds the request, order guards on pure inputs, and a
+//! request the exchange module can sign; the signature stays here) → admit
+//! last (rate, exchange budget, daily-notional reservation, one use) → audit
+//! the decision → act (hand the signed request out, or forward it) → audit
+//! the outcome.
+//!
+//! Nothing is spent before the caller is authorized. A reservation is given
+//! back when a later step refuses, or when the exchange cannot have received
+//! the request (no connection was made: refused, DNS, TLS). An order whose
+//! outcome is unknown (sent, then timed out or cut off) keeps its
+//! reservation: it may have been placed.
+
+use super::accounts::{Account, account_error};
+use super::forward::{self, Answer};
+use super::{Exchanges, PREFIX};
+use crate::audit::Verdict;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::keys::Admitted;
+use http::HeaderValue;
+use keyward_core::audit::AuditEntry;
+use keyward_core::decision::DenyReason;
+use keyward_core::guard::Passed;
+use keyward_core::order::Order;
+use keyward_core::scope::{Class, Need};
+use keyward_exchanges::{CanonicalRequest, Outgoing, SignContext};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The receive window keyward asks for (exchanges refuse older requests).
+pub(super) const RECV_WINDOW_MS: u64 = 5000;
+
+/// Client-given time and nonce (accepted on test-clock servers only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Overrides {
+    /// Timestamp to sign with.
+    pub timestamp_ms: Option<i64>,
+    /// Nonce to sign with.
+    pub nonce: Option<u64>,
+}
+
+/// Which door an exchange request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// `POST /v1/sign/{account}`: the signed request goes back to the caller.
+    SignApi,
+    /// `/proxy/{account}/…`: keyward forwards it; no signature leaves.
+    Proxy,
+}
+
+/// A request that passed authorization.
+#[derive(Debug)]
+struct Authorized {
+    name: String,
+    account: Arc<Account>,
+    class: Class,
+    creq: CanonicalRequest,
+    base: String,
+    passed: Option<Passed>,
+    /// The signed request (unsigned for public endpoints); it leaves
+    /// keyward only once the request is admitted.
+    out: Outgoing,
+}
+
+/// Daily notional taken for an order, to give back if it goes nowhere.
+#[derive(Debug)]
+struct Reservation {
+    key_id: String,
+    day: i64,
+    micros: i64,
+}
+
+/// A request that passed admission.
+#[derive(Debug)]
+struct Admission {
+    _proof: Admitted,
+    reservation: Option<Reservation>,
+}
+
+fn micros(d: Decimal) -> i64 {
+    (d * Decimal::from(1_000_000)).trunc().try_into().unwrap_or(i64::MAX)
+}
+
+/// Checks an account name (it is a secret path segment under `exchanges/`).
+pub(crate) fn check_account_name(name: &str) -> Result<()> {
+    keyward_core::secret_path::SecretPath::parse(&format!("{PREFIX}{name}"))
+        .map(|_| ())
+        .map_err(|_| Error::new(crate::error::Code::InvalidPath, "invalid account name"))
+}
+
+impl Exchanges {
+    /// The sign API: what to send to the exchange, signed.
+    pub(crate) async fn sign_request(
+        &self,
+        caller: &Caller,
+        account: &str,
+        creq: CanonicalRequest,
+        overrides: Overrides,
+    ) -> Result<Signed> {
+        if overrides != Overrides::default() && !self.config.allow_overrides {
+            return Err(Error::invalid(
+                "keyward sets timestamps and nonces itself; overrides are accepted only on a test-clock server",
+            ));
+        }
+        let a = self.authorize(caller, Via::SignApi, account, creq, overrides).await?;
+        self.admit(caller, &a).await?;
+        Ok(Signed::new(a))
+    }
+
+    /// The proxy: the request signed and forwarded, and the exchange's
+    /// answer. The decision is on record (durably, for a sensitive class)
+    /// before anything is forwarded; the outcome after.
+    pub(crate) async fn proxy_request(
+        &self,
+        caller: &Caller,
+        account: &str,
+        creq: CanonicalRequest,
+        client_headers: Vec<(&'static str, HeaderValue)>,
+    ) -> Result<Answer> {
+        let a = self.authorize(caller, Via::Proxy, account, creq, Overrides::default()).await?;
+        let admission = self.admit(caller, &a).await?;
+        let decision = match self.record_decision(caller, &a).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.release(&admission).await;
+                return Err(e);
+            }
+        };
+        let result = self.forward(a, &admission, client_headers).await;
+        self.record_outcome(decision, &result);
+        result
+    }
+
+    /// Authorization: nothing is read about the account before the key is
+    /// known to hold a scope on it, so a key without one learns nothing
+    /// (not even whether the account exists).
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        via: Via,
+        name: &str,
+        mut creq: CanonicalRequest,
+        overrides: Overrides,
+    ) -> Result<Authorized> {
+        if !caller.has_scope_on_account(name) {
+            return Err(Error::scope_missing(format!("this key has no scope on account {name}")));
+        }
+        let account = self.account(&caller.unsealed, name).await?;
+        let exchange = account.exchange;
+        creq.remove_params(exchange.auth_params());
+        let class = exchange.classify(&creq).ok_or_else(|| {
+            Error::new(
+                DenyReason::EndpointUnknown,
+                format!(
+                    "{} {} is not in keyward's {} catalog; it is refused until reviewed",
+                    creq.method.as_str(),
+                    creq.path,
+                    exchange.kind()
+                ),
+            )
+        })?;
+        caller.record.class(class);
+        caller.record.target(format!("{name} {} {}", creq.method.as_str(), creq.path));
+        if class != Class::Public {
+            caller.require(
+                Need::Account(name, class),
+                &format!("{} on account {name} (account:{name}:{})", class.as_str(), class.as_str()),
+            )?;
+        }
+        if via == Via::SignApi && class != Class::Public && !exchange.signature_binds_request() {
+            caller.require(
+                Need::Account(name, Class::Admin),
+                &format!(
+                    "signing for {name}: {} signatures do not cover the path, so a signature handed out could be replayed on another endpoint; the sign API needs account:{name}:admin (use the proxy instead)",
+                    exchange.kind()
+                ),
+            )?;
+        }
+        let base = account.base_url(&creq.path)?;
+        let passed = if matches!(class, Class::Trade | Class::Borrow) {
+            self.guard(caller, name, &account, &creq).await?
+        } else {
+            None
+        };
+        let out = self.outgoing(name, &account, class, &creq, overrides)?;
+        Ok(Authorized { name: name.to_string(), account, class, creq, base, passed, out })
+    }
+
+    /// Order guards: the orders as the exchange module reads them, the
+    /// reference prices they need, then the pure decision.
+    async fn guard(
+        &self,
+        caller: &Caller,
+        name: &str,
+        account: &Account,
+        creq: &CanonicalRequest,
+    ) -> Result<Option<Passed>> {
+        let exchange = account.exchange;
+        let Some(guard) = caller.key.policy.order_guard() else {
+            // No guards: the orders are still read, as far as possible, for the audit trail.
+            caller.record.detail(order_detail(&exchange.orders(creq).unwrap_or_default()));
+            return Ok(None);
+        };
+        let refuse = |msg: String| Error::new(DenyReason::OrderGuard, msg);
+        let orders = exchange.orders(creq).map_err(|e| refuse(format!("this key has order guards: {e}")))?;
+        caller.record.detail(order_detail(&orders));
+        let limits = guard.limits().map_err(|e| Error::internal(&format!("a stored order guard is invalid: {e}")))?;
+        let refs = self.references.gather(&self.client, &limits, &orders, name, account, creq).await?;
+        let passed = limits.evaluate(&orders, &|s| refs.get(s).copied()).map_err(|r| refuse(r.0))?;
+        Ok(Some(passed))
+    }
+
+    /// Admission, last: rate, the account's shared exchange budget, the
+    /// key's daily notional, then one use. Whatever a later step refuses
+    /// gives the reservation back.
+    async fn admit(&self, caller: &Caller, a: &Authorized) -> Result<Admission> {
+        let rate = caller.spend_rate()?;
+        let now = self.clock.now_ms();
+        self.budgets.check(&a.name, a.account.exchange.budget_bucket(&a.creq.path), now)?;
+        let reservation = self.reserve(caller, a, now).await?;
+        match caller.take_use(rate).await {
+            Ok(proof) => Ok(Admission { _proof: proof, reservation }),
+            Err(e) => {
+                self.give_back(reservation.as_ref()).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn reserve(&self, caller: &Caller, a: &Authorized, now_ms: i64) -> Result<Option<Reservation>> {
+        let Some(Passed { notional, daily_cap: Some(cap) }) = &a.passed else { return Ok(None) };
+        let r = Reservation {
+            key_id: caller.key.id.clone(),
+            day: now_ms.div_euclid(86_400_000),
+            micros: micros(*notional),
+        };
+        if !self.store.add_order_notional(&r.key_id, r.day, r.micros, micros(*cap)).await? {
+            return Err(Error::new(
+                DenyReason::OrderGuard,
+                format!("this order would take the key past its daily notional of {cap}"),
+            ));
+        }
+        Ok(Some(r))
+    }
+
+    async fn give_back(&self, reservation: Option<&Reservation>) {
+        let Some(r) = reservation else { return };
+        if let Err(e) = self.store.release_order_notional(&r.key_id, r.day, r.micros).await {
+            tracing::warn!(error = %e, key_id = %r.key_id, "could not give back a daily-notional reservation");
+        }
+    }
+
+    async fn release(&self, admission: &Admission) {
+        self.give_back(admission.reservation.as_ref()).await;
+    }
+
+    /// What to send: public requests unsigned, everything else signed with
+    /// keyward's own time (on the exchange's clock) and nonce.
+    fn outgoing(
+        &self,
+        name: &str,
+        account: &Account,
+        class: Class,
+        creq: &CanonicalRequest,
+        overrides: Overrides,
+    ) -> Result<Outgoing> {
+        if class == Class::Public {
+            return Ok(Outgoing {
+                method: creq.method,
+                path: creq.path.clone(),
+                query: creq.query_string(),
+                headers: Vec::new(),
+                body: creq.body_bytes().map(|(t, b)| (t.to_string(), b)),
+            });
+        }
+        let now = overrides.timestamp_ms.unwrap_or_else(|| self.clocks.exchange_now(name, self.clock.now_ms()));
+        let ctx = SignContext {
+            timestamp_ms: now,
+            nonce: overrides.nonce.unwrap_or_else(|| self.next_nonce(now)),
+            recv_window_ms: RECV_WINDOW_MS,
+        };
+        account.exchange.sign(creq, &account.creds, &ctx).map_err(account_error)
+    }
+
+    /// Forwards the signed request; learns the budget and clock from the answer.
+    async fn forward(
+        &self,
+        a: Authorized,
+        admission: &Admission,
+        client_headers: Vec<(&'static str, HeaderValue)>,
+    ) -> Result<Answer> {
+        let out = a.out;
+        let path = out.path.clone();
+        let keep_body = matches!(a.class, Class::Trade | Class::Borrow);
+        let sent_at = std::time::Instant::now();
+        match forward::send(&self.client, &a.base, out, client_headers, keep_body).await {
+            Ok(answer) => {
+                self.metrics.upstream(&a.name, sent_at.elapsed().as_secs_f64());
+                let now = self.clock.now_ms();
+                let header = |n: &str| answer.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+                if let Some(u) = a.account.exchange.usage(&path, &header, now) {
+                    self.budgets.record(&a.name, u, now);
+                }
+                self.clocks.observe(&a.name, header("date").as_deref(), now);
+                Ok(answer)
+            }
+            Err(failure) => {
+                if !failure.maybe_received {
+                    self.release(admission).await;
+                }
+                Err(failure.error)
+            }
+        }
+    }
+
+    /// The decision entry, before anything is forwarded; durable first for
+    /// a sensitive class. The request's own entry is then this one.
+    async fn record_decision(&self, caller: &Caller, a: &Authorized) -> Result<AuditEntry> {
+        let note = caller.record.note();
+        let entry = note.entry(Verdict::Allow, "", &a.name);
+        if a.class.is_sensitive() {
+            self.auditor.record_durable(entry.clone()).await?;
+        } else {
+            self.auditor.record(entry.clone());
+        }
+        caller.record.recorded();
+        Ok(entry)
+    }
+
+    /// The outcome entry: the exchange's status and order ids, or why it failed.
+    fn record_outcome(&self, decision: AuditEntry, result: &Result<Answer>) {
+        let (code, detail) = match result {
+            Ok(answer) if answer.order_ids.is_empty() => (answer.status.to_string(), String::new()),
+            Ok(answer) => {
+                (answer.status.to_string(), serde_json::json!({"exchange_order_ids": answer.order_ids}).to_string())
+            }
+            Err(e) => (e.code.as_str().to_string(), String::new()),
+        };
+        self.auditor.record(AuditEntry { decision: Verdict::Outcome.as_str().into(), code, detail, ..decision });
+    }
+}
+
+/// The order fields of a trade, for the audit entry (no secret in them).
+pub(super) fn order_detail(orders: &[Order]) -> String {
+    if orders.is_empty() {
+        return String::new();
+    }
+    #[derive(Serialize)]
+    struct Fields<'a> {
+        symbol: &'a str,
+        side: Option<&'static str>,
+        qty: Option<String>,
+        quote_qty: Option<String>,
+        price: Option<String>,
+        client_order_id: &'a Option<String>,
+    }
+    #[derive(Serialize)]
+    struct Detail<'a> {
+        orders: Vec<Fields<'a>>,
+    }
+    let orders = orders
+        .iter()
+        .map(|o| Fields {
+            symbol: &o.symbol,
+            side: o.side.map(|s| s.as_str()),
+            qty: o.qty.map(|q| q.to_string()),
+            quote_qty: o.quote_qty.map(|q| q.to_string()),
+            price: o.price.map(|p| p.to_string()),
+            client_order_id: &o.client_order_id,
+        })
+        .collect();
+    serde_json::to_string(&Detail { orders }).unwrap_or_default()
+}
+
+/// The answer of `POST /v1/sign/{account}`: what to send, signed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Signed {
+    method: &'static str,
+    url: String,
+    /// Header name → value, in the order to send them.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    headers: HeaderList,
+    body: Option<String>,
+    class: &'static str,
+}
+
+impl Signed {
+    fn new(a: Authorized) -> Self {
+        let out = a.out;
+        let target = out.target();
+        let mut headers = out.headers;
+        if let Some((t, _)) = &out.body {
+            headers.push(("Content-Type".into(), t.clone()));
+        }
+        Self {
+            method: out.method.as_str(),
+            url: format!("{}{target}", a.base),
+            headers: HeaderList(headers),
+            body: out.body.map(|(_, b)| String::from_utf8_lossy(&b).into_owned()),
+            class: a.class.as_str(),
+        }
+    }
+}
+
+/// Headers as a JSON object, in the order the signer gave them.
+#[derive(Debug)]
+struct HeaderList(Vec<(String, String)>);
+
+impl Serialize for HeaderList {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = ser.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}

@@ -1,0 +1,240 @@
+//! The HTTP edge: the router, the extractors, the error type, the client
+//! address, the OpenAPI document and the routes. A route parses its input,
+//! identifies the caller, authorizes, admits, then calls a service; the
+//! services never see a request.
+//!
+//! Every request but health gets one audit entry from [`audit_request`],
+//! built from what the pipeline noted (typed) and the typed code of the
+//! answer; the action comes from the route table, not from the URL. No
+//! handler logs a request body, a header value or a secret.
+
+mod client_ip;
+mod error;
+mod extract;
+pub(crate) mod openapi;
+mod routes;
+mod state;
+
+pub(crate) use error::{ApiError, ApiResult};
+pub(crate) use state::AppState;
+
+use crate::audit::{Record, Verdict};
+use crate::error::{Code, Error};
+use axum::Router;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// The router with every route, the audit entry of each request and the
+/// error mapping at the edge.
+pub(crate) fn app(state: AppState) -> Router {
+    use routes::{audit, keys, metrics, proxy, secrets, sign, sys, tokens};
+    Router::new()
+        .route("/v1/sys/health", get(sys::health))
+        .route("/v1/sys/status", get(sys::status))
+        .route("/v1/sys/unseal", post(sys::unseal))
+        .route("/v1/sys/seal", post(sys::seal))
+        .route("/v1/sys/test-clock", post(sys::test_clock))
+        .route("/v1/sys/test-fault", post(sys::test_fault))
+        .route("/v1/secrets", get(secrets::list))
+        .route("/v1/secrets/", get(secrets::list))
+        .route("/v1/secrets/{*path}", any(secrets::secret))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", get(keys::show).delete(keys::revoke))
+        .route("/v1/keys/verify", post(keys::verify))
+        .route("/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/v1/keys/{id}/disable", post(keys::disable))
+        .route("/v1/keys/{id}/enable", post(keys::enable))
+        .route("/v1/keys/{id}/roll", post(keys::roll))
+        .route("/v1/namespaces", get(keys::list_namespaces).post(keys::create_namespace))
+        .route("/v1/auth/token", post(tokens::mint))
+        .route("/v1/sign/{account}", post(sign::sign))
+        .route("/proxy/{account}/{*path}", any(proxy::proxy))
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/verify", get(audit::verify).post(audit::verify))
+        .route("/metrics", get(metrics::scrape))
+        .route_layer(middleware::from_fn(note_route))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), audit_request))
+        .layer(middleware::from_fn(log_request))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+/// The router of the open metrics listener (`--metrics-listen`): `/metrics` only, no key.
+pub(crate) fn metrics_app(state: AppState) -> Router {
+    Router::new().route("/metrics", get(routes::metrics::open_scrape)).with_state(state)
+}
+
+/// The action of a request (`secrets.get`): the route's resource and the
+/// method, both from fixed lists, since the action is a metrics label: a
+/// caller making up paths or methods must not make up label values.
+fn action(method: &Method, route: Option<&str>) -> String {
+    const RESOURCES: &[&str] = &["sys", "secrets", "keys", "namespaces", "auth", "sign", "proxy", "audit", "metrics"];
+    const METHODS: &[&str] = &["get", "post", "put", "delete", "patch", "head", "options"];
+    let resource = route
+        .map(|r| r.trim_start_matches("/v1/").trim_start_matches('/'))
+        .and_then(|r| r.split('/').next())
+        .and_then(|r| RESOURCES.iter().find(|x| **x == r))
+        .copied()
+        .unwrap_or("other");
+    let verb = METHODS.iter().find(|m| m.eq_ignore_ascii_case(method.as_str())).copied().unwrap_or("other");
+    format!("{resource}.{verb}")
+}
+
+/// The requested path after its resource (`/v1/secrets/apps/x` → `apps/x`):
+/// what the entry names as target unless the pipeline named a precise one.
+fn requested_target(path: &str) -> String {
+    let rest = path.strip_prefix("/v1/").or_else(|| path.strip_prefix('/')).unwrap_or(path);
+    rest.split_once('/').map(|(_, t)| t).unwrap_or("").chars().take(512).collect()
+}
+
+/// Runs once the router matched a route: the record learns the route's
+/// action and whether its entry must be durable before the answer.
+async fn note_route(matched: MatchedPath, req: Request, next: Next) -> Response {
+    if let Some(record) = req.extensions().get::<Record>() {
+        record.action(action(req.method(), Some(matched.as_str())));
+        if openapi::is_sensitive(req.method(), matched.as_str()) {
+            record.sensitive();
+        }
+    }
+    next.run(req).await
+}
+
+/// Writes the audit entry of every request but health (allowed or denied,
+/// failed authentications included), and refuses everything while the
+/// audit log cannot be written. Sensitive allowed requests wait until their
+/// entry is durable.
+async fn audit_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    // Health is no decision; the fault hook (test-clock servers only) must
+    // reach a server that refuses everything else.
+    if path == "/v1/sys/health" || (path == "/v1/sys/test-fault" && state.test_clock.is_some()) {
+        return next.run(req).await;
+    }
+    if let Err(e) = state.auditor.check() {
+        return ApiError(e).into_response();
+    }
+    let request_id = next_request_id();
+    let record = Record::new(request_id.clone(), action(req.method(), None));
+    req.extensions_mut().insert(record.clone());
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+    let started = Instant::now();
+    let mut resp = next.run(req).await;
+    let note = record.note();
+    let code = resp.extensions().get::<Code>().map(|c| c.as_str()).unwrap_or("");
+    let verdict = if note.allowed { Verdict::Allow } else { Verdict::Deny };
+    if !note.allowed && resp.status().is_success() {
+        tracing::error!(action = %note.action, "a request was answered without being admitted");
+        debug_assert!(false, "{} answered {} without admission", note.action, resp.status());
+    }
+    state.metrics.request(&note.action, verdict.as_str(), code, started.elapsed().as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    if note.recorded {
+        return resp;
+    }
+    let mut entry = note.entry(verdict, code, &requested_target(&path));
+    if entry.ip.is_empty() {
+        entry.ip = peer;
+    }
+    if note.sensitive && note.allowed {
+        if let Err(e) = state.auditor.record_durable(entry).await {
+            return ApiError(e).into_response();
+        }
+    } else {
+        state.auditor.record(entry);
+    }
+    resp
+}
+
+/// A request id unique across this process and, with overwhelming
+/// likelihood, across restarts: 6 random base62 characters drawn at start
+/// (see [`init_request_ids`]) and a 10-character counter. Ids name
+/// requests; they are no secret, so a counter saves a `getrandom` call per
+/// request.
+fn next_request_id() -> String {
+    use std::sync::atomic::Ordering;
+    let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut id = String::with_capacity(16);
+    id.push_str(REQUEST_PREFIX.get().map(String::as_str).unwrap_or("000000"));
+    id.push_str(&keyward_core::base62::encode_fixed(n, 10));
+    id
+}
+
+static REQUEST_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static REQUEST_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Draws the request-id prefix; part of starting, so a failing random
+/// source stops the server instead of giving every process the same ids.
+pub(crate) fn init_request_ids() -> Result<(), Error> {
+    if REQUEST_PREFIX.get().is_none() {
+        let prefix = keyward_core::base62::random_string(6)?;
+        let _ = REQUEST_PREFIX.set(prefix);
+    }
+    Ok(())
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::not_found("no such route; see docs/http-api.md"))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(Error::new(Code::MethodNotAllowed, "this route does not take that method"))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError(Error::internal("a handler panicked")).into_response()
+}
+
+/// One debug log line per request: method, path, status, time. Never
+/// headers, query values or bodies. Debug, because the audit trail already
+/// records every request, durably and chained; at the default level this
+/// would be a second, unprotected copy on stderr.
+async fn log_request(req: Request, next: Next) -> Response {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(
+        %method,
+        path = %path.chars().take(200).collect::<String>(),
+        status = resp.status().as_u16(),
+        micros = start.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{action, requested_target};
+    use axum::http::Method;
+
+    #[test]
+    fn actions_come_from_the_route_and_a_fixed_list() {
+        assert_eq!(action(&Method::GET, Some("/v1/secrets/{*path}")), "secrets.get");
+        assert_eq!(action(&Method::POST, Some("/proxy/{account}/{*path}")), "proxy.post");
+        assert_eq!(action(&Method::GET, Some("/metrics")), "metrics.get");
+        // No route, or a made-up method: no made-up label values.
+        assert_eq!(action(&Method::GET, None), "other.get");
+        assert_eq!(action(&Method::from_bytes(b"FOOBAR").unwrap(), Some("/v1/keys")), "keys.other");
+    }
+
+    #[test]
+    fn targets_are_the_path_after_the_resource() {
+        assert_eq!(requested_target("/v1/secrets/apps/x"), "apps/x");
+        assert_eq!(requested_target("/proxy/acct/api/v3/order"), "acct/api/v3/order");
+        assert_eq!(requested_target("/v1/sys/seal"), "seal");
+        assert_eq!(requested_target("/metrics"), "");
+    }
+}

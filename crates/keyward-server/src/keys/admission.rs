@@ -1,0 +1,95 @@
+//! Admission: the limits a request spends once it is authorized, last of
+//! all, so a refusal spends nothing. Rate first (in memory), then whatever
+//! the caller reserves of its own (the exchange pipeline: budget and daily
+//! notional), then one use of a use-limited key (durable, and the only step
+//! that cannot be given back, so it comes last).
+
+use super::{KeyEntry, Keys};
+use crate::error::{Error, Result};
+use governor::clock::{Clock as _, DefaultClock};
+use keyward_core::decision::DenyReason;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+/// Rate-limit state after a request, for the verify API.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct RateInfo {
+    /// Burst size.
+    pub limit: u32,
+    /// Requests left in the current burst.
+    pub remaining: u32,
+    /// Milliseconds until the burst is full again.
+    pub reset_ms: u64,
+}
+
+/// Proof that a request was authorized and admitted: what changes state
+/// takes one, and only [`Keys::take_use`] makes one.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    remaining: Option<i64>,
+    ratelimit: Option<RateInfo>,
+}
+
+impl Admitted {
+    /// Uses left after this request (use-limited keys).
+    pub(crate) fn remaining(&self) -> Option<i64> {
+        self.remaining
+    }
+
+    /// Rate-limit state after this request (rate-limited keys).
+    pub(crate) fn ratelimit(&self) -> Option<RateInfo> {
+        self.ratelimit
+    }
+}
+
+impl Keys {
+    /// Spends one request of the key's rate, or refuses with `rate_limited`.
+    pub(crate) fn spend_rate(&self, key: &KeyEntry) -> Result<Option<RateInfo>> {
+        let Some(lim) = &key.limiter else { return Ok(None) };
+        match lim.check() {
+            Ok(snap) => {
+                let q = snap.quota();
+                let used = q.burst_size().get().saturating_sub(snap.remaining_burst_capacity());
+                Ok(Some(RateInfo {
+                    limit: q.burst_size().get(),
+                    remaining: snap.remaining_burst_capacity(),
+                    reset_ms: (q.replenish_interval() * used).as_millis() as u64,
+                }))
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(Error::new(
+                    DenyReason::RateLimited,
+                    format!("this key's rate limit is reached; retry in {} ms", wait.as_millis()),
+                )
+                .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64))
+            }
+        }
+    }
+
+    /// Takes one use of a use-limited key, durably, and notes the use:
+    /// the last step of admission. Refuses with `uses_exhausted`.
+    pub(crate) async fn take_use(&self, key: &KeyEntry, ip: IpAddr, ratelimit: Option<RateInfo>) -> Result<Admitted> {
+        let mut remaining = None;
+        if key.policy.uses.is_some() {
+            match self.store.consume_use(&key.id).await? {
+                Some(left) => {
+                    key.uses_remaining.store(left, Ordering::Relaxed);
+                    remaining = Some(left);
+                }
+                None => {
+                    key.uses_remaining.store(0, Ordering::Relaxed);
+                    return Err(Error::new(DenyReason::UsesExhausted, "this key has no uses left"));
+                }
+            }
+        }
+        key.note_use(self.clock.now_ms(), ip);
+        Ok(Admitted { remaining, ratelimit })
+    }
+
+    /// Rate, then a use: the whole admission of a request with nothing of its own to reserve.
+    pub(crate) async fn admit(&self, key: &KeyEntry, ip: IpAddr) -> Result<Admitted> {
+        let rate = self.spend_rate(key)?;
+        self.take_use(key, ip, rate).await
+    }
+}

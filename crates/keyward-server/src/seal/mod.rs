@@ -1,0 +1,241 @@
+//! The seal barrier: the only holder of the keyring and the only caller of
+//! envelope encryption above the store. Sealed, it holds no key material and
+//! every service that needs a key gets `sealed`; unsealed, it hands out an
+//! [`Unsealed`] view whose methods encrypt, decrypt and derive, so no other
+//! module touches the root key. Key-term rotation and rewrap belong here.
+//!
+//! Never logs key material; the keyring's bytes are zeroed when the last
+//! [`Unsealed`] of a session is dropped.
+
+use crate::error::{Code, Error, Result};
+use keyward_core::audit::{public_key, signing_key};
+use keyward_core::envelope;
+use keyward_core::keyring::{Keyring, RootKey, hex_decode};
+use keyward_core::shamir::{Share, UnsealProgress, UnsealStep};
+use keyward_store::{SealKind, SealRecord, Store};
+use ring::signature::Ed25519KeyPair;
+use std::sync::{Arc, RwLock};
+use zeroize::Zeroizing;
+
+/// What exists only while unsealed: the keyring, behind methods that use it.
+#[derive(Debug)]
+pub(crate) struct Unsealed {
+    keyring: Keyring,
+}
+
+impl Unsealed {
+    /// A session over `keyring` (tests and benchmarks build one directly).
+    pub(crate) fn new(keyring: Keyring) -> Self {
+        Self { keyring }
+    }
+
+    /// Encrypts a secret version for `path` and `version` (bound into the AEAD data).
+    pub(crate) fn encrypt(&self, path: &str, version: u64, plain: &[u8]) -> Result<Vec<u8>> {
+        Ok(envelope::seal(&self.keyring, path, version, plain)?)
+    }
+
+    /// Decrypts a secret version stored for `path` and `version`.
+    pub(crate) fn decrypt(&self, path: &str, version: u64, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        Ok(envelope::open(&self.keyring, path, version, blob)?)
+    }
+
+    /// The keyed hash an access key is stored and looked up under.
+    pub(crate) fn access_key_hash(&self, key: &[u8]) -> [u8; 32] {
+        self.keyring.access_key_hash(key)
+    }
+
+    /// The MAC of an access-key row.
+    pub(crate) fn row_mac(&self, row: &[u8]) -> [u8; 32] {
+        self.keyring.row_mac(row)
+    }
+
+    /// Checks an access-key row's MAC in constant time.
+    pub(crate) fn verify_row_mac(&self, row: &[u8], mac: &[u8]) -> bool {
+        self.keyring.verify_row_mac(row, mac)
+    }
+
+    /// A root-derived key for `label` (short-lived tokens).
+    pub(crate) fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        self.keyring.root().derive(label)
+    }
+
+    /// The key audit checkpoints are signed with.
+    pub(crate) fn audit_signing_key(&self) -> Ed25519KeyPair {
+        signing_key(self.keyring.root())
+    }
+
+    /// The public half of the checkpoint key.
+    pub(crate) fn audit_public_key(&self) -> Vec<u8> {
+        public_key(&self.audit_signing_key())
+    }
+
+    /// The keyring term new writes use.
+    pub(crate) fn active_term(&self) -> u32 {
+        self.keyring.active_term()
+    }
+}
+
+/// Sealed (maybe collecting shares) or unsealed.
+#[derive(Debug)]
+enum SealState {
+    Sealed { progress: Option<UnsealProgress> },
+    Unsealed(Arc<Unsealed>),
+}
+
+/// Unseal progress as reported to operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// Shares given so far.
+    pub have: u8,
+    /// Shares needed.
+    pub threshold: u8,
+}
+
+/// The outcome of one unseal submission.
+#[derive(Debug)]
+pub(crate) enum Submitted {
+    /// More shares are needed.
+    NeedMore,
+    /// The root key is whole and verified: the caller installs it.
+    Root(RootKey),
+    /// The server was already unsealed.
+    AlreadyUnsealed,
+}
+
+/// The barrier between the services and the root key.
+#[derive(Debug)]
+pub(crate) struct Barrier {
+    store: Arc<dyn Store>,
+    state: RwLock<SealState>,
+    transition: tokio::sync::Mutex<()>,
+}
+
+fn poisoned() -> Error {
+    Error::internal("seal lock poisoned")
+}
+
+impl Barrier {
+    /// A sealed barrier over `store`.
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, state: RwLock::new(SealState::Sealed { progress: None }), transition: Default::default() }
+    }
+
+    /// The unsealed session, or `sealed`.
+    pub(crate) fn unsealed(&self) -> Result<Arc<Unsealed>> {
+        match &*self.state.read().map_err(|_| poisoned())? {
+            SealState::Unsealed(u) => Ok(u.clone()),
+            SealState::Sealed { .. } => Err(Error::sealed()),
+        }
+    }
+
+    /// True while sealed.
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.unsealed().is_err()
+    }
+
+    /// The seal record, which must exist once the server runs.
+    pub(crate) async fn record(&self) -> Result<SealRecord> {
+        self.store.seal_record().await?.ok_or_else(|| Error::internal("the data has no seal record"))
+    }
+
+    /// Shares given so far and needed (zero and zero for a key-file seal).
+    pub(crate) fn progress(&self, record: &SealRecord) -> Result<Progress> {
+        let state = self.state.read().map_err(|_| poisoned())?;
+        Ok(match (&*state, &record.kind) {
+            (SealState::Sealed { progress: Some(p) }, _) => Progress { have: p.have(), threshold: p.threshold() },
+            (_, SealKind::Shamir { threshold, .. }) => Progress { have: 0, threshold: *threshold },
+            _ => Progress { have: 0, threshold: 0 },
+        })
+    }
+
+    /// Serialises seal and unseal: hold the guard across a transition.
+    pub(crate) async fn transition(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.transition.lock().await
+    }
+
+    /// Forgets the shares given so far.
+    pub(crate) fn reset_progress(&self) -> Result<()> {
+        if let SealState::Sealed { progress } = &mut *self.state.write().map_err(|_| poisoned())? {
+            *progress = None;
+        }
+        Ok(())
+    }
+
+    /// Takes one share (Shamir seal) or the key file's text (key-file seal).
+    /// A wrong key file, or shares that combine into a key other than the
+    /// one recorded at init, is refused; nothing is installed here (see
+    /// [`Barrier::install`]).
+    pub(crate) fn submit(&self, record: &SealRecord, share: Option<&str>, key_file: Option<&str>) -> Result<Submitted> {
+        if !self.is_sealed() {
+            return Ok(Submitted::AlreadyUnsealed);
+        }
+        let check = hex_decode(&record.check).ok_or_else(|| Error::internal("bad check value"))?;
+        match (&record.kind, share, key_file) {
+            (SealKind::Shamir { set_id, threshold, .. }, Some(text), None) => {
+                let share = Share::parse(text)?;
+                let mut guard = self.state.write().map_err(|_| poisoned())?;
+                let SealState::Sealed { progress } = &mut *guard else { return Ok(Submitted::AlreadyUnsealed) };
+                let p = progress.get_or_insert_with(|| UnsealProgress::new(set_id, *threshold));
+                match p.add(share, &check)? {
+                    UnsealStep::Progress { .. } => Ok(Submitted::NeedMore),
+                    UnsealStep::Complete(root) => Ok(Submitted::Root(root)),
+                }
+            }
+            (SealKind::Keyfile, None, Some(text)) => {
+                let root = RootKey::from_unseal_file(text)?;
+                if !root.matches_check(&check) {
+                    return Err(Error::new(
+                        Code::UnsealKeyMismatch,
+                        "this unseal key does not belong to this keyward data",
+                    ));
+                }
+                Ok(Submitted::Root(root))
+            }
+            (SealKind::Shamir { .. }, _, _) => {
+                Err(Error::invalid("this server unseals with Shamir shares: send {\"share\": \"kws1-…\"}"))
+            }
+            (SealKind::Keyfile, _, _) => Err(Error::invalid(
+                "this server unseals with its unseal key file: send {\"key\": \"<file contents>\"} or restart it",
+            )),
+        }
+    }
+
+    /// Installs a verified root key: from now on the services can decrypt.
+    pub(crate) fn install(&self, root: RootKey, record: &SealRecord) -> Result<Arc<Unsealed>> {
+        let unsealed = Arc::new(Unsealed::new(Keyring::new(root, record.active_term)));
+        *self.state.write().map_err(|_| poisoned())? = SealState::Unsealed(unsealed.clone());
+        tracing::info!("unsealed");
+        Ok(unsealed)
+    }
+
+    /// Seals: drops the keyring (its bytes are zeroed once no request holds it).
+    pub(crate) fn seal(&self) -> Result<()> {
+        *self.state.write().map_err(|_| poisoned())? = SealState::Sealed { progress: None };
+        tracing::info!("sealed");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Envelope encryption has one caller above the store: this module.
+    #[test]
+    fn only_the_barrier_calls_envelope_encryption() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if !path.starts_with(root.join("seal"))
+                    && std::fs::read_to_string(&path).unwrap().contains("envelope::")
+                {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "envelope encryption outside the seal barrier: {offenders:?}");
+    }
+}
