@@ -12,6 +12,7 @@ mod guards;
 mod harness;
 mod keys;
 mod persistence;
+mod pipeline;
 mod proxy;
 mod seal;
 mod secrets;
