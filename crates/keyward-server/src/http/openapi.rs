@@ -227,55 +227,7 @@ fn json_content(schema: RefOr<Schema>) -> utoipa::openapi::Content {
 pub(crate) fn document() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for r in ROUTES {
-        let mut op = OperationBuilder::new()
-            .summary(Some(r.summary))
-            .description(Some(format!("Needs: `{}`.", r.scope)))
-            .tag(r.tag)
-            .operation_id(Some(format!("{}_{}", r.method.to_ascii_lowercase(), operation_name(r.path))));
-        for segment in r.path.split('/').filter(|s| s.starts_with('{')) {
-            let name = segment.trim_matches(|c| c == '{' || c == '}');
-            op = op.parameter(
-                ParameterBuilder::new()
-                    .name(name)
-                    .parameter_in(ParameterIn::Path)
-                    .required(Required::True)
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
-            );
-        }
-        for (name, what) in r.query {
-            op = op.parameter(
-                ParameterBuilder::new()
-                    .name(*name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(Required::False)
-                    .description(Some(*what))
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
-            );
-        }
-        if let Some(body) = r.body {
-            op = op.request_body(Some(
-                RequestBodyBuilder::new()
-                    .content("application/json", json_content(schema_ref(body)))
-                    .required(Some(Required::True))
-                    .build(),
-            ));
-        }
-        let (status, schema, what) = r.ok;
-        let ok = schema.map(schema_ref).unwrap_or_else(|| ObjectBuilder::new().schema_type(Type::Object).into());
-        op = op
-            .response(
-                status.to_string(),
-                ResponseBuilder::new().description(what).content("application/json", json_content(ok)),
-            )
-            .response(
-                "default",
-                ResponseBuilder::new()
-                    .description("refused: a stable code and a message (see docs/http-api.md)")
-                    .content("application/json", json_content(schema_ref("ErrorBody"))),
-            );
-        if r.scope != "none" {
-            op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
-        }
+        let op = operation(r);
         let methods: &[HttpMethod] = match r.method {
             "GET" => &[HttpMethod::Get],
             "POST" => &[HttpMethod::Post],
@@ -283,12 +235,83 @@ pub(crate) fn document() -> OpenApi {
             "DELETE" => &[HttpMethod::Delete],
             _ => &[HttpMethod::Get, HttpMethod::Post, HttpMethod::Put, HttpMethod::Delete],
         };
-        let op = op.build();
         for m in methods {
             paths = paths.path(r.path, PathItem::new(m.clone(), op.clone()));
         }
     }
-    let components = ComponentsBuilder::new()
+    let components = components();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("keyward")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "A credential firewall for automated trading. Generated from code; prose in docs/http-api.md.",
+                ))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components))
+        .build()
+}
+
+/// One route's operation: parameters, body, answers, security.
+fn operation(r: &Route) -> utoipa::openapi::path::Operation {
+    let mut op = OperationBuilder::new()
+        .summary(Some(r.summary))
+        .description(Some(format!("Needs: `{}`.", r.scope)))
+        .tag(r.tag)
+        .operation_id(Some(format!("{}_{}", r.method.to_ascii_lowercase(), operation_name(r.path))));
+    for segment in r.path.split('/').filter(|s| s.starts_with('{')) {
+        let name = segment.trim_matches(|c| c == '{' || c == '}');
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    for (name, what) in r.query {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(*what))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    if let Some(body) = r.body {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", json_content(schema_ref(body)))
+                .required(Some(Required::True))
+                .build(),
+        ));
+    }
+    let (status, schema, what) = r.ok;
+    let ok = schema.map(schema_ref).unwrap_or_else(|| ObjectBuilder::new().schema_type(Type::Object).into());
+    op = op
+        .response(
+            status.to_string(),
+            ResponseBuilder::new().description(what).content("application/json", json_content(ok)),
+        )
+        .response(
+            "default",
+            ResponseBuilder::new()
+                .description("refused: a stable code and a message (see docs/http-api.md)")
+                .content("application/json", json_content(schema_ref("ErrorBody"))),
+        );
+    if r.scope != "none" {
+        op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+    }
+    op.build()
+}
+
+/// The security scheme and every schema the routes name.
+fn components() -> utoipa::openapi::Components {
+    ComponentsBuilder::new()
         .security_scheme(
             "bearer",
             SecurityScheme::Http(
@@ -312,19 +335,6 @@ pub(crate) fn document() -> OpenApi {
         .schema_from::<TokenRequest>()
         .schema_from::<SignRequest>()
         .schema_from::<Signed>()
-        .build();
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("keyward")
-                .version(env!("CARGO_PKG_VERSION"))
-                .description(Some(
-                    "A credential firewall for automated trading. Generated from code; prose in docs/http-api.md.",
-                ))
-                .build(),
-        )
-        .paths(paths.build())
-        .components(Some(components))
         .build()
 }
 

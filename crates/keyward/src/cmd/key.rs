@@ -181,124 +181,143 @@ pub async fn run(cmd: KeyCommand, conn: &Connection) -> Result<()> {
     let c = Client::new(conn)?;
     match cmd {
         KeyCommand::Create(a) => create(&c, *a).await,
-        KeyCommand::List { owner, state, namespace, json } => {
-            let mut q = Vec::new();
-            for (k, v) in [("owner", owner), ("state", state), ("namespace", namespace)] {
-                if let Some(v) = v {
-                    q.push(format!("{k}={}", encode(&v)));
-                }
-            }
-            let url = if q.is_empty() { "/v1/keys".to_string() } else { format!("/v1/keys?{}", q.join("&")) };
-            let out = c.call(Method::GET, &url, None).await?;
-            if json {
-                return print_json(&out);
-            }
-            println!(
-                "{:<21} {:<18} {:<9} {:<10} {:<24} {:<24} {:<15} scopes / permissions",
-                "id", "name", "namespace", "state", "expires", "last used", "last ip"
-            );
-            for k in out["keys"].as_array().into_iter().flatten() {
-                let grants = if k["namespace"] == "keyward" { list(&k["scopes"]) } else { list(&k["permissions"]) };
-                println!(
-                    "{:<21} {:<18} {:<9} {:<10} {:<24} {:<24} {:<15} {}",
-                    cell(&k["id"]),
-                    cell(&k["name"]),
-                    cell(&k["namespace"]),
-                    cell(&k["state"]),
-                    cell(&k["expires_at"]),
-                    cell(&k["last_used_at"]),
-                    cell(&k["last_used_ip"]),
-                    grants
-                );
-            }
-            Ok(())
-        }
-        KeyCommand::Show { id, json } => {
-            let id = resolve_id(&c, &id).await?;
-            let out = c.call(Method::GET, &format!("/v1/keys/{id}"), None).await?;
-            if json {
-                return print_json(&out);
-            }
-            if let Some(o) = out.as_object() {
-                for (k, v) in o {
-                    let text = if v.is_array() { list(v) } else { cell(v) };
-                    println!("{k:<15} {text}");
-                }
-            }
-            Ok(())
-        }
+        KeyCommand::List { owner, state, namespace, json } => list_keys(&c, owner, state, namespace, json).await,
+        KeyCommand::Show { id, json } => show(&c, &id, json).await,
         KeyCommand::Disable { id } => change(&c, &id, "disable", "disabled").await,
         KeyCommand::Enable { id } => change(&c, &id, "enable", "enabled").await,
-        KeyCommand::Revoke { id } => {
-            let id = resolve_id(&c, &id).await?;
-            c.call(Method::DELETE, &format!("/v1/keys/{id}"), None).await?;
-            println!("revoked {id}");
-            Ok(())
-        }
-        KeyCommand::Roll { id, grace, json } => {
-            let id = resolve_id(&c, &id).await?;
-            let out = c.call(Method::POST, &format!("/v1/keys/{id}/roll"), Some(&json!({"grace": grace}))).await?;
-            if json {
-                return print_json(&out);
-            }
-            println!(
-                "rolled {id} → {}; the old key works until {}",
-                cell(&out["id"]),
-                cell(&out["old_key_grace_until"])
-            );
-            println!("\nNew access key (shown once; store it now):\n\n    {}\n", cell(&out["key"]));
-            Ok(())
-        }
-        KeyCommand::Verify { permission, ip } => {
-            let mut key = zeroize::Zeroizing::new(String::new());
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut key)?;
-            let mut body = json!({"key": key.trim()});
-            if let Some(p) = permission {
-                body["permission"] = json!(p);
-            }
-            if let Some(i) = ip {
-                body["ip"] = json!(i);
-            }
-            let out = c.call(Method::POST, "/v1/keys/verify", Some(&body)).await;
-            if let Some(k) = body.get_mut("key") {
-                *k = Value::Null;
-            }
-            let out = out?;
-            print_json(&out)?;
-            if out["valid"] != json!(true) {
-                anyhow::bail!("not valid: {}", cell(&out["code"]));
-            }
-            Ok(())
-        }
-        KeyCommand::Token { scopes, ttl } => {
-            let mut body = json!({});
-            if !scopes.is_empty() {
-                body["scopes"] = json!(scopes);
-            }
-            if let Some(t) = ttl {
-                body["ttl"] = json!(t);
-            }
-            let out = c.call(Method::POST, "/v1/auth/token", Some(&body)).await?;
-            println!("{}", cell(&out["token"]));
-            Ok(())
-        }
-        KeyCommand::Namespace(NamespaceCommand::Create { name, prefix }) => {
-            let mut body = json!({"name": name});
-            if let Some(p) = prefix {
-                body["prefix"] = json!(p);
-            }
-            let out = c.call(Method::POST, "/v1/namespaces", Some(&body)).await?;
-            println!("namespace {} created; its keys start with {}_", cell(&out["name"]), cell(&out["prefix"]));
-            Ok(())
-        }
-        KeyCommand::Namespace(NamespaceCommand::List) => {
-            let out = c.call(Method::GET, "/v1/namespaces", None).await?;
-            for n in out["namespaces"].as_array().into_iter().flatten() {
-                println!("{:<24} {}_  {}", cell(&n["name"]), cell(&n["prefix"]), cell(&n["created_at"]));
-            }
-            Ok(())
+        KeyCommand::Revoke { id } => revoke(&c, &id).await,
+        KeyCommand::Roll { id, grace, json } => roll(&c, &id, &grace, json).await,
+        KeyCommand::Verify { permission, ip } => verify(&c, permission, ip).await,
+        KeyCommand::Token { scopes, ttl } => token(&c, scopes, ttl).await,
+        KeyCommand::Namespace(NamespaceCommand::Create { name, prefix }) => create_namespace(&c, name, prefix).await,
+        KeyCommand::Namespace(NamespaceCommand::List) => list_namespaces(&c).await,
+    }
+}
+
+async fn list_keys(
+    c: &Client,
+    owner: Option<String>,
+    state: Option<String>,
+    namespace: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let mut q = Vec::new();
+    for (k, v) in [("owner", owner), ("state", state), ("namespace", namespace)] {
+        if let Some(v) = v {
+            q.push(format!("{k}={}", encode(&v)));
         }
     }
+    let url = if q.is_empty() { "/v1/keys".to_string() } else { format!("/v1/keys?{}", q.join("&")) };
+    let out = c.call(Method::GET, &url, None).await?;
+    if json {
+        return print_json(&out);
+    }
+    println!(
+        "{:<21} {:<18} {:<9} {:<10} {:<24} {:<24} {:<15} scopes / permissions",
+        "id", "name", "namespace", "state", "expires", "last used", "last ip"
+    );
+    for k in out["keys"].as_array().into_iter().flatten() {
+        let grants = if k["namespace"] == "keyward" { list(&k["scopes"]) } else { list(&k["permissions"]) };
+        println!(
+            "{:<21} {:<18} {:<9} {:<10} {:<24} {:<24} {:<15} {}",
+            cell(&k["id"]),
+            cell(&k["name"]),
+            cell(&k["namespace"]),
+            cell(&k["state"]),
+            cell(&k["expires_at"]),
+            cell(&k["last_used_at"]),
+            cell(&k["last_used_ip"]),
+            grants
+        );
+    }
+    Ok(())
+}
+
+async fn show(c: &Client, id: &str, json: bool) -> Result<()> {
+    let id = resolve_id(c, id).await?;
+    let out = c.call(Method::GET, &format!("/v1/keys/{id}"), None).await?;
+    if json {
+        return print_json(&out);
+    }
+    if let Some(o) = out.as_object() {
+        for (k, v) in o {
+            let text = if v.is_array() { list(v) } else { cell(v) };
+            println!("{k:<15} {text}");
+        }
+    }
+    Ok(())
+}
+
+async fn revoke(c: &Client, id: &str) -> Result<()> {
+    let id = resolve_id(c, id).await?;
+    c.call(Method::DELETE, &format!("/v1/keys/{id}"), None).await?;
+    println!("revoked {id}");
+    Ok(())
+}
+
+async fn roll(c: &Client, id: &str, grace: &str, json: bool) -> Result<()> {
+    let id = resolve_id(c, id).await?;
+    let out = c.call(Method::POST, &format!("/v1/keys/{id}/roll"), Some(&json!({"grace": grace}))).await?;
+    if json {
+        return print_json(&out);
+    }
+    println!("rolled {id} → {}; the old key works until {}", cell(&out["id"]), cell(&out["old_key_grace_until"]));
+    println!("\nNew access key (shown once; store it now):\n\n    {}\n", cell(&out["key"]));
+    Ok(())
+}
+
+/// The platform key is read from standard input, never from argv.
+async fn verify(c: &Client, permission: Option<String>, ip: Option<String>) -> Result<()> {
+    let mut key = zeroize::Zeroizing::new(String::new());
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut key)?;
+    let mut body = json!({"key": key.trim()});
+    if let Some(p) = permission {
+        body["permission"] = json!(p);
+    }
+    if let Some(i) = ip {
+        body["ip"] = json!(i);
+    }
+    let out = c.call(Method::POST, "/v1/keys/verify", Some(&body)).await;
+    if let Some(k) = body.get_mut("key") {
+        *k = Value::Null;
+    }
+    let out = out?;
+    print_json(&out)?;
+    if out["valid"] != json!(true) {
+        anyhow::bail!("not valid: {}", cell(&out["code"]));
+    }
+    Ok(())
+}
+
+async fn token(c: &Client, scopes: Vec<String>, ttl: Option<String>) -> Result<()> {
+    let mut body = json!({});
+    if !scopes.is_empty() {
+        body["scopes"] = json!(scopes);
+    }
+    if let Some(t) = ttl {
+        body["ttl"] = json!(t);
+    }
+    let out = c.call(Method::POST, "/v1/auth/token", Some(&body)).await?;
+    println!("{}", cell(&out["token"]));
+    Ok(())
+}
+
+async fn create_namespace(c: &Client, name: String, prefix: Option<String>) -> Result<()> {
+    let mut body = json!({"name": name});
+    if let Some(p) = prefix {
+        body["prefix"] = json!(p);
+    }
+    let out = c.call(Method::POST, "/v1/namespaces", Some(&body)).await?;
+    println!("namespace {} created; its keys start with {}_", cell(&out["name"]), cell(&out["prefix"]));
+    Ok(())
+}
+
+async fn list_namespaces(c: &Client) -> Result<()> {
+    let out = c.call(Method::GET, "/v1/namespaces", None).await?;
+    for n in out["namespaces"].as_array().into_iter().flatten() {
+        println!("{:<24} {}_  {}", cell(&n["name"]), cell(&n["prefix"]), cell(&n["created_at"]));
+    }
+    Ok(())
 }
 
 fn encode(s: &str) -> String {

@@ -100,123 +100,141 @@ pub async fn run(cmd: SecretCommand, conn: &Connection) -> Result<()> {
     let c = Client::new(conn)?;
     match cmd {
         SecretCommand::Put { path, fields, kind, cas, rotate_every } => {
-            let data = read_fields(&fields)?;
-            let mut body = json!({ "data": Value::Object(data) });
-            if let Some(k) = kind {
-                body["type"] = json!(k);
-            }
-            if let Some(n) = cas {
-                body["cas"] = json!(n);
-            }
-            if let Some(r) = rotate_every {
-                body["rotation_period"] = json!(r);
-            }
-            let out = c.call(Method::PUT, &secret_url(&path)?, Some(&body)).await;
-            // The body held secret values: clear them before anything else happens.
-            zero_values(&mut body);
-            let out = out?;
-            println!("wrote {path} version {}", cell(&out["version"]));
-            Ok(())
+            put(&c, &path, &fields, kind, cas, rotate_every).await
         }
-        SecretCommand::Get { path, version, field, json } => {
-            let mut url = secret_url(&path)?;
-            let mut q = Vec::new();
-            if let Some(v) = version {
-                q.push(format!("version={v}"));
-            }
-            if let Some(f) = &field {
-                q.push(format!("field={f}"));
-            }
-            if !q.is_empty() {
-                url = format!("{url}?{}", q.join("&"));
-            }
-            let out = c.call(Method::GET, &url, None).await?;
-            if json {
-                return print_json(&out);
-            }
-            if let Some(f) = field {
-                println!("{}", out["data"][&f].as_str().unwrap_or_default());
-                return Ok(());
-            }
-            println!("path     {}", cell(&out["path"]));
-            println!("version  {}", cell(&out["version"]));
-            println!("type     {}", cell(&out["metadata"]["type"]));
-            println!("updated  {}", cell(&out["metadata"]["updated_at"]));
-            println!("rotation due  {}", cell(&out["metadata"]["rotation_due"]));
-            println!();
-            if let Some(d) = out["data"].as_object() {
-                let w = d.keys().map(String::len).max().unwrap_or(0);
-                for (k, v) in d {
-                    println!("{k:<w$}  {}", cell(v));
-                }
-            }
-            Ok(())
-        }
-        SecretCommand::List { prefix, json } => {
-            let url = match &prefix {
-                Some(p) => format!("/v1/secrets?prefix={p}"),
-                None => "/v1/secrets".to_string(),
-            };
-            let out = c.call(Method::GET, &url, None).await?;
-            if json {
-                return print_json(&out);
-            }
-            for s in out["secrets"].as_array().into_iter().flatten() {
-                println!("{}  v{}  {}", cell(&s["path"]), cell(&s["current_version"]), cell(&s["updated_at"]));
-            }
-            Ok(())
-        }
-        SecretCommand::History { path, json } => {
-            let out = c.call(Method::GET, &format!("{}?history=true", secret_url(&path)?), None).await?;
-            if json {
-                return print_json(&out);
-            }
-            println!(
-                "path {}  type {}  current v{}  rotation due {}",
-                cell(&out["path"]),
-                cell(&out["type"]),
-                cell(&out["current_version"]),
-                cell(&out["rotation_due"])
-            );
-            println!("{:<8} {:<26} {:<26} destroyed", "version", "created", "deleted");
-            for v in out["versions"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<8} {:<26} {:<26} {}",
-                    cell(&v["version"]),
-                    cell(&v["created_at"]),
-                    cell(&v["deleted_at"]),
-                    cell(&v["destroyed"])
-                );
-            }
-            Ok(())
-        }
-        SecretCommand::Delete { path, versions } => {
-            let mut url = secret_url(&path)?;
-            if !versions.is_empty() {
-                url = format!("{url}?versions={}", join(&versions));
-            }
-            let out = c.call(Method::DELETE, &url, None).await?;
-            println!("deleted versions {} of {path}", cell(&out["deleted"]));
-            Ok(())
-        }
-        SecretCommand::Undelete { path, versions } => {
-            let out = c
-                .call(
-                    Method::POST,
-                    &format!("{}?action=undelete", secret_url(&path)?),
-                    Some(&json!({"versions": versions})),
-                )
-                .await?;
-            println!("undeleted versions {} of {path}", cell(&out["undeleted"]));
-            Ok(())
-        }
-        SecretCommand::Destroy { path, versions, all } => {
-            let body = if all { json!({"all": true}) } else { json!({"versions": versions}) };
-            let out = c.call(Method::POST, &format!("{}?action=destroy", secret_url(&path)?), Some(&body)).await?;
-            println!("destroyed {} of {path}", cell(&out["destroyed"]));
-            Ok(())
+        SecretCommand::Get { path, version, field, json } => get(&c, &path, version, field, json).await,
+        SecretCommand::List { prefix, json } => list(&c, prefix, json).await,
+        SecretCommand::History { path, json } => history(&c, &path, json).await,
+        SecretCommand::Delete { path, versions } => delete(&c, &path, &versions).await,
+        SecretCommand::Undelete { path, versions } => undelete(&c, &path, versions).await,
+        SecretCommand::Destroy { path, versions, all } => destroy(&c, &path, versions, all).await,
+    }
+}
+
+async fn put(
+    c: &Client,
+    path: &str,
+    fields: &[String],
+    kind: Option<String>,
+    cas: Option<u64>,
+    rotate_every: Option<String>,
+) -> Result<()> {
+    let data = read_fields(fields)?;
+    let mut body = json!({ "data": Value::Object(data) });
+    if let Some(k) = kind {
+        body["type"] = json!(k);
+    }
+    if let Some(n) = cas {
+        body["cas"] = json!(n);
+    }
+    if let Some(r) = rotate_every {
+        body["rotation_period"] = json!(r);
+    }
+    let out = c.call(Method::PUT, &secret_url(path)?, Some(&body)).await;
+    // The body held secret values: clear them before anything else happens.
+    zero_values(&mut body);
+    let out = out?;
+    println!("wrote {path} version {}", cell(&out["version"]));
+    Ok(())
+}
+
+async fn get(c: &Client, path: &str, version: Option<u64>, field: Option<String>, json: bool) -> Result<()> {
+    let mut url = secret_url(path)?;
+    let mut q = Vec::new();
+    if let Some(v) = version {
+        q.push(format!("version={v}"));
+    }
+    if let Some(f) = &field {
+        q.push(format!("field={f}"));
+    }
+    if !q.is_empty() {
+        url = format!("{url}?{}", q.join("&"));
+    }
+    let out = c.call(Method::GET, &url, None).await?;
+    if json {
+        return print_json(&out);
+    }
+    if let Some(f) = field {
+        println!("{}", out["data"][&f].as_str().unwrap_or_default());
+        return Ok(());
+    }
+    println!("path     {}", cell(&out["path"]));
+    println!("version  {}", cell(&out["version"]));
+    println!("type     {}", cell(&out["metadata"]["type"]));
+    println!("updated  {}", cell(&out["metadata"]["updated_at"]));
+    println!("rotation due  {}", cell(&out["metadata"]["rotation_due"]));
+    println!();
+    if let Some(d) = out["data"].as_object() {
+        let w = d.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in d {
+            println!("{k:<w$}  {}", cell(v));
         }
     }
+    Ok(())
+}
+
+async fn list(c: &Client, prefix: Option<String>, json: bool) -> Result<()> {
+    let url = match &prefix {
+        Some(p) => format!("/v1/secrets?prefix={p}"),
+        None => "/v1/secrets".to_string(),
+    };
+    let out = c.call(Method::GET, &url, None).await?;
+    if json {
+        return print_json(&out);
+    }
+    for s in out["secrets"].as_array().into_iter().flatten() {
+        println!("{}  v{}  {}", cell(&s["path"]), cell(&s["current_version"]), cell(&s["updated_at"]));
+    }
+    Ok(())
+}
+
+async fn history(c: &Client, path: &str, json: bool) -> Result<()> {
+    let out = c.call(Method::GET, &format!("{}?history=true", secret_url(path)?), None).await?;
+    if json {
+        return print_json(&out);
+    }
+    println!(
+        "path {}  type {}  current v{}  rotation due {}",
+        cell(&out["path"]),
+        cell(&out["type"]),
+        cell(&out["current_version"]),
+        cell(&out["rotation_due"])
+    );
+    println!("{:<8} {:<26} {:<26} destroyed", "version", "created", "deleted");
+    for v in out["versions"].as_array().into_iter().flatten() {
+        println!(
+            "{:<8} {:<26} {:<26} {}",
+            cell(&v["version"]),
+            cell(&v["created_at"]),
+            cell(&v["deleted_at"]),
+            cell(&v["destroyed"])
+        );
+    }
+    Ok(())
+}
+
+async fn delete(c: &Client, path: &str, versions: &[u64]) -> Result<()> {
+    let mut url = secret_url(path)?;
+    if !versions.is_empty() {
+        url = format!("{url}?versions={}", join(versions));
+    }
+    let out = c.call(Method::DELETE, &url, None).await?;
+    println!("deleted versions {} of {path}", cell(&out["deleted"]));
+    Ok(())
+}
+
+async fn undelete(c: &Client, path: &str, versions: Vec<u64>) -> Result<()> {
+    let url = format!("{}?action=undelete", secret_url(path)?);
+    let out = c.call(Method::POST, &url, Some(&json!({"versions": versions}))).await?;
+    println!("undeleted versions {} of {path}", cell(&out["undeleted"]));
+    Ok(())
+}
+
+async fn destroy(c: &Client, path: &str, versions: Vec<u64>, all: bool) -> Result<()> {
+    let body = if all { json!({"all": true}) } else { json!({"versions": versions}) };
+    let out = c.call(Method::POST, &format!("{}?action=destroy", secret_url(path)?), Some(&body)).await?;
+    println!("destroyed {} of {path}", cell(&out["destroyed"]));
+    Ok(())
 }
 
 fn join(v: &[u64]) -> String {

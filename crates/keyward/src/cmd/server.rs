@@ -176,11 +176,9 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         None => FileConfig::default(),
     };
     let log = a.log.or(file.log).unwrap_or_else(|| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&log).unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&log)
+        .with_context(|| format!("--log {log:?} is not a log filter (e.g. info, or info,keyward_server=debug)"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 
     let defaults = ThrottleConfig::default();
     let t = &file.auth_throttle;
@@ -202,6 +200,9 @@ pub async fn run(a: ServerArgs) -> Result<()> {
     };
     if throttle.block_after < throttle.slow_after {
         bail!("auth block_after ({}) must be at least slow_after ({})", throttle.block_after, throttle.slow_after);
+    }
+    if !a.alert_telegram.is_empty() && a.alert_telegram_chat.is_none() {
+        bail!("--alert-telegram needs --alert-telegram-chat: the Bot API sends to one chat id");
     }
     let proxies = if a.trusted_proxies.is_empty() { file.trusted_proxies } else { a.trusted_proxies };
     let runtime = RuntimeConfig {
