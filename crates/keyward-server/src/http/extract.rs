@@ -21,13 +21,16 @@ fn bad(code: Code, message: impl Into<String>) -> ApiError {
     ApiError(Error::new(code, message))
 }
 
-/// The TCP peer of a request.
+/// The TCP peer of a request (in-process tests give it with `MockConnectInfo`).
 pub(super) fn peer(parts: &Parts) -> ApiResult<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
+    peer_of(&parts.extensions).ok_or_else(|| ApiError(Error::internal("no peer address on the connection")))
+}
+
+/// The TCP peer recorded on a request's extensions.
+pub(super) fn peer_of(ext: &axum::http::Extensions) -> Option<IpAddr> {
+    ext.get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .ok_or_else(|| ApiError(Error::internal("no peer address on the connection")))
+        .or_else(|| ext.get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>().map(|m| m.0.ip()))
 }
 
 /// The bearer token of a request, if the header is well-formed.

@@ -14,6 +14,8 @@ mod extract;
 pub(crate) mod openapi;
 mod routes;
 mod state;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use error::{ApiError, ApiResult};
 pub(crate) use state::AppState;
@@ -21,12 +23,11 @@ pub(crate) use state::AppState;
 use crate::audit::{Record, Verdict};
 use crate::error::{Code, Error};
 use axum::Router;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 /// The router with every route, the audit entry of each request and the
@@ -123,7 +124,7 @@ async fn audit_request(State(state): State<AppState>, mut req: Request, next: Ne
     let request_id = next_request_id();
     let record = Record::new(request_id.clone(), action(req.method(), None));
     req.extensions_mut().insert(record.clone());
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+    let peer = extract::peer_of(req.extensions()).map(|ip| ip.to_string()).unwrap_or_default();
     let started = Instant::now();
     let mut resp = next.run(req).await;
     let note = record.note();
@@ -216,7 +217,7 @@ async fn log_request(req: Request, next: Next) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
+mod names {
     use super::{action, requested_target};
     use axum::http::Method;
 

@@ -213,20 +213,38 @@ fn keyward_fails_closed_when_the_log_cannot_be_written() {
     let a = s.admin().to_string();
     put(&s, &a, "x", json!({"k": "v"}));
     assert_eq!(s.http("POST", "/v1/sys/test-fault", Some(&a), Some(&json!({"audit_fail": true}))).0, 200);
-    // The next write fails; from then on every request is refused.
-    s.http("GET", "/v1/secrets/x", Some(&a), None);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_error(&s.http("GET", "/v1/secrets/x", Some(&a), None), 503, "audit_unavailable");
+    // The next write fails: this read was answered (a routine entry only
+    // needs to be queued), and its entry waits in the writer's batch.
+    let in_flight = s.http_from("127.0.0.1", "GET", "/v1/secrets/x", Some(&a), None, &[]);
+    assert_eq!(in_flight.status, 200);
+    let in_flight_id = in_flight.headers["x-request-id"].to_str().unwrap().to_string();
+    let refused = |s: &Server| s.http("GET", "/v1/secrets/x", Some(&a), None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while refused(&s).0 != 503 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // From then on every request is refused, and none of them is served.
+    assert_error(&refused(&s), 503, "audit_unavailable");
     assert_error(&put(&s, &a, "y", json!({"k": "v"})), 503, "audit_unavailable");
     assert_error(&s.http("GET", "/v1/keys", Some(&a), None), 503, "audit_unavailable");
-    // Nothing was lost: once the store can be written again, the refused
-    // window's entries are on record and requests proceed.
+    // Nothing was lost: once the store can be written again, the entry of
+    // the request answered while the writes failed is on record, after
+    // everything before it, and requests proceed.
     assert_eq!(s.http("POST", "/v1/sys/test-fault", Some(&a), Some(&json!({"audit_fail": false}))).0, 200);
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    assert_eq!(s.http("GET", "/v1/secrets/x", Some(&a), None).0, 200);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while s.http("GET", "/v1/secrets/x", Some(&a), None).0 != 200 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let log = entries(&s);
-    assert!(log.iter().any(|e| e["code"] == "audit_unavailable" || e["target"] == "x"), "{log:?}");
+    let kept = log.iter().find(|e| e["request_id"] == in_flight_id.as_str()).expect("the in-flight entry was kept");
+    assert_eq!(
+        (&kept["decision"], &kept["action"], &kept["target"]),
+        (&json!("allow"), &json!("secrets.get"), &json!("x"))
+    );
+    let put_x = log.iter().find(|e| e["action"] == "secrets.put" && e["target"] == "x").expect("the write before");
+    assert!(kept["seq"].as_u64() > put_x["seq"].as_u64(), "chained after what came before");
+    assert!(!log.iter().any(|e| e["action"] == "secrets.put" && e["target"] == "y"), "the refused write never ran");
+    assert!(s.http("GET", "/v1/secrets/y", Some(&a), None).0 == 404, "and wrote nothing");
     assert_eq!(verify(&s, None)["ok"], true);
 }
 

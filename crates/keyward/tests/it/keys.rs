@@ -86,8 +86,10 @@ fn a_key_can_only_grant_what_it_holds() {
 
 #[test]
 fn expiry_and_ip_allowlists() {
+    const T0: i64 = 1_900_000_000_000;
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path(), &[]);
+    let s = start(dir.path(), &["--test-clock"]);
+    s.set_clock(T0);
     let a = s.admin().to_string();
     put(&s, &a, "x", json!({"k": "v"}));
     let read = |allow: Value| create_key(&s, json!({"name": "ip", "scopes": ["secret:read:x"], "allow_ips": allow})).1;
@@ -105,7 +107,8 @@ fn expiry_and_ip_allowlists() {
     assert_eq!(st, 201);
 
     let (_, short) = create_key(&s, json!({"name": "short", "scopes": ["secret:read:x"], "ttl": "1s"}));
+    s.set_clock(T0 + 999);
     assert_eq!(s.http("GET", "/v1/secrets/x", Some(&short), None).0, 200);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    s.set_clock(T0 + 1000);
     assert_error(&s.http("GET", "/v1/secrets/x", Some(&short), None), 401, "key_expired");
 }
