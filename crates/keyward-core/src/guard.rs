@@ -96,6 +96,9 @@ pub struct Limits {
     price_band_pct: Option<Decimal>,
 }
 
+/// The reference price of a symbol, where one is known.
+pub type ReferencePrice<'a> = dyn Fn(&str) -> Option<Decimal> + 'a;
+
 /// What evaluation decided for orders that pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passed {
@@ -131,35 +134,43 @@ impl Limits {
     /// Decides on every order of a request (single, batch or amend): one
     /// refused order refuses them all. `reference` gives the reference price
     /// of a symbol, where [`Limits::needs_reference`] asked for one.
-    pub fn evaluate(
-        &self,
-        orders: &[Order],
-        reference: &dyn Fn(&str) -> Option<Decimal>,
-    ) -> Result<Passed, GuardRefusal> {
+    pub fn evaluate(&self, orders: &[Order], reference: &ReferencePrice<'_>) -> Result<Passed, GuardRefusal> {
         let mut total = Decimal::ZERO;
         for o in orders {
-            total += self.evaluate_one(o, reference)?;
+            total += self.evaluate_one(o, Some(reference))?;
         }
         Ok(Passed { notional: total, daily_cap: self.max_notional_per_day })
     }
 
+    /// Everything that can be decided without a reference price (symbols,
+    /// stated quantities, notionals a price bounds from below): what passes
+    /// here may still be refused by [`Limits::evaluate`], what fails here
+    /// fails there too. Lets a caller refuse before asking the exchange for
+    /// a price.
+    pub fn precheck(&self, orders: &[Order]) -> Result<(), GuardRefusal> {
+        orders.iter().try_for_each(|o| self.evaluate_one(o, None).map(|_| ()))
+    }
+
     /// Checks one order; its notional (zero when no notional cap is set).
-    fn evaluate_one(&self, o: &Order, reference: &dyn Fn(&str) -> Option<Decimal>) -> Result<Decimal, GuardRefusal> {
+    /// Without `reference` (a precheck), checks that need one are skipped
+    /// and a sell is valued at its own price, the least it can be valued at.
+    fn evaluate_one(&self, o: &Order, reference: Option<&ReferencePrice<'_>>) -> Result<Decimal, GuardRefusal> {
         if !self.symbol_allowed(&o.symbol) {
             return Err(refuse(format!("{} is not among this key's symbols", o.symbol)));
         }
-        let reference = if self.needs_reference(o) {
-            match reference(&o.symbol) {
+        let reference = match reference {
+            Some(lookup) if self.needs_reference(o) => match lookup(&o.symbol) {
                 Some(r) if r > Decimal::ZERO => Some(r),
                 _ => return Err(refuse(format!("keyward has no usable reference price for {}", o.symbol))),
-            }
-        } else {
-            None
+            },
+            _ => None,
         };
+        let precheck = reference.is_none() && self.needs_reference(o);
         if let Some(max) = self.max_qty {
             let qty = match (o.qty, o.quote_qty, reference) {
                 (Some(q), _, _) => q,
                 (None, Some(quote), Some(r)) => quote / r,
+                (None, Some(_), None) if precheck => Decimal::ZERO,
                 _ => return Err(refuse("the order states no quantity keyward can check")),
             };
             if qty > max {
@@ -291,6 +302,40 @@ mod tests {
         // Without a notional cap nothing is summed.
         let q = limits(OrderGuard { max_qty: Some("1".into()), ..Default::default() });
         assert_eq!(q.evaluate(&[order("B", Side::Buy, Some("1"), None, Some("9"))], NO_REF).unwrap().notional, d("0"));
+    }
+
+    #[test]
+    fn a_precheck_refuses_only_what_evaluation_would() {
+        let l = limits(OrderGuard {
+            symbols: vec!["B".into()],
+            max_qty: Some("0.5".into()),
+            max_notional: Some("1000".into()),
+            price_band_pct: Some("5".into()),
+            ..Default::default()
+        });
+        // Decidable without a price: refused at once.
+        for o in [
+            order("C", Side::Buy, Some("0.1"), None, Some("50000")),
+            order("B", Side::Buy, Some("0.6"), None, Some("50000")),
+            order("B", Side::Buy, Some("0.03"), None, Some("50000")),
+            order("B", Side::Sell, Some("0.03"), None, Some("50000")),
+            order("B", Side::Buy, Some("0.01"), None, None),
+        ] {
+            assert!(l.precheck(std::slice::from_ref(&o)).is_err(), "{o:?}");
+            assert!(l.evaluate(std::slice::from_ref(&o), REF).is_err(), "{o:?}");
+        }
+        // Needs the price: passes the precheck, evaluation decides.
+        let off_band = order("B", Side::Buy, Some("0.01"), None, Some("40000"));
+        assert!(l.precheck(std::slice::from_ref(&off_band)).is_ok());
+        assert!(l.evaluate(&[off_band], REF).is_err());
+        let q = limits(OrderGuard { max_qty: Some("0.5".into()), ..Default::default() });
+        let quote_sized = order("B", Side::Buy, None, Some("30000"), None);
+        assert!(q.precheck(std::slice::from_ref(&quote_sized)).is_ok());
+        assert!(q.evaluate(&[quote_sized], REF).is_err(), "30000 / 50000 = 0.6 > 0.5");
+        let n = limits(OrderGuard { max_notional: Some("999".into()), ..Default::default() });
+        let cheap_sell = order("B", Side::Sell, Some("0.02"), None, Some("30000"));
+        assert!(n.precheck(std::slice::from_ref(&cheap_sell)).is_ok(), "600 at its own price");
+        assert!(n.evaluate(&[cheap_sell], REF).is_err(), "0.02 at the reference 50000 is 1000");
     }
 
     #[test]

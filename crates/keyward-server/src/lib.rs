@@ -60,6 +60,7 @@ pub mod bench {
         keys: Keys,
         unsealed: Unsealed,
         secrets: Vec<AccessKeySecret>,
+        record: crate::audit::Record,
     }
 
     impl VerifyFixture {
@@ -77,7 +78,7 @@ pub mod bench {
             }
             let keys = Keys::new(store, Arc::new(SystemClock));
             keys.install(KeyIndex::load(&records, &unsealed)).expect("index");
-            Self { keys, unsealed, secrets }
+            Self { keys, unsealed, secrets, record: crate::audit::Record::default() }
         }
 
         /// How many keys.
@@ -98,7 +99,7 @@ pub mod bench {
         /// Identifies `presented` from `ip` at `now_ms` and spends a rate
         /// token: true when every check passed.
         pub fn verify(&self, presented: &str, ip: IpAddr, now_ms: i64) -> bool {
-            match find_key(&self.keys, &self.unsealed, presented, ip, now_ms) {
+            match find_key(&self.keys, &self.unsealed, presented, ip, now_ms, &self.record) {
                 Ok((key, _)) => key.policy.allows_address(ip) && key.limiter.as_ref().is_none_or(|l| l.check().is_ok()),
                 Err(_) => false,
             }

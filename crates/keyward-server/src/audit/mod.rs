@@ -107,12 +107,15 @@ impl Record {
         }
     }
 
-    /// Who is calling.
-    pub(crate) fn caller(&self, key_id: &str, ip: &str) {
-        self.with(|n| {
-            n.key_id = key_id.to_string();
-            n.ip = ip.to_string();
-        });
+    /// The client address, as identification resolved it.
+    pub(crate) fn client(&self, ip: std::net::IpAddr) {
+        self.with(|n| n.ip = ip.to_string());
+    }
+
+    /// The key presented (for a token: its parent), as soon as it is known,
+    /// so a refusal of a revoked or expired key names it.
+    pub(crate) fn key(&self, key_id: &str) {
+        self.with(|n| n.key_id = key_id.to_string());
     }
 
     /// What the request acts on.

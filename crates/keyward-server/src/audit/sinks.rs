@@ -124,7 +124,9 @@ async fn webhook_worker(url: String, mut rx: mpsc::Receiver<Value>, client: reqw
         if !sent {
             let n = body.as_array().map(Vec::len).unwrap_or(0) as u64;
             dropped.fetch_add(n, Ordering::Relaxed);
-            tracing::warn!(url = %url, entries = n, "audit webhook unreachable; entries dropped from this sink");
+            // The URL may carry a token: only its host goes to the log.
+            let host = url::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+            tracing::warn!(host = %host, entries = n, "audit webhook unreachable; entries dropped from this sink");
         }
     }
 }

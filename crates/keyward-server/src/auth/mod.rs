@@ -121,14 +121,14 @@ impl Auth {
     /// key's address allowlist is checked (not a failed authentication: the
     /// key is valid, only not from here).
     pub(crate) async fn identify(&self, credential: Result<&str>, ip: IpAddr, record: Record) -> Result<Caller> {
+        record.client(ip);
         let unsealed = self.barrier.unsealed()?;
         let now = self.clock.now_ms();
-        let found = credential.and_then(|c| find_key(&self.keys, &unsealed, c, ip, now));
+        let found = credential.and_then(|c| find_key(&self.keys, &unsealed, c, ip, now, &record));
         let (key, token_scopes) = match found {
             Ok(k) => k,
             Err(e) => return Err(self.throttled(e, ip, now).await),
         };
-        record.caller(&key.id, &ip.to_string());
         if !key.policy.allows_address(ip) {
             return Err(Error::new(
                 DenyReason::IpNotAllowed,
@@ -155,18 +155,20 @@ impl Auth {
 }
 
 /// Finds the key (or token's parent key) a credential names and checks its
-/// identity, in memory only. Every error here counts as a failed
-/// authentication.
+/// identity, in memory only; `record` learns the key as soon as it is
+/// found. Every error here counts as a failed authentication.
 pub(crate) fn find_key(
     keys: &Keys,
     unsealed: &Unsealed,
     credential: &str,
     ip: IpAddr,
     now_ms: i64,
+    record: &Record,
 ) -> Result<(Arc<KeyEntry>, Option<Vec<Scope>>)> {
     let (key, token_scopes) = if credential.starts_with(token::PREFIX) {
         let claims =
             token::open(unsealed, credential).ok_or_else(|| Error::key_invalid("malformed or forged token"))?;
+        record.key(&claims.key);
         if now_ms >= claims.exp {
             return Err(Error::new(DenyReason::KeyExpired, "this token has expired"));
         }
@@ -186,9 +188,11 @@ pub(crate) fn find_key(
         (keys.by_hash(&hash)?.ok_or_else(|| Error::key_invalid("unknown access key"))?, None)
     };
     if key.namespace != KEYWARD_NAMESPACE && !key.tampered {
-        // Platform keys verify through /v1/keys/verify; they are no keyward credential.
+        // Platform keys verify through /v1/keys/verify; they are no keyward
+        // credential, and they are answered exactly like unknown keys.
         return Err(Error::key_invalid("unknown access key"));
     }
+    record.key(&key.id);
     key.check_identity(now_ms)?;
     Ok((key, token_scopes))
 }

@@ -20,7 +20,7 @@ pub(crate) use pipeline::{Overrides, Signed, check_account_name};
 use crate::audit::Auditor;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::seal::Unsealed;
+use crate::seal::{Barrier, Unsealed};
 use crate::secrets::{Secrets, Version};
 use keyward_core::clock::Clock;
 use keyward_store::Store;
@@ -42,11 +42,29 @@ pub(crate) struct ExchangeConfig {
     pub allow_overrides: bool,
 }
 
+/// What the exchange service works with.
+#[derive(Debug)]
+pub(crate) struct Handles {
+    /// Accounts are secrets at `exchanges/<name>`.
+    pub(crate) secrets: Arc<Secrets>,
+    /// Caches hold only what the session in force decrypted.
+    pub(crate) barrier: Arc<Barrier>,
+    /// Daily-notional reservations.
+    pub(crate) store: Arc<dyn Store>,
+    /// Time (signatures, budgets, days).
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Decision and outcome entries of proxied requests.
+    pub(crate) auditor: Arc<Auditor>,
+    /// Upstream latency.
+    pub(crate) metrics: Arc<Metrics>,
+}
+
 /// The exchange service.
 #[derive(Debug)]
 pub(crate) struct Exchanges {
     config: ExchangeConfig,
     secrets: Arc<Secrets>,
+    barrier: Arc<Barrier>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     auditor: Arc<Auditor>,
@@ -62,18 +80,12 @@ pub(crate) struct Exchanges {
 
 impl Exchanges {
     /// The service; `client` is the upstream client (see [`client`]).
-    pub(crate) fn new(
-        config: ExchangeConfig,
-        secrets: Arc<Secrets>,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        auditor: Arc<Auditor>,
-        metrics: Arc<Metrics>,
-        client: reqwest::Client,
-    ) -> Self {
+    pub(crate) fn new(config: ExchangeConfig, handles: Handles, client: reqwest::Client) -> Self {
+        let Handles { secrets, barrier, store, clock, auditor, metrics } = handles;
         Self {
             config,
             secrets,
+            barrier,
             store,
             clock,
             auditor,
@@ -108,7 +120,9 @@ impl Exchanges {
             return Ok(a);
         }
         let account = Arc::new(Account::from_version(name, &version, &self.config.allow_upstream)?);
-        if let Ok(mut m) = self.accounts.write() {
+        if let Ok(mut m) = self.accounts.write()
+            && self.barrier.is_current(unsealed)
+        {
             m.insert(name.to_string(), (version, account.clone()));
         }
         Ok(account)

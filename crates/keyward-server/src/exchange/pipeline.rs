@@ -24,7 +24,7 @@ use crate::keys::Admitted;
 use http::HeaderValue;
 use keyward_core::audit::AuditEntry;
 use keyward_core::decision::DenyReason;
-use keyward_core::guard::Passed;
+use keyward_core::guard::{Limits, Passed};
 use keyward_core::order::Order;
 use keyward_core::scope::{Class, Need};
 use keyward_exchanges::{CanonicalRequest, Outgoing, SignContext};
@@ -61,10 +61,19 @@ struct Authorized {
     class: Class,
     creq: CanonicalRequest,
     base: String,
-    passed: Option<Passed>,
+    /// The key's guards and the orders they hold, when it has guards and
+    /// this is a trade: what can be decided without a price was decided.
+    guard: Option<GuardPlan>,
     /// The signed request (unsigned for public endpoints); it leaves
     /// keyward only once the request is admitted.
     out: Outgoing,
+}
+
+/// Guards still to evaluate with reference prices.
+#[derive(Debug)]
+struct GuardPlan {
+    limits: Limits,
+    orders: Vec<Order>,
 }
 
 /// Daily notional taken for an order, to give back if it goes nowhere.
@@ -84,6 +93,24 @@ struct Admission {
 
 fn micros(d: Decimal) -> i64 {
     (d * Decimal::from(1_000_000)).trunc().try_into().unwrap_or(i64::MAX)
+}
+
+/// Order guards, as far as they go without a price: the orders as the
+/// exchange module reads them (strictly: what it cannot read is refused to
+/// a guarded key), then every limit a price is not needed for.
+fn guard_plan(caller: &Caller, account: &Account, creq: &CanonicalRequest) -> Result<Option<GuardPlan>> {
+    let exchange = account.exchange;
+    let Some(guard) = caller.key.policy.order_guard() else {
+        // No guards: the orders are still read, as far as possible, for the audit trail.
+        caller.record.detail(order_detail(&exchange.orders(creq).unwrap_or_default()));
+        return Ok(None);
+    };
+    let refuse = |msg: String| Error::new(DenyReason::OrderGuard, msg);
+    let orders = exchange.orders(creq).map_err(|e| refuse(format!("this key has order guards: {e}")))?;
+    caller.record.detail(order_detail(&orders));
+    let limits = guard.limits().map_err(|e| Error::internal(&format!("a stored order guard is invalid: {e}")))?;
+    limits.precheck(&orders).map_err(|r| refuse(r.0))?;
+    Ok(Some(GuardPlan { limits, orders }))
 }
 
 /// Checks an account name (it is a secret path segment under `exchanges/`).
@@ -182,47 +209,32 @@ impl Exchanges {
             )?;
         }
         let base = account.base_url(&creq.path)?;
-        let passed = if matches!(class, Class::Trade | Class::Borrow) {
-            self.guard(caller, name, &account, &creq).await?
-        } else {
-            None
-        };
+        let guard =
+            if matches!(class, Class::Trade | Class::Borrow) { guard_plan(caller, &account, &creq)? } else { None };
         let out = self.outgoing(name, &account, class, &creq, overrides)?;
-        Ok(Authorized { name: name.to_string(), account, class, creq, base, passed, out })
-    }
-
-    /// Order guards: the orders as the exchange module reads them, the
-    /// reference prices they need, then the pure decision.
-    async fn guard(
-        &self,
-        caller: &Caller,
-        name: &str,
-        account: &Account,
-        creq: &CanonicalRequest,
-    ) -> Result<Option<Passed>> {
-        let exchange = account.exchange;
-        let Some(guard) = caller.key.policy.order_guard() else {
-            // No guards: the orders are still read, as far as possible, for the audit trail.
-            caller.record.detail(order_detail(&exchange.orders(creq).unwrap_or_default()));
-            return Ok(None);
-        };
-        let refuse = |msg: String| Error::new(DenyReason::OrderGuard, msg);
-        let orders = exchange.orders(creq).map_err(|e| refuse(format!("this key has order guards: {e}")))?;
-        caller.record.detail(order_detail(&orders));
-        let limits = guard.limits().map_err(|e| Error::internal(&format!("a stored order guard is invalid: {e}")))?;
-        let refs = self.references.gather(&self.client, &limits, &orders, name, account, creq).await?;
-        let passed = limits.evaluate(&orders, &|s| refs.get(s).copied()).map_err(|r| refuse(r.0))?;
-        Ok(Some(passed))
+        Ok(Authorized { name: name.to_string(), account, class, creq, base, guard, out })
     }
 
     /// Admission, last: rate, the account's shared exchange budget, the
-    /// key's daily notional, then one use. Whatever a later step refuses
-    /// gives the reservation back.
+    /// guards that need the exchange's price, the key's daily notional, then
+    /// one use. A price is asked of the exchange only for a request within
+    /// the key's rate and the account's budget, so a key cannot make keyward
+    /// call the exchange more often than it may call it itself. Whatever a
+    /// later step refuses gives the reservation back.
     async fn admit(&self, caller: &Caller, a: &Authorized) -> Result<Admission> {
         let rate = caller.spend_rate()?;
         let now = self.clock.now_ms();
         self.budgets.check(&a.name, a.account.exchange.budget_bucket(&a.creq.path), now)?;
-        let reservation = self.reserve(caller, a, now).await?;
+        if caller.key.policy.uses.is_some() && caller.key.uses_remaining.load(std::sync::atomic::Ordering::Relaxed) == 0
+        {
+            // Known spent (the store stays the authority for the last use).
+            return Err(Error::new(DenyReason::UsesExhausted, "this key has no uses left"));
+        }
+        let passed = match &a.guard {
+            Some(plan) => Some(self.evaluate(a, plan).await?),
+            None => None,
+        };
+        let reservation = self.reserve(caller, passed.as_ref(), now).await?;
         match caller.take_use(rate).await {
             Ok(proof) => Ok(Admission { _proof: proof, reservation }),
             Err(e) => {
@@ -232,8 +244,27 @@ impl Exchanges {
         }
     }
 
-    async fn reserve(&self, caller: &Caller, a: &Authorized, now_ms: i64) -> Result<Option<Reservation>> {
-        let Some(Passed { notional, daily_cap: Some(cap) }) = &a.passed else { return Ok(None) };
+    /// The guards with reference prices, fetched from the exchange's ticker
+    /// (what the ticker says of the budget is learned like any answer).
+    async fn evaluate(&self, a: &Authorized, plan: &GuardPlan) -> Result<Passed> {
+        let learn = |path: &str, headers: &http::HeaderMap| {
+            let now = self.clock.now_ms();
+            let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+            if let Some(u) = a.account.exchange.usage(path, &header, now) {
+                self.budgets.record(&a.name, u, now);
+            }
+        };
+        let refs = self
+            .references
+            .gather(&self.client, &plan.limits, &plan.orders, &a.name, &a.account, &a.creq, &learn)
+            .await?;
+        plan.limits
+            .evaluate(&plan.orders, &|s| refs.get(s).copied())
+            .map_err(|r| Error::new(DenyReason::OrderGuard, r.0))
+    }
+
+    async fn reserve(&self, caller: &Caller, passed: Option<&Passed>, now_ms: i64) -> Result<Option<Reservation>> {
+        let Some(Passed { notional, daily_cap: Some(cap) }) = passed else { return Ok(None) };
         let r = Reservation {
             key_id: caller.key.id.clone(),
             day: now_ms.div_euclid(86_400_000),

@@ -27,7 +27,9 @@ pub(super) struct References {
 }
 
 impl References {
-    /// The reference price of every symbol whose order needs one.
+    /// The reference price of every symbol whose order needs one; `learn`
+    /// hears each ticker answer's path and headers (budget usage).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn gather(
         &self,
         client: &reqwest::Client,
@@ -36,11 +38,12 @@ impl References {
         account: &str,
         acct: &Account,
         req: &CanonicalRequest,
+        learn: &(dyn Fn(&str, &http::HeaderMap) + Sync),
     ) -> Result<HashMap<String, Decimal>> {
         let mut out = HashMap::new();
         for o in orders.iter().filter(|o| limits.needs_reference(o)) {
             if !out.contains_key(&o.symbol) {
-                let price = self.fetch(client, account, acct, &req.path, &o.symbol, req).await?;
+                let price = self.fetch(client, (account, acct), &o.symbol, req, learn).await?;
                 out.insert(o.symbol.clone(), price);
             }
         }
@@ -50,12 +53,12 @@ impl References {
     async fn fetch(
         &self,
         client: &reqwest::Client,
-        account: &str,
-        acct: &Account,
-        order_path: &str,
+        (account, acct): (&str, &Account),
         symbol: &str,
         req: &CanonicalRequest,
+        learn: &(dyn Fn(&str, &http::HeaderMap) + Sync),
     ) -> Result<Decimal> {
+        let order_path = &req.path;
         let key = (account.to_string(), symbol.to_string());
         if let Some((p, at)) = self.cache.lock().ok().and_then(|c| c.get(&key).copied())
             && at.elapsed() < REFERENCE_TTL
@@ -70,6 +73,7 @@ impl References {
         let url = format!("{base}{}?{}", ticker.path, ticker.query_string());
         let unavailable = || refuse(format!("no reference price for {symbol}: the exchange's ticker did not answer"));
         let resp = client.get(url).send().await.map_err(|_| unavailable())?;
+        learn(&ticker.path, resp.headers());
         let body = resp.bytes().await.map_err(|_| unavailable())?;
         let price = ex.parse_ticker(&body).ok_or_else(unavailable)?;
         if let Ok(mut c) = self.cache.lock() {

@@ -88,11 +88,14 @@ fn action(method: &Method, route: Option<&str>) -> String {
     format!("{resource}.{verb}")
 }
 
-/// The requested path after its resource (`/v1/secrets/apps/x` → `apps/x`):
-/// what the entry names as target unless the pipeline named a precise one.
+/// The requested path after its resource, percent-decoded
+/// (`/v1/secrets/app%73/x` → `apps/x`): what the entry names as target when
+/// the request was refused before its route named a precise one, so an
+/// escaped path cannot hide from a search of the log.
 fn requested_target(path: &str) -> String {
     let rest = path.strip_prefix("/v1/").or_else(|| path.strip_prefix('/')).unwrap_or(path);
-    rest.split_once('/').map(|(_, t)| t).unwrap_or("").chars().take(512).collect()
+    let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
+    percent_encoding::percent_decode_str(tail).decode_utf8_lossy().chars().take(512).collect()
 }
 
 /// Runs once the router matched a route: the record learns the route's
@@ -111,8 +114,12 @@ async fn note_route(matched: MatchedPath, req: Request, next: Next) -> Response 
 /// failed authentications included), and refuses everything while the
 /// audit log cannot be written. Sensitive allowed requests wait until their
 /// entry is durable.
-async fn audit_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+///
+/// The request runs in a task of its own: a client that goes away cannot
+/// cancel it between acting and auditing (a key change committed but not
+/// in the index or not on record, an order forwarded without its outcome).
+async fn audit_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
     // Health is no decision; the fault hook (test-clock servers only) must
     // reach a server that refuses everything else.
     if path == "/v1/sys/health" || (path == "/v1/sys/test-fault" && state.test_clock.is_some()) {
@@ -121,6 +128,14 @@ async fn audit_request(State(state): State<AppState>, mut req: Request, next: Ne
     if let Err(e) = state.auditor.check() {
         return ApiError(e).into_response();
     }
+    match tokio::spawn(audited(state, req, next)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError(Error::internal("a request task panicked")).into_response(),
+    }
+}
+
+async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
     let request_id = next_request_id();
     let record = Record::new(request_id.clone(), action(req.method(), None));
     req.extensions_mut().insert(record.clone());
@@ -236,6 +251,7 @@ mod names {
         assert_eq!(requested_target("/v1/secrets/apps/x"), "apps/x");
         assert_eq!(requested_target("/proxy/acct/api/v3/order"), "acct/api/v3/order");
         assert_eq!(requested_target("/v1/sys/seal"), "seal");
+        assert_eq!(requested_target("/v1/secrets/app%73/d%62"), "apps/db");
         assert_eq!(requested_target("/metrics"), "");
     }
 }

@@ -8,7 +8,7 @@ use crate::audit::{Auditor, Sinks};
 use crate::auth::Auth;
 use crate::config::RuntimeConfig;
 use crate::error::{Error, Result};
-use crate::exchange::{self, ExchangeConfig, Exchanges};
+use crate::exchange::{self, ExchangeConfig, Exchanges, Handles};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::seal::Barrier;
@@ -74,14 +74,17 @@ impl AppState {
         let auditor = Auditor::start(store.clone(), clock.clone(), barrier.clone(), sinks.clone(), metrics.clone());
         let keys = Arc::new(Keys::new(store.clone(), clock.clone()));
         let auth = Auth::new(keys.clone(), barrier.clone(), clock.clone(), config.throttle);
-        let secrets = Arc::new(Secrets::start(store.clone(), clock.clone()));
+        let secrets = Arc::new(Secrets::start(store.clone(), clock.clone(), barrier.clone()));
         let exchanges = Exchanges::new(
             ExchangeConfig { allow_upstream: config.allow_upstream.clone(), allow_overrides: test_clock.is_some() },
-            secrets.clone(),
-            store,
-            clock.clone(),
-            auditor.clone(),
-            metrics.clone(),
+            Handles {
+                secrets: secrets.clone(),
+                barrier: barrier.clone(),
+                store,
+                clock: clock.clone(),
+                auditor: auditor.clone(),
+                metrics: metrics.clone(),
+            },
             client,
         );
         Ok(Self(Arc::new(Services {
@@ -99,17 +102,18 @@ impl AppState {
         })))
     }
 
-    /// Unseals with a verified root key: the barrier takes it, the key index loads.
+    /// Unseals with a verified root key: the key index loads with the new
+    /// session, then the session is put in force. Until then requests answer
+    /// `sealed`, never `key_invalid` for a key the index has not loaded yet.
     pub(crate) async fn unseal(&self, root: RootKey, record: &SealRecord) -> Result<()> {
-        let unsealed = self.barrier.install(root, record)?;
-        if let Err(e) = self.keys.load(&unsealed).await {
-            self.seal()?;
-            return Err(e);
-        }
-        Ok(())
+        let session = Barrier::session(root, record);
+        self.keys.load(&session).await?;
+        self.barrier.publish(session)
     }
 
-    /// Seals: the keyring, the key index and every decrypted secret leave memory.
+    /// Seals: the keyring, the key index and every decrypted secret leave
+    /// memory. The barrier seals first, so no cache takes anything after it
+    /// is cleared (see [`Barrier::is_current`]).
     pub(crate) fn seal(&self) -> Result<()> {
         self.barrier.seal()?;
         self.keys.unload();

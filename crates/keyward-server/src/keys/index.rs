@@ -66,8 +66,9 @@ pub(crate) struct KeyEntry {
     pub hash: [u8; 32],
     /// Uses left when loaded or last spent (display only: the store is the authority).
     pub uses_remaining: AtomicI64,
-    /// The rate limiter, if the key has a rate.
-    pub limiter: Option<Limiter>,
+    /// The rate limiter, if the key has a rate (shared with the entry it
+    /// replaces while the rate stays the same, so a change does not refill it).
+    pub limiter: Option<Arc<Limiter>>,
     /// Last use (ms), 0 if never.
     pub last_used_ms: AtomicI64,
     /// Last client address.
@@ -95,7 +96,7 @@ impl KeyEntry {
         }
         let tampered = !mac_ok || policy.is_none() || state.is_none() || r.hash.len() != 32;
         let policy = policy.unwrap_or_default();
-        let limiter = policy.rate.as_ref().and_then(limiter);
+        let limiter = policy.rate.as_ref().and_then(limiter).map(Arc::new);
         let last_ip = r.last_used_ip.as_deref().and_then(|s| s.parse().ok());
         Self {
             id: r.id.clone(),
@@ -150,6 +151,9 @@ impl KeyEntry {
     }
 
     fn take_runtime_from(&mut self, old: &KeyEntry) {
+        if self.policy.rate == old.policy.rate {
+            self.limiter = old.limiter.clone();
+        }
         self.last_used_ms.store(old.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
         if let (Ok(mut mine), Ok(theirs)) = (self.last_used_ip.lock(), old.last_used_ip.lock()) {
             *mine = *theirs;

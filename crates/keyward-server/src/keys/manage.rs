@@ -302,6 +302,7 @@ impl Keys {
         unsealed: &Unsealed,
         new: NewKey,
     ) -> Result<(Arc<KeyEntry>, AccessKeySecret)> {
+        let _turn = self.writes.lock().await;
         let now = self.clock.now_ms();
         let prefix = self.namespace_prefix(&new.namespace, now).await?;
         let secret = AccessKeySecret::generate(&prefix)?;
@@ -317,6 +318,17 @@ impl Keys {
     pub(crate) async fn change(
         &self,
         _: &Admitted,
+        unsealed: &Unsealed,
+        id: &str,
+        change: impl FnOnce(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
+    ) -> Result<Arc<KeyEntry>> {
+        let _turn = self.writes.lock().await;
+        self.change_in_turn(unsealed, id, change).await
+    }
+
+    /// [`Keys::change`], for a caller already holding the turn.
+    async fn change_in_turn(
+        &self,
         unsealed: &Unsealed,
         id: &str,
         change: impl FnOnce(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
@@ -352,15 +364,23 @@ impl Keys {
     }
 
     /// Replaces an active key with a new one of the same settings; the old
-    /// one works until `grace_ms` from now, then answers `key_rolled`.
+    /// one works until `grace_ms` from now, then answers `key_rolled`. The
+    /// key is checked again in turn: one revoked or rolled since the caller
+    /// looked is not rolled.
     pub(crate) async fn roll(
         &self,
-        admitted: &Admitted,
+        _: &Admitted,
         unsealed: &Unsealed,
         old: &KeyEntry,
         grace_ms: i64,
     ) -> Result<Rolled> {
+        let _turn = self.writes.lock().await;
         let now = self.clock.now_ms();
+        let current = self.by_id(&old.id)?.ok_or_else(|| Error::not_found(format!("no key {:?}", old.id)))?;
+        if current.effective_state(now) != KeyState::Active || current.tampered || current.policy.rolled_to.is_some() {
+            return Err(Error::new(Code::InvalidState, "only an active key can be rolled"));
+        }
+        let old = current;
         let mut policy = old.policy.clone();
         policy.grace_until_ms = None;
         policy.rolled_to = None;
@@ -373,7 +393,8 @@ impl Keys {
         let grace_until_ms = now + grace_ms;
         let new_id = rec.id.clone();
         let old = self
-            .change(admitted, unsealed, &old.id, move |_, p| {
+            .change_in_turn(unsealed, &old.id.clone(), move |rec, p| {
+                state_change(KeyState::parse(&rec.state).unwrap_or(KeyState::Revoked), KeyState::Active, &[])?;
                 p.grace_until_ms = Some(grace_until_ms);
                 p.rolled_to = Some(new_id);
                 Ok(())

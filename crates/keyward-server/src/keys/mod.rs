@@ -33,6 +33,10 @@ pub(crate) struct Keys {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     index: RwLock<KeyIndex>,
+    /// Changes take turns: each reads a row, changes it, writes it and
+    /// updates the index, and two interleaved (enable racing revoke) must not
+    /// leave the index saying other than the store.
+    writes: tokio::sync::Mutex<()>,
 }
 
 fn poisoned() -> Error {
@@ -42,7 +46,7 @@ fn poisoned() -> Error {
 impl Keys {
     /// An empty service (sealed: nothing loaded).
     pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, index: RwLock::new(KeyIndex::default()) }
+        Self { store, clock, index: RwLock::new(KeyIndex::default()), writes: tokio::sync::Mutex::new(()) }
     }
 
     /// Loads every key row, checking each MAC (on unseal).

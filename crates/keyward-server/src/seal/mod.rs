@@ -200,12 +200,28 @@ impl Barrier {
         }
     }
 
-    /// Installs a verified root key: from now on the services can decrypt.
-    pub(crate) fn install(&self, root: RootKey, record: &SealRecord) -> Result<Arc<Unsealed>> {
-        let unsealed = Arc::new(Unsealed::new(Keyring::new(root, record.active_term)));
-        *self.state.write().map_err(|_| poisoned())? = SealState::Unsealed(unsealed.clone());
+    /// A session over a verified root key, not yet in force: the services
+    /// load what they need with it (the key index) before [`Barrier::publish`].
+    pub(crate) fn session(root: RootKey, record: &SealRecord) -> Arc<Unsealed> {
+        Arc::new(Unsealed::new(Keyring::new(root, record.active_term)))
+    }
+
+    /// Puts a session in force: from now on requests are served with it.
+    pub(crate) fn publish(&self, session: Arc<Unsealed>) -> Result<()> {
+        *self.state.write().map_err(|_| poisoned())? = SealState::Unsealed(session);
         tracing::info!("unsealed");
-        Ok(unsealed)
+        Ok(())
+    }
+
+    /// True while `session` is the one in force. A service caching what it
+    /// decrypted with a session checks this under its cache lock, so a
+    /// request that began before a seal cannot put plaintext back after the
+    /// seal cleared the caches.
+    pub(crate) fn is_current(&self, session: &Unsealed) -> bool {
+        match &*self.state.read().unwrap_or_else(|p| p.into_inner()) {
+            SealState::Unsealed(u) => std::ptr::eq(u.as_ref(), session),
+            SealState::Sealed { .. } => false,
+        }
     }
 
     /// Seals: drops the keyring (its bytes are zeroed once no request holds it).

@@ -13,7 +13,7 @@ pub(crate) use requests::{NewSecret, PutRequest, VersionsRequest, parse_versions
 
 use crate::error::{Code, Error, Result};
 use crate::keys::Admitted;
-use crate::seal::Unsealed;
+use crate::seal::{Barrier, Unsealed};
 use keyward_core::clock::Clock;
 use keyward_core::secret::SecretData;
 use keyward_store::{SecretMeta, Store, VersionRecord};
@@ -49,6 +49,7 @@ pub(crate) enum Destroy {
 pub(crate) struct Secrets {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    barrier: Arc<Barrier>,
     writer: SecretWriter,
     /// Decrypted current versions by path; dropped on any change and on seal.
     current: RwLock<HashMap<String, Arc<Version>>>,
@@ -63,9 +64,9 @@ fn no_secret(path: &str) -> Error {
 
 impl Secrets {
     /// The service, with its writer task.
-    pub(crate) fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, barrier: Arc<Barrier>) -> Self {
         let writer = SecretWriter::start(store.clone(), clock.clone());
-        Self { store, clock, writer, current: RwLock::new(HashMap::new()), changes: AtomicU64::new(0) }
+        Self { store, clock, barrier, writer, current: RwLock::new(HashMap::new()), changes: AtomicU64::new(0) }
     }
 
     /// A secret's metadata.
@@ -93,6 +94,7 @@ impl Secrets {
         let v = self.decrypt(unsealed, path, None).await?;
         if let Ok(mut c) = self.current.write()
             && self.changes.load(Ordering::Acquire) == generation
+            && self.barrier.is_current(unsealed)
         {
             c.insert(path.to_string(), v.clone());
         }

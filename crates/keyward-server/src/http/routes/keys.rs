@@ -58,14 +58,36 @@ pub(crate) fn key_json(k: &KeyEntry, now_ms: i64) -> Value {
     })
 }
 
+/// A caller sees its own key and the keys it may manage.
 fn visible(caller: &Caller, k: &KeyEntry) -> bool {
-    k.id == caller.key.id || may_manage(caller.scopes(), &k.namespace, &k.policy.scopes)
+    k.id == caller.key.id || manageable(caller, k)
+}
+
+/// A caller changes only keys its scopes cover: for a token, the token's
+/// scopes, so a token carrying `key:admin` cannot roll or revoke its parent.
+fn manageable(caller: &Caller, k: &KeyEntry) -> bool {
+    may_manage(caller.scopes(), &k.namespace, &k.policy.scopes)
 }
 
 /// `key:admin`, then the key itself, if the caller may see it.
-fn find(state: &AppState, caller: &Caller, id: &str, what: &str) -> Result<Arc<KeyEntry>, Error> {
-    caller.require(Need::KeyAdmin, &format!("{what} keys (key:admin)"))?;
+fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Arc<KeyEntry>, Error> {
+    caller.require(Need::KeyAdmin, "reading keys (key:admin)")?;
     state.keys.by_id(id)?.filter(|k| visible(caller, k)).ok_or_else(|| Error::not_found(format!("no key {id:?}")))
+}
+
+/// `key:admin`, then the key itself, if the caller may change it.
+fn find_to_change(state: &AppState, caller: &Caller, id: &str, what: &str) -> Result<Arc<KeyEntry>, Error> {
+    caller.require(Need::KeyAdmin, &format!("{what} keys (key:admin)"))?;
+    state.keys.by_id(id)?.filter(|k| manageable(caller, k)).ok_or_else(|| Error::not_found(format!("no key {id:?}")))
+}
+
+/// A short-lived token never mints a key: a key made from it would outlive
+/// the token and leave its address binding behind.
+fn refuse_token(caller: &Caller) -> Result<(), Error> {
+    if caller.token_scopes.is_some() {
+        return Err(Error::scope_missing("a token cannot create or roll keys: use the access key"));
+    }
+    Ok(())
 }
 
 /// `POST /v1/keys`.
@@ -75,6 +97,7 @@ pub(crate) async fn create(
     StrictJson(req): StrictJson<CreateKey>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Need::KeyAdmin, "creating keys (key:admin)")?;
+    refuse_token(&caller)?;
     let new = req.plan(state.clock.now_ms())?;
     if new.namespace == KEYWARD_NAMESPACE {
         caller.require_covers(&new.policy.scopes, "a key")?;
@@ -129,7 +152,7 @@ pub(crate) async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let key = find(&state, &caller, &id, "reading")?;
+    let key = find(&state, &caller, &id)?;
     caller.admit().await?;
     Ok(Json(key_json(&key, state.clock.now_ms())))
 }
@@ -144,7 +167,7 @@ async fn set_state(
     allowed_from: &'static [KeyState],
 ) -> ApiResult<Json<Value>> {
     caller.record.target(id.to_string());
-    let key = find(state, caller, id, "changing")?;
+    let key = find_to_change(state, caller, id, "changing")?;
     if key.tampered {
         return Err(Error::new(Code::RowTampered, "this key's stored record failed its integrity check").into());
     }
@@ -207,7 +230,8 @@ pub(crate) async fn roll(
         Some(g) => duration::parse_secs(g)?,
     };
     caller.record.target(id.clone());
-    let old = find(&state, &caller, &id, "rolling")?;
+    let old = find_to_change(&state, &caller, &id, "rolling")?;
+    refuse_token(&caller)?;
     if old.effective_state(state.clock.now_ms()) != KeyState::Active || old.tampered {
         return Err(Error::new(Code::InvalidState, "only an active key can be rolled").into());
     }

@@ -11,7 +11,7 @@
 
 use crate::error::Error;
 use crate::exchange::{AnswerBody, check_account_name, forwardable};
-use crate::http::extract::{bearer, identify, read_body};
+use crate::http::extract::{bearer, identify, read_body, record};
 use crate::http::{ApiError, ApiResult, AppState};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -38,6 +38,7 @@ fn not_canonical(message: impl Into<String>) -> ApiError {
 async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let (account, creq) = parse(&parts, body).await?;
+    record(&parts).target(format!("{account} {} {}", creq.method.as_str(), creq.path));
     let credential = credential(&parts);
     let caller = identify(state, &parts, credential.as_deref().map(String::as_str).map_err(Clone::clone)).await?;
     let answer = state.exchanges.proxy_request(&caller, &account, creq, forwardable(&parts.headers)).await?;

@@ -71,6 +71,7 @@ pub(crate) async fn list(State(state): State<AppState>, caller: Caller, req: Req
 /// Every method on `/v1/secrets/{path}`.
 pub(crate) async fn secret(State(state): State<AppState>, caller: Caller, req: Request) -> ApiResult<Response> {
     let path = SecretPath::parse(&path_after(req.uri().path(), PREFIX)?)?;
+    caller.record.target(path.as_str());
     let query = req.uri().query().map(str::to_string);
     match req.method().clone() {
         Method::GET => get(&state, &caller, &path, query.as_deref()).await,
@@ -101,10 +102,13 @@ pub(crate) async fn secret(State(state): State<AppState>, caller: Caller, req: R
     }
 }
 
-/// Writing needs `secret:write`; changing an exchange account also `account:<name>:admin`.
+/// Writing needs `secret:write`; changing an exchange account also
+/// `account:<name>:admin`, and is on record as an `admin` call (durable
+/// before the answer, and it alerts).
 fn require_write(caller: &Caller, path: &SecretPath, verb: &str) -> Result<(), Error> {
     caller.require(Need::SecretWrite(path.as_str()), &format!("{verb} {path}"))?;
     if let Some(name) = account_name(path.as_str()) {
+        caller.record.class(Class::Admin);
         caller.require(
             Need::Account(name, Class::Admin),
             &format!("{verb} exchange account {name} (account:{name}:admin)"),
@@ -130,6 +134,13 @@ async fn get(state: &AppState, caller: &Caller, path: &SecretPath, query: Option
         caller.record.class(Class::Export);
     } else {
         caller.require(Need::SecretRead(path.as_str()), &format!("reading {path}"))?;
+        if let (Some(name), Some(f)) = (account_name(path.as_str()), q.get("field"))
+            && SECRET_FIELDS.contains(&f.as_str())
+        {
+            return Err(
+                Error::scope_missing(format!("{f} of exchange account {name} needs account:{name}:export")).into()
+            );
+        }
     }
     caller.admit().await?;
     if q.get("history").is_some_and(|h| h == "true" || h.is_empty()) {

@@ -7,7 +7,7 @@
 
 use crate::error::Error;
 use crate::exchange::{Overrides, Signed, check_account_name};
-use crate::http::extract::{StrictJson, bearer, identify};
+use crate::http::extract::{StrictJson, bearer, identify, record};
 use crate::http::{ApiResult, AppState};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -58,6 +58,7 @@ pub(crate) async fn sign(
     check_account_name(&account)?;
     let overrides = Overrides { timestamp_ms: req.timestamp_ms, nonce: req.nonce };
     let creq = canonical(&req.method, &req.path, req.query.as_deref(), req.body.as_deref())?;
+    record(&parts).target(format!("{account} {} {}", creq.method.as_str(), creq.path));
     let caller = identify(&state, &parts, bearer(&parts)).await?;
     Ok(Json(state.exchanges.sign_request(&caller, &account, creq, overrides).await?))
 }

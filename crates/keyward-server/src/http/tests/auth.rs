@@ -148,3 +148,65 @@ async fn sealed_refuses_every_key_and_the_audit_says_who_was_refused() {
     t.done();
     assert!(rig.state.keys.all().unwrap().is_empty(), "the key index left memory");
 }
+
+#[tokio::test]
+async fn a_token_never_mints_a_key_nor_changes_its_parent() {
+    let rig = Rig::new().await;
+    rig.put("apps/db", json!({"data": {"password": "p"}})).await;
+    let (pid, parent) = rig.key(json!({"name": "p", "scopes": ["key:admin", "secret:read:*"]})).await;
+    let (cid, _) = rig.key(json!({"name": "c", "scopes": ["key:admin"]})).await;
+    let t = rig.call("POST", "/v1/auth/token", Some(&parent), Some(json!({"scopes": ["key:admin"]}))).await;
+    let token = t.body["token"].as_str().unwrap().to_string();
+    let mut t = Table::default();
+    for action in ["roll", "revoke", "disable"] {
+        let r = rig.call("POST", &format!("/v1/keys/{pid}/{action}"), Some(&token), None).await;
+        t.row(&format!("token {action}s its parent"), &r, 404, "not_found");
+    }
+    let create = rig.call("POST", "/v1/keys", Some(&token), Some(json!({"name": "n", "scopes": ["key:admin"]}))).await;
+    t.row("token creates a key", &create, 403, "scope_missing");
+    let roll = rig.call("POST", &format!("/v1/keys/{cid}/roll"), Some(&token), None).await;
+    t.row("token rolls a key it covers", &roll, 403, "scope_missing");
+    t.done();
+    let shown = rig.call("GET", &format!("/v1/keys/{pid}"), Some(&rig.admin), None).await;
+    assert_eq!((shown.body["state"].as_str(), &shown.body["rolled_to"]), (Some("active"), &json!(null)));
+    assert_eq!(rig.state.keys.count(), 3, "no key was made");
+}
+
+#[tokio::test]
+async fn a_refused_key_is_named_in_its_entry() {
+    let rig = Rig::new().await;
+    let (id, key) = rig.key(reader(json!({}))).await;
+    rig.call("POST", &format!("/v1/keys/{id}/revoke"), Some(&rig.admin), None).await;
+    let r = rig.call("GET", "/v1/secrets/x", Some(&key), None).await;
+    assert_eq!(r.code(), "key_revoked");
+    let e = rig.entry(&r.request_id).await;
+    assert_eq!((e.decision.as_str(), e.code.as_str(), e.key_id.as_str()), ("deny", "key_revoked", id.as_str()));
+}
+
+#[tokio::test]
+async fn disabling_and_enabling_does_not_refill_the_rate() {
+    let rig = Rig::new().await;
+    rig.put("x", json!({"data": {"k": "v"}})).await;
+    let (id, key) = rig.key(reader(json!({"rate": "1/h,burst=1"}))).await;
+    assert_eq!(rig.call("GET", "/v1/secrets/x", Some(&key), None).await.status, 200);
+    for action in ["disable", "enable"] {
+        assert_eq!(rig.call("POST", &format!("/v1/keys/{id}/{action}"), Some(&rig.admin), None).await.status, 200);
+    }
+    assert_eq!(rig.call("GET", "/v1/secrets/x", Some(&key), None).await.code(), "rate_limited");
+}
+
+#[tokio::test]
+async fn a_read_racing_a_seal_leaves_nothing_decrypted_behind() {
+    use crate::seal::Unsealed;
+    use keyward_core::keyring::{Keyring, RootKey};
+    let rig = Rig::new().await;
+    rig.put("apps/db", json!({"data": {"password": "p"}})).await;
+    // A request identified before the seal goes on to read after it.
+    let in_flight = rig.state.barrier.unsealed().unwrap();
+    rig.state.seal().unwrap();
+    rig.state.secrets.current(&in_flight, "apps/db").await.unwrap();
+    drop(in_flight);
+    // Nothing was kept: a session with another root key cannot get it back.
+    let other = Unsealed::new(Keyring::new(RootKey::from_slice(&[9; 32]).unwrap(), 1));
+    assert!(rig.state.secrets.current(&other, "apps/db").await.is_err(), "plaintext stayed cached after seal");
+}

@@ -9,15 +9,22 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A ticker at 50,000 on a free loopback port; `down` makes it answer 503.
 async fn ticker(down: Arc<AtomicBool>) -> String {
+    counting_ticker(down, Arc::new(AtomicUsize::new(0))).await
+}
+
+/// The same, counting the requests it answers.
+async fn counting_ticker(down: Arc<AtomicBool>, hits: Arc<AtomicUsize>) -> String {
     let app = Router::new().route(
         "/api/v5/market/ticker",
         get(move || {
             let down = down.clone();
+            let hits = hits.clone();
             async move {
+                hits.fetch_add(1, Ordering::Relaxed);
                 if down.load(Ordering::Relaxed) {
                     (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new())
                 } else {
@@ -33,8 +40,11 @@ async fn ticker(down: Arc<AtomicBool>) -> String {
 }
 
 async fn okx_rig(down: Arc<AtomicBool>) -> Rig {
+    okx_rig_at(ticker(down).await).await
+}
+
+async fn okx_rig_at(url: String) -> Rig {
     let rig = Rig::with(RuntimeConfig { allow_upstream: vec!["127.0.0.1".into()], ..RuntimeConfig::default() }).await;
-    let url = ticker(down).await;
     let data = json!({"api_key": "K", "api_secret": "S", "passphrase": "P", "base_url": url});
     let r = rig.put("exchanges/okx", json!({"type": "okx", "data": data})).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -152,4 +162,31 @@ async fn the_daily_cap_counts_what_passed_and_only_that() {
     rig.clock.advance_ms(86_400_000);
     t.row("next day", &sign(&rig, &key, path, &order("0.012", Some("50000"), json!({}))).await, 200, "");
     t.done();
+}
+
+#[tokio::test]
+async fn a_key_cannot_make_keyward_ask_the_exchange_more_than_it_may_itself() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let rig = okx_rig_at(counting_ticker(Arc::new(AtomicBool::new(false)), hits.clone()).await).await;
+    let (_, key) = rig
+        .key(json!({"name": "g", "scopes": ["account:okx:trade"], "allow_ips": ["127.0.0.1"],
+            "price_band": "5%", "rate": "1/h,burst=1"}))
+        .await;
+    let path = "/api/v5/trade/order";
+    assert_eq!(sign(&rig, &key, path, &order("0.01", Some("50000"), json!({}))).await.status, 200);
+    let before = hits.load(Ordering::Relaxed);
+    for i in 0..10 {
+        let r = sign(&rig, &key, path, &order("0.01", Some("50000"), json!({"instId": format!("C{i}-USDT")}))).await;
+        assert_eq!(r.code(), "rate_limited");
+    }
+    assert_eq!(hits.load(Ordering::Relaxed), before, "refused requests reached the exchange's ticker");
+    // Refusals a price is not needed for come before the rate is spent.
+    let (_, capped) = rig
+        .key(json!({"name": "c", "scopes": ["account:okx:trade"], "allow_ips": ["127.0.0.1"],
+            "max_qty": "0.5", "rate": "1/h,burst=1"}))
+        .await;
+    for _ in 0..3 {
+        assert_eq!(sign(&rig, &capped, path, &order("0.9", Some("50000"), json!({}))).await.code(), "order_guard");
+    }
+    assert_eq!(sign(&rig, &capped, path, &order("0.1", Some("50000"), json!({}))).await.status, 200);
 }

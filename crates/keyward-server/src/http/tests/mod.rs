@@ -197,3 +197,37 @@ async fn an_authorized_read_of_a_missing_secret_is_allowed_not_denied() {
     }
     t.done();
 }
+
+#[tokio::test]
+async fn a_withheld_field_is_refused_before_admission() {
+    let rig = Rig::new().await;
+    let r = rig.put("exchanges/bin", json!({"type": "binance", "data": {"api_key": "K", "api_secret": "S"}})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (id, key) = rig.key(json!({"name": "r", "scopes": ["secret:read:exchanges/*"], "uses": 3})).await;
+    let r = rig.call("GET", "/v1/secrets/exchanges/bin?field=api_secret", Some(&key), None).await;
+    assert_eq!((r.status, r.code()), (403, "scope_missing"));
+    let e = rig.entry(&r.request_id).await;
+    assert_eq!((e.decision.as_str(), e.code.as_str()), ("deny", "scope_missing"));
+    let shown = rig.call("GET", &format!("/v1/keys/{id}"), Some(&rig.admin), None).await;
+    assert_eq!(shown.body["uses_remaining"], 3, "a refusal spends no use");
+    let ok = rig.call("GET", "/v1/secrets/exchanges/bin?field=api_key", Some(&key), None).await;
+    assert_eq!(ok.body["data"]["api_key"], "K");
+}
+
+#[tokio::test]
+async fn the_audit_names_what_was_asked_for_and_account_changes_as_admin() {
+    let rig = Rig::new().await;
+    let (_, reader) = rig.key(json!({"name": "r", "scopes": ["secret:read:apps/*"]})).await;
+    // An escaped path is on record as the path it names, refused or not.
+    let hidden = rig.call("GET", "/v1/secrets/d%62/x", Some(&reader), None).await;
+    let failed = rig.call("GET", "/v1/secrets/d%62/y", Some("kw_nope"), None).await;
+    let write = rig.put("exchanges/bin", json!({"type": "binance", "data": {"api_key": "K", "api_secret": "S"}})).await;
+    let mut t = Table::default();
+    for (r, target, class) in [(&hidden, "db/x", ""), (&failed, "db/y", ""), (&write, "exchanges/bin", "admin")] {
+        let e = rig.entry(&r.request_id).await;
+        if (e.target.as_str(), e.class.as_str()) != (target, class) {
+            t.fail(format!("entry of {target}: target {:?}, class {:?}", e.target, e.class));
+        }
+    }
+    t.done();
+}
