@@ -10,6 +10,10 @@ account vs transit hmac), and a bare axum handler (the HTTP stack's limit).
 OpenBao runs without and with a file audit device; keyward's audit is always
 on. Also idle RSS and time from process start until health answers.
 
+BENCH_BASELINE=/path/to/an/older/keyward adds that binary, set up the same
+way, to every keyward row ("keyward baseline"): a before/after of a change
+in the same run.
+
 Prints a markdown table, writes bench/results/latest.json, and rewrites the
 README's Performance table between its bench markers. Stdlib only.
 """
@@ -32,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYWARD = os.path.join(ROOT, "target/release/keyward")
 BARE = os.path.join(ROOT, "target/release/bench-bare-axum")
 BAO = os.path.join(ROOT, "bench/.venv/bin/bao")
+BASELINE = os.environ.get("BENCH_BASELINE")
 DURATION = os.environ.get("BENCH_DURATION", "5s")
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 CONNS = [1, 32]
@@ -110,11 +115,11 @@ def wrk(url, script, conns):
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_2xx": int(errors.group(1)) if errors else 0}
 
 
-def setup_keyward():
+def setup_keyward(binary=KEYWARD, name="kw"):
     port = free_port()
     base = "http://127.0.0.1:%d" % port
-    out = open(os.path.join(WORK, "keyward.out"), "w+")
-    p, startup = start([KEYWARD, "server", "--data", os.path.join(WORK, "kw-data"), "--listen", "127.0.0.1:%d" % port, "--log", "warn"],
+    out = open(os.path.join(WORK, name + ".out"), "w+")
+    p, startup = start([binary, "server", "--data", os.path.join(WORK, name + "-data"), "--listen", "127.0.0.1:%d" % port, "--log", "warn"],
                        base + "/v1/sys/health", stdout=out)
     time.sleep(0.3)
     out.seek(0)
@@ -192,6 +197,7 @@ def main():
     assert len(payload) >= 150
     payload = payload[:150]
     kw = setup_keyward()
+    base_kw = setup_keyward(BASELINE, "kw-baseline") if BASELINE else None
     dev = setup_openbao_dev()
     dev_audit = setup_openbao_dev(audit=True)
     raft = setup_openbao_raft()
@@ -223,6 +229,15 @@ def main():
             ("bare axum", "http://127.0.0.1:%d/echo" % bare_port, lua("bare", "POST", {}, {"a": 1})),
         ],
     }
+    if base_kw:
+        # The same requests against the baseline binary, right after keyward's.
+        bk = base_kw["keys"]
+        same = {"verify": ("POST", {"Authorization": "Bearer " + bk["verifier"]}, {"key": bk["platform"]}, "/v1/keys/verify"),
+                "secret read": ("GET", {"Authorization": "Bearer " + bk["reader"]}, None, "/v1/secrets/bench"),
+                "HMAC sign": ("POST", {"Authorization": "Bearer " + bk["signer"]}, {"method": "POST", "path": "/api/v3/order", "body": payload}, "/v1/sign/bench"),
+                "secret write (durable)": ("PUT", {"Authorization": "Bearer " + bk["writer"]}, {"data": {"value": "y" * 32}}, "/v1/secrets/bench")}
+        for row, (method, headers, body, path) in same.items():
+            rows[row].insert(1, ("keyward baseline", base_kw["base"] + path, lua("kwb-" + re.sub(r"\W+", "-", row), method, headers, body)))
     results = {}
     for row, targets in rows.items():
         for conns in CONNS:
@@ -245,6 +260,8 @@ def main():
                 entry["ratio"] = entry["keyward"]["rps"] / entry["openbao"]["rps"]
             if "openbao + file audit" in entry and "keyward" in entry:
                 entry["ratio_vs_audit"] = entry["keyward"]["rps"] / entry["openbao + file audit"]["rps"]
+            if "keyward baseline" in entry and "keyward" in entry:
+                entry["ratio_vs_baseline"] = entry["keyward"]["rps"] / entry["keyward baseline"]["rps"]
             table.append(entry)
     bare32 = next((e["bare axum"]["rps"] for e in table if e["row"] == "bare axum POST" and e["connections"] == 32), None)
     cpu = ""
@@ -260,6 +277,7 @@ def main():
         "idle_rss_mb": {"keyward": kw["rss_mb"], "openbao dev": dev["rss_mb"]},
         "start_to_healthy_ms": {"keyward": kw["startup_s"] * 1000, "openbao dev": dev["startup_s"] * 1000},
         "bare_axum_c32_rps": bare32,
+        "baseline": BASELINE,
     }
     os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
     json.dump(summary, open(os.path.join(ROOT, "bench/results/latest.json"), "w"), indent=1)
@@ -287,6 +305,12 @@ def render(s):
     if kv32 and s["bare_axum_c32_rps"]:
         lines.append("")
         lines.append("Verify at 32 connections is %.0f%% of the bare axum handler." % (100 * kv32 / s["bare_axum_c32_rps"]))
+    base = [e for e in s["rows"] if "ratio_vs_baseline" in e]
+    if base:
+        lines.append("")
+        lines.append("This build against the baseline binary `%s`, same run: %s." % (s.get("baseline"), "; ".join(
+            "%s c%d %s vs %s req/s (%.2f×)" % (e["row"], e["connections"], "{:,.0f}".format(e["keyward"]["rps"]),
+                                              "{:,.0f}".format(e["keyward baseline"]["rps"]), e["ratio_vs_baseline"]) for e in base)))
     r, st = s["idle_rss_mb"], s["start_to_healthy_ms"]
     lines.append("Idle RSS: keyward %.1f MB, OpenBao dev %.1f MB (%.2f×). Start to healthy: keyward %.0f ms, OpenBao dev %.0f ms (%.2f×)." % (
         r["keyward"], r["openbao dev"], r["keyward"] / r["openbao dev"], st["keyward"], st["openbao dev"], st["keyward"] / st["openbao dev"]))

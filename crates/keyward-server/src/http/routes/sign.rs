@@ -7,11 +7,10 @@
 
 use crate::error::Error;
 use crate::exchange::{Overrides, Signed, check_account_name};
-use crate::http::extract::{StrictJson, bearer, identify, record};
+use crate::http::extract::{bearer, identify, parse_json, read_body, record};
 use crate::http::{ApiResult, AppState};
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Request, State};
 use keyward_core::decision::DenyReason;
 use keyward_exchanges::CanonicalRequest;
 use serde::Deserialize;
@@ -52,9 +51,10 @@ pub(crate) fn canonical(
 pub(crate) async fn sign(
     State(state): State<AppState>,
     Path(account): Path<String>,
-    parts: Parts,
-    StrictJson(req): StrictJson<SignRequest>,
+    request: Request,
 ) -> ApiResult<Json<Signed>> {
+    let (parts, body) = request.into_parts();
+    let req: SignRequest = parse_json(&read_body(&parts.headers, body).await?)?;
     check_account_name(&account)?;
     let overrides = Overrides { timestamp_ms: req.timestamp_ms, nonce: req.nonce };
     let creq = canonical(&req.method, &req.path, req.query.as_deref(), req.body.as_deref())?;
