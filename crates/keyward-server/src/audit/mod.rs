@@ -48,7 +48,7 @@ pub(crate) struct Note {
     /// The request id shared by the request's entries (also `X-Request-Id`).
     pub request_id: String,
     /// The route's action (`secrets.get`), from the route table.
-    pub action: String,
+    pub action: &'static str,
     /// The caller's key id, once identified.
     pub key_id: String,
     /// The client address as identification saw it.
@@ -71,16 +71,21 @@ impl Note {
     /// The entry for this note: `verdict` with `code`; `target` unless the
     /// pipeline named a more precise one.
     pub(crate) fn entry(&self, verdict: Verdict, code: &str, target: &str) -> AuditEntry {
+        self.clone().into_entry(verdict, code, || target.to_string())
+    }
+
+    /// [`Note::entry`], consuming the note (no copies on the hot path).
+    pub(crate) fn into_entry(self, verdict: Verdict, code: &str, target: impl FnOnce() -> String) -> AuditEntry {
         AuditEntry {
-            request_id: self.request_id.clone(),
-            key_id: self.key_id.clone(),
-            ip: self.ip.clone(),
-            action: self.action.clone(),
-            target: self.target.clone().unwrap_or_else(|| target.to_string()),
+            request_id: self.request_id,
+            key_id: self.key_id,
+            ip: self.ip,
+            action: self.action.to_string(),
+            target: self.target.unwrap_or_else(target),
             class: self.class.map(|c| c.as_str().to_string()).unwrap_or_default(),
             decision: verdict.as_str().to_string(),
             code: code.to_string(),
-            detail: self.detail.clone(),
+            detail: self.detail,
             ..Default::default()
         }
     }
@@ -92,12 +97,12 @@ pub(crate) struct Record(Arc<Mutex<Note>>);
 
 impl Record {
     /// A record for a request with this id and action.
-    pub(crate) fn new(request_id: String, action: String) -> Self {
+    pub(crate) fn new(request_id: String, action: &'static str) -> Self {
         Self(Arc::new(Mutex::new(Note { request_id, action, ..Default::default() })))
     }
 
     /// The route's action, once the router knows the route.
-    pub(crate) fn action(&self, action: String) {
+    pub(crate) fn action(&self, action: &'static str) {
         self.with(|n| n.action = action);
     }
 
@@ -155,5 +160,10 @@ impl Record {
     /// What was noted so far.
     pub(crate) fn note(&self) -> Note {
         self.0.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// What was noted, taken out (the request is over).
+    pub(crate) fn take(&self) -> Note {
+        self.0.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default()
     }
 }

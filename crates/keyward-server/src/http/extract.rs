@@ -55,6 +55,7 @@ pub(super) fn record(parts: &Parts) -> Record {
 
 /// Identifies the caller presenting `credential` on this request.
 pub(super) async fn identify(state: &AppState, parts: &Parts, credential: Result<&str, Error>) -> ApiResult<Caller> {
+    super::note_route(parts);
     let ip = client_ip(peer(parts)?, &parts.headers, &state.config.trusted_proxies);
     Ok(state.auth.identify(credential, ip, record(parts)).await?)
 }

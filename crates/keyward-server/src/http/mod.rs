@@ -58,7 +58,6 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify).post(audit::verify))
         .route("/metrics", get(metrics::scrape))
-        .route_layer(middleware::from_fn(note_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), audit_request))
@@ -75,18 +74,32 @@ pub(crate) fn metrics_app(state: AppState) -> Router {
 /// The action of a request (`secrets.get`): the route's resource and the
 /// method, both from fixed lists, since the action is a metrics label: a
 /// caller making up paths or methods must not make up label values.
-fn action(method: &Method, route: Option<&str>) -> String {
-    const RESOURCES: &[&str] = &["sys", "secrets", "keys", "namespaces", "auth", "sign", "proxy", "audit", "metrics"];
-    const METHODS: &[&str] = &["get", "post", "put", "delete", "patch", "head", "options"];
+fn action(method: &Method, route: Option<&str>) -> &'static str {
     let resource = route
         .map(|r| r.trim_start_matches("/v1/").trim_start_matches('/'))
         .and_then(|r| r.split('/').next())
-        .and_then(|r| RESOURCES.iter().find(|x| **x == r))
-        .copied()
-        .unwrap_or("other");
-    let verb = METHODS.iter().find(|m| m.eq_ignore_ascii_case(method.as_str())).copied().unwrap_or("other");
-    format!("{resource}.{verb}")
+        .and_then(|r| RESOURCES.iter().position(|x| *x == r))
+        .unwrap_or(RESOURCES.len());
+    let verb = VERBS.iter().position(|m| m.eq_ignore_ascii_case(method.as_str())).unwrap_or(VERBS.len());
+    ACTIONS[resource][verb]
 }
+
+const RESOURCES: [&str; 9] = ["sys", "secrets", "keys", "namespaces", "auth", "sign", "proxy", "audit", "metrics"];
+const VERBS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
+/// Every action, by resource and verb (the last row and column: `other`).
+#[rustfmt::skip]
+const ACTIONS: [[&str; 8]; 10] = [
+    ["sys.get", "sys.post", "sys.put", "sys.delete", "sys.patch", "sys.head", "sys.options", "sys.other"],
+    ["secrets.get", "secrets.post", "secrets.put", "secrets.delete", "secrets.patch", "secrets.head", "secrets.options", "secrets.other"],
+    ["keys.get", "keys.post", "keys.put", "keys.delete", "keys.patch", "keys.head", "keys.options", "keys.other"],
+    ["namespaces.get", "namespaces.post", "namespaces.put", "namespaces.delete", "namespaces.patch", "namespaces.head", "namespaces.options", "namespaces.other"],
+    ["auth.get", "auth.post", "auth.put", "auth.delete", "auth.patch", "auth.head", "auth.options", "auth.other"],
+    ["sign.get", "sign.post", "sign.put", "sign.delete", "sign.patch", "sign.head", "sign.options", "sign.other"],
+    ["proxy.get", "proxy.post", "proxy.put", "proxy.delete", "proxy.patch", "proxy.head", "proxy.options", "proxy.other"],
+    ["audit.get", "audit.post", "audit.put", "audit.delete", "audit.patch", "audit.head", "audit.options", "audit.other"],
+    ["metrics.get", "metrics.post", "metrics.put", "metrics.delete", "metrics.patch", "metrics.head", "metrics.options", "metrics.other"],
+    ["other.get", "other.post", "other.put", "other.delete", "other.patch", "other.head", "other.options", "other.other"],
+];
 
 /// The requested path after its resource, percent-decoded
 /// (`/v1/secrets/app%73/x` → `apps/x`): what the entry names as target when
@@ -98,16 +111,17 @@ fn requested_target(path: &str) -> String {
     percent_encoding::percent_decode_str(tail).decode_utf8_lossy().chars().take(512).collect()
 }
 
-/// Runs once the router matched a route: the record learns the route's
-/// action and whether its entry must be durable before the answer.
-async fn note_route(matched: MatchedPath, req: Request, next: Next) -> Response {
-    if let Some(record) = req.extensions().get::<Record>() {
-        record.action(action(req.method(), Some(matched.as_str())));
-        if openapi::is_sensitive(req.method(), matched.as_str()) {
+/// Once the router matched a route (its path is on the request), the
+/// record learns the route's action and whether its entry must be durable
+/// before the answer. Called by identification, which every route but
+/// health runs (unseal calls it itself).
+pub(crate) fn note_route(parts: &axum::http::request::Parts) {
+    if let (Some(record), Some(matched)) = (parts.extensions.get::<Record>(), parts.extensions.get::<MatchedPath>()) {
+        record.action(action(&parts.method, Some(matched.as_str())));
+        if openapi::is_sensitive(&parts.method, matched.as_str()) {
             record.sensitive();
         }
     }
-    next.run(req).await
 }
 
 /// Writes the audit entry of every request but health (allowed or denied,
@@ -142,25 +156,26 @@ async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
     let peer = extract::peer_of(req.extensions()).map(|ip| ip.to_string()).unwrap_or_default();
     let started = Instant::now();
     let mut resp = next.run(req).await;
-    let note = record.note();
+    let note = record.take();
     let code = resp.extensions().get::<Code>().map(|c| c.as_str()).unwrap_or("");
     let verdict = if note.allowed { Verdict::Allow } else { Verdict::Deny };
     if !note.allowed && resp.status().is_success() {
         tracing::error!(action = %note.action, "a request was answered without being admitted");
         debug_assert!(false, "{} answered {} without admission", note.action, resp.status());
     }
-    state.metrics.request(&note.action, verdict.as_str(), code, started.elapsed().as_secs_f64());
+    state.metrics.request(note.action, verdict.as_str(), code, started.elapsed().as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     if note.recorded {
         return resp;
     }
-    let mut entry = note.entry(verdict, code, &requested_target(&path));
+    let durable = note.sensitive && note.allowed;
+    let mut entry = note.into_entry(verdict, code, || requested_target(&path));
     if entry.ip.is_empty() {
         entry.ip = peer;
     }
-    if note.sensitive && note.allowed {
+    if durable {
         if let Err(e) = state.auditor.record_durable(entry).await {
             return ApiError(e).into_response();
         }

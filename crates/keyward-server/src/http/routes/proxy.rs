@@ -37,6 +37,7 @@ fn not_canonical(message: impl Into<String>) -> ApiError {
 
 async fn forward(state: &AppState, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
+    crate::http::note_route(&parts);
     let (account, creq) = parse(&parts, body).await?;
     record(&parts).target(format!("{account} {} {}", creq.method.as_str(), creq.path));
     let credential = credential(&parts);

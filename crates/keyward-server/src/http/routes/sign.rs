@@ -54,6 +54,7 @@ pub(crate) async fn sign(
     request: Request,
 ) -> ApiResult<Json<Signed>> {
     let (parts, body) = request.into_parts();
+    crate::http::note_route(&parts);
     let req: SignRequest = parse_json(&read_body(&parts.headers, body).await?)?;
     check_account_name(&account)?;
     let overrides = Overrides { timestamp_ms: req.timestamp_ms, nonce: req.nonce };

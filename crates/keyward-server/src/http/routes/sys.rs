@@ -4,12 +4,11 @@
 
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::http::extract::{StrictJson, record};
+use crate::http::extract::{StrictJson, parse_json, read_body, record};
 use crate::http::{ApiResult, AppState};
 use crate::seal::Submitted;
 use axum::Json;
-use axum::extract::State;
-use axum::http::request::Parts;
+use axum::extract::{Request, State};
 use keyward_core::clock::Clock;
 use keyward_core::scope::Need;
 use keyward_store::SealKind;
@@ -71,11 +70,10 @@ impl std::fmt::Debug for UnsealRequest {
 /// `POST /v1/sys/unseal`: one Shamir share (`share`), or the unseal key file's
 /// text (`key`) for a key-file server that was sealed; `reset` drops progress.
 /// The share is the credential: an accepted one is the allowed decision.
-pub(crate) async fn unseal(
-    State(state): State<AppState>,
-    parts: Parts,
-    StrictJson(req): StrictJson<UnsealRequest>,
-) -> ApiResult<Json<Value>> {
+pub(crate) async fn unseal(State(state): State<AppState>, request: Request) -> ApiResult<Json<Value>> {
+    let (parts, body) = request.into_parts();
+    crate::http::note_route(&parts);
+    let req: UnsealRequest = parse_json(&read_body(&parts.headers, body).await?)?;
     let _transition = state.barrier.transition().await;
     let seal = state.barrier.record().await?;
     if req.reset && state.barrier.is_sealed() {
