@@ -231,9 +231,12 @@ impl Exchange for Binance {
 
     fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
-        // A margin order that borrows is a loan, whatever its endpoint says.
-        let borrows = req.param("sideEffectType").is_some_and(|s| s != "NO_SIDE_EFFECT" && s != "AUTO_REPAY");
-        if class == Trade && req.path.starts_with("/sapi/v1/margin/") && borrows {
+        // An order that borrows is a loan, whatever its endpoint says: a
+        // side effect other than none or repaying borrows.
+        let borrows = crate::borrow::any(req, "sideEffectType", &|v| {
+            crate::borrow::is_exactly(v, "NO_SIDE_EFFECT") || crate::borrow::is_exactly(v, "AUTO_REPAY")
+        });
+        if class == Trade && borrows {
             return Some(Borrow);
         }
         Some(class)

@@ -113,14 +113,8 @@ impl Exchange for Bybit {
 
     fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
-        // Spot margin orders (isLeverage=1) borrow.
-        let leveraged = match &req.body {
-            Body::Json(v) => {
-                let one = |o: &serde_json::Value| o.get("isLeverage").is_some_and(|l| l == 1 || l == "1");
-                one(v) || v.get("request").and_then(|r| r.as_array()).is_some_and(|a| a.iter().any(one))
-            }
-            _ => false,
-        };
+        // Spot margin orders borrow: isLeverage other than 0 (single and batch).
+        let leveraged = crate::borrow::any(req, "isLeverage", &|v| crate::borrow::is_exactly(v, "0"));
         if class == Trade && leveraged {
             return Some(Borrow);
         }

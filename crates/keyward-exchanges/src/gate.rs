@@ -74,6 +74,16 @@ impl Exchange for Gate {
     fn catalog(&self) -> &'static [Endpoint] {
         CATALOG
     }
+
+    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+        let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
+        // A spot order on a margin, cross-margin or unified account borrows
+        // what it lacks when auto_borrow is on: anything but false (single and batch).
+        if class == Trade && crate::borrow::any(req, "auto_borrow", &|v| *v == serde_json::Value::Bool(false)) {
+            return Some(Borrow);
+        }
+        Some(class)
+    }
     fn key_header(&self) -> &'static str {
         "key"
     }

@@ -83,9 +83,9 @@ impl Exchange for Kraken {
 
     fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
-        // Spot margin: an order with leverage borrows.
-        let leveraged = req.param("leverage").is_some_and(|l| !l.is_empty() && l != "none")
-            || req.param("orders").is_some_and(|o| o.contains("leverage"));
+        // Spot margin: an order with leverage other than `none` borrows
+        // (single, batch, edit and amend alike).
+        let leveraged = crate::borrow::any(req, "leverage", &|v| v == "none");
         if class == Trade && leveraged {
             return Some(Borrow);
         }

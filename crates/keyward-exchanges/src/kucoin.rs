@@ -91,7 +91,8 @@ impl Exchange for Kucoin {
 
     fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
-        if class == Trade && req.path.contains("/margin/") && req.param("autoBorrow").is_some_and(|b| b == "true") {
+        // A margin order borrows unless autoBorrow is absent or false.
+        if class == Trade && crate::borrow::any(req, "autoBorrow", &|v| *v == serde_json::Value::Bool(false)) {
             return Some(Borrow);
         }
         Some(class)

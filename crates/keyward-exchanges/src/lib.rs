@@ -11,6 +11,7 @@
 
 pub mod binance;
 pub mod bitget;
+pub mod borrow;
 pub mod bybit;
 pub mod canonical;
 pub mod catalog;

@@ -83,11 +83,26 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/api/v5/users/subaccount/delete-apikey", Admin),
 ];
 
-/// An order that may borrow: margin mode on a spot pair (`BTC-USDT`).
-fn borrows(order: &Value) -> bool {
-    let spot = order.get("instId").and_then(Value::as_str).is_some_and(|i| i.matches('-').count() == 1);
-    let margin = order.get("tdMode").and_then(Value::as_str).is_some_and(|m| m == "cross" || m == "isolated");
-    spot && margin
+/// An order that may borrow: on anything but a derivative (whose instrument
+/// id has two dashes or more, `BTC-USDT-SWAP`), a trade mode other than
+/// exactly `cash` borrows; so does an order that names its trade mode in
+/// another spelling, or its instrument twice. Every object of the body is
+/// an order here (single, batch, attached orders).
+fn borrows(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            let modes: Vec<&Value> =
+                m.iter().filter(|(k, _)| crate::borrow::loose_name(k) == "tdmode").map(|(_, x)| x).collect();
+            let ids: Vec<&Value> =
+                m.iter().filter(|(k, _)| crate::borrow::loose_name(k) == "instid").map(|(_, x)| x).collect();
+            let derivative =
+                matches!(ids.as_slice(), [Value::String(i)] if i.matches('-').count() >= 2) && m.contains_key("instId");
+            let strict = modes.len() == 1 && m.get("tdMode") == Some(&Value::String("cash".into()));
+            (!modes.is_empty() && !derivative && !strict) || m.values().any(borrows)
+        }
+        Value::Array(a) => a.iter().any(borrows),
+        _ => false,
+    }
 }
 
 /// `2020-12-08T09:08:57.715Z` from milliseconds since the epoch.
@@ -152,8 +167,7 @@ impl Exchange for Okx {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
         if class == Trade {
             let any_borrow = match &req.body {
-                Body::Json(Value::Array(orders)) => orders.iter().any(borrows),
-                Body::Json(order) => borrows(order),
+                Body::Json(v) => borrows(v),
                 _ => false,
             };
             if any_borrow {

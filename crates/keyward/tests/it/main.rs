@@ -9,6 +9,7 @@ mod bad_input;
 mod ccxt_e2e;
 mod fund_movers;
 mod guards;
+mod hardening;
 mod harness;
 mod keys;
 mod persistence;

@@ -1,0 +1,231 @@
+//! What an outside attack review found, through the real binary: fields
+//! that make an order borrow are read strictly on every exchange.
+
+use crate::harness::*;
+use serde_json::{Value, json};
+
+const KRAKEN_SECRET: &str = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
+
+fn fields(kind: &str) -> Value {
+    match kind {
+        "kraken" => json!({"api_key": "K", "api_secret": KRAKEN_SECRET}),
+        "okx" | "kucoin" | "bitget" => json!({"api_key": "K", "api_secret": "S", "passphrase": "P"}),
+        _ => json!({"api_key": "K", "api_secret": "S"}),
+    }
+}
+
+/// A server with one account per exchange named after it, and a key that
+/// may sign anything on all of them (the sign API then says each class).
+fn rig(dir: &std::path::Path) -> (Server, String) {
+    let s = start(dir, &[]);
+    for kind in ["binance", "bybit", "okx", "gate", "kraken", "kucoin"] {
+        let (st, v) = s.http(
+            "PUT",
+            &format!("/v1/secrets/exchanges/{kind}"),
+            Some(s.admin()),
+            Some(&json!({"type": kind, "data": fields(kind)})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let scopes: Vec<String> =
+        ["binance", "bybit", "okx", "gate", "kraken", "kucoin"].iter().map(|a| format!("account:{a}:*")).collect();
+    let key = create_key(&s, json!({"name": "all", "scopes": scopes, "allow_ips": ["127.0.0.1"]})).1;
+    (s, key)
+}
+
+fn class(s: &Server, key: &str, account: &str, method: &str, path: &str, body: &str) -> String {
+    let (st, v) = s.http(
+        "POST",
+        &format!("/v1/sign/{account}"),
+        Some(key),
+        Some(&json!({"method": method, "path": path, "body": body})),
+    );
+    if st != 200 {
+        return format!("{st} {}", v["error"]["code"]);
+    }
+    v["class"].as_str().unwrap_or("?").to_string()
+}
+
+#[test]
+fn a_field_that_can_borrow_is_read_strictly_on_every_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, key) = rig(dir.path());
+    let gate =
+        |extra: &str| format!(r#"{{"currency_pair":"BTC_USDT","side":"buy","amount":"0.01","price":"50000"{extra}}}"#);
+    let bybit = |extra: &str| {
+        format!(
+            r#"{{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.01","price":"50000"{extra}}}"#
+        )
+    };
+    let okx = |mode: &str, inst: &str| {
+        format!(r#"{{"instId":"{inst}","tdMode":{mode},"side":"buy","ordType":"limit","sz":"0.01","px":"50000"}}"#)
+    };
+    let kucoin = |extra: &str| {
+        format!(
+            r#"{{"clientOid":"a","side":"buy","symbol":"BTC-USDT","type":"limit","size":"0.01","price":"50000"{extra}}}"#
+        )
+    };
+    let rows: Vec<(&str, &str, &str, String, &str)> = vec![
+        // Gate: auto_borrow on any account type, single and batch.
+        ("gate", "POST", "/api/v4/spot/orders", gate(""), "trade"),
+        ("gate", "POST", "/api/v4/spot/orders", gate(r#","account":"margin","auto_borrow":false"#), "trade"),
+        ("gate", "POST", "/api/v4/spot/orders", gate(r#","account":"margin","auto_borrow":true"#), "borrow"),
+        ("gate", "POST", "/api/v4/spot/orders", gate(r#","account":"cross_margin","auto_borrow":"true""#), "borrow"),
+        ("gate", "POST", "/api/v4/spot/orders", gate(r#","account":"unified","auto_borrow":1"#), "borrow"),
+        (
+            "gate",
+            "POST",
+            "/api/v4/spot/batch_orders",
+            format!("[{},{}]", gate(""), gate(r#","account":"margin","auto_borrow":true"#)),
+            "borrow",
+        ),
+        // Bybit: isLeverage other than 0.
+        ("bybit", "POST", "/v5/order/create", bybit(r#","isLeverage":0"#), "trade"),
+        ("bybit", "POST", "/v5/order/create", bybit(r#","isLeverage":"0""#), "trade"),
+        ("bybit", "POST", "/v5/order/create", bybit(r#","isLeverage":true"#), "borrow"),
+        ("bybit", "POST", "/v5/order/create", bybit(r#","isLeverage":"true""#), "borrow"),
+        ("bybit", "POST", "/v5/order/create", bybit(r#","isLeverage":1.0"#), "borrow"),
+        ("bybit", "POST", "/v5/order/create", bybit(r#","isLeverage":"01""#), "borrow"),
+        ("bybit", "POST", "/v5/order/create", bybit(r#","isLeverage":2"#), "borrow"),
+        ("bybit", "POST", "/v5/order/create", bybit(r#","isLeverage":1e0"#), "borrow"),
+        ("bybit", "POST", "/v5/order/create", bybit(r#","IsLeverage":1"#), "borrow"),
+        (
+            "bybit",
+            "POST",
+            "/v5/order/create-batch",
+            format!(r#"{{"category":"spot","request":[{}]}}"#, bybit(r#","isLeverage":"1""#)),
+            "borrow",
+        ),
+        // OKX: a spot pair trades only in cash.
+        ("okx", "POST", "/api/v5/trade/order", okx(r#""cash""#, "BTC-USDT"), "trade"),
+        ("okx", "POST", "/api/v5/trade/order", okx(r#""cross""#, "BTC-USDT-SWAP"), "trade"),
+        ("okx", "POST", "/api/v5/trade/order", okx(r#""CROSS""#, "BTC-USDT"), "borrow"),
+        ("okx", "POST", "/api/v5/trade/order", okx(r#""Isolated""#, "BTC-USDT"), "borrow"),
+        ("okx", "POST", "/api/v5/trade/order", okx(r#""spot_isolated""#, "BTC-USDT"), "borrow"),
+        ("okx", "POST", "/api/v5/trade/order", okx(r#""CASH""#, "BTC-USDT"), "borrow"),
+        (
+            "okx",
+            "POST",
+            "/api/v5/trade/batch-orders",
+            format!("[{},{}]", okx(r#""cash""#, "BTC-USDT"), okx(r#""cross""#, "ETH-USDT")),
+            "borrow",
+        ),
+        // Kraken: leverage other than none (a batch's nested form names are refused as not canonical).
+        (
+            "kraken",
+            "POST",
+            "/0/private/AddOrder",
+            "pair=XBTUSD&type=buy&ordertype=limit&price=37500&volume=0.01".into(),
+            "trade",
+        ),
+        (
+            "kraken",
+            "POST",
+            "/0/private/AddOrder",
+            "pair=XBTUSD&type=buy&ordertype=limit&price=37500&volume=0.01&leverage=none".into(),
+            "trade",
+        ),
+        (
+            "kraken",
+            "POST",
+            "/0/private/AddOrder",
+            "pair=XBTUSD&type=buy&ordertype=limit&price=37500&volume=0.01&leverage=".into(),
+            "borrow",
+        ),
+        (
+            "kraken",
+            "POST",
+            "/0/private/AddOrder",
+            "pair=XBTUSD&type=buy&ordertype=limit&price=37500&volume=0.01&leverage=None".into(),
+            "borrow",
+        ),
+        (
+            "kraken",
+            "POST",
+            "/0/private/AddOrder",
+            "pair=XBTUSD&type=buy&ordertype=limit&price=37500&volume=0.01&leverage=2:1".into(),
+            "borrow",
+        ),
+        // KuCoin: a margin order borrows unless autoBorrow is false.
+        ("kucoin", "POST", "/api/v3/hf/margin/order", kucoin(r#","isIsolated":false,"autoBorrow":false"#), "trade"),
+        ("kucoin", "POST", "/api/v3/hf/margin/order", kucoin(r#","autoBorrow":"true""#), "borrow"),
+        ("kucoin", "POST", "/api/v1/margin/order", kucoin(r#","autoBorrow":"True""#), "borrow"),
+        // Binance: a side effect other than none or repaying.
+        (
+            "binance",
+            "POST",
+            "/sapi/v1/margin/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.01&price=50000&sideEffectType=NO_SIDE_EFFECT".into(),
+            "trade",
+        ),
+        (
+            "binance",
+            "POST",
+            "/sapi/v1/margin/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.01&price=50000&sideEffectType=no_side_effect".into(),
+            "borrow",
+        ),
+        (
+            "binance",
+            "POST",
+            "/sapi/v1/margin/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.01&price=50000&sideEffectType=AUTO_BORROW_REPAY".into(),
+            "borrow",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (account, method, path, body, want) in rows {
+        let got = class(&s, &key, account, method, path, &body);
+        if got != want {
+            failures.push(format!("{account} {path} {body}: {got}, expected {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn a_borrowing_order_never_reaches_the_exchange_for_a_trade_key() {
+    let fake = FakeExchange::start(
+        &json!({"bybit": {"key": "YK", "secret": "ys"}, "okx": {"key": "OK", "secret": "os", "passphrase": "op"}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
+    for (name, kind, mut f) in [
+        ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
+        ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
+    ] {
+        f["base_url"] = json!(fake.url);
+        let (st, v) = s.http(
+            "PUT",
+            &format!("/v1/secrets/exchanges/{name}"),
+            Some(s.admin()),
+            Some(&json!({"data": f, "type": kind})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let key = create_key(
+        &s,
+        json!({"name": "t", "scopes": ["account:by:trade", "account:okx:trade"], "allow_ips": ["127.0.0.1"]}),
+    )
+    .1;
+    let post = |target: &str, body: &str| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}{target}", s.addr))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let st = r.status().as_u16();
+        (st, serde_json::from_str::<Value>(&r.text().unwrap()).unwrap_or(Value::Null))
+    };
+    let spot = r#"{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.01","price":"50000"#;
+    assert_eq!(post("/proxy/by/v5/order/create", &format!("{spot}\"}}")).0, 200, "a cash order goes out");
+    for extra in [r#","isLeverage":true}"#, r#","isLeverage":"true"}"#, r#","isLeverage":2}"#] {
+        assert_error(&post("/proxy/by/v5/order/create", &format!("{spot}\"{extra}")), 403, "scope_missing");
+    }
+    let okx = r#"{"instId":"BTC-USDT","tdMode":"Cross","side":"buy","ordType":"market","sz":"1"}"#;
+    assert_error(&post("/proxy/okx/api/v5/trade/order", okx), 403, "scope_missing");
+    let orders = fake.log().iter().filter(|l| l["method"] == "POST").count();
+    assert_eq!(orders, 1, "only the cash order reached the exchange");
+}
