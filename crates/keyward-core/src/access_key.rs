@@ -12,6 +12,12 @@ use zeroize::Zeroizing;
 
 /// The prefix of keyward's own keys (namespace `keyward`).
 pub const DEFAULT_PREFIX: &str = "kw";
+/// The prefix of a platform namespace that names none (`pk_…`).
+pub const PLATFORM_PREFIX: &str = "pk";
+/// Prefixes only keyward's own keys (`kw_`) and short-lived tokens (`kwt_`)
+/// carry: a platform key with one would look like a keyward credential to
+/// a person, a log search or a leak scanner.
+pub const RESERVED_PREFIXES: [&str; 2] = ["kw", "kwt"];
 /// Random characters in a key: 62^43 > 2^256.
 pub const RANDOM_LEN: usize = 43;
 /// Checksum characters (CRC-32 in base62).
@@ -33,6 +39,11 @@ fn checksum(prefixed_body: &str) -> String {
 /// True when `prefix` may start keys: 2 to 16 lower-case letters or digits.
 pub fn valid_prefix(prefix: &str) -> bool {
     (2..=16).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// True for a prefix a platform namespace may not take ([`RESERVED_PREFIXES`]).
+pub fn reserved_prefix(prefix: &str) -> bool {
+    RESERVED_PREFIXES.contains(&prefix)
 }
 
 impl AccessKeySecret {

@@ -268,7 +268,7 @@ pub(crate) struct Rolled {
 }
 
 impl Keys {
-    /// The key prefix of a namespace, creating the namespace (prefix `kw`) on first use.
+    /// The key prefix of a namespace, creating the namespace (prefix `pk`) on first use.
     async fn namespace_prefix(&self, ns: &str, now_ms: i64) -> Result<String> {
         if ns == KEYWARD_NAMESPACE {
             return Ok(access_key::DEFAULT_PREFIX.to_string());
@@ -278,7 +278,7 @@ impl Keys {
         }
         let rec = NamespaceRecord {
             name: ns.to_string(),
-            prefix: access_key::DEFAULT_PREFIX.to_string(),
+            prefix: access_key::PLATFORM_PREFIX.to_string(),
             created_ms: now_ms,
         };
         match self.store.insert_namespace(&rec).await {
@@ -435,7 +435,13 @@ impl CreateNamespace {
         if self.name == KEYWARD_NAMESPACE {
             return Err(Error::new(Code::InvalidNamespace, "the keyward namespace is keyward's own"));
         }
-        let prefix = self.prefix.unwrap_or_else(|| access_key::DEFAULT_PREFIX.to_string());
+        let prefix = self.prefix.unwrap_or_else(|| access_key::PLATFORM_PREFIX.to_string());
+        if access_key::reserved_prefix(&prefix) {
+            return Err(Error::new(
+                Code::InvalidPrefix,
+                format!("the prefix {prefix} is keyward's own (kw_ keys, kwt_ tokens); choose another, e.g. shop"),
+            ));
+        }
         if !access_key::valid_prefix(&prefix) {
             return Err(Error::new(
                 Code::InvalidPrefix,

@@ -106,7 +106,7 @@ pub enum NamespaceCommand {
     Create {
         /// Namespace name (a-z, 0-9, -).
         name: String,
-        /// Key prefix: 2 to 16 lower-case letters or digits [default: kw].
+        /// Key prefix: 2 to 16 lower-case letters or digits, not kw or kwt (keyward's own) [default: pk].
         #[arg(long)]
         prefix: Option<String>,
     },

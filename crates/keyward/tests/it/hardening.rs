@@ -229,3 +229,28 @@ fn a_borrowing_order_never_reaches_the_exchange_for_a_trade_key() {
     let orders = fake.log().iter().filter(|l| l["method"] == "POST").count();
     assert_eq!(orders, 1, "only the cash order reached the exchange");
 }
+
+#[test]
+fn a_platform_namespace_cannot_take_keywards_own_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let a = s.admin().to_string();
+    for prefix in ["kw", "kwt"] {
+        let got = s.http(
+            "POST",
+            "/v1/namespaces",
+            Some(&a),
+            Some(&json!({"name": format!("ns-{prefix}"), "prefix": prefix})),
+        );
+        assert_error(&got, 400, "invalid_prefix");
+        let o = s.cli(Some(&a), &["key", "namespace", "create", &format!("cli-{prefix}"), "--prefix", prefix], None);
+        assert!(!o.status.success() && stderr(&o).contains("invalid_prefix"), "{}", stderr(&o));
+    }
+    let (st, v) = s.http("GET", "/v1/namespaces", Some(&a), None);
+    assert_eq!((st, v["namespaces"].as_array().map(Vec::len)), (200, Some(0)), "nothing was created: {v}");
+    // Namespaces that name no prefix, made explicitly or on first use, get pk_.
+    assert_eq!(s.http("POST", "/v1/namespaces", Some(&a), Some(&json!({"name": "shop"}))).1["prefix"], "pk");
+    let (_, key) = create_key(&s, json!({"name": "u", "namespace": "implicit", "permissions": ["x"]}));
+    assert!(key.starts_with("pk_"), "{}", &key[..3]);
+    assert!(s.http("POST", "/v1/namespaces", Some(&a), Some(&json!({"name": "kwx", "prefix": "kwx"}))).0 == 201);
+}
