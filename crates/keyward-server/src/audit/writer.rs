@@ -13,7 +13,7 @@ use super::Sinks;
 use crate::alerts::Alert;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::seal::Barrier;
+use crate::seal::{Barrier, Unsealed};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis, sign_checkpoint};
 use keyward_core::clock::Clock;
 use keyward_store::{AuditQuery, Store, StoreError};
@@ -30,6 +30,24 @@ pub(super) const CHECKPOINT_SECS: i64 = 10;
 const MAX_BATCH: usize = 4096;
 /// How long a batch gathers before it is written.
 const GATHER: Duration = Duration::from_millis(2);
+/// The most entries between two checkpoint markers: a checkpoint falls due
+/// at `CHECKPOINT_EVERY` entries and is written at the end of the batch.
+pub(crate) const MAX_ENTRIES_WITHOUT_CHECKPOINT: u64 = CHECKPOINT_EVERY + MAX_BATCH as u64;
+/// The action of a checkpoint's marker entry.
+pub(crate) const MARKER_ACTION: &str = "audit.checkpoint";
+
+/// The marker entry of a checkpoint (signed) or of one that fell due while
+/// sealed (`{"skipped":"sealed"}`).
+fn marker(now: i64, signed: bool) -> AuditEntry {
+    AuditEntry {
+        time_ms: now,
+        action: MARKER_ACTION.into(),
+        decision: "checkpoint".into(),
+        detail: if signed { "{}".into() } else { r#"{"skipped":"sealed"}"#.into() },
+        ..Default::default()
+    }
+}
+
 /// Failed attempts after which waiting sensitive requests are answered (refused).
 const GIVE_UP_WAITERS_AFTER: u32 = 20;
 
@@ -190,9 +208,9 @@ impl Writer {
         (s, h)
     }
 
-    fn checkpoint(&self, due: bool, seq: u64, hash: &[u8], now: i64) -> Option<Checkpoint> {
-        let unsealed = self.barrier.unsealed().ok().filter(|_| due)?;
-        Some(sign_checkpoint(&unsealed.audit_signing_key(), seq, hash, now))
+    /// Signs a checkpoint over (`seq`, `hash`) with the batch's session.
+    fn sign(session: Option<&Unsealed>, seq: u64, hash: &[u8], now: i64) -> Option<Checkpoint> {
+        session.map(|u| sign_checkpoint(&u.audit_signing_key(), seq, hash, now))
     }
 
     async fn write(&mut self, batch: Vec<Queued>) {
@@ -204,10 +222,18 @@ impl Writer {
                 e.detail = "{}".into();
             }
         }
+        let end = self.seq + entries.len() as u64;
+        let due = end - self.last_checkpoint_seq >= CHECKPOINT_EVERY
+            || now - self.last_checkpoint_ms >= CHECKPOINT_SECS * 1000;
+        // A checkpoint is on record twice: its signed row, and a marker entry
+        // in the chain that it covers, so deleting checkpoint rows cannot go
+        // unnoticed. Sealed, nothing can be signed: the marker says so.
+        let session = if due { self.barrier.unsealed().ok() } else { None };
+        if due {
+            entries.push(marker(now, session.is_some()));
+        }
         let (mut s, mut h) = Self::chain(&mut entries, self.seq, &self.hash);
-        let due =
-            s - self.last_checkpoint_seq >= CHECKPOINT_EVERY || now - self.last_checkpoint_ms >= CHECKPOINT_SECS * 1000;
-        let mut checkpoint = self.checkpoint(due, s, &h, now);
+        let mut checkpoint = Self::sign(session.as_deref(), s, &h, now);
         let started = std::time::Instant::now();
         // Keep the batch until it is written: nothing is dropped.
         let mut attempts = 0u32;
@@ -219,7 +245,7 @@ impl Writer {
             {
                 (s, h) = Self::chain(&mut entries, hs, &hh);
                 (self.seq, self.hash) = (hs, hh);
-                checkpoint = self.checkpoint(due, s, &h, now);
+                checkpoint = Self::sign(session.as_deref(), s, &h, now);
             }
             if attempts == 0 {
                 self.raise_failure(&e);
@@ -240,7 +266,7 @@ impl Writer {
         self.metrics.audit_write_seconds.observe(started.elapsed().as_secs_f64());
         self.sinks.publish(&entries, checkpoint.as_ref());
         (self.seq, self.hash) = (s, h);
-        if checkpoint.is_some() {
+        if due {
             self.last_checkpoint_seq = s;
             self.last_checkpoint_ms = now;
         }

@@ -254,3 +254,31 @@ fn a_platform_namespace_cannot_take_keywards_own_prefixes() {
     assert!(key.starts_with("pk_"), "{}", &key[..3]);
     assert!(s.http("POST", "/v1/namespaces", Some(&a), Some(&json!({"name": "kwx", "prefix": "kwx"}))).0 == 201);
 }
+
+#[test]
+fn deleted_checkpoints_are_named() {
+    const T0: i64 = 1_900_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--test-clock"]);
+    s.set_clock(T0);
+    let a = s.admin().to_string();
+    put(&s, &a, "x", json!({"k": "v"}));
+    // Two checkpoints (each falls due after ten seconds).
+    for step in 1..=2 {
+        s.set_clock(T0 + step * 11_000);
+        s.http("GET", "/v1/secrets/x", Some(&a), None);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let o = s.cli(Some(&a), &["audit", "anchor"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let anchor_file = dir.path().join("anchor.json");
+    std::fs::write(&anchor_file, stdout(&o)).unwrap();
+    let o = s.cli(Some(&a), &["audit", "verify"], None);
+    assert!(o.status.success(), "intact before: {}", stdout(&o));
+    // Every checkpoint row deleted: the markers in the chain still tell.
+    sql(&dir.path().join("keyward-data/keyward.db"), &["DELETE FROM audit_checkpoints"]);
+    let o = s.cli(Some(&a), &["audit", "verify"], None);
+    assert!(!o.status.success() && stdout(&o).contains("is missing"), "{}", stdout(&o));
+    let o = s.cli(Some(&a), &["audit", "verify", "--anchor", anchor_file.to_str().unwrap()], None);
+    assert!(!o.status.success() && stdout(&o).contains("anchor's checkpoint"), "{}", stdout(&o));
+}
