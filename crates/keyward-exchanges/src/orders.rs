@@ -59,3 +59,129 @@ pub fn json_orders(req: &CanonicalRequest) -> Result<Vec<&Value>, GuardError> {
         _ => Err(GuardError("expected a JSON order".into())),
     }
 }
+
+/// Names of the fields the exchange modules read to size, price, place or
+/// classify an order (every exchange together).
+const ORDER_FIELDS: &[&str] = &[
+    "symbol",
+    "side",
+    "type",
+    "quantity",
+    "quoteOrderQty",
+    "price",
+    "stopPrice",
+    "batchOrders",
+    "sideEffectType",
+    "newClientOrderId",
+    "category",
+    "orderType",
+    "qty",
+    "marketUnit",
+    "isLeverage",
+    "triggerPrice",
+    "takeProfit",
+    "stopLoss",
+    "tpLimitPrice",
+    "slLimitPrice",
+    "orderLinkId",
+    "request",
+    "instId",
+    "tdMode",
+    "ordType",
+    "sz",
+    "px",
+    "newSz",
+    "newPx",
+    "tgtCcy",
+    "clOrdId",
+    "attachAlgoOrds",
+    "tpOrdPx",
+    "slOrdPx",
+    "tpTriggerPx",
+    "slTriggerPx",
+    "pair",
+    "ordertype",
+    "volume",
+    "price2",
+    "leverage",
+    "oflags",
+    "close",
+    "orders",
+    "size",
+    "funds",
+    "autoBorrow",
+    "currency_pair",
+    "amount",
+    "auto_borrow",
+    "account",
+];
+
+/// A name as an exchange's lenient parser might read it: lower case,
+/// without whitespace or control characters; a form name's part before its
+/// first bracket (`close[price]` → `close`).
+fn lenient(name: &str) -> String {
+    let base = name.split('[').next().unwrap_or(name);
+    base.chars().filter(|c| !c.is_whitespace() && !c.is_control()).flat_map(char::to_lowercase).collect()
+}
+
+/// The first parameter (query, form or JSON key, at any depth) that differs
+/// from an order field only by case, spaces or control characters, or that
+/// carries spaces or control characters at all (`SZ` beside `sz`, `"qty "`,
+/// `"sz\u{0}"`): what keyward reads and what the exchange reads could then
+/// be two different values. Refused to a guarded key.
+pub fn near_duplicate(req: &CanonicalRequest) -> Option<String> {
+    let mut names: Vec<&str> = req.query.iter().map(|(k, _)| k.as_str()).collect();
+    match &req.body {
+        Body::Form(p) => names.extend(p.iter().map(|(k, _)| k.as_str())),
+        Body::Json(v) => json_names(v, &mut names),
+        Body::Empty => {}
+    }
+    names
+        .into_iter()
+        .find(|n| {
+            n.chars().any(|c| c.is_whitespace() || c.is_control())
+                || ORDER_FIELDS.iter().any(|f| f != n && lenient(f) == lenient(n) && !ORDER_FIELDS.contains(n))
+        })
+        .map(str::to_string)
+}
+
+fn json_names<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                out.push(k);
+                json_names(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| json_names(x, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(body: &str) -> CanonicalRequest {
+        CanonicalRequest::parse("POST", "/x", None, Some("application/json"), body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn near_duplicates_of_order_fields_are_found() {
+        assert_eq!(near_duplicate(&json(r#"{"sz":"1","SZ":"100"}"#)), Some("SZ".into()));
+        assert_eq!(near_duplicate(&json(r#"{"qty ":"100"}"#)), Some("qty ".into()));
+        assert_eq!(near_duplicate(&json(r#"{"sz\u0000":"100"}"#)), Some("sz\u{0}".into()));
+        assert_eq!(near_duplicate(&json(r#"{"request":[{"instId ":"X"}]}"#)), Some("instId ".into()));
+        let form = |b: &str| {
+            CanonicalRequest::parse("POST", "/x", None, Some("application/x-www-form-urlencoded"), b.as_bytes())
+                .unwrap()
+        };
+        assert_eq!(near_duplicate(&form("quantity=1&Quantity=5")), Some("Quantity".into()));
+        assert_eq!(near_duplicate(&form("symbol=A&quantity=1&price=2&timeInForce=GTC")), None);
+        assert_eq!(
+            near_duplicate(&json(r#"{"orderType":"Limit","ordertype":"x","qty":"1"}"#)),
+            None,
+            "both are fields"
+        );
+    }
+}

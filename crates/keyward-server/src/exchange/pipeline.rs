@@ -106,6 +106,11 @@ fn guard_plan(caller: &Caller, account: &Account, creq: &CanonicalRequest) -> Re
         return Ok(None);
     };
     let refuse = |msg: String| Error::new(DenyReason::OrderGuard, msg);
+    if let Some(name) = keyward_exchanges::orders::near_duplicate(creq) {
+        return Err(refuse(format!(
+            "parameter {name:?} differs from an order field only by case, spaces or control characters; a key with order guards is refused it"
+        )));
+    }
     let orders = exchange.orders(creq).map_err(|e| refuse(format!("this key has order guards: {e}")))?;
     caller.record.detail(order_detail(&orders));
     let limits = guard.limits().map_err(|e| Error::internal(&format!("a stored order guard is invalid: {e}")))?;

@@ -282,3 +282,72 @@ fn deleted_checkpoints_are_named() {
     let o = s.cli(Some(&a), &["audit", "verify", "--anchor", anchor_file.to_str().unwrap()], None);
     assert!(!o.status.success() && stdout(&o).contains("anchor's checkpoint"), "{}", stdout(&o));
 }
+
+#[test]
+fn a_guarded_key_is_refused_near_duplicate_order_fields() {
+    let fake = FakeExchange::start(&json!({
+        "binance": {"key": "BK", "secret": "bs"},
+        "okx": {"key": "OK", "secret": "os", "passphrase": "op"},
+        "bybit": {"key": "YK", "secret": "ys"},
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
+    for (name, kind, mut f) in [
+        ("bin", "binance", json!({"api_key": "BK", "api_secret": "bs"})),
+        ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
+        ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
+    ] {
+        f["base_url"] = json!(fake.url);
+        let (st, v) = s.http(
+            "PUT",
+            &format!("/v1/secrets/exchanges/{name}"),
+            Some(s.admin()),
+            Some(&json!({"data": f, "type": kind})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let scopes = ["account:bin:trade", "account:okx:trade", "account:by:trade"];
+    let key = create_key(&s, json!({"name": "g", "scopes": scopes, "allow_ips": ["127.0.0.1"], "max_qty": "0.5"})).1;
+    let post = |target: &str, ctype: &str, body: &str| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}{target}", s.addr))
+            .bearer_auth(&key)
+            .header("content-type", ctype)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let st = r.status().as_u16();
+        (st, serde_json::from_str::<Value>(&r.text().unwrap()).unwrap_or(Value::Null))
+    };
+    const FORM: &str = "application/x-www-form-urlencoded";
+    const JSON: &str = "application/json";
+    let okx = |extra: &str| {
+        format!(
+            r#"{{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.01","px":"50000"{extra}}}"#
+        )
+    };
+    let by = |extra: &str| {
+        format!(
+            r#"{{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.01","price":"50000"{extra}}}"#
+        )
+    };
+    let bin = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+    assert_eq!(post("/proxy/okx/api/v5/trade/order", JSON, &okx("")).0, 200);
+    assert_eq!(post("/proxy/bin/api/v3/order", FORM, bin).0, 200);
+    let before = fake.log().len();
+    for (target, ctype, body) in [
+        ("/proxy/okx/api/v5/trade/order", JSON, okx(r#","SZ":"100""#)),
+        ("/proxy/okx/api/v5/trade/order", JSON, okx(r#","sz\u0000":"100""#)),
+        ("/proxy/okx/api/v5/trade/order", JSON, okx(r#","instId ":"ETH-USDT""#)),
+        ("/proxy/okx/api/v5/trade/batch-orders", JSON, format!("[{}]", okx(r#","Sz":"9""#))),
+        ("/proxy/by/v5/order/create", JSON, by(r#","qty ":"100""#)),
+        ("/proxy/by/v5/order/create", JSON, by(r#","QTY":"100""#)),
+        ("/proxy/bin/api/v3/order", FORM, format!("{bin}&Quantity=100")),
+        ("/proxy/bin/api/v3/order", FORM, format!("{bin}&SYMBOL=ETHUSDT")),
+    ] {
+        let got = post(target, ctype, &body);
+        assert_error(&got, 403, "order_guard");
+        assert!(got.1["error"]["message"].as_str().unwrap().contains("only by case"), "{}", got.1);
+    }
+    assert_eq!(fake.log().len(), before, "none reached the exchange");
+}
