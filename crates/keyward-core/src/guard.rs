@@ -122,7 +122,7 @@ impl Limits {
     /// quantity of an order sized in quote units. False for an order whose
     /// symbol is refused anyway, so no ticker is fetched for it.
     pub fn needs_reference(&self, o: &Order) -> bool {
-        if !self.symbol_allowed(&o.symbol) {
+        if o.symbol_only || !self.symbol_allowed(&o.symbol) {
             return false;
         }
         let sell_like = o.side != Some(Side::Buy);
@@ -157,6 +157,9 @@ impl Limits {
     fn evaluate_one(&self, o: &Order, reference: Option<&ReferencePrice<'_>>) -> Result<Decimal, GuardRefusal> {
         if !self.symbol_allowed(&o.symbol) {
             return Err(refuse(format!("{} is not among this key's symbols", o.symbol)));
+        }
+        if o.symbol_only {
+            return Ok(Decimal::ZERO);
         }
         let reference = match reference {
             Some(lookup) if self.needs_reference(o) => match lookup(&o.symbol) {
@@ -220,6 +223,7 @@ mod tests {
             quote_qty: quote.map(d),
             price: price.map(d),
             client_order_id: None,
+            symbol_only: false,
         }
     }
 
@@ -336,6 +340,23 @@ mod tests {
         let cheap_sell = order("B", Side::Sell, Some("0.02"), None, Some("30000"));
         assert!(n.precheck(std::slice::from_ref(&cheap_sell)).is_ok(), "600 at its own price");
         assert!(n.evaluate(&[cheap_sell], REF).is_err(), "0.02 at the reference 50000 is 1000");
+    }
+
+    #[test]
+    fn a_symbol_only_request_is_held_to_the_symbols_alone() {
+        let l = limits(OrderGuard {
+            symbols: vec!["BTCUSDT".into()],
+            max_qty: Some("0.5".into()),
+            max_notional: Some("1".into()),
+            price_band_pct: Some("5".into()),
+            ..Default::default()
+        });
+        let ok = Order::symbol_only("BTCUSDT");
+        assert!(!l.needs_reference(&ok));
+        assert_eq!(l.evaluate(&[ok], NO_REF).unwrap().notional, d("0"));
+        assert!(l.evaluate(&[Order::symbol_only("ETHUSDT")], NO_REF).is_err());
+        let sized = Order { qty: Some(d("0.6")), ..Order::symbol_only("BTCUSDT") }.sized();
+        assert!(l.precheck(&[sized]).is_err(), "a sized amendment is held to the quantity");
     }
 
     #[test]

@@ -39,6 +39,31 @@ pub struct Order {
     pub price: Option<Decimal>,
     /// The client's order id, for the audit trail.
     pub client_order_id: Option<String>,
+    /// The request names this symbol but places, sizes and prices nothing
+    /// (leverage, margin mode, closing a position): only the symbol is held
+    /// to the guards.
+    pub symbol_only: bool,
+}
+
+impl Order {
+    /// The same order held to every guard (not only its symbol).
+    pub fn sized(mut self) -> Self {
+        self.symbol_only = false;
+        self
+    }
+
+    /// A request on `symbol` that sizes and prices nothing.
+    pub fn symbol_only(symbol: impl Into<String>) -> Self {
+        Order {
+            symbol: symbol.into(),
+            side: None,
+            qty: None,
+            quote_qty: None,
+            price: None,
+            client_order_id: None,
+            symbol_only: true,
+        }
+    }
 }
 
 /// Why an order could not be read strictly (the request is refused to a guarded key).

@@ -192,6 +192,7 @@ fn order(get: &dyn Fn(&str) -> Option<String>) -> Result<Order, GuardError> {
         quote_qty: dec("quoteOrderQty")?,
         price: dec("price")?,
         client_order_id: get("newClientOrderId"),
+        symbol_only: false,
     })
 }
 
@@ -288,16 +289,21 @@ impl Exchange for Binance {
                     .ok_or_else(|| GuardError("batchOrders is not a JSON list".into()))?;
                 list.iter().map(|o| order(&|n: &str| o.get(n).and_then(crate::orders::text))).collect()
             }
-            // keepPriority amendments can only lower the quantity.
-            (Put, "/api/v3/order/amend/keepPriority") => Ok(Vec::new()),
-            (
-                Post,
-                "/fapi/v1/leverage"
-                | "/fapi/v1/marginType"
-                | "/fapi/v1/positionSide/dual"
-                | "/fapi/v1/multiAssetsMargin"
-                | "/fapi/v1/positionMargin",
-            ) => Ok(Vec::new()),
+            // keepPriority amendments change only the quantity (downwards).
+            (Put, "/api/v3/order/amend/keepPriority") => Ok(vec![
+                Order {
+                    qty: Some(
+                        crate::orders::param_decimal(req, "newQty")?
+                            .ok_or_else(|| GuardError("the amendment has no newQty".into()))?,
+                    ),
+                    ..Order::symbol_only(crate::orders::required_symbol(req, "symbol")?)
+                }
+                .sized(),
+            ]),
+            // Leverage, margin type and a position's margin name a symbol and size no order.
+            (Post, "/fapi/v1/leverage" | "/fapi/v1/marginType" | "/fapi/v1/positionMargin") => {
+                Ok(vec![Order::symbol_only(crate::orders::required_symbol(req, "symbol")?)])
+            }
             _ => Err(GuardError(format!("keyward's guards do not read {} {}", req.method.as_str(), req.path))),
         }
     }

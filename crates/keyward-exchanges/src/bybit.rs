@@ -91,6 +91,7 @@ fn order(category: &str, o: &Value, amend: bool) -> Result<Order, GuardError> {
         quote_qty: if in_quote { qty } else { None },
         price: json_decimal(o, "price")?,
         client_order_id: o.get("orderLinkId").and_then(text),
+        symbol_only: false,
     })
 }
 
@@ -168,7 +169,32 @@ impl Exchange for Bybit {
             "/v5/order/amend" => Ok(vec![order(category, body, true)?]),
             "/v5/order/create-batch" => batch(false),
             "/v5/order/amend-batch" => batch(true),
-            "/v5/position/set-leverage" | "/v5/position/switch-mode" | "/v5/position/trading-stop" => Ok(Vec::new()),
+            // Leverage and margin mode of one symbol's position size no order.
+            "/v5/position/set-leverage" | "/v5/position/switch-mode" => {
+                Ok(vec![Order::symbol_only(crate::orders::required_symbol(req, "symbol")?)])
+            }
+            // Take-profit and stop-loss of a position carry prices and sizes
+            // keyward does not hold to guards yet: only the bare symbol is.
+            "/v5/position/trading-stop" => {
+                let priced = [
+                    "takeProfit",
+                    "stopLoss",
+                    "tpLimitPrice",
+                    "slLimitPrice",
+                    "tpSize",
+                    "slSize",
+                    "trailingStop",
+                    "activePrice",
+                ]
+                .iter()
+                .any(|f| req.param(f).is_some_and(|v| !v.is_empty() && v != "0"));
+                if priced {
+                    return Err(GuardError(
+                        "keyward does not read a position's take-profit and stop-loss prices yet".into(),
+                    ));
+                }
+                Ok(vec![Order::symbol_only(crate::orders::required_symbol(req, "symbol")?)])
+            }
             other => Err(GuardError(format!("keyward's guards do not read {other}"))),
         }
     }

@@ -114,6 +114,7 @@ impl Exchange for Kraken {
                     quote_qty: if viqc { volume } else { None },
                     price: if ordertype == "limit" { param_decimal(req, "price")? } else { None },
                     client_order_id: req.param("cl_ord_id").or_else(|| req.param("userref")),
+                    symbol_only: false,
                 }])
             }
             "/0/private/EditOrder" => Ok(vec![Order {
@@ -123,6 +124,7 @@ impl Exchange for Kraken {
                 quote_qty: None,
                 price: param_decimal(req, "price")?,
                 client_order_id: None,
+                symbol_only: false,
             }]),
             other => Err(GuardError(format!("keyward's guards do not read {other}"))),
         }

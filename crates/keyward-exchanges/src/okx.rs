@@ -143,6 +143,7 @@ fn order(o: &Value, amend: bool) -> Result<Order, GuardError> {
         quote_qty: if in_quote { sz } else { None },
         price: px,
         client_order_id: o.get("clOrdId").and_then(text),
+        symbol_only: false,
     })
 }
 
@@ -189,9 +190,10 @@ impl Exchange for Okx {
             "/api/v5/trade/amend-order" | "/api/v5/trade/amend-batch-orders" => {
                 json_orders(req)?.into_iter().map(|o| order(o, true)).collect()
             }
-            // Closing reduces; leverage and position mode size nothing.
-            "/api/v5/trade/close-position" | "/api/v5/account/set-leverage" | "/api/v5/account/set-position-mode" => {
-                Ok(Vec::new())
+            // Closing a position reduces it, and leverage sizes nothing: the
+            // instrument is still held to the key's symbols.
+            "/api/v5/trade/close-position" | "/api/v5/account/set-leverage" => {
+                Ok(vec![Order::symbol_only(crate::orders::required_symbol(req, "instId")?)])
             }
             other => Err(GuardError(format!("keyward's guards do not read {other}"))),
         }

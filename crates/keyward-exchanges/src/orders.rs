@@ -7,6 +7,13 @@ pub use keyward_core::order::{GuardError, Order, Side, decimal};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+/// The symbol a request names in `field`, required (non-empty text).
+pub fn required_symbol(req: &CanonicalRequest, field: &str) -> Result<String, GuardError> {
+    req.param(field)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| GuardError(format!("the request names no symbol ({field}) keyward can hold to the key's list")))
+}
+
 /// A JSON or form value as text (numbers keep their text).
 pub fn text(v: &Value) -> Option<String> {
     match v {

@@ -112,6 +112,10 @@ fn guard_plan(caller: &Caller, account: &Account, creq: &CanonicalRequest) -> Re
         )));
     }
     let orders = exchange.orders(creq).map_err(|e| refuse(format!("this key has order guards: {e}")))?;
+    if orders.is_empty() {
+        // A trade endpoint with nothing to hold to the guards (no symbol read) is refused.
+        return Err(refuse(format!("this key has order guards, and keyward reads no symbol in {}", creq.path)));
+    }
     caller.record.detail(order_detail(&orders));
     let limits = guard.limits().map_err(|e| Error::internal(&format!("a stored order guard is invalid: {e}")))?;
     limits.precheck(&orders).map_err(|r| refuse(r.0))?;

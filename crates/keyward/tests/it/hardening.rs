@@ -351,3 +351,88 @@ fn a_guarded_key_is_refused_near_duplicate_order_fields() {
     }
     assert_eq!(fake.log().len(), before, "none reached the exchange");
 }
+
+#[test]
+fn a_key_limited_to_symbols_is_held_to_them_on_every_trade_endpoint() {
+    let fake = FakeExchange::start(&json!({
+        "binance": {"key": "BK", "secret": "bs"},
+        "okx": {"key": "OK", "secret": "os", "passphrase": "op"},
+        "bybit": {"key": "YK", "secret": "ys"},
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
+    for (name, kind, mut f) in [
+        ("bin", "binance", json!({"api_key": "BK", "api_secret": "bs"})),
+        ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
+        ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
+    ] {
+        f["base_url"] = json!(fake.url);
+        let (st, v) = s.http(
+            "PUT",
+            &format!("/v1/secrets/exchanges/{name}"),
+            Some(s.admin()),
+            Some(&json!({"data": f, "type": kind})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let scopes = ["account:bin:trade", "account:okx:trade", "account:by:trade"];
+    let key = create_key(
+        &s,
+        json!({"name": "g", "scopes": scopes, "allow_ips": ["127.0.0.1"], "symbols": ["BTCUSDT", "BTC-USDT"]}),
+    )
+    .1;
+    let send = |method: reqwest::Method, target: &str, ctype: &str, body: &str| {
+        let r = reqwest::blocking::Client::new()
+            .request(method, format!("{}{target}", s.addr))
+            .bearer_auth(&key)
+            .header("content-type", ctype)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let st = r.status().as_u16();
+        (st, serde_json::from_str::<Value>(&r.text().unwrap()).unwrap_or(Value::Null))
+    };
+    const FORM: &str = "application/x-www-form-urlencoded";
+    const JSON: &str = "application/json";
+    use reqwest::Method as M;
+    let before = fake.log().len();
+    for (method, target, ctype, body) in [
+        (M::PUT, "/proxy/bin/api/v3/order/amend/keepPriority", FORM, "symbol=ETHUSDT&orderId=1&newQty=0.1"),
+        (M::POST, "/proxy/bin/fapi/v1/leverage", FORM, "symbol=ETHUSDT&leverage=20"),
+        (M::POST, "/proxy/bin/fapi/v1/positionMargin", FORM, "symbol=ETHUSDT&amount=100&type=1"),
+        (M::POST, "/proxy/bin/fapi/v1/positionSide/dual", FORM, "dualSidePosition=true"),
+        (M::POST, "/proxy/okx/api/v5/trade/close-position", JSON, r#"{"instId":"ETH-USDT-SWAP","mgnMode":"cross"}"#),
+        (
+            M::POST,
+            "/proxy/okx/api/v5/account/set-leverage",
+            JSON,
+            r#"{"instId":"ETH-USDT-SWAP","lever":"20","mgnMode":"cross"}"#,
+        ),
+        (M::POST, "/proxy/okx/api/v5/account/set-leverage", JSON, r#"{"ccy":"ETH","lever":"20","mgnMode":"cross"}"#),
+        (
+            M::POST,
+            "/proxy/by/v5/position/trading-stop",
+            JSON,
+            r#"{"category":"linear","symbol":"ETHUSDT","positionIdx":0}"#,
+        ),
+        (
+            M::POST,
+            "/proxy/by/v5/position/trading-stop",
+            JSON,
+            r#"{"category":"linear","symbol":"BTCUSDT","takeProfit":"99999","positionIdx":0}"#,
+        ),
+        (
+            M::POST,
+            "/proxy/by/v5/position/set-leverage",
+            JSON,
+            r#"{"category":"linear","symbol":"ETHUSDT","buyLeverage":"20","sellLeverage":"20"}"#,
+        ),
+    ] {
+        assert_error(&send(method.clone(), target, ctype, body), 403, "order_guard");
+    }
+    assert_eq!(fake.log().len(), before, "none reached the exchange");
+    // Within the list they go out (the fake answers what it knows; keyward let them through).
+    let (st, v) = send(M::POST, "/proxy/bin/fapi/v1/leverage", FORM, "symbol=BTCUSDT&leverage=5");
+    assert_ne!(v["error"]["code"], "order_guard", "{st} {v}");
+    assert_eq!(fake.log().len(), before + 1);
+}
