@@ -182,10 +182,12 @@ static CATALOG: &[Endpoint] = &[
     ep(Delete, "/fapi/v1/listenKey", Admin),
 ];
 
-/// One order from its parameters (`get` reads a parameter by name).
-fn order(get: &dyn Fn(&str) -> Option<String>) -> Result<Order, GuardError> {
+/// One order from its parameters (`get` reads a parameter by name), with
+/// its stop and activation prices as orders of its size: every price is
+/// held to the guards.
+fn order(get: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Order>, GuardError> {
     let dec = |name: &str| get(name).filter(|v| !v.is_empty()).map(|v| decimal(name, &v)).transpose();
-    Ok(Order {
+    let parent = Order {
         symbol: get("symbol").ok_or_else(|| GuardError("the order has no symbol".into()))?,
         side: Some(side(get("side"))?),
         qty: dec("quantity")?,
@@ -193,7 +195,15 @@ fn order(get: &dyn Fn(&str) -> Option<String>) -> Result<Order, GuardError> {
         price: dec("price")?,
         client_order_id: get("newClientOrderId"),
         symbol_only: false,
-    })
+    };
+    let mut out = Vec::new();
+    for name in ["stopPrice", "activationPrice"] {
+        if let Some(p) = dec(name)? {
+            out.push(crate::orders::priced_like(&parent, Some(p), None, false));
+        }
+    }
+    out.insert(0, parent);
+    Ok(out)
 }
 
 impl Exchange for Binance {
@@ -280,14 +290,18 @@ impl Exchange for Binance {
                 | "/fapi/v1/order/test"
                 | "/sapi/v1/margin/order",
             )
-            | (Put, "/fapi/v1/order") => Ok(vec![order(&flat)?]),
+            | (Put, "/fapi/v1/order") => order(&flat),
             (Post | Put, "/fapi/v1/batchOrders") => {
                 let list = req.param("batchOrders").ok_or_else(|| GuardError("batchOrders is missing".into()))?;
                 let list: Vec<serde_json::Value> = crate::canonical::parse_json(list.as_bytes())
                     .ok()
                     .and_then(|v| v.as_array().cloned())
                     .ok_or_else(|| GuardError("batchOrders is not a JSON list".into()))?;
-                list.iter().map(|o| order(&|n: &str| o.get(n).and_then(crate::orders::text))).collect()
+                let mut out = Vec::new();
+                for o in &list {
+                    out.extend(order(&|n: &str| o.get(n).and_then(crate::orders::text))?);
+                }
+                Ok(out)
             }
             // keepPriority amendments change only the quantity (downwards).
             (Put, "/api/v3/order/amend/keepPriority") => Ok(vec![

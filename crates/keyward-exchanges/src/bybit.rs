@@ -73,7 +73,7 @@ static CATALOG: &[Endpoint] = &[
 /// One Bybit order object of `category`. Spot market orders are sized by
 /// `marketUnit` (default: quote for a buy, base for a sell); linear sizes are
 /// base units; inverse and option sizes are not read.
-fn order(category: &str, o: &Value, amend: bool) -> Result<Order, GuardError> {
+fn order(category: &str, o: &Value, amend: bool) -> Result<Vec<Order>, GuardError> {
     if category != "spot" && category != "linear" {
         return Err(GuardError(format!("{category} sizes are not read by keyward's guards")));
     }
@@ -84,7 +84,7 @@ fn order(category: &str, o: &Value, amend: bool) -> Result<Order, GuardError> {
     let unit = o.get("marketUnit").and_then(Value::as_str);
     let in_quote =
         category == "spot" && market && (unit == Some("quoteCoin") || (unit.is_none() && side == Some(Side::Buy)));
-    Ok(Order {
+    let parent = Order {
         symbol,
         side,
         qty: if in_quote { None } else { qty },
@@ -92,7 +92,23 @@ fn order(category: &str, o: &Value, amend: bool) -> Result<Order, GuardError> {
         price: json_decimal(o, "price")?,
         client_order_id: o.get("orderLinkId").and_then(text),
         symbol_only: false,
-    })
+    };
+    // Its trigger, take-profit and stop-loss prices (0 cancels one on an
+    // amendment) are orders of its size too: every price is held to the guards.
+    let mut out = vec![];
+    for (name, closes) in [
+        ("triggerPrice", false),
+        ("takeProfit", true),
+        ("stopLoss", true),
+        ("tpLimitPrice", true),
+        ("slLimitPrice", true),
+    ] {
+        if let Some(p) = json_decimal(o, name)?.filter(|p| !p.is_zero()) {
+            out.push(crate::orders::priced_like(&parent, Some(p), None, closes));
+        }
+    }
+    out.insert(0, parent);
+    Ok(out)
 }
 
 impl Exchange for Bybit {
@@ -162,11 +178,15 @@ impl Exchange for Bybit {
                 .get("request")
                 .and_then(Value::as_array)
                 .ok_or_else(|| GuardError("request list missing".into()))?;
-            list.iter().map(|o| order(category, o, amend)).collect()
+            let mut out = Vec::new();
+            for o in list {
+                out.extend(order(category, o, amend)?);
+            }
+            Ok(out)
         };
         match req.path.as_str() {
-            "/v5/order/create" => Ok(vec![order(category, body, false)?]),
-            "/v5/order/amend" => Ok(vec![order(category, body, true)?]),
+            "/v5/order/create" => order(category, body, false),
+            "/v5/order/amend" => order(category, body, true),
             "/v5/order/create-batch" => batch(false),
             "/v5/order/amend-batch" => batch(true),
             // Leverage and margin mode of one symbol's position size no order.

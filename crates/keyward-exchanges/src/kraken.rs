@@ -64,6 +64,36 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/0/private/GetWebSocketsToken", Admin),
 ];
 
+/// An order with every price it carries: its secondary price, and the
+/// close order it attaches (`close[ordertype]`, `close[price]`,
+/// `close[price2]`), each an order of its volume on the other side. Any
+/// other `close[…]` field is not read: refused to a guarded key.
+fn close_orders(req: &CanonicalRequest, parent: Order) -> Result<Vec<Order>, GuardError> {
+    let names: Vec<String> = match &req.body {
+        crate::Body::Form(p) => p.iter().map(|(k, _)| k.clone()).collect(),
+        _ => Vec::new(),
+    };
+    if let Some(other) = names.iter().chain(req.query.iter().map(|(k, _)| k)).find(|k| {
+        k.starts_with("close") && !matches!(k.as_str(), "close[ordertype]" | "close[price]" | "close[price2]")
+    }) {
+        return Err(GuardError(format!("{other} is not read by keyward's guards")));
+    }
+    let mut out = Vec::new();
+    if let Some(p) = param_decimal(req, "price2")? {
+        out.push(crate::orders::priced_like(&parent, Some(p), None, false));
+    }
+    let close_prices = [param_decimal(req, "close[price]")?, param_decimal(req, "close[price2]")?];
+    if req.param("close[ordertype]").is_some() || close_prices.iter().any(Option::is_some) {
+        let priced: Vec<_> = close_prices.into_iter().flatten().collect();
+        if priced.is_empty() {
+            out.push(crate::orders::priced_like(&parent, None, None, true));
+        }
+        out.extend(priced.into_iter().map(|p| crate::orders::priced_like(&parent, Some(p), None, true)));
+    }
+    out.insert(0, parent);
+    Ok(out)
+}
+
 impl Exchange for Kraken {
     fn kind(&self) -> &'static str {
         "kraken"
@@ -107,7 +137,7 @@ impl Exchange for Kraken {
                 // viqc: the volume is in the quote currency.
                 let viqc = req.param("oflags").is_some_and(|f| f.split(',').any(|x| x == "viqc"));
                 let volume = param_decimal(req, "volume")?;
-                Ok(vec![Order {
+                let parent = Order {
                     symbol: pair()?,
                     side: Some(side(req.param("type"))?),
                     qty: if viqc { None } else { volume },
@@ -115,17 +145,21 @@ impl Exchange for Kraken {
                     price: if ordertype == "limit" { param_decimal(req, "price")? } else { None },
                     client_order_id: req.param("cl_ord_id").or_else(|| req.param("userref")),
                     symbol_only: false,
-                }])
+                };
+                close_orders(req, parent)
             }
-            "/0/private/EditOrder" => Ok(vec![Order {
-                symbol: pair()?,
-                side: None,
-                qty: param_decimal(req, "volume")?,
-                quote_qty: None,
-                price: param_decimal(req, "price")?,
-                client_order_id: None,
-                symbol_only: false,
-            }]),
+            "/0/private/EditOrder" => {
+                let parent = Order {
+                    symbol: pair()?,
+                    side: None,
+                    qty: param_decimal(req, "volume")?,
+                    quote_qty: None,
+                    price: param_decimal(req, "price")?,
+                    client_order_id: None,
+                    symbol_only: false,
+                };
+                close_orders(req, parent)
+            }
             other => Err(GuardError(format!("keyward's guards do not read {other}"))),
         }
     }

@@ -124,7 +124,7 @@ pub fn iso8601_ms(ms: i64) -> String {
 /// sized in the quote currency (`tgtCcy`, whose default for a market buy is
 /// the quote currency); derivative sizes are contracts, which keyward does
 /// not convert: refused to guarded keys.
-fn order(o: &Value, amend: bool) -> Result<Order, GuardError> {
+fn order(o: &Value, amend: bool) -> Result<Vec<Order>, GuardError> {
     let inst = o.get("instId").and_then(text).ok_or_else(|| GuardError("the order has no instId".into()))?;
     if inst.matches('-').count() != 1 {
         return Err(GuardError(format!("{inst}: sizes in contracts are not read by keyward's guards")));
@@ -136,7 +136,7 @@ fn order(o: &Value, amend: bool) -> Result<Order, GuardError> {
     let market = o.get("ordType").and_then(Value::as_str) == Some("market");
     let tgt = o.get("tgtCcy").and_then(Value::as_str);
     let in_quote = market && (tgt == Some("quote_ccy") || (tgt.is_none() && side == Some(Side::Buy)));
-    Ok(Order {
+    let parent = Order {
         symbol: inst,
         side,
         qty: if in_quote { None } else { sz },
@@ -144,7 +144,60 @@ fn order(o: &Value, amend: bool) -> Result<Order, GuardError> {
         price: px,
         client_order_id: o.get("clOrdId").and_then(text),
         symbol_only: false,
-    })
+    };
+    let mut out = attached(&parent, o, None)?;
+    if let Some(list) = o.get("attachAlgoOrds") {
+        let list = list.as_array().ok_or_else(|| GuardError("attachAlgoOrds is not a list".into()))?;
+        for a in list {
+            let size = match (json_decimal(a, "sz")?, json_decimal(a, "newSz")?) {
+                (Some(s), _) | (None, Some(s)) => Some(s),
+                _ => None,
+            };
+            out.extend(attached(&parent, a, size)?);
+        }
+    }
+    out.insert(0, parent);
+    Ok(out)
+}
+
+/// Every order of a single or batch request, attached ones included.
+fn all(req: &CanonicalRequest, amend: bool) -> Result<Vec<Order>, GuardError> {
+    let mut out = Vec::new();
+    for o in json_orders(req)? {
+        out.extend(order(o, amend)?);
+    }
+    Ok(out)
+}
+
+/// The take-profit and stop-loss prices of an order or of one of its
+/// attached algo orders, each an order of `size` (default: the parent's).
+/// `-1` is an order price at market.
+fn attached(parent: &Order, o: &Value, size: Option<rust_decimal::Decimal>) -> Result<Vec<Order>, GuardError> {
+    const PRICES: [&str; 8] = [
+        "tpTriggerPx",
+        "tpOrdPx",
+        "slTriggerPx",
+        "slOrdPx",
+        "newTpTriggerPx",
+        "newTpOrdPx",
+        "newSlTriggerPx",
+        "newSlOrdPx",
+    ];
+    let mut out = Vec::new();
+    for name in PRICES {
+        match o.get(name) {
+            None | Some(Value::Null) => {}
+            Some(v) if text(v).as_deref() == Some("") => {}
+            Some(v) if text(v).as_deref() == Some("-1") && name.ends_with("OrdPx") => {
+                out.push(crate::orders::priced_like(parent, None, size, true))
+            }
+            Some(_) => {
+                let p = json_decimal(o, name)?;
+                out.push(crate::orders::priced_like(parent, p, size, true));
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Exchange for Okx {
@@ -184,12 +237,8 @@ impl Exchange for Okx {
 
     fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
         match req.path.as_str() {
-            "/api/v5/trade/order" | "/api/v5/trade/batch-orders" => {
-                json_orders(req)?.into_iter().map(|o| order(o, false)).collect()
-            }
-            "/api/v5/trade/amend-order" | "/api/v5/trade/amend-batch-orders" => {
-                json_orders(req)?.into_iter().map(|o| order(o, true)).collect()
-            }
+            "/api/v5/trade/order" | "/api/v5/trade/batch-orders" => all(req, false),
+            "/api/v5/trade/amend-order" | "/api/v5/trade/amend-batch-orders" => all(req, true),
             // Closing a position reduces it, and leverage sizes nothing: the
             // instrument is still held to the key's symbols.
             "/api/v5/trade/close-position" | "/api/v5/account/set-leverage" => {

@@ -7,6 +7,24 @@ pub use keyward_core::order::{GuardError, Order, Side, decimal};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+/// An order riding on `parent` or pricing it again (a take-profit, a
+/// stop-loss, a trigger or a close order): the parent's symbol and size
+/// unless it states its own size, its own price (`None`: at market), the
+/// opposite side when it closes what the parent opens. Guards hold it like
+/// any order: every price in a request to the band, every size to the limits.
+pub fn priced_like(parent: &Order, price: Option<Decimal>, qty: Option<Decimal>, closes: bool) -> Order {
+    let side = match (closes, parent.side) {
+        (true, Some(Side::Buy)) => Some(Side::Sell),
+        (true, Some(Side::Sell)) => Some(Side::Buy),
+        (_, s) => s,
+    };
+    let (qty, quote_qty) = match qty {
+        Some(q) => (Some(q), None),
+        None => (parent.qty, parent.quote_qty),
+    };
+    Order { side, qty, quote_qty, price, client_order_id: None, ..parent.clone() }
+}
+
 /// The symbol a request names in `field`, required (non-empty text).
 pub fn required_symbol(req: &CanonicalRequest, field: &str) -> Result<String, GuardError> {
     req.param(field)
@@ -112,7 +130,9 @@ const ORDER_FIELDS: &[&str] = &[
     "price2",
     "leverage",
     "oflags",
-    "close",
+    "close[ordertype]",
+    "close[price]",
+    "close[price2]",
     "orders",
     "size",
     "funds",
@@ -124,11 +144,9 @@ const ORDER_FIELDS: &[&str] = &[
 ];
 
 /// A name as an exchange's lenient parser might read it: lower case,
-/// without whitespace or control characters; a form name's part before its
-/// first bracket (`close[price]` → `close`).
+/// without whitespace or control characters.
 fn lenient(name: &str) -> String {
-    let base = name.split('[').next().unwrap_or(name);
-    base.chars().filter(|c| !c.is_whitespace() && !c.is_control()).flat_map(char::to_lowercase).collect()
+    name.chars().filter(|c| !c.is_whitespace() && !c.is_control()).flat_map(char::to_lowercase).collect()
 }
 
 /// The first parameter (query, form or JSON key, at any depth) that differs

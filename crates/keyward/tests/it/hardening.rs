@@ -436,3 +436,121 @@ fn a_key_limited_to_symbols_is_held_to_them_on_every_trade_endpoint() {
     assert_ne!(v["error"]["code"], "order_guard", "{st} {v}");
     assert_eq!(fake.log().len(), before + 1);
 }
+
+#[test]
+fn every_price_and_size_in_a_request_is_held_to_the_guards() {
+    let fake = FakeExchange::start(&json!({
+        "binance": {"key": "BK", "secret": "bs"},
+        "okx": {"key": "OK", "secret": "os", "passphrase": "op"},
+        "bybit": {"key": "YK", "secret": "ys"},
+        "kraken": {"key": "KK", "secret": KRAKEN_SECRET},
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
+    for (name, kind, mut f) in [
+        ("bin", "binance", json!({"api_key": "BK", "api_secret": "bs"})),
+        ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
+        ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
+        ("kr", "kraken", json!({"api_key": "KK", "api_secret": KRAKEN_SECRET})),
+    ] {
+        f["base_url"] = json!(fake.url);
+        let (st, v) = s.http(
+            "PUT",
+            &format!("/v1/secrets/exchanges/{name}"),
+            Some(s.admin()),
+            Some(&json!({"data": f, "type": kind})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let scopes = ["account:bin:trade", "account:okx:trade", "account:by:trade", "account:kr:trade"];
+    let key = create_key(
+        &s,
+        json!({"name": "g", "scopes": scopes, "allow_ips": ["127.0.0.1"], "max_qty": "0.5", "price_band": "5%"}),
+    )
+    .1;
+    let post = |target: &str, ctype: &str, body: &str| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}{target}", s.addr))
+            .bearer_auth(&key)
+            .header("content-type", ctype)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let st = r.status().as_u16();
+        (st, serde_json::from_str::<Value>(&r.text().unwrap()).unwrap_or(Value::Null))
+    };
+    const FORM: &str = "application/x-www-form-urlencoded";
+    const JSON: &str = "application/json";
+    let by = |extra: &str| {
+        format!(
+            r#"{{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.01","price":"50000"{extra}}}"#
+        )
+    };
+    let okx = |extra: &str| {
+        format!(
+            r#"{{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.01","px":"50000"{extra}}}"#
+        )
+    };
+    let kr = "pair=XBTUSD&type=buy&ordertype=limit&price=37500&volume=0.01";
+    let bin = "symbol=BTCUSDT&side=BUY&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+    // Within the band everywhere: they go out.
+    for (target, ctype, body) in [
+        ("/proxy/by/v5/order/create", JSON, by(r#","takeProfit":"51000","stopLoss":"49000""#)),
+        ("/proxy/okx/api/v5/trade/order", JSON, okx(r#","attachAlgoOrds":[{"tpTriggerPx":"51000","tpOrdPx":"-1"}]"#)),
+        ("/proxy/kr/0/private/AddOrder", FORM, format!("{kr}&close[ordertype]=limit&close[price]=38000")),
+        ("/proxy/bin/api/v3/order", FORM, format!("{bin}&stopPrice=49500")),
+    ] {
+        let got = post(target, ctype, &body);
+        assert_ne!(got.1["error"]["code"], "order_guard", "{target} {body}: {}", got.1);
+    }
+    let before = fake.log().len();
+    for (target, ctype, body) in [
+        ("/proxy/by/v5/order/create", JSON, by(r#","takeProfit":"90000""#)),
+        ("/proxy/by/v5/order/create", JSON, by(r#","stopLoss":"10000""#)),
+        (
+            "/proxy/by/v5/order/create",
+            JSON,
+            by(r#","tpslMode":"Partial","tpOrderType":"Limit","takeProfit":"51000","tpLimitPrice":"90000""#),
+        ),
+        ("/proxy/by/v5/order/create", JSON, by(r#","slLimitPrice":"1""#)),
+        ("/proxy/by/v5/order/create", JSON, by(r#","triggerPrice":"80000""#)),
+        (
+            "/proxy/by/v5/order/amend",
+            JSON,
+            r#"{"category":"linear","symbol":"BTCUSDT","orderId":"1","takeProfit":"90000"}"#.into(),
+        ),
+        (
+            "/proxy/by/v5/order/create-batch",
+            JSON,
+            format!(r#"{{"category":"linear","request":[{}]}}"#, by(r#","stopLoss":"10000""#)),
+        ),
+        ("/proxy/okx/api/v5/trade/order", JSON, okx(r#","attachAlgoOrds":[{"tpTriggerPx":"90000","tpOrdPx":"-1"}]"#)),
+        ("/proxy/okx/api/v5/trade/order", JSON, okx(r#","attachAlgoOrds":[{"slTriggerPx":"49000","slOrdPx":"1000"}]"#)),
+        (
+            "/proxy/okx/api/v5/trade/order",
+            JSON,
+            okx(r#","attachAlgoOrds":[{"tpTriggerPx":"51000","tpOrdPx":"-1","sz":"0.9"}]"#),
+        ),
+        ("/proxy/okx/api/v5/trade/order", JSON, okx(r#","tpTriggerPx":"51000","tpOrdPx":"90000""#)),
+        ("/proxy/okx/api/v5/trade/order", JSON, okx(r#","slOrdPx":"1000""#)),
+        (
+            "/proxy/okx/api/v5/trade/amend-order",
+            JSON,
+            r#"{"instId":"BTC-USDT","ordId":"1","newSz":"0.01","attachAlgoOrds":[{"newTpTriggerPx":"90000"}]}"#.into(),
+        ),
+        ("/proxy/kr/0/private/AddOrder", FORM, format!("{kr}&close[ordertype]=limit&close[price]=90000")),
+        (
+            "/proxy/kr/0/private/AddOrder",
+            FORM,
+            format!("{kr}&close[ordertype]=stop-loss-limit&close[price]=37000&close[price2]=1000"),
+        ),
+        ("/proxy/kr/0/private/AddOrder", FORM, format!("{kr}&price2=90000")),
+        ("/proxy/kr/0/private/AddOrder", FORM, format!("{kr}&close[volume]=5")),
+        ("/proxy/bin/api/v3/order", FORM, format!("{bin}&stopPrice=10000")),
+    ] {
+        let got = post(target, ctype, &body);
+        assert_error(&got, 403, "order_guard");
+    }
+    let orders_after = fake.log().iter().skip(before).filter(|l| l["method"] == "POST").count();
+    assert_eq!(orders_after, 0, "no refused order reached the exchange");
+}
