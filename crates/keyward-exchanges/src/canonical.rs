@@ -349,7 +349,12 @@ impl CanonicalRequest {
     ) -> Result<Self, NotCanonical> {
         let method = Method::parse(method)?;
         check_path(path)?;
-        let query = parse_pairs(query.unwrap_or(""))?;
+        let query = query.unwrap_or("");
+        if query.contains('#') {
+            // A URL ends at `#`: what follows would be signed but never sent.
+            return refuse("a raw '#' in the query: percent-encode it as %23");
+        }
+        let query = parse_pairs(query)?;
         let body = if body.is_empty() {
             Body::Empty
         } else {
@@ -496,6 +501,9 @@ mod tests {
             ("GET", "/api/v3/order?a=%FF"),
             ("GET", "/api/v3/order?a%20b=1"),
             ("GET", "/api/v3/order?=1"),
+            ("GET", "/api/v3/account#/../../sapi/v1/capital/withdraw/apply"),
+            ("GET", "/api/v3/account?timestamp=1#x"),
+            ("POST", "/api/v3/order?symbol=A#&coin=BTC"),
         ] {
             assert!(parse(m, t).is_err(), "{m} {t} accepted");
         }

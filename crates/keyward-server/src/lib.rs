@@ -32,7 +32,7 @@ mod secrets;
 mod serve;
 
 pub use config::{AlertConfig, RuntimeConfig, SinkConfig, ThrottleConfig};
-pub use serve::{ServerOptions, StartError, run};
+pub use serve::{ConnectionLimits, ServerOptions, StartError, run};
 
 /// The OpenAPI document of the HTTP API (what `docs/openapi.json` holds).
 pub fn openapi_json() -> String {

@@ -28,6 +28,7 @@ use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use keyward_core::decision::DenyReason;
 use std::time::Instant;
 
 /// The router with every route, the audit entry of each request and the
@@ -60,6 +61,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(refuse_fragments))
         .layer(middleware::from_fn_with_state(state.clone(), audit_request))
         .layer(middleware::from_fn(log_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
@@ -210,6 +212,20 @@ pub(crate) fn init_request_ids() -> Result<(), Error> {
         let _ = REQUEST_PREFIX.set(prefix);
     }
     Ok(())
+}
+
+/// A request whose request line held a raw `#` (see `serve::frames`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawFragment;
+
+/// The HTTP stack drops a raw `#` and all after it from the target, so the
+/// request read is not the request sent: refused, like every ambiguous form.
+async fn refuse_fragments(req: Request, next: Next) -> Response {
+    if req.extensions().get::<RawFragment>().is_some() {
+        let e = Error::new(DenyReason::RequestNotCanonical, "a raw '#' in the request line: percent-encode it as %23");
+        return ApiError(e).into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

@@ -5,7 +5,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use ipnet::IpNet;
 use keyward_core::duration;
-use keyward_server::{AlertConfig, RuntimeConfig, ServerOptions, SinkConfig, ThrottleConfig, run as serve};
+use keyward_server::{
+    AlertConfig, ConnectionLimits, RuntimeConfig, ServerOptions, SinkConfig, ThrottleConfig, run as serve,
+};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -109,6 +111,19 @@ pub struct ServerArgs {
     /// Also serve /metrics without a key on this address (loopback unless --insecure-listen).
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// Connections open at once, in total; kept below the file-descriptor limit [default: 4096].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Connections open at once from one client address (IPv6: its /64) [default: 256].
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+    /// Time a client has to send a request's head (and finish a TLS handshake) [default: 10s].
+    #[arg(long)]
+    header_timeout: Option<String>,
+    /// A connection with nothing sent either way for this long is closed;
+    /// longer than --upstream-timeout [default: 75s].
+    #[arg(long)]
+    idle_timeout: Option<String>,
     /// Tests only: the clock is set through POST /v1/sys/test-clock.
     #[arg(long, hide = true)]
     test_clock: bool,
@@ -138,6 +153,10 @@ struct FileConfig {
     #[serde(default)]
     audit_webhooks: Vec<String>,
     log: Option<String>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
     #[serde(default)]
     auth_throttle: ThrottleFile,
 }
@@ -152,8 +171,13 @@ struct ThrottleFile {
     max_delay: Option<String>,
 }
 
-fn secs(what: &str, s: &str) -> Result<Duration> {
-    Ok(Duration::from_secs(duration::parse_secs(s).with_context(|| what.to_string())?))
+/// A duration flag; the error names the flag (`--auth-window: duration "0": …`).
+fn secs(flag: &str, s: &str) -> Result<Duration> {
+    match duration::parse_secs(s) {
+        Ok(n) => Ok(Duration::from_secs(n)),
+        Err(keyward_core::CoreError::InvalidField(why)) => bail!("{flag}: {why}"),
+        Err(e) => bail!("{flag}: {e}"),
+    }
 }
 
 fn nets(list: &[String]) -> Result<Vec<IpNet>> {
@@ -166,6 +190,30 @@ fn nets(list: &[String]) -> Result<Vec<IpNet>> {
         .collect()
 }
 
+/// Connection bounds from flags, then the file, then defaults.
+fn connection_limits(a: &ServerArgs, file: &FileConfig) -> Result<ConnectionLimits> {
+    let d = ConnectionLimits::default();
+    let time = |flag: &Option<String>, file: &Option<String>, what: &str, default: Duration| -> Result<Duration> {
+        match flag.as_ref().or(file.as_ref()) {
+            Some(s) => secs(what, s),
+            None => Ok(default),
+        }
+    };
+    let limits = ConnectionLimits {
+        header_read: time(&a.header_timeout, &file.header_timeout, "--header-timeout", d.header_read)?,
+        idle: time(&a.idle_timeout, &file.idle_timeout, "--idle-timeout", d.idle)?,
+        max_total: a.max_connections.or(file.max_connections).unwrap_or(d.max_total),
+        max_per_address: a.max_connections_per_ip.or(file.max_connections_per_ip).unwrap_or(d.max_per_address),
+    };
+    if limits.max_total == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    if limits.max_per_address == 0 {
+        bail!("--max-connections-per-ip must be at least 1");
+    }
+    Ok(limits)
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(a: ServerArgs) -> Result<()> {
     let file: FileConfig = match &a.config {
@@ -175,6 +223,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         }
         None => FileConfig::default(),
     };
+    let connections = connection_limits(&a, &file)?;
     let log = a.log.or(file.log).unwrap_or_else(|| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&log)
         .with_context(|| format!("--log {log:?} is not a log filter (e.g. info, or info,keyward_server=debug)"))?;
@@ -191,10 +240,10 @@ pub async fn run(a: ServerArgs) -> Result<()> {
     let throttle = ThrottleConfig {
         slow_after: a.auth_slow_after.or(t.slow_after).unwrap_or(defaults.slow_after),
         block_after: a.auth_block_after.or(t.block_after).unwrap_or(defaults.block_after),
-        window: pick(&a.auth_window, &t.window, "auth window", defaults.window)?,
-        block_for: pick(&a.auth_block_for, &t.block_for, "auth block time", defaults.block_for)?,
+        window: pick(&a.auth_window, &t.window, "--auth-window", defaults.window)?,
+        block_for: pick(&a.auth_block_for, &t.block_for, "--auth-block-for", defaults.block_for)?,
         max_delay: match &t.max_delay {
-            Some(s) => secs("auth max delay", s)?,
+            Some(s) => secs("[auth_throttle] max_delay", s)?,
             None => defaults.max_delay,
         },
     };
@@ -208,12 +257,12 @@ pub async fn run(a: ServerArgs) -> Result<()> {
     let runtime = RuntimeConfig {
         trusted_proxies: nets(&proxies)?,
         throttle,
-        token_max_ttl: pick(&a.token_max_ttl, &file.token_max_ttl, "token max ttl", Duration::from_secs(900))?,
+        token_max_ttl: pick(&a.token_max_ttl, &file.token_max_ttl, "--token-max-ttl", Duration::from_secs(900))?,
         allow_upstream: if a.allow_upstream.is_empty() { file.allow_upstream } else { a.allow_upstream },
         upstream_timeout: pick(
             &a.upstream_timeout,
             &file.upstream_timeout,
-            "upstream timeout",
+            "--upstream-timeout",
             Duration::from_secs(30),
         )?,
         alerts: AlertConfig {
@@ -221,10 +270,10 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             slack: a.alert_slack,
             telegram: a.alert_telegram,
             telegram_chat: a.alert_telegram_chat,
-            dedupe: pick(&a.alert_dedupe, &None, "alert dedupe", Duration::from_secs(300))?,
+            dedupe: pick(&a.alert_dedupe, &None, "--alert-dedupe", Duration::from_secs(300))?,
             burst_denials: a.alert_burst.unwrap_or(10),
             burst_window: Duration::from_secs(60),
-            check_every: pick(&a.alert_check_every, &None, "alert check interval", Duration::from_secs(60))?,
+            check_every: pick(&a.alert_check_every, &None, "--alert-check-every", Duration::from_secs(60))?,
         },
         sinks: SinkConfig {
             file: a.audit_file.or(file.audit_file),
@@ -234,6 +283,10 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         },
         ..RuntimeConfig::default()
     };
+    if connections.idle <= runtime.upstream_timeout {
+        // A proxied request waiting on the exchange reads and writes nothing.
+        bail!("--idle-timeout must be longer than --upstream-timeout");
+    }
     let opts = ServerOptions {
         dev: a.dev,
         data_dir: a.data.or(file.data).unwrap_or_else(|| PathBuf::from("./keyward-data")),
@@ -244,6 +297,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         insecure_listen: a.insecure_listen || file.insecure_listen.unwrap_or(false),
         runtime,
         test_clock: a.test_clock,
+        connections,
         metrics_listen: a.metrics_listen,
     };
     serve(opts).await?;

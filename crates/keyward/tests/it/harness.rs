@@ -23,6 +23,15 @@ pub struct Server {
 
 /// Result of starting: the banner up to the listening line, or the process output on failure.
 pub fn start_in(dir: &Path, extra: &[&str]) -> Result<Server, String> {
+    start_with(dir, extra, None)
+}
+
+/// Starts a server whose soft open-file limit is `nofile` (`ulimit -n`).
+pub fn start_limited(dir: &Path, nofile: u32, extra: &[&str]) -> Server {
+    start_with(dir, extra, Some(nofile)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn start_with(dir: &Path, extra: &[&str], nofile: Option<u32>) -> Result<Server, String> {
     let data = dir.join("keyward-data");
     let log = dir.join(format!("server-{}.log", std::process::id() as u64 * 1000 + rand_suffix()));
     let mut args: Vec<String> = vec!["server".into()];
@@ -40,7 +49,15 @@ pub fn start_in(dir: &Path, extra: &[&str]) -> Result<Server, String> {
         args.push("info,keyward_server=debug".into());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    let mut child = Command::new(BIN)
+    let mut cmd = match nofile {
+        None => Command::new(BIN),
+        Some(n) => {
+            let mut c = Command::new("bash");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+            c
+        }
+    };
+    let mut child = cmd
         .args(&args)
         .current_dir(dir)
         .stdin(Stdio::null())

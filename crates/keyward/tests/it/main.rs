@@ -7,6 +7,7 @@ mod at_rest;
 mod audit;
 mod bad_input;
 mod ccxt_e2e;
+mod connections;
 mod fund_movers;
 mod guards;
 mod hardening;

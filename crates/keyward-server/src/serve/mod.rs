@@ -8,8 +8,13 @@ use crate::init::{self, SealChoice};
 use keyward_core::clock::{Clock, ManualClock, SystemClock};
 use keyward_store::{SealKind, SqliteStore, Store};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod conn;
+mod frames;
+
+pub use conn::ConnectionLimits;
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -34,6 +39,8 @@ pub struct ServerOptions {
     pub test_clock: bool,
     /// An extra listener serving only `/metrics`, without a key.
     pub metrics_listen: Option<String>,
+    /// Bounds on connections: how many, and how long they may be slow or idle.
+    pub connections: ConnectionLimits,
 }
 
 /// Why the server did not start.
@@ -58,6 +65,10 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         (None, None) => None,
         _ => return Err(err("TLS needs both --tls-cert and --tls-key")),
+    };
+    let acceptor = match &tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
     };
     let addr = resolve(&opts.listen).await?;
     if !addr.ip().is_loopback() && tls.is_none() && !opts.insecure_listen {
@@ -84,9 +95,8 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("cannot listen on {maddr}: {e}")))?;
         println!("keyward metrics on http://{}/metrics", l.local_addr().map_err(err)?);
         let router = crate::http::metrics_app(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(l, router).await;
-        });
+        let limits = opts.connections;
+        tokio::spawn(conn::serve(l, router, None, limits, std::future::pending()));
     }
     let checker = state.clone();
     tokio::spawn(async move {
@@ -116,39 +126,37 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
     println!("{banner}keyward listening on {scheme}://{local}");
     tracing::info!(%local, scheme, "listening");
 
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let served = match tls {
-        None => {
-            use axum::serve::ListenerExt;
-            // Answers go out as soon as they are written: without TCP_NODELAY a
-            // streamed body waits on the client's delayed ACK.
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.map_err(err)
-        }
-        Some((cert, key)) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await.map_err(|e| {
-                StartError(format!("cannot load TLS certificate {} / key {}: {e}", cert.display(), key.display()))
-            })?;
-            let handle = axum_server::Handle::new();
-            let h2 = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                h2.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-            });
-            axum_server::from_tcp_rustls(listener, config)
-                .map_err(err)?
-                .handle(handle)
-                .serve(service)
-                .await
-                .map_err(err)
-        }
-    };
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
+    conn::serve(listener, app, acceptor, opts.connections, shutdown_signal()).await;
     // Last uses noted since the last tick.
     state.keys.flush_last_used().await;
-    served
+    Ok(())
+}
+
+/// The TLS acceptor for a certificate chain and key in PEM files: rustls,
+/// HTTP/1.1 only (the request-line guard reads HTTP/1 framing).
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let fail = |e: &dyn std::fmt::Display| {
+        StartError(format!("cannot load TLS certificate {} / key {}: {e}", cert.display(), key.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| fail(&e))?;
+    if chain.is_empty() {
+        return Err(fail(&"no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| fail(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(&e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| fail(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 fn new_state(
