@@ -25,6 +25,10 @@ pub struct RuntimeConfig {
     pub sinks: SinkConfig,
     /// Alert rules and channels.
     pub alerts: AlertConfig,
+    /// At unseal, re-seal a key ledger that fails its check over the rows
+    /// as they are, instead of refusing every key (after an operator has
+    /// looked at what changed; see the threat model).
+    pub reseal_key_ledger: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -38,6 +42,7 @@ impl Default for RuntimeConfig {
             upstream_timeout: Duration::from_secs(30),
             sinks: SinkConfig::default(),
             alerts: AlertConfig::default(),
+            reseal_key_ledger: false,
         }
     }
 }

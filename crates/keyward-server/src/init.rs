@@ -173,7 +173,9 @@ pub async fn initialize(store: &dyn Store, choice: &SealChoice, now_ms: i64) -> 
         now_ms,
     )
     .map_err(|e| InitError::Io(e.message))?;
-    if let Err(e) = store.initialize(&record, &rec).await {
+    let (_, first) = crate::keys::Ledger::reseal(&session, std::slice::from_ref(&rec), &[], None, Vec::new());
+    let first = keyward_store::LedgerWrite { insert_keys: vec![rec.clone()], ..first };
+    if let Err(e) = store.initialize(&record, &first).await {
         if let SealChoice::KeyFile(path) = choice {
             let _ = std::fs::remove_file(path);
         }

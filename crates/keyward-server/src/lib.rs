@@ -76,8 +76,8 @@ pub mod bench {
                     .push(new_record(&unsealed, &s, &name, None, KEYWARD_NAMESPACE, policy, None, 1).expect("record"));
                 secrets.push(s);
             }
-            let keys = Keys::new(store, Arc::new(SystemClock));
-            keys.install(KeyIndex::load(&records, &unsealed)).expect("index");
+            let keys = Keys::new(store, Arc::new(SystemClock), false);
+            keys.install(KeyIndex::load(&records, &unsealed, |_| true)).expect("index");
             Self { keys, unsealed, secrets, record: crate::audit::Record::default() }
         }
 

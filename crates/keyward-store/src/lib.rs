@@ -177,6 +177,47 @@ pub struct KeyRecord {
     pub last_used_ip: Option<String>,
 }
 
+/// The head of the key ledger: one MAC'd, database-wide revision over
+/// every access-key row and order-usage counter. The server computes it;
+/// the store only keeps it and refuses a write made against an older head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerHead {
+    /// Moves forward by one with every ledger write.
+    pub rev: u64,
+    /// How many rows the ledger covers.
+    pub count: u64,
+    /// The rows' combined digest.
+    pub digest: Vec<u8>,
+    /// MAC over revision, count and digest.
+    pub mac: Vec<u8>,
+}
+
+/// A key's cumulative order notional on one UTC day (micro-units).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderUsage {
+    /// Key id.
+    pub key_id: String,
+    /// Days since the epoch (UTC).
+    pub day: i64,
+    /// Notional reserved so far.
+    pub used: i64,
+}
+
+/// One ledger write (see [`Store::commit_ledger`]).
+#[derive(Debug, Clone, Default)]
+pub struct LedgerWrite {
+    /// The head this write was computed from; `None` for the first.
+    pub expected_rev: Option<u64>,
+    /// The head after it.
+    pub head: LedgerHead,
+    /// New key rows.
+    pub insert_keys: Vec<KeyRecord>,
+    /// Key rows replaced whole (name, owner, policy, state, MAC, uses left).
+    pub update_keys: Vec<KeyRecord>,
+    /// Counters set (inserted or replaced).
+    pub usage: Vec<OrderUsage>,
+}
+
 /// A namespace of platform keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceRecord {
@@ -212,9 +253,9 @@ pub struct AuditQuery {
 /// The persistence interface. Every backend passes the same conformance suite.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Writes the seal record and the bootstrap key at once; fails with
+    /// Writes the seal record and the bootstrap key with the first ledger head at once; fails with
     /// [`StoreError::AlreadyInitialized`] if a seal record exists.
-    async fn initialize(&self, seal: &SealRecord, bootstrap: &KeyRecord) -> StoreResult<()>;
+    async fn initialize(&self, seal: &SealRecord, bootstrap: &LedgerWrite) -> StoreResult<()>;
     /// The seal record, if initialised.
     async fn seal_record(&self) -> StoreResult<Option<SealRecord>>;
     /// Replaces the seal record (term rotation).
@@ -253,29 +294,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Destroys a secret entirely: every version and its metadata.
     async fn destroy_secret(&self, path: &str) -> StoreResult<bool>;
 
-    /// Adds an access key.
-    async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()>;
     /// Every access key.
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;
-    /// Sets a key's state and row MAC.
-    async fn update_key_state(&self, id: &str, state: &str, mac: &[u8]) -> StoreResult<()>;
-    /// Records a key's last use.
+    /// Records a key's last use (not part of the ledger: it decides nothing).
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()>;
     /// One key by id.
     async fn key(&self, id: &str) -> StoreResult<Option<KeyRecord>>;
-    /// Replaces a key's mutable fields: name, owner, policy, state and MAC.
-    async fn update_key(&self, key: &KeyRecord) -> StoreResult<()>;
-    /// Takes one use of a use-limited key, atomically and durably. Returns the
-    /// uses left after this one, or `None` when none were left.
-    async fn consume_use(&self, id: &str) -> StoreResult<Option<i64>>;
 
-    /// Adds `add` to a key's order notional for `day` if the total stays at
-    /// most `cap`, atomically; false (nothing added) if it would not.
-    async fn add_order_notional(&self, key_id: &str, day: i64, add: i64, cap: i64) -> StoreResult<bool>;
-    /// Gives back `amount` reserved with [`Store::add_order_notional`] for an
-    /// order that was refused later or cannot have reached the exchange;
-    /// the total never goes below zero.
-    async fn release_order_notional(&self, key_id: &str, day: i64, amount: i64) -> StoreResult<()>;
+    /// The key ledger's head, if one was written.
+    async fn ledger_head(&self) -> StoreResult<Option<LedgerHead>>;
+    /// Every daily order-notional counter.
+    async fn list_order_usage(&self) -> StoreResult<Vec<OrderUsage>>;
+    /// A key's order notional on `day`, if it has one.
+    async fn order_usage(&self, key_id: &str, day: i64) -> StoreResult<Option<i64>>;
+    /// Writes key rows, order-usage counters and the ledger head in one
+    /// transaction, only if the stored head is still at
+    /// `expected_rev` (`None`: no head yet). Otherwise nothing is written
+    /// and the answer is [`StoreError::Conflict`] with the stored revision.
+    async fn commit_ledger(&self, write: &LedgerWrite) -> StoreResult<()>;
 
     /// Appends chained audit entries (and a checkpoint) in one durable transaction.
     async fn append_audit(

@@ -3,8 +3,8 @@
 //! `secure_delete` (destroyed ciphertext is overwritten, not just unlinked).
 
 use crate::{
-    AuditQuery, KeyRecord, NamespaceRecord, NewVersion, SealRecord, SecretMeta, Store, StoreError, StoreResult,
-    VersionRecord,
+    AuditQuery, KeyRecord, LedgerHead, LedgerWrite, NamespaceRecord, NewVersion, OrderUsage, SealRecord, SecretMeta,
+    Store, StoreError, StoreResult, VersionRecord,
 };
 use async_trait::async_trait;
 use keyward_core::audit::{AuditEntry, Checkpoint};
@@ -172,7 +172,7 @@ fn version_list(versions: &[u64]) -> String {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn initialize(&self, seal: &SealRecord, bootstrap: &KeyRecord) -> StoreResult<()> {
+    async fn initialize(&self, seal: &SealRecord, bootstrap: &LedgerWrite) -> StoreResult<()> {
         let json = serde_json::to_string(seal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query("INSERT INTO meta (name, value) VALUES ('seal', ?) ON CONFLICT(name) DO NOTHING")
@@ -183,7 +183,7 @@ impl Store for SqliteStore {
         if inserted == 0 {
             return Err(StoreError::AlreadyInitialized);
         }
-        insert_key(&mut *tx, bootstrap).await?;
+        write_ledger(&mut tx, bootstrap).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -295,24 +295,9 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
-    async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()> {
-        insert_key(&self.pool, key).await
-    }
-
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
         let rows = sqlx::query("SELECT * FROM access_keys ORDER BY created_ms, id").fetch_all(&self.pool).await?;
         Ok(rows.iter().map(key_of).collect())
-    }
-
-    async fn update_key_state(&self, id: &str, state: &str, mac: &[u8]) -> StoreResult<()> {
-        let n = sqlx::query("UPDATE access_keys SET state = ?, mac = ? WHERE id = ?")
-            .bind(state)
-            .bind(mac)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()> {
@@ -330,56 +315,39 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(key_of))
     }
 
-    async fn update_key(&self, k: &KeyRecord) -> StoreResult<()> {
-        let n = sqlx::query("UPDATE access_keys SET name = ?, owner = ?, policy = ?, state = ?, mac = ? WHERE id = ?")
-            .bind(&k.name)
-            .bind(&k.owner)
-            .bind(&k.policy)
-            .bind(&k.state)
-            .bind(&k.mac)
-            .bind(&k.id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    async fn ledger_head(&self) -> StoreResult<Option<LedgerHead>> {
+        let row = sqlx::query("SELECT rev, count, digest, mac FROM key_ledger WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| LedgerHead {
+            rev: u64_of(r.get("rev")),
+            count: u64_of(r.get("count")),
+            digest: r.get("digest"),
+            mac: r.get("mac"),
+        }))
     }
 
-    async fn consume_use(&self, id: &str) -> StoreResult<Option<i64>> {
-        let left: Option<Option<i64>> = sqlx::query_scalar(
-            "UPDATE access_keys SET uses_remaining = uses_remaining - 1
-             WHERE id = ? AND uses_remaining > 0 RETURNING uses_remaining",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(left.flatten())
+    async fn list_order_usage(&self) -> StoreResult<Vec<OrderUsage>> {
+        let rows =
+            sqlx::query("SELECT key_id, day, used FROM order_usage ORDER BY key_id, day").fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| OrderUsage { key_id: r.get("key_id"), day: r.get("day"), used: r.get("used") })
+            .collect())
     }
 
-    async fn add_order_notional(&self, key_id: &str, day: i64, add: i64, cap: i64) -> StoreResult<bool> {
-        if add > cap || add < 0 {
-            return Ok(false);
-        }
-        let used: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO order_usage (key_id, day, used) VALUES (?1, ?2, ?3)
-             ON CONFLICT(key_id, day) DO UPDATE SET used = used + ?3 WHERE used + ?3 <= ?4
-             RETURNING used",
-        )
-        .bind(key_id)
-        .bind(day)
-        .bind(add)
-        .bind(cap)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(used.is_some())
-    }
-
-    async fn release_order_notional(&self, key_id: &str, day: i64, amount: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE order_usage SET used = MAX(used - ?3, 0) WHERE key_id = ?1 AND day = ?2")
+    async fn order_usage(&self, key_id: &str, day: i64) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT used FROM order_usage WHERE key_id = ? AND day = ?")
             .bind(key_id)
             .bind(day)
-            .bind(amount.max(0))
-            .execute(&self.pool)
-            .await?;
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn commit_ledger(&self, write: &LedgerWrite) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        write_ledger(&mut tx, write).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -505,6 +473,71 @@ impl Store for SqliteStore {
             .map(|r| NamespaceRecord { name: r.get("name"), prefix: r.get("prefix"), created_ms: r.get("created_ms") })
             .collect())
     }
+}
+
+/// One ledger write inside `tx`: the head first (compare and set), then the rows.
+async fn write_ledger(tx: &mut sqlx::SqliteConnection, w: &LedgerWrite) -> StoreResult<()> {
+    let h = &w.head;
+    let moved = match w.expected_rev {
+        None => sqlx::query(
+            "INSERT INTO key_ledger (id, rev, count, digest, mac) VALUES (1, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+        )
+        .bind(h.rev as i64)
+        .bind(h.count as i64)
+        .bind(&h.digest)
+        .bind(&h.mac)
+        .execute(&mut *tx)
+        .await?,
+        Some(expected) => {
+            sqlx::query("UPDATE key_ledger SET rev = ?, count = ?, digest = ?, mac = ? WHERE id = 1 AND rev = ?")
+                .bind(h.rev as i64)
+                .bind(h.count as i64)
+                .bind(&h.digest)
+                .bind(&h.mac)
+                .bind(expected as i64)
+                .execute(&mut *tx)
+                .await?
+        }
+    }
+    .rows_affected();
+    if moved == 0 {
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT rev FROM key_ledger WHERE id = 1").fetch_optional(&mut *tx).await?;
+        return Err(StoreError::Conflict { current: current.map(u64_of).unwrap_or(0) });
+    }
+    for k in &w.insert_keys {
+        insert_key(&mut *tx, k).await?;
+    }
+    for k in &w.update_keys {
+        let n = sqlx::query(
+            "UPDATE access_keys SET name = ?, owner = ?, policy = ?, state = ?, mac = ?, uses_remaining = ? WHERE id = ?",
+        )
+        .bind(&k.name)
+        .bind(&k.owner)
+        .bind(&k.policy)
+        .bind(&k.state)
+        .bind(&k.mac)
+        .bind(k.uses_remaining)
+        .bind(&k.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+    }
+    for u in &w.usage {
+        sqlx::query(
+            "INSERT INTO order_usage (key_id, day, used) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key_id, day) DO UPDATE SET used = ?3",
+        )
+        .bind(&u.key_id)
+        .bind(u.day)
+        .bind(u.used)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn insert_key<'e, E: sqlx::SqliteExecutor<'e>>(ex: E, k: &KeyRecord) -> StoreResult<()> {

@@ -2,7 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use keyward_store::{KeyRecord, NamespaceRecord, NewVersion, SealKind, SealRecord, SqliteStore, Store, StoreError};
+use keyward_store::{
+    KeyRecord, LedgerHead, LedgerWrite, NamespaceRecord, NewVersion, OrderUsage, SealKind, SealRecord, SqliteStore,
+    Store, StoreError,
+};
 
 fn seal() -> SealRecord {
     SealRecord { kind: SealKind::Keyfile, check: "00".repeat(32), created_ms: 1, active_term: 1 }
@@ -25,6 +28,15 @@ fn key(id: &str) -> KeyRecord {
     }
 }
 
+fn head(rev: u64) -> LedgerHead {
+    LedgerHead { rev, count: rev * 10, digest: vec![rev as u8; 32], mac: vec![7; 32] }
+}
+
+/// A ledger write from `from` to `from + 1` (the store checks only the revision).
+fn step(from: u64) -> LedgerWrite {
+    LedgerWrite { expected_rev: Some(from), head: head(from + 1), ..LedgerWrite::default() }
+}
+
 fn version(path: &str, v: u64, expected: u64) -> NewVersion {
     NewVersion {
         path: path.into(),
@@ -40,9 +52,14 @@ fn version(path: &str, v: u64, expected: u64) -> NewVersion {
 async fn conformance(store: &dyn Store) {
     // Initialisation happens once.
     assert!(store.seal_record().await.unwrap().is_none());
-    store.initialize(&seal(), &key("key_boot")).await.unwrap();
+    assert!(store.ledger_head().await.unwrap().is_none());
+    let boot =
+        LedgerWrite { expected_rev: None, head: head(1), insert_keys: vec![key("key_boot")], ..Default::default() };
+    store.initialize(&seal(), &boot).await.unwrap();
     assert_eq!(store.seal_record().await.unwrap(), Some(seal()));
-    assert!(matches!(store.initialize(&seal(), &key("key_other")).await, Err(StoreError::AlreadyInitialized)));
+    assert_eq!(store.ledger_head().await.unwrap(), Some(head(1)), "the first head is written with the seal");
+    let other = LedgerWrite { insert_keys: vec![key("key_other")], ..boot.clone() };
+    assert!(matches!(store.initialize(&seal(), &other).await, Err(StoreError::AlreadyInitialized)));
     assert_eq!(store.list_keys().await.unwrap().len(), 1, "a refused init writes nothing");
     let mut rotated = seal();
     rotated.active_term = 2;
@@ -101,55 +118,47 @@ async fn conformance(store: &dyn Store) {
     assert!(store.versions("a/b").await.unwrap().is_empty(), "versions go with the secret");
     assert!(!store.destroy_secret("a/b").await.unwrap());
 
-    // Keys.
-    store.insert_key(&key("key_second")).await.unwrap();
-    assert!(store.insert_key(&key("key_second")).await.is_err(), "ids are unique");
-    store.update_key_state("key_second", "revoked", &[2; 32]).await.unwrap();
+    // Keys, through ledger writes: each moves the head by compare and set.
+    store.commit_ledger(&LedgerWrite { insert_keys: vec![key("key_second")], ..step(1) }).await.unwrap();
+    let dup = LedgerWrite { insert_keys: vec![key("key_second")], ..step(2) };
+    assert!(store.commit_ledger(&dup).await.is_err(), "ids are unique");
+    assert_eq!(store.ledger_head().await.unwrap(), Some(head(2)), "a failed write moves nothing");
+    let mut revoked = key("key_second");
+    (revoked.state, revoked.mac) = ("revoked".into(), vec![2; 32]);
+    store.commit_ledger(&LedgerWrite { update_keys: vec![revoked], ..step(2) }).await.unwrap();
     store.touch_key("key_second", 77, "127.0.0.1").await.unwrap();
     let k = store.list_keys().await.unwrap().into_iter().find(|k| k.id == "key_second").unwrap();
     assert_eq!(
         (k.state.as_str(), k.mac, k.last_used_ms, k.last_used_ip.as_deref()),
         ("revoked", vec![2; 32], Some(77), Some("127.0.0.1"))
     );
-    assert!(matches!(store.update_key_state("key_none", "revoked", &[]).await, Err(StoreError::NotFound)));
+    // A write against an older head writes nothing and names the stored revision.
+    let stale = LedgerWrite { insert_keys: vec![key("key_stale")], ..step(1) };
+    assert!(matches!(store.commit_ledger(&stale).await, Err(StoreError::Conflict { current: 3 })));
+    let first_again = LedgerWrite { expected_rev: None, ..step(0) };
+    assert!(matches!(store.commit_ledger(&first_again).await, Err(StoreError::Conflict { current: 3 })));
+    assert!(store.key("key_stale").await.unwrap().is_none());
+    // An update of a missing row fails the whole write.
+    let missing = LedgerWrite { update_keys: vec![key("key_none")], ..step(3) };
+    assert!(matches!(store.commit_ledger(&missing).await, Err(StoreError::NotFound)));
+    assert_eq!(store.ledger_head().await.unwrap(), Some(head(3)));
 }
 
 async fn conformance_uses_and_namespaces(store: &dyn Store) {
+    // A whole row, uses left included, with counters, in one write.
     let mut k = store.key("key_second").await.unwrap().unwrap();
     k.name = "renamed".into();
     k.policy = r#"{"scopes":[]}"#.into();
-    store.update_key(&k).await.unwrap();
+    k.uses_remaining = Some(4);
+    let usage = |key_id: &str, day, used| OrderUsage { key_id: key_id.into(), day, used };
+    let w = LedgerWrite { update_keys: vec![k.clone()], usage: vec![usage("k", 1, 600), usage("k", 2, 5)], ..step(3) };
+    store.commit_ledger(&w).await.unwrap();
     assert_eq!(store.key("key_second").await.unwrap().unwrap(), k);
     assert!(store.key("key_none").await.unwrap().is_none());
-    k.id = "key_none".into();
-    assert!(matches!(store.update_key(&k).await, Err(StoreError::NotFound)));
-
-    // Uses: exact, never below zero.
-    let mut limited = key("key_limited");
-    limited.hash = vec![9; 32];
-    limited.uses_remaining = Some(5);
-    store.insert_key(&limited).await.unwrap();
-    let mut got = Vec::new();
-    for _ in 0..8 {
-        got.push(store.consume_use("key_limited").await.unwrap());
-    }
-    assert_eq!(got, [Some(4), Some(3), Some(2), Some(1), Some(0), None, None, None]);
-    assert_eq!(store.consume_use("key_boot").await.unwrap(), None, "an unlimited key has no uses to take");
-
-    // Daily order notional: atomic, capped.
-    assert!(store.add_order_notional("k", 1, 600, 1000).await.unwrap());
-    assert!(!store.add_order_notional("k", 1, 500, 1000).await.unwrap());
-    assert!(store.add_order_notional("k", 1, 400, 1000).await.unwrap());
-    assert!(!store.add_order_notional("k", 1, 1, 1000).await.unwrap());
-    assert!(store.add_order_notional("k", 2, 1000, 1000).await.unwrap(), "a new day starts at zero");
-    assert!(!store.add_order_notional("other", 1, 1001, 1000).await.unwrap());
-    // A release gives the amount back, never below zero, and only for that key and day.
-    store.release_order_notional("k", 1, 400).await.unwrap();
-    assert!(store.add_order_notional("k", 1, 400, 1000).await.unwrap(), "400 was given back");
-    assert!(!store.add_order_notional("k", 1, 1, 1000).await.unwrap());
-    store.release_order_notional("k", 2, 5000).await.unwrap();
-    assert!(store.add_order_notional("k", 2, 1000, 1000).await.unwrap(), "released to zero, not below");
-    store.release_order_notional("nobody", 9, 10).await.unwrap();
+    store.commit_ledger(&LedgerWrite { usage: vec![usage("k", 1, 400)], ..step(4) }).await.unwrap();
+    assert_eq!(store.order_usage("k", 1).await.unwrap(), Some(400), "a counter is set, not added to");
+    assert_eq!(store.order_usage("k", 3).await.unwrap(), None);
+    assert_eq!(store.list_order_usage().await.unwrap(), [usage("k", 1, 400), usage("k", 2, 5)]);
 
     // Namespaces.
     let ns = NamespaceRecord { name: "shop-api".into(), prefix: "shop".into(), created_ms: 3 };

@@ -88,7 +88,7 @@ impl Caller {
     /// Takes a use (the last step of admission) and tells the audit record
     /// the request is allowed.
     pub(crate) async fn take_use(&self, ratelimit: Option<RateInfo>) -> Result<Admitted> {
-        let admitted = self.keys.take_use(&self.key, self.ip, ratelimit).await?;
+        let admitted = self.keys.take_use(&self.unsealed, &self.key, self.ip, ratelimit).await?;
         self.record.allow();
         Ok(admitted)
     }

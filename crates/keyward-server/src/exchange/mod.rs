@@ -19,11 +19,11 @@ pub(crate) use pipeline::{Overrides, Signed, check_account_name};
 
 use crate::audit::Auditor;
 use crate::error::{Error, Result};
+use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::seal::{Barrier, Unsealed};
 use crate::secrets::{Secrets, Version};
 use keyward_core::clock::Clock;
-use keyward_store::Store;
 use references::References;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,8 +49,8 @@ pub(crate) struct Handles {
     pub(crate) secrets: Arc<Secrets>,
     /// Caches hold only what the session in force decrypted.
     pub(crate) barrier: Arc<Barrier>,
-    /// Daily-notional reservations.
-    pub(crate) store: Arc<dyn Store>,
+    /// Daily-notional reservations (through the key ledger).
+    pub(crate) keys: Arc<Keys>,
     /// Time (signatures, budgets, days).
     pub(crate) clock: Arc<dyn Clock>,
     /// Decision and outcome entries of proxied requests.
@@ -65,7 +65,7 @@ pub(crate) struct Exchanges {
     config: ExchangeConfig,
     secrets: Arc<Secrets>,
     barrier: Arc<Barrier>,
-    store: Arc<dyn Store>,
+    keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
     auditor: Arc<Auditor>,
     metrics: Arc<Metrics>,
@@ -81,12 +81,12 @@ pub(crate) struct Exchanges {
 impl Exchanges {
     /// The service; `client` is the upstream client (see [`client`]).
     pub(crate) fn new(config: ExchangeConfig, handles: Handles, client: reqwest::Client) -> Self {
-        let Handles { secrets, barrier, store, clock, auditor, metrics } = handles;
+        let Handles { secrets, barrier, keys, clock, auditor, metrics } = handles;
         Self {
             config,
             secrets,
             barrier,
-            store,
+            keys,
             clock,
             auditor,
             metrics,

@@ -82,6 +82,8 @@ struct Reservation {
     key_id: String,
     day: i64,
     micros: i64,
+    /// The session it was made in (a give-back writes the ledger too).
+    unsealed: Arc<crate::seal::Unsealed>,
 }
 
 /// A request that passed admission.
@@ -278,8 +280,9 @@ impl Exchanges {
             key_id: caller.key.id.clone(),
             day: now_ms.div_euclid(86_400_000),
             micros: micros(*notional),
+            unsealed: caller.unsealed.clone(),
         };
-        if !self.store.add_order_notional(&r.key_id, r.day, r.micros, micros(*cap)).await? {
+        if !self.keys.reserve_notional(&r.unsealed, &r.key_id, r.day, r.micros, micros(*cap)).await? {
             return Err(Error::new(
                 DenyReason::OrderGuard,
                 format!("this order would take the key past its daily notional of {cap}"),
@@ -290,7 +293,7 @@ impl Exchanges {
 
     async fn give_back(&self, reservation: Option<&Reservation>) {
         let Some(r) = reservation else { return };
-        if let Err(e) = self.store.release_order_notional(&r.key_id, r.day, r.micros).await {
+        if let Err(e) = self.keys.release_notional(&r.unsealed, &r.key_id, r.day, r.micros).await {
             tracing::warn!(error = %e, key_id = %r.key_id, "could not give back a daily-notional reservation");
         }
     }

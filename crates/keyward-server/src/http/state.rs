@@ -72,7 +72,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let barrier = Arc::new(Barrier::new(store.clone()));
         let auditor = Auditor::start(store.clone(), clock.clone(), barrier.clone(), sinks.clone(), metrics.clone());
-        let keys = Arc::new(Keys::new(store.clone(), clock.clone()));
+        let keys = Arc::new(Keys::new(store.clone(), clock.clone(), config.reseal_key_ledger));
         let auth = Auth::new(keys.clone(), barrier.clone(), clock.clone(), config.throttle);
         let secrets = Arc::new(Secrets::start(store.clone(), clock.clone(), barrier.clone()));
         let exchanges = Exchanges::new(
@@ -80,7 +80,7 @@ impl AppState {
             Handles {
                 secrets: secrets.clone(),
                 barrier: barrier.clone(),
-                store,
+                keys: keys.clone(),
                 clock: clock.clone(),
                 auditor: auditor.clone(),
                 metrics: metrics.clone(),

@@ -4,10 +4,12 @@
 //! notional), then one use of a use-limited key (durable, and the only step
 //! that cannot be given back, so it comes last).
 
-use super::{KeyEntry, Keys};
+use super::{Changes, KeyEntry, Keys};
 use crate::error::{Error, Result};
+use crate::seal::Unsealed;
 use governor::clock::{Clock as _, DefaultClock};
 use keyward_core::decision::DenyReason;
+use keyward_store::{KeyRecord, OrderUsage};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
@@ -67,29 +69,78 @@ impl Keys {
         }
     }
 
-    /// Takes one use of a use-limited key, durably, and notes the use:
-    /// the last step of admission. Refuses with `uses_exhausted`.
-    pub(crate) async fn take_use(&self, key: &KeyEntry, ip: IpAddr, ratelimit: Option<RateInfo>) -> Result<Admitted> {
+    /// Takes one use of a use-limited key, durably and through the key
+    /// ledger, and notes the use: the last step of admission. Refuses with
+    /// `uses_exhausted`.
+    pub(crate) async fn take_use(
+        &self,
+        unsealed: &Unsealed,
+        key: &KeyEntry,
+        ip: IpAddr,
+        ratelimit: Option<RateInfo>,
+    ) -> Result<Admitted> {
         let mut remaining = None;
         if key.policy.uses.is_some() {
-            match self.store.consume_use(&key.id).await? {
-                Some(left) => {
-                    key.uses_remaining.store(left, Ordering::Relaxed);
-                    remaining = Some(left);
-                }
-                None => {
-                    key.uses_remaining.store(0, Ordering::Relaxed);
-                    return Err(Error::new(DenyReason::UsesExhausted, "this key has no uses left"));
-                }
+            let mut turn = self.turn().await;
+            let stored = self.store.key(&key.id).await?.ok_or_else(|| Error::not_found("no such key"))?;
+            let left = stored.uses_remaining.unwrap_or(0);
+            if left <= 0 {
+                key.uses_remaining.store(0, Ordering::Relaxed);
+                return Err(Error::new(DenyReason::UsesExhausted, "this key has no uses left"));
             }
+            let spent = KeyRecord { uses_remaining: Some(left - 1), ..stored.clone() };
+            self.commit(&mut turn, unsealed, Changes { update_keys: vec![(stored, spent)], ..Changes::default() })
+                .await?;
+            key.uses_remaining.store(left - 1, Ordering::Relaxed);
+            remaining = Some(left - 1);
         }
         key.note_use(self.clock.now_ms(), ip);
         Ok(Admitted { remaining, ratelimit })
     }
 
+    /// Adds `add` to a key's order notional for `day` if the total stays
+    /// at most `cap`, durably and through the key ledger; false (nothing
+    /// added) if it would not.
+    pub(crate) async fn reserve_notional(
+        &self,
+        unsealed: &Unsealed,
+        key_id: &str,
+        day: i64,
+        add: i64,
+        cap: i64,
+    ) -> Result<bool> {
+        let mut turn = self.turn().await;
+        let stored = self.store.order_usage(key_id, day).await?;
+        let used = stored.unwrap_or(0);
+        if add < 0 || used.checked_add(add).is_none_or(|total| total > cap) {
+            return Ok(false);
+        }
+        let old = stored.map(|used| OrderUsage { key_id: key_id.to_string(), day, used });
+        let new = OrderUsage { key_id: key_id.to_string(), day, used: used + add };
+        self.commit(&mut turn, unsealed, Changes { usage: vec![(old, new)], ..Changes::default() }).await?;
+        Ok(true)
+    }
+
+    /// Gives back `amount` reserved with [`Keys::reserve_notional`] for an
+    /// order refused later or that cannot have reached the exchange; the
+    /// total never goes below zero.
+    pub(crate) async fn release_notional(
+        &self,
+        unsealed: &Unsealed,
+        key_id: &str,
+        day: i64,
+        amount: i64,
+    ) -> Result<()> {
+        let mut turn = self.turn().await;
+        let Some(used) = self.store.order_usage(key_id, day).await? else { return Ok(()) };
+        let old = OrderUsage { key_id: key_id.to_string(), day, used };
+        let new = OrderUsage { used: used.saturating_sub(amount.max(0)).max(0), ..old.clone() };
+        self.commit(&mut turn, unsealed, Changes { usage: vec![(Some(old), new)], ..Changes::default() }).await
+    }
+
     /// Rate, then a use: the whole admission of a request with nothing of its own to reserve.
-    pub(crate) async fn admit(&self, key: &KeyEntry, ip: IpAddr) -> Result<Admitted> {
+    pub(crate) async fn admit(&self, unsealed: &Unsealed, key: &KeyEntry, ip: IpAddr) -> Result<Admitted> {
         let rate = self.spend_rate(key)?;
-        self.take_use(key, ip, rate).await
+        self.take_use(unsealed, key, ip, rate).await
     }
 }

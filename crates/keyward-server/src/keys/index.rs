@@ -24,14 +24,25 @@ use std::time::Duration;
 pub(super) type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
 /// The bytes a key row's MAC covers: every field that decides what the key
-/// may do. Length-prefixed, so no two rows share an encoding.
+/// may do. Length-prefixed, so no two rows share an encoding. Rows written
+/// since the key ledger (see [`super::ledger`]) carry the `v2` label, so a
+/// row of either kind tells whether a ledger head must exist.
 pub(crate) fn mac_input(r: &KeyRecord) -> Vec<u8> {
+    mac_input_labelled(r, b"keyward/v2/access-key-row")
+}
+
+/// [`mac_input`] of a row written before the key ledger existed.
+pub(crate) fn mac_input_v1(r: &KeyRecord) -> Vec<u8> {
+    mac_input_labelled(r, b"keyward/v1/access-key-row")
+}
+
+fn mac_input_labelled(r: &KeyRecord, label: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + r.policy.len());
     let mut put = |b: &[u8]| {
         out.extend_from_slice(&(b.len() as u64).to_be_bytes());
         out.extend_from_slice(b);
     };
-    put(b"keyward/v1/access-key-row");
+    put(label);
     put(r.id.as_bytes());
     put(&r.hash);
     put(r.name.as_bytes());
@@ -87,7 +98,13 @@ pub(super) fn limiter(spec: &RateSpec) -> Option<Limiter> {
 impl KeyEntry {
     /// Builds an entry from a stored row, checking its MAC.
     pub(crate) fn from_record(r: &KeyRecord, unsealed: &Unsealed) -> Self {
-        let mac_ok = unsealed.verify_row_mac(&mac_input(r), &r.mac);
+        Self::from_checked(r, unsealed, true)
+    }
+
+    /// [`KeyEntry::from_record`]; `ledger_ok` false marks it tampered
+    /// whatever its MAC says (the ledger does not hold).
+    fn from_checked(r: &KeyRecord, unsealed: &Unsealed, ledger_ok: bool) -> Self {
+        let mac_ok = ledger_ok && unsealed.verify_row_mac(&mac_input(r), &r.mac);
         let policy: Option<KeyPolicy> = serde_json::from_str(&r.policy).ok();
         let state = KeyState::parse(&r.state);
         let mut hash = [0u8; 32];
@@ -192,11 +209,12 @@ pub(crate) struct KeyIndex {
 }
 
 impl KeyIndex {
-    /// Builds the index from stored rows.
-    pub(crate) fn load(records: &[KeyRecord], unsealed: &Unsealed) -> Self {
+    /// Builds the index from stored rows; a key whose part of the key
+    /// ledger did not hold (`holds` false) is refused as tampered.
+    pub(crate) fn load(records: &[KeyRecord], unsealed: &Unsealed, holds: impl Fn(&str) -> bool) -> Self {
         let mut idx = Self::default();
         for r in records {
-            idx.upsert(KeyEntry::from_record(r, unsealed));
+            idx.upsert(KeyEntry::from_checked(r, unsealed, holds(&r.id)));
         }
         idx
     }

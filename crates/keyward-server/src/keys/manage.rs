@@ -6,7 +6,7 @@
 //! A new key is returned once, with its creation; only its keyed hash is
 //! stored.
 
-use super::{Admitted, KEYWARD_NAMESPACE, KeyEntry, Keys, mac_input};
+use super::{Admitted, Changes, KEYWARD_NAMESPACE, KeyEntry, Keys, mac_input};
 use crate::error::{Code, Error, Result};
 use crate::seal::Unsealed;
 use ipnet::IpNet;
@@ -302,13 +302,13 @@ impl Keys {
         unsealed: &Unsealed,
         new: NewKey,
     ) -> Result<(Arc<KeyEntry>, AccessKeySecret)> {
-        let _turn = self.writes.lock().await;
+        let mut turn = self.turn().await;
         let now = self.clock.now_ms();
         let prefix = self.namespace_prefix(&new.namespace, now).await?;
         let secret = AccessKeySecret::generate(&prefix)?;
         let uses = new.policy.uses.map(|u| u.min(i64::MAX as u64) as i64);
         let rec = new_record(unsealed, &secret, &new.name, new.owner, &new.namespace, &new.policy, uses, now)?;
-        self.store.insert_key(&rec).await?;
+        self.commit(&mut turn, unsealed, Changes { insert_keys: vec![rec.clone()], ..Changes::default() }).await?;
         let entry = self.upsert(KeyEntry::from_record(&rec, unsealed))?;
         Ok((entry, secret))
     }
@@ -322,27 +322,31 @@ impl Keys {
         id: &str,
         change: impl FnOnce(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
     ) -> Result<Arc<KeyEntry>> {
-        let _turn = self.writes.lock().await;
-        self.change_in_turn(unsealed, id, change).await
+        let mut turn = self.turn().await;
+        let (stored, rec) = self.changed_row(unsealed, id, change).await?;
+        self.commit(&mut turn, unsealed, Changes { update_keys: vec![(stored, rec.clone())], ..Changes::default() })
+            .await?;
+        self.upsert(KeyEntry::from_record(&rec, unsealed))
     }
 
-    /// [`Keys::change`], for a caller already holding the turn.
-    async fn change_in_turn(
+    /// Reads a key's row, checks its MAC and applies `change`: the row as
+    /// stored and as it is to be written (re-MACed).
+    pub(crate) async fn changed_row(
         &self,
         unsealed: &Unsealed,
         id: &str,
         change: impl FnOnce(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
-    ) -> Result<Arc<KeyEntry>> {
-        let mut rec = self.store.key(id).await?.ok_or_else(|| Error::not_found(format!("no key {id:?}")))?;
-        if !unsealed.verify_row_mac(&mac_input(&rec), &rec.mac) {
+    ) -> Result<(KeyRecord, KeyRecord)> {
+        let stored = self.store.key(id).await?.ok_or_else(|| Error::not_found(format!("no key {id:?}")))?;
+        if !unsealed.verify_row_mac(&mac_input(&stored), &stored.mac) {
             return Err(Error::new(Code::RowTampered, "this key's stored record failed its integrity check"));
         }
+        let mut rec = stored.clone();
         let mut policy: KeyPolicy = serde_json::from_str(&rec.policy).map_err(|e| Error::internal(&e.to_string()))?;
         change(&mut rec, &mut policy)?;
         rec.policy = serde_json::to_string(&policy).map_err(|e| Error::internal(&e.to_string()))?;
         rec.mac = unsealed.row_mac(&mac_input(&rec)).to_vec();
-        self.store.update_key(&rec).await?;
-        self.upsert(KeyEntry::from_record(&rec, unsealed))
+        Ok((stored, rec))
     }
 
     /// Sets a key's state (see [`state_change`]).
@@ -374,7 +378,7 @@ impl Keys {
         old: &KeyEntry,
         grace_ms: i64,
     ) -> Result<Rolled> {
-        let _turn = self.writes.lock().await;
+        let mut turn = self.turn().await;
         let now = self.clock.now_ms();
         let current = self.by_id(&old.id)?.ok_or_else(|| Error::not_found(format!("no key {:?}", old.id)))?;
         if current.effective_state(now) != KeyState::Active || current.tampered || current.policy.rolled_to.is_some() {
@@ -388,18 +392,25 @@ impl Keys {
         let secret = AccessKeySecret::generate(&prefix)?;
         let uses_left = policy.uses.map(|_| old.uses_remaining.load(Ordering::Relaxed).max(0));
         let rec = new_record(unsealed, &secret, &old.name, old.owner.clone(), &old.namespace, &policy, uses_left, now)?;
-        self.store.insert_key(&rec).await?;
-        let new = self.upsert(KeyEntry::from_record(&rec, unsealed))?;
         let grace_until_ms = now + grace_ms;
         let new_id = rec.id.clone();
-        let old = self
-            .change_in_turn(unsealed, &old.id.clone(), move |rec, p| {
+        let (stored, rolled) = self
+            .changed_row(unsealed, &old.id.clone(), move |rec, p| {
                 state_change(KeyState::parse(&rec.state).unwrap_or(KeyState::Revoked), KeyState::Active, &[])?;
                 p.grace_until_ms = Some(grace_until_ms);
                 p.rolled_to = Some(new_id);
                 Ok(())
             })
             .await?;
+        // Both rows in one write: a crash never leaves two keys or none.
+        let changes = Changes {
+            insert_keys: vec![rec.clone()],
+            update_keys: vec![(stored, rolled.clone())],
+            ..Changes::default()
+        };
+        self.commit(&mut turn, unsealed, changes).await?;
+        let new = self.upsert(KeyEntry::from_record(&rec, unsealed))?;
+        let old = self.upsert(KeyEntry::from_record(&rolled, unsealed))?;
         Ok(Rolled { new, secret, old, grace_until_ms })
     }
 

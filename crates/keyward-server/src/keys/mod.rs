@@ -2,24 +2,31 @@
 //! uses, spent only once a request is authorized), and the changes an
 //! authorized caller may make (create, change state, roll, namespaces).
 //!
-//! Every change re-MACs the row under a root-derived key and updates the
-//! index before it returns, so a revocation is in force for the very next
-//! request. Never logs or returns a key after its creation answer.
+//! Every change re-MACs the row under a root-derived key, moves the key
+//! ledger forward (see [`ledger`]: a row written back from an earlier copy
+//! no longer matches it) and updates the index before it returns, so a
+//! revocation is in force for the very next request. Never logs or returns
+//! a key after its creation answer.
 
 mod admission;
 mod index;
+pub(crate) mod ledger;
 mod manage;
 mod verify;
 
 pub(crate) use admission::{Admitted, RateInfo};
 pub(crate) use index::{KeyEntry, KeyIndex, mac_input};
+pub(crate) use ledger::{Changes, Ledger};
 pub(crate) use manage::{CreateKey, CreateNamespace, may_manage, new_record, state_change};
 pub(crate) use verify::{VerifyAnswer, VerifyRequest, may_verify};
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::seal::Unsealed;
+use keyward_core::access_key::{self, AccessKeySecret};
 use keyward_core::clock::Clock;
-use keyward_store::Store;
+use keyward_core::policy::{KeyPolicy, KeyState};
+use keyward_core::scope::Scope;
+use keyward_store::{KeyRecord, OrderUsage, Store, StoreError};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
@@ -33,26 +40,192 @@ pub(crate) struct Keys {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     index: RwLock<KeyIndex>,
-    /// Changes take turns: each reads a row, changes it, writes it and
-    /// updates the index, and two interleaved (enable racing revoke) must not
-    /// leave the index saying other than the store.
-    writes: tokio::sync::Mutex<()>,
+    /// The key ledger while unsealed (`None`: sealed, or it failed its
+    /// check and nothing may change). Changes take turns here: each reads
+    /// a row, changes it, writes it with the next ledger head and updates
+    /// the index, and two interleaved (enable racing revoke) must not leave
+    /// the index saying other than the store.
+    ledger: tokio::sync::Mutex<Option<Ledger>>,
+    /// Re-seal a ledger that fails its check at unseal (`--reseal-key-ledger`).
+    reseal_ledger: bool,
 }
+
+/// One turn at the ledger: the head as it stands, for one change.
+pub(crate) type Turn<'a> = tokio::sync::MutexGuard<'a, Option<Ledger>>;
 
 fn poisoned() -> Error {
     Error::internal("key index lock poisoned")
 }
 
 impl Keys {
-    /// An empty service (sealed: nothing loaded).
-    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, index: RwLock::new(KeyIndex::default()), writes: tokio::sync::Mutex::new(()) }
+    /// An empty service (sealed: nothing loaded). With `reseal_ledger`, a
+    /// key ledger that fails its check at unseal is re-sealed over the rows
+    /// as they are instead of refusing every key.
+    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, reseal_ledger: bool) -> Self {
+        Self {
+            store,
+            clock,
+            index: RwLock::new(KeyIndex::default()),
+            ledger: tokio::sync::Mutex::new(None),
+            reseal_ledger,
+        }
     }
 
-    /// Loads every key row, checking each MAC (on unseal).
+    /// Loads every key row, checking each MAC and the key ledger over all
+    /// of them (on unseal). Where the ledger does not hold, its keys are
+    /// refused as tampered and cannot change, and the log says why.
     pub(crate) async fn load(&self, unsealed: &Unsealed) -> Result<()> {
-        let records = self.store.list_keys().await?;
-        self.install(KeyIndex::load(&records, unsealed))
+        let mut turn = self.ledger.lock().await;
+        let mut records = self.store.list_keys().await?;
+        let usage = self.store.list_order_usage().await?;
+        let head = self.store.ledger_head().await?;
+        let (mut ledger, broken) = match &head {
+            Some(h) => Ledger::check(unsealed, h, &records, &usage),
+            None => self.first_ledger(unsealed, &mut records, &usage).await?,
+        };
+        if let Some(broken) = broken {
+            if self.reseal_ledger {
+                ledger = self.reseal(unsealed, &mut records, &usage, &ledger, head.map(|h| h.rev), &broken).await?;
+            } else {
+                let ids: Vec<&str> = records.iter().filter(|r| !ledger.holds(&r.id)).map(|r| r.id.as_str()).collect();
+                tracing::error!(
+                    why = broken.why,
+                    parts = broken.parts.len(),
+                    refused = ?ids,
+                    "the key ledger failed its check: these keys are refused (key_tampered) and cannot change; \
+                     see docs/threat-model.md, then restart once with --reseal-key-ledger"
+                );
+            }
+        }
+        self.install(KeyIndex::load(&records, unsealed, |id| ledger.holds(id)))?;
+        *turn = Some(ledger);
+        Ok(())
+    }
+
+    /// `--reseal-key-ledger`: disables every active key of a part that did
+    /// not hold, then writes a head over the rows as they are.
+    async fn reseal(
+        &self,
+        unsealed: &Unsealed,
+        records: &mut Vec<KeyRecord>,
+        usage: &[OrderUsage],
+        checked: &Ledger,
+        stored_rev: Option<u64>,
+        broken: &ledger::Broken,
+    ) -> Result<Ledger> {
+        let mut disabled = Vec::new();
+        for r in records.iter_mut().filter(|r| !checked.holds(&r.id)) {
+            if r.state == KeyState::Active.as_str() && unsealed.verify_row_mac(&mac_input(r), &r.mac) {
+                r.state = KeyState::Disabled.as_str().to_string();
+                r.mac = unsealed.row_mac(&mac_input(r)).to_vec();
+                disabled.push(r.clone());
+            }
+        }
+        let ids: Vec<String> = disabled.iter().map(|r| r.id.clone()).collect();
+        tracing::warn!(
+            why = broken.why,
+            disabled = ?ids,
+            "re-sealing the key ledger over the rows as they are (--reseal-key-ledger); the active keys of the \
+             parts that did not hold are now disabled: enable those you trust with `keyward key enable ID`"
+        );
+        // Disabling an admin key must not lock the operator out.
+        let admin_lost = disabled.iter().any(|r| {
+            serde_json::from_str::<KeyPolicy>(&r.policy)
+                .is_ok_and(|p| p.scopes.iter().any(|s| matches!(s, Scope::SysAdmin | Scope::KeyAdmin)))
+        });
+        let recovery = if admin_lost {
+            let secret = AccessKeySecret::generate(access_key::DEFAULT_PREFIX)?;
+            let policy = KeyPolicy { scopes: Scope::all(), ..KeyPolicy::default() };
+            let now = self.clock.now_ms();
+            let owner = Some("operator".to_string());
+            let rec = new_record(unsealed, &secret, "recovery-admin", owner, KEYWARD_NAMESPACE, &policy, None, now)?;
+            records.push(rec.clone());
+            Some((secret, rec))
+        } else {
+            None
+        };
+        let (l, mut write) = Ledger::reseal(unsealed, records, usage, stored_rev, disabled);
+        write.insert_keys.extend(recovery.iter().map(|(_, rec)| rec.clone()));
+        self.store.commit_ledger(&write).await?;
+        if let Some((secret, rec)) = recovery {
+            tracing::warn!(id = %rec.id, "an admin key was disabled: a recovery admin key was created");
+            println!(
+                "\nThe key ledger was re-sealed and the admin keys of its broken parts disabled.\n\
+                 Recovery admin key (shown once; it holds every scope, keep it safe):\n\n    export KEYWARD_TOKEN={}\n",
+                secret.expose()
+            );
+        }
+        Ok(l)
+    }
+
+    /// No ledger head is stored. Rows written since the ledger exists
+    /// (`v2` MACs) mean it was deleted: every part is broken. Rows from
+    /// before it are re-MACed and the first head is written over them (the
+    /// upgrade).
+    async fn first_ledger(
+        &self,
+        unsealed: &Unsealed,
+        records: &mut [KeyRecord],
+        usage: &[OrderUsage],
+    ) -> Result<(Ledger, Option<ledger::Broken>)> {
+        if records.iter().any(|r| unsealed.verify_row_mac(&mac_input(r), &r.mac)) {
+            return Ok((
+                Ledger::broken_over(unsealed, records, usage),
+                Some(ledger::Broken::everywhere("the ledger head is missing")),
+            ));
+        }
+        let mut rewrite = Vec::new();
+        for r in records.iter_mut() {
+            if unsealed.verify_row_mac(&index::mac_input_v1(r), &r.mac) {
+                r.mac = unsealed.row_mac(&mac_input(r)).to_vec();
+                rewrite.push(r.clone());
+            }
+        }
+        let (l, write) = Ledger::reseal(unsealed, records, usage, None, rewrite);
+        self.store.commit_ledger(&write).await?;
+        tracing::info!(keys = records.len(), "key ledger written over the existing keys");
+        Ok((l, None))
+    }
+
+    /// Takes a turn at the ledger.
+    pub(crate) async fn turn(&self) -> Turn<'_> {
+        self.ledger.lock().await
+    }
+
+    /// Writes `changes` with the next ledger head, in one transaction.
+    pub(crate) async fn commit(&self, turn: &mut Turn<'_>, unsealed: &Unsealed, changes: Changes) -> Result<()> {
+        let Some(ledger) = turn.as_ref() else { return Err(Error::sealed()) };
+        let (next, write) = ledger.step(unsealed, changes).map_err(|id| {
+            Error::new(
+                Code::RowTampered,
+                format!("the key ledger part holding key {id} failed its check at unseal: it cannot change"),
+            )
+        })?;
+        match self.store.commit_ledger(&write).await {
+            Ok(()) => {
+                **turn = Some(next);
+                Ok(())
+            }
+            Err(StoreError::Conflict { current }) => {
+                // Written by someone else, or a commit whose answer was lost:
+                // take the stored head if it still holds over the stored rows.
+                tracing::warn!(expected = ?write.expected_rev, current, "the key ledger moved; reloading it");
+                **turn = self.reread(unsealed).await;
+                Err(Error::new(Code::StoreUnavailable, "the key ledger changed during this write; try again"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn reread(&self, unsealed: &Unsealed) -> Option<Ledger> {
+        let records = self.store.list_keys().await.ok()?;
+        let usage = self.store.list_order_usage().await.ok()?;
+        let head = self.store.ledger_head().await.ok()??;
+        let (l, broken) = Ledger::check(unsealed, &head, &records, &usage);
+        if let Some(broken) = broken {
+            tracing::error!(why = broken.why, parts = broken.parts.len(), "the key ledger failed its check");
+        }
+        Some(l)
     }
 
     /// Replaces the index.
@@ -65,6 +238,9 @@ impl Keys {
     pub(crate) fn unload(&self) {
         if let Ok(mut idx) = self.index.write() {
             *idx = KeyIndex::default();
+        }
+        if let Ok(mut l) = self.ledger.try_lock() {
+            *l = None;
         }
     }
 
@@ -106,5 +282,78 @@ impl Keys {
                 k.dirty.store(true, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyward_core::clock::SystemClock;
+    use keyward_core::keyring::{Keyring, RootKey};
+    use keyward_store::{LedgerWrite, SqliteStore};
+
+    fn raw(db: &std::path::Path, statement: &str) -> impl std::future::Future<Output = ()> {
+        let (url, statement) = (format!("sqlite://{}", db.display()), statement.to_string());
+        async move {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(&statement).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        }
+    }
+
+    /// Keys as keyward wrote them before the key ledger: `v1` row MACs and
+    /// no head (one row edited since).
+    async fn before_the_ledger(db: &std::path::Path, u: &Unsealed) -> Vec<AccessKeySecret> {
+        let store = SqliteStore::open(db).await.unwrap();
+        let mut secrets = Vec::new();
+        let mut rows = Vec::new();
+        for name in ["a", "b", "c"] {
+            let secret = AccessKeySecret::generate("kw").unwrap();
+            let policy = KeyPolicy { scopes: vec![Scope::SysMetrics], ..KeyPolicy::default() };
+            let mut rec = new_record(u, &secret, name, None, KEYWARD_NAMESPACE, &policy, Some(5), 1).unwrap();
+            rec.mac = u.row_mac(&index::mac_input_v1(&rec)).to_vec();
+            rows.push(rec);
+            secrets.push(secret);
+        }
+        rows[2].name = "edited".into();
+        store.commit_ledger(&LedgerWrite { insert_keys: rows, ..LedgerWrite::default() }).await.unwrap();
+        drop(store);
+        raw(db, "DELETE FROM key_ledger").await;
+        secrets
+    }
+
+    fn keys_on(store: Arc<dyn Store>) -> Keys {
+        Keys::new(store, Arc::new(SystemClock), false)
+    }
+
+    #[tokio::test]
+    async fn keys_from_before_the_ledger_are_taken_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("k.db");
+        let u = Unsealed::new(Keyring::new(RootKey::from_slice(&[5; 32]).unwrap(), 1));
+        let secrets = before_the_ledger(&db, &u).await;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let keys = keys_on(store.clone());
+        keys.load(&u).await.unwrap();
+        let tampered = |k: &Keys, s: &AccessKeySecret| {
+            k.by_hash(&u.access_key_hash(s.expose().as_bytes())).unwrap().unwrap().tampered
+        };
+        assert_eq!(secrets.iter().map(|s| tampered(&keys, s)).collect::<Vec<_>>(), [false, false, true]);
+        assert!(store.ledger_head().await.unwrap().is_some(), "the first head was written");
+        let rows = store.list_keys().await.unwrap();
+        for r in &rows {
+            assert_eq!(u.verify_row_mac(&mac_input(r), &r.mac), r.name != "edited", "{}: re-MACed as v2", r.name);
+        }
+        // Loaded again, the ledger holds; without its head, the v2 rows say it was deleted.
+        let again = keys_on(store.clone());
+        again.load(&u).await.unwrap();
+        assert!(!tampered(&again, &secrets[0]));
+        drop((keys, again, store));
+        raw(&db, "DELETE FROM key_ledger").await;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let deleted = keys_on(store);
+        deleted.load(&u).await.unwrap();
+        assert!(secrets.iter().all(|s| tampered(&deleted, s)), "no key is taken over a second time");
     }
 }

@@ -118,7 +118,10 @@ impl Keys {
             return Ok(VerifyAnswer::unknown());
         };
         let mut out = VerifyAnswer::about(&key);
-        match self.admit_platform_key(&key, req.permission.as_deref(), ip.unwrap_or(caller_ip), ip.is_some()).await {
+        match self
+            .admit_platform_key(unsealed, &key, req.permission.as_deref(), ip.unwrap_or(caller_ip), ip.is_some())
+            .await
+        {
             Ok(admitted) => {
                 out.valid = true;
                 out.code = Some("valid");
@@ -147,6 +150,7 @@ impl Keys {
     /// Identity, permission and address first; then the key's rate and one use.
     async fn admit_platform_key(
         &self,
+        unsealed: &Unsealed,
         key: &KeyEntry,
         permission: Option<&str>,
         ip: IpAddr,
@@ -167,6 +171,6 @@ impl Keys {
         if !key.policy.allows_address(ip) {
             return Err(Error::new(DenyReason::IpNotAllowed, format!("this key may not be used from {ip}")));
         }
-        self.admit(key, ip).await
+        self.admit(unsealed, key, ip).await
     }
 }

@@ -111,6 +111,12 @@ pub struct ServerArgs {
     /// Also serve /metrics without a key on this address (loopback unless --insecure-listen).
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// Once, after the key ledger failed its check (the log names the keys):
+    /// re-seal it over the rows as they are, disabling every active key of
+    /// the parts that did not hold (a new admin key is printed if an admin
+    /// key was among them). Look at what changed first; see docs/threat-model.md.
+    #[arg(long)]
+    reseal_key_ledger: bool,
     /// Connections open at once, in total; kept below the file-descriptor limit [default: 4096].
     #[arg(long)]
     max_connections: Option<usize>,
@@ -281,6 +287,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             stdout: a.audit_stdout || file.audit_stdout.unwrap_or(false),
             webhooks: if a.audit_webhooks.is_empty() { file.audit_webhooks } else { a.audit_webhooks },
         },
+        reseal_key_ledger: a.reseal_key_ledger,
         ..RuntimeConfig::default()
     };
     if connections.idle <= runtime.upstream_timeout {

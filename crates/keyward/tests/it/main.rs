@@ -13,6 +13,7 @@ mod guards;
 mod hardening;
 mod harness;
 mod keys;
+mod ledger;
 mod persistence;
 mod pipeline;
 mod proxy;

@@ -37,7 +37,7 @@ fn report(results: Vec<(&str, Check)>) {
     assert!(failed.is_empty(), "\n{}", failed.join("\n"));
 }
 
-fn fake() -> FakeExchange {
+pub(crate) fn fake() -> FakeExchange {
     FakeExchange::start(&json!({"binance": {"key": "BK", "secret": "bs"}}))
 }
 
@@ -50,7 +50,7 @@ fn orders_seen(f: &FakeExchange) -> Vec<Value> {
 }
 
 /// Writes (or re-points) the binance account `exchanges/<name>` with the admin key.
-fn account(s: &Server, name: &str, base_url: Option<&str>) {
+pub(crate) fn account(s: &Server, name: &str, base_url: Option<&str>) {
     let mut data = json!({"api_key": "BK", "api_secret": "bs"});
     if let Some(u) = base_url {
         data["base_url"] = json!(u);
@@ -162,7 +162,7 @@ fn refused_requests_spend_no_uses_and_no_rate() {
     ]);
 }
 
-fn capped(s: &Server, account: &str) -> String {
+pub(crate) fn capped(s: &Server, account: &str) -> String {
     let scope = format!("account:{account}:trade");
     create_key(
         s,
@@ -172,7 +172,7 @@ fn capped(s: &Server, account: &str) -> String {
 }
 
 /// A limit buy through the proxy, tagged with a client order id so the fake's log tells orders apart.
-fn order(s: &Server, key: &str, account: &str, qty: &str, tag: &str) -> (u16, Value) {
+pub(crate) fn order(s: &Server, key: &str, account: &str, qty: &str, tag: &str) -> (u16, Value) {
     let body = format!("{}&newClientOrderId={tag}", buy(qty));
     proxy(s, key, "POST", &format!("/proxy/{account}/api/v3/order"), Some(&body))
 }

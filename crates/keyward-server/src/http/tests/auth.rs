@@ -33,10 +33,18 @@ async fn every_refusal_of_a_credential_has_its_code() {
     let (_, platform) = rig.key(json!({"name": "p", "namespace": "shop", "permissions": ["orders.read"]})).await;
     let (tid, tampered) = rig.key(reader(json!({}))).await;
     // A database writer widens a key's scopes without the root-derived MAC key.
+    // (The ledger is re-sealed over the edit here, as only the root key
+    // could: this row shows the row MAC alone refusing it.)
     let mut row = rig.store.key(&tid).await.unwrap().unwrap();
     row.policy = row.policy.replace("secret:read:x", "secret:read:*");
-    rig.store.update_key(&row).await.unwrap();
-    rig.state.keys.load(&rig.state.barrier.unsealed().unwrap()).await.unwrap();
+    let u = rig.state.barrier.unsealed().unwrap();
+    let mut rows = rig.store.list_keys().await.unwrap();
+    rows.iter_mut().filter(|r| r.id == tid).for_each(|r| *r = row.clone());
+    let usage = rig.store.list_order_usage().await.unwrap();
+    let stored = rig.store.ledger_head().await.unwrap().map(|h| h.rev);
+    let (_, write) = crate::keys::Ledger::reseal(&u, &rows, &usage, stored, vec![row]);
+    rig.store.commit_ledger(&write).await.unwrap();
+    rig.state.keys.load(&u).await.unwrap();
     for k in [&limited, &once] {
         assert_eq!(rig.call("GET", "/v1/secrets/x", Some(k), None).await.status, 200);
     }

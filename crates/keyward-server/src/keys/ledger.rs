@@ -1,0 +1,402 @@
+//! The key ledger: one MAC'd, database-wide revision over every access-key
+//! row and every daily order-notional counter.
+//!
+//! A row MAC proves a row was written by keyward, not that it is the
+//! newest row keyward wrote: written back, an earlier copy of a revoked
+//! key's row (state and MAC together) would make it active again, and an
+//! earlier counter would give back spent uses or notional. So every row
+//! also counts in the ledger's digest, the XOR of a keyed PRF of each
+//! row's content (a multiset hash whose terms a database writer cannot
+//! compute, so it cannot pick old rows whose changes cancel out), and the
+//! head (revision, row count, digest) carries a MAC. Every write moves the
+//! revision forward and replaces rows and head in one transaction; at
+//! unseal the digest is recomputed from the rows and must match the head.
+//! The rows are spread over [`PARTS`] parts by key id, each with its own
+//! count and digest: where a part does not match, its keys are refused
+//! (`key_tampered`) and its rows cannot change, and the rest serve on.
+//! `--reseal-key-ledger` re-seals it over the rows as they are and
+//! disables every active key of a part that did not match, for an
+//! operator to enable again once trusted.
+//!
+//! What it cannot catch, and the threat model says so: a consistent
+//! earlier copy of the whole ledger (every key row, every counter and the
+//! head together, as a backup restore writes them). The audit log still
+//! records what happened since, and `keyward audit verify --anchor`
+//! catches the log cut back to match.
+
+use crate::seal::Unsealed;
+use keyward_store::{KeyRecord, LedgerHead, LedgerWrite, OrderUsage};
+
+/// Rows are spread over this many parts of the ledger by key id, each
+/// with its own count and digest, so a part that does not hold names the
+/// few keys it covers instead of condemning every key.
+pub(crate) const PARTS: usize = 256;
+
+/// The part a key (and its counters) counts in: FNV-1a of the id, low byte.
+pub(crate) fn part_of(key_id: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key_id.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (h & 0xff) as usize
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Part {
+    count: u64,
+    digest: [u8; 32],
+}
+
+const PART_BYTES: usize = 40;
+
+/// The ledger head as the server holds it while unsealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ledger {
+    /// `None` before the first head is written.
+    rev: Option<u64>,
+    parts: Vec<Part>,
+    /// Parts whose rows did not match the stored head at unseal: their
+    /// keys are refused and their rows cannot change.
+    broken: Vec<bool>,
+}
+
+/// Why the stored ledger does not hold, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Broken {
+    /// What did not hold.
+    pub(crate) why: &'static str,
+    /// The parts that did not (every part when the head itself failed).
+    pub(crate) parts: Vec<usize>,
+}
+
+fn framed(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+fn opt(v: Option<i64>) -> [u8; 9] {
+    let mut b = [0u8; 9];
+    if let Some(v) = v {
+        b[0] = 1;
+        b[1..].copy_from_slice(&v.to_be_bytes());
+    }
+    b
+}
+
+/// A key row's term: its id, its MAC (which covers what the key may do)
+/// and its uses left (which the MAC does not, since each use changes it).
+pub(crate) fn key_term(u: &Unsealed, r: &KeyRecord) -> [u8; 32] {
+    u.row_mac(&framed(&[b"keyward/v1/ledger/key", r.id.as_bytes(), &r.mac, &opt(r.uses_remaining)]))
+}
+
+/// A counter's term.
+pub(crate) fn usage_term(u: &Unsealed, c: &OrderUsage) -> [u8; 32] {
+    u.row_mac(&framed(&[
+        b"keyward/v1/ledger/order-usage",
+        c.key_id.as_bytes(),
+        &c.day.to_be_bytes(),
+        &c.used.to_be_bytes(),
+    ]))
+}
+
+fn head_input(rev: u64, count: u64, digest: &[u8]) -> Vec<u8> {
+    framed(&[b"keyward/v1/ledger/head", &rev.to_be_bytes(), &count.to_be_bytes(), digest])
+}
+
+fn xor(into: &mut [u8; 32], term: &[u8; 32]) {
+    for (a, b) in into.iter_mut().zip(term) {
+        *a ^= b;
+    }
+}
+
+/// Rows to write in one ledger step.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// New key rows.
+    pub insert_keys: Vec<KeyRecord>,
+    /// Key rows replaced: (as stored, as written).
+    pub update_keys: Vec<(KeyRecord, KeyRecord)>,
+    /// Counters set: (as stored, if any, as written).
+    pub usage: Vec<(Option<OrderUsage>, OrderUsage)>,
+}
+
+impl Changes {
+    fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.insert_keys
+            .iter()
+            .map(|k| k.id.as_str())
+            .chain(self.update_keys.iter().map(|(_, k)| k.id.as_str()))
+            .chain(self.usage.iter().map(|(_, c)| c.key_id.as_str()))
+    }
+}
+
+impl Broken {
+    /// Every part.
+    pub(crate) fn everywhere(why: &'static str) -> Self {
+        Self { why, parts: (0..PARTS).collect() }
+    }
+}
+
+impl Ledger {
+    /// The ledger over these rows with every part broken (no head to trust).
+    pub(crate) fn broken_over(u: &Unsealed, keys: &[KeyRecord], usage: &[OrderUsage]) -> Self {
+        Self { broken: vec![true; PARTS], ..Self::over(u, keys, usage) }
+    }
+
+    /// The ledger over no rows, before any head is stored.
+    pub(crate) fn empty() -> Self {
+        Self { rev: None, parts: vec![Part::default(); PARTS], broken: vec![false; PARTS] }
+    }
+
+    /// The ledger over exactly these rows (no head checked).
+    pub(crate) fn over(u: &Unsealed, keys: &[KeyRecord], usage: &[OrderUsage]) -> Self {
+        let mut l = Self::empty();
+        for k in keys {
+            l.add(&k.id, &key_term(u, k));
+        }
+        for c in usage {
+            l.add(&c.key_id, &usage_term(u, c));
+        }
+        l
+    }
+
+    fn add(&mut self, key_id: &str, term: &[u8; 32]) {
+        let p = &mut self.parts[part_of(key_id)];
+        xor(&mut p.digest, term);
+        p.count += 1;
+    }
+
+    fn swap(&mut self, key_id: &str, old: &[u8; 32], new: &[u8; 32]) {
+        let p = &mut self.parts[part_of(key_id)];
+        xor(&mut p.digest, old);
+        xor(&mut p.digest, new);
+    }
+
+    /// True when the part holding `key_id` matched at unseal.
+    pub(crate) fn holds(&self, key_id: &str) -> bool {
+        !self.broken[part_of(key_id)]
+    }
+
+    /// Checks the stored head against the rows it must cover. A head that
+    /// fails its MAC breaks every part; otherwise each part stands alone,
+    /// and the answer is the ledger as stored with its broken parts marked.
+    pub(crate) fn check(
+        u: &Unsealed,
+        head: &LedgerHead,
+        keys: &[KeyRecord],
+        usage: &[OrderUsage],
+    ) -> (Self, Option<Broken>) {
+        let found = Self::over(u, keys, usage);
+        let stored = decode_parts(&head.digest);
+        let total: u64 = stored.as_ref().map(|p| p.iter().map(|p| p.count).sum()).unwrap_or(0);
+        let sound = u.verify_row_mac(&head_input(head.rev, head.count, &head.digest), &head.mac) && total == head.count;
+        let Some(parts) = stored.filter(|_| sound) else {
+            let all = Self { rev: Some(head.rev), broken: vec![true; PARTS], ..found };
+            return (all, Some(Broken::everywhere("the ledger head failed its MAC")));
+        };
+        let mut l = Self { rev: Some(head.rev), parts, broken: vec![false; PARTS] };
+        let mut bad = Vec::new();
+        for (i, (want, got)) in l.parts.iter().zip(&found.parts).enumerate() {
+            if want != got {
+                l.broken[i] = true;
+                bad.push(i);
+            }
+        }
+        if bad.is_empty() {
+            return (l, None);
+        }
+        let why = "rows differ from the ones keyward last wrote (edited, deleted, or an earlier copy written back)";
+        (l, Some(Broken { why, parts: bad }))
+    }
+
+    /// The head over these rows one revision past `stored_rev` (re-sealing
+    /// them as they are), writing `rewrite` (rows already counted as they
+    /// will be) with it.
+    pub(crate) fn reseal(
+        u: &Unsealed,
+        keys: &[KeyRecord],
+        usage: &[OrderUsage],
+        stored_rev: Option<u64>,
+        rewrite: Vec<KeyRecord>,
+    ) -> (Self, LedgerWrite) {
+        let start = Self { rev: stored_rev, ..Self::over(u, keys, usage) };
+        let (next, mut write) = start.step(u, Changes::default()).unwrap_or_else(|_| unreachable!("nothing broken"));
+        write.update_keys = rewrite;
+        (next, write)
+    }
+
+    /// The next ledger and the write that gets there: the revision moves
+    /// forward by one and each part trades a replaced row's term for its
+    /// new one. Refused (the offending key id) for a row in a broken part.
+    pub(crate) fn step(&self, u: &Unsealed, changes: Changes) -> Result<(Self, LedgerWrite), String> {
+        if let Some(id) = changes.key_ids().find(|id| !self.holds(id)) {
+            return Err(id.to_string());
+        }
+        let mut next = self.clone();
+        for k in &changes.insert_keys {
+            next.add(&k.id, &key_term(u, k));
+        }
+        for (old, new) in &changes.update_keys {
+            next.swap(&new.id, &key_term(u, old), &key_term(u, new));
+        }
+        for (old, new) in &changes.usage {
+            match old {
+                Some(old) => next.swap(&new.key_id, &usage_term(u, old), &usage_term(u, new)),
+                None => next.add(&new.key_id, &usage_term(u, new)),
+            }
+        }
+        let rev = self.rev.map_or(1, |r| r + 1);
+        next.rev = Some(rev);
+        let digest = encode_parts(&next.parts);
+        let count = next.parts.iter().map(|p| p.count).sum();
+        let head = LedgerHead { rev, count, mac: u.row_mac(&head_input(rev, count, &digest)).to_vec(), digest };
+        let write = LedgerWrite {
+            expected_rev: self.rev,
+            head,
+            insert_keys: changes.insert_keys,
+            update_keys: changes.update_keys.into_iter().map(|(_, new)| new).collect(),
+            usage: changes.usage.into_iter().map(|(_, new)| new).collect(),
+        };
+        Ok((next, write))
+    }
+}
+
+fn encode_parts(parts: &[Part]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.len() * PART_BYTES);
+    for p in parts {
+        out.extend_from_slice(&p.count.to_be_bytes());
+        out.extend_from_slice(&p.digest);
+    }
+    out
+}
+
+fn decode_parts(bytes: &[u8]) -> Option<Vec<Part>> {
+    if bytes.len() != PARTS * PART_BYTES {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(PART_BYTES)
+            .map(|c| {
+                let mut count = [0u8; 8];
+                count.copy_from_slice(&c[..8]);
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(&c[8..]);
+                Part { count: u64::from_be_bytes(count), digest }
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyward_core::keyring::{Keyring, RootKey};
+
+    fn unsealed() -> Unsealed {
+        Unsealed::new(Keyring::new(RootKey::from_slice(&[3; 32]).unwrap(), 1))
+    }
+
+    fn row(id: &str, state: &str, uses: Option<i64>) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            hash: vec![1; 32],
+            name: "n".into(),
+            owner: None,
+            namespace: "keyward".into(),
+            policy: "{}".into(),
+            state: state.into(),
+            created_ms: 1,
+            mac: state.as_bytes().to_vec(),
+            uses_remaining: uses,
+            last_used_ms: None,
+            last_used_ip: None,
+        }
+    }
+
+    fn changes(f: impl FnOnce(&mut Changes)) -> Changes {
+        let mut c = Changes::default();
+        f(&mut c);
+        c
+    }
+
+    /// Two keys in different parts.
+    fn ids() -> (&'static str, &'static str) {
+        let b = ["key_b", "key_c", "key_d", "key_e"].into_iter().find(|b| part_of(b) != part_of("key_a")).unwrap();
+        ("key_a", b)
+    }
+
+    #[test]
+    fn a_written_back_row_or_counter_breaks_only_its_own_part() {
+        let u = unsealed();
+        let (a, b) = ids();
+        let (l, w) = Ledger::empty()
+            .step(&u, changes(|c| c.insert_keys = vec![row(a, "active", Some(3)), row(b, "active", None)]))
+            .unwrap();
+        let usage = OrderUsage { key_id: a.into(), day: 9, used: 100 };
+        let (l, _) = l.step(&u, changes(|c| c.usage = vec![(None, usage.clone())])).unwrap();
+        let spent = OrderUsage { used: 700, ..usage.clone() };
+        let (l, _) = l.step(&u, changes(|c| c.usage = vec![(Some(usage.clone()), spent.clone())])).unwrap();
+        let (_, w2) = l
+            .step(&u, changes(|c| c.update_keys = vec![(row(a, "active", Some(3)), row(a, "revoked", Some(2)))]))
+            .unwrap();
+        assert_eq!((w.expected_rev, w2.expected_rev, w2.head.rev), (None, Some(3), 4));
+        let now = [row(a, "revoked", Some(2)), row(b, "active", None)];
+        let check = |keys: &[KeyRecord], usage: &[OrderUsage]| Ledger::check(&u, &w2.head, keys, usage);
+        let (l, broken) = check(&now, std::slice::from_ref(&spent));
+        assert!(broken.is_none() && l.holds(a) && l.holds(b));
+        for (what, keys, usage) in [
+            (
+                "the revoked row written back",
+                vec![row(a, "active", Some(3)), row(b, "active", None)],
+                vec![spent.clone()],
+            ),
+            ("uses raised", vec![row(a, "revoked", Some(9)), row(b, "active", None)], vec![spent.clone()]),
+            ("a counter written back", now.to_vec(), vec![usage.clone()]),
+            ("a counter deleted", now.to_vec(), vec![]),
+            ("a row deleted", vec![row(b, "active", None)], vec![spent.clone()]),
+        ] {
+            let (l, broken) = check(&keys, &usage);
+            let broken = broken.unwrap_or_else(|| panic!("{what} went unnoticed"));
+            assert_eq!(broken.parts, [part_of(a)], "{what}");
+            assert!(!l.holds(a) && l.holds(b), "{what}: only the part of {a} is refused");
+            assert!(l.step(&u, changes(|c| c.usage = vec![(None, usage_for(a))])).is_err(), "{what}: frozen");
+            assert!(l.step(&u, changes(|c| c.usage = vec![(None, usage_for(b))])).is_ok(), "{what}: others change");
+        }
+        let mut forged = w2.head.clone();
+        forged.rev = 99;
+        let (l, broken) = Ledger::check(&u, &forged, &now, std::slice::from_ref(&spent));
+        assert_eq!(broken.unwrap().parts.len(), PARTS, "a head that fails its MAC breaks every part");
+        assert!(!l.holds(b));
+        let other = Unsealed::new(Keyring::new(RootKey::from_slice(&[4; 32]).unwrap(), 1));
+        assert!(Ledger::check(&other, &w2.head, &now, std::slice::from_ref(&spent)).1.is_some(), "keyed by the root");
+    }
+
+    fn usage_for(id: &str) -> OrderUsage {
+        OrderUsage { key_id: id.into(), day: 1, used: 1 }
+    }
+
+    #[test]
+    fn a_broken_part_stays_broken_across_writes_elsewhere() {
+        let u = unsealed();
+        let (a, b) = ids();
+        let (l, _) = Ledger::empty()
+            .step(&u, changes(|c| c.insert_keys = vec![row(a, "revoked", None), row(b, "active", None)]))
+            .unwrap();
+        let written_back = [row(a, "active", None), row(b, "active", None)];
+        let (_, w) = l.step(&u, Changes::default()).unwrap();
+        let (l, broken) = Ledger::check(&u, &w.head, &written_back, &[]);
+        assert!(broken.is_some());
+        let (_, w) = l.step(&u, changes(|c| c.usage = vec![(None, usage_for(b))])).unwrap();
+        let (l, broken) = Ledger::check(&u, &w.head, &written_back, &[usage_for(b)]);
+        assert_eq!(broken.unwrap().parts, [part_of(a)]);
+        assert!(l.holds(b));
+        // Re-sealed over the rows as they are, it holds again.
+        let (_, w) = Ledger::reseal(&u, &written_back, &[usage_for(b)], Some(w.head.rev), Vec::new());
+        assert!(Ledger::check(&u, &w.head, &written_back, &[usage_for(b)]).1.is_none());
+    }
+}

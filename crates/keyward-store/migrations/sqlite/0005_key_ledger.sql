@@ -1,0 +1,10 @@
+-- The key ledger's head: one MAC'd, database-wide revision over every
+-- access-key row and order-usage counter, so that writing back an earlier
+-- copy of one row (a revoked key, a spent counter) no longer matches it.
+CREATE TABLE key_ledger (
+    id      INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    rev     INTEGER NOT NULL,
+    count   INTEGER NOT NULL,
+    digest  BLOB NOT NULL,
+    mac     BLOB NOT NULL
+) STRICT;
