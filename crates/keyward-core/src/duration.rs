@@ -25,9 +25,29 @@ pub fn parse_secs(s: &str) -> Result<u64, CoreError> {
     Ok(secs)
 }
 
+/// Formats seconds in the largest unit that divides them exactly (`90d`,
+/// `36h`, `90s`), the inverse of [`parse_secs`].
+pub fn format_secs(secs: u64) -> String {
+    for (unit, mult) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs >= mult && secs % mult == 0 {
+            return format!("{}{unit}", secs / mult);
+        }
+    }
+    format!("{secs}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_back_what_it_parses() {
+        for s in ["90s", "15m", "36h", "30d", "2w", "61s", "1h"] {
+            assert_eq!(format_secs(parse_secs(s).unwrap()), s);
+        }
+        assert_eq!(format_secs(14 * 86_400), "2w");
+        assert_eq!(format_secs(0), "0s");
+    }
 
     #[test]
     fn durations() {

@@ -46,20 +46,25 @@ pub struct KeyPolicy {
     /// Order guards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<OrderGuard>,
+    /// Maximum age (seconds from creation): `expired` after it, to be
+    /// rolled before. Without one, the server's `--key-max-age` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_s: Option<u64>,
 }
 
 impl KeyPolicy {
     /// The state to show and enforce at `now_ms` for a key stored in
     /// `stored`: a stored state other than active wins; then the end of a
-    /// roll's grace, the expiry and the not-before time.
-    pub fn state_at(&self, stored: KeyState, now_ms: i64) -> KeyState {
+    /// roll's grace, the expiry (or the end of its maximum age, `aged_ms`)
+    /// and the not-before time.
+    pub fn state_at(&self, stored: KeyState, now_ms: i64, aged_ms: Option<i64>) -> KeyState {
         if stored != KeyState::Active {
             return stored;
         }
         if self.grace_until_ms.is_some_and(|g| now_ms >= g) {
             return KeyState::Rolled;
         }
-        if self.expires_ms.is_some_and(|e| now_ms >= e) {
+        if self.expires_ms.is_some_and(|e| now_ms >= e) || aged_ms.is_some_and(|a| now_ms >= a) {
             return KeyState::Expired;
         }
         if self.not_before_ms.is_some_and(|nb| now_ms < nb) {
@@ -174,15 +179,20 @@ mod tests {
             grace_until_ms: Some(50),
             ..Default::default()
         };
-        assert_eq!(p.state_at(KeyState::Active, 9), KeyState::Pending);
-        assert_eq!(p.state_at(KeyState::Active, 10), KeyState::Active);
-        assert_eq!(p.state_at(KeyState::Active, 49), KeyState::Active);
-        assert_eq!(p.state_at(KeyState::Active, 50), KeyState::Rolled);
+        assert_eq!(p.state_at(KeyState::Active, 9, None), KeyState::Pending);
+        assert_eq!(p.state_at(KeyState::Active, 10, None), KeyState::Active);
+        assert_eq!(p.state_at(KeyState::Active, 49, None), KeyState::Active);
+        assert_eq!(p.state_at(KeyState::Active, 50, None), KeyState::Rolled);
         let q = KeyPolicy { expires_ms: Some(100), ..Default::default() };
-        assert_eq!(q.state_at(KeyState::Active, 99), KeyState::Active);
-        assert_eq!(q.state_at(KeyState::Active, 100), KeyState::Expired);
-        assert_eq!(q.state_at(KeyState::Disabled, 0), KeyState::Disabled);
-        assert_eq!(q.state_at(KeyState::Revoked, 1000), KeyState::Revoked);
+        assert_eq!(q.state_at(KeyState::Active, 99, None), KeyState::Active);
+        assert_eq!(q.state_at(KeyState::Active, 100, None), KeyState::Expired);
+        assert_eq!(q.state_at(KeyState::Disabled, 0, None), KeyState::Disabled);
+        assert_eq!(q.state_at(KeyState::Revoked, 1000, None), KeyState::Revoked);
+        // The end of a maximum age expires a key like an expiry does.
+        let r = KeyPolicy::default();
+        assert_eq!(r.state_at(KeyState::Active, 69, Some(70)), KeyState::Active);
+        assert_eq!(r.state_at(KeyState::Active, 70, Some(70)), KeyState::Expired);
+        assert_eq!(r.state_at(KeyState::Revoked, 70, Some(70)), KeyState::Revoked);
     }
 
     #[test]

@@ -194,14 +194,19 @@ impl Alerts {
                 self.raise(Alert::plain("expiry", format!("key {}", k.id), summary), now);
             }
         }
-        for m in secrets.list("").await.unwrap_or_default() {
-            let Some(p) = m.rotation_period_s else { continue };
-            let due = m.updated_ms + p * 1000;
-            if due - now <= WEEK_MS {
-                let when = if due <= now { "was due" } else { "is due" };
-                let summary = format!("secret {} {when} for rotation at {}", m.path, rfc3339(due));
-                self.raise(Alert::plain("rotation", format!("secret {}", m.path), summary), now);
+        for item in crate::rotation::due_list(keys, secrets, now, WEEK_MS).await.unwrap_or_default() {
+            if item.status == "ok" {
+                continue;
             }
+            let when = if item.status == "overdue" { "was due" } else { "is due" };
+            let subject = match item.kind {
+                "access_key" => format!("key {}", item.id),
+                _ => format!("secret {}", item.id),
+            };
+            let what =
+                if item.kind == "exchange_account" { format!("exchange account {}", item.id) } else { subject.clone() };
+            let summary = format!("{what} {when} for rotation at {}: {}", item.due_at, item.run);
+            self.raise(Alert::plain("rotation", subject, summary), now);
         }
     }
 }

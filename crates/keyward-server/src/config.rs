@@ -29,6 +29,8 @@ pub struct RuntimeConfig {
     /// as they are, instead of refusing every key (after an operator has
     /// looked at what changed; see the threat model).
     pub reseal_key_ledger: bool,
+    /// Maximum age of keyward's own keys that have none of their own.
+    pub key_max_age: Option<Duration>,
 }
 
 impl Default for RuntimeConfig {
@@ -43,6 +45,7 @@ impl Default for RuntimeConfig {
             sinks: SinkConfig::default(),
             alerts: AlertConfig::default(),
             reseal_key_ledger: false,
+            key_max_age: None,
         }
     }
 }

@@ -27,6 +27,7 @@ mod http;
 pub mod init;
 mod keys;
 mod metrics;
+mod rotation;
 mod seal;
 mod secrets;
 mod serve;
@@ -76,8 +77,8 @@ pub mod bench {
                     .push(new_record(&unsealed, &s, &name, None, KEYWARD_NAMESPACE, policy, None, 1).expect("record"));
                 secrets.push(s);
             }
-            let keys = Keys::new(store, Arc::new(SystemClock), false);
-            keys.install(KeyIndex::load(&records, &unsealed, |_| true)).expect("index");
+            let keys = Keys::new(store, Arc::new(SystemClock), crate::keys::KeysConfig::default());
+            keys.install(KeyIndex::load(&records, &unsealed, |_| true, None)).expect("index");
             Self { keys, unsealed, secrets, record: crate::audit::Record::default() }
         }
 

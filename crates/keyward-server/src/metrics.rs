@@ -48,6 +48,7 @@ pub(crate) struct Metrics {
     audit_dropped: Gauge,
     keys_expiring: Gauge,
     access_keys: Gauge,
+    rotation_overdue: Gauge,
 }
 
 impl Default for Metrics {
@@ -57,8 +58,14 @@ impl Default for Metrics {
         let request_seconds = Family::<ActionLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency);
         let upstream_seconds = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
         let audit_write_seconds = latency();
-        let (sealed, audit_queue, audit_dropped, keys_expiring, access_keys) =
-            (Gauge::default(), Gauge::default(), Gauge::default(), Gauge::default(), Gauge::default());
+        let (sealed, audit_queue, audit_dropped, keys_expiring, access_keys, rotation_overdue) = (
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+        );
         registry.register("requests", "Requests by action, decision and code", requests.clone());
         registry.register("request_duration_seconds", "Request latency by action", request_seconds.clone());
         registry.register("upstream_duration_seconds", "Exchange latency by account", upstream_seconds.clone());
@@ -68,6 +75,11 @@ impl Default for Metrics {
         registry.register("audit_sink_dropped", "Audit entries a sink dropped", audit_dropped.clone());
         registry.register("access_keys_expiring_7d", "Active keys expiring within seven days", keys_expiring.clone());
         registry.register("access_keys", "Access keys known", access_keys.clone());
+        registry.register(
+            "rotation_overdue",
+            "Secrets and access keys past their rotation date (see keyward rotation status)",
+            rotation_overdue.clone(),
+        );
         Self {
             registry,
             requests,
@@ -79,6 +91,7 @@ impl Default for Metrics {
             audit_dropped,
             keys_expiring,
             access_keys,
+            rotation_overdue,
         }
     }
 }
@@ -110,6 +123,8 @@ pub(crate) struct Gauges {
     pub keys_expiring: Option<u64>,
     /// Keys known (unsealed only).
     pub access_keys: Option<u64>,
+    /// Items past their rotation date (unsealed only).
+    pub rotation_overdue: Option<u64>,
 }
 
 impl Metrics {
@@ -123,6 +138,9 @@ impl Metrics {
         }
         if let Some(n) = g.access_keys {
             self.access_keys.set(n as i64);
+        }
+        if let Some(n) = g.rotation_overdue {
+            self.rotation_overdue.set(n as i64);
         }
         let mut text = String::new();
         encode(&mut text, &self.registry).map_err(|_| Error::internal("metrics encoding"))?;

@@ -53,6 +53,9 @@ enum Command {
     /// Read, export and verify the audit log.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// What is due for rotation: secrets, exchange accounts, access keys.
+    #[command(subcommand)]
+    Rotation(cmd::rotation::RotationCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +76,7 @@ fn main() -> std::process::ExitCode {
             Command::Key(c) => cmd::key::run(c, &cli.conn).await,
             Command::Sign(a) => cmd::sign::run(a, &cli.conn).await,
             Command::Audit(c) => cmd::audit::run(c, &cli.conn).await,
+            Command::Rotation(c) => cmd::rotation::run(c, &cli.conn).await,
         }
     });
     match result {

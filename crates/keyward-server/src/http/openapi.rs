@@ -228,6 +228,9 @@ pub(crate) const ROUTES: &[Route] = &[
     ),
     route("POST", "/v1/audit/verify", "audit", "Check the chain against an anchor ({anchor})", "audit:read"),
     route("GET", "/metrics", "audit", "Prometheus metrics (text)", "sys:metrics").ok(200, None, "Prometheus text"),
+    route("GET", "/v1/rotation", "sys", "What is due for rotation, soonest first", "sys:admin")
+        .query(&[("due_within", "only items due within this long (7d), overdue included; also what counts as due")])
+        .ok(200, Some("RotationStatus"), "secrets, exchange accounts and keys with their due dates"),
 ];
 
 fn schema_ref(name: &str) -> RefOr<Schema> {
@@ -350,6 +353,8 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<TokenRequest>()
         .schema_from::<SignRequest>()
         .schema_from::<Signed>()
+        .schema_from::<crate::rotation::RotationStatus>()
+        .schema_from::<crate::rotation::DueItem>()
         .build()
 }
 

@@ -9,7 +9,7 @@ use crate::auth::Auth;
 use crate::config::RuntimeConfig;
 use crate::error::{Error, Result};
 use crate::exchange::{self, ExchangeConfig, Exchanges, Handles};
-use crate::keys::Keys;
+use crate::keys::{Keys, KeysConfig};
 use crate::metrics::Metrics;
 use crate::seal::Barrier;
 use crate::secrets::Secrets;
@@ -72,7 +72,11 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let barrier = Arc::new(Barrier::new(store.clone()));
         let auditor = Auditor::start(store.clone(), clock.clone(), barrier.clone(), sinks.clone(), metrics.clone());
-        let keys = Arc::new(Keys::new(store.clone(), clock.clone(), config.reseal_key_ledger));
+        let keys_config = KeysConfig {
+            reseal_ledger: config.reseal_key_ledger,
+            default_max_age_s: config.key_max_age.map(|d| d.as_secs()),
+        };
+        let keys = Arc::new(Keys::new(store.clone(), clock.clone(), keys_config));
         let auth = Auth::new(keys.clone(), barrier.clone(), clock.clone(), config.throttle);
         let secrets = Arc::new(Secrets::start(store.clone(), clock.clone(), barrier.clone()));
         let exchanges = Exchanges::new(

@@ -86,6 +86,9 @@ pub(crate) struct KeyEntry {
     pub last_used_ip: Mutex<Option<IpAddr>>,
     /// Last use not yet written to the store.
     pub dirty: AtomicBool,
+    /// When the key reaches its maximum age (its own, or the server's
+    /// default for keyward's keys), if it has one.
+    pub aged_ms: Option<i64>,
 }
 
 /// A limiter for `spec`.
@@ -130,12 +133,27 @@ impl KeyEntry {
             last_used_ms: AtomicI64::new(r.last_used_ms.unwrap_or(0)),
             last_used_ip: Mutex::new(last_ip),
             dirty: AtomicBool::new(false),
+            aged_ms: None,
         }
+    }
+
+    /// Sets when the key reaches its maximum age: its own, else
+    /// `default_s` for keyward's own keys (platform keys age only by their own).
+    pub(crate) fn with_max_age(mut self, default_s: Option<u64>) -> Self {
+        let own = self.policy.max_age_s;
+        let max = own.or(default_s.filter(|_| self.namespace == super::KEYWARD_NAMESPACE));
+        self.aged_ms = max.map(|s| self.created_ms.saturating_add((s.min(i64::MAX as u64 / 1000) as i64) * 1000));
+        self
+    }
+
+    /// The maximum age that applies (seconds), if any.
+    pub(crate) fn max_age_s(&self) -> Option<i64> {
+        self.aged_ms.map(|a| (a - self.created_ms) / 1000)
     }
 
     /// The state to show and enforce at `now_ms`.
     pub(crate) fn effective_state(&self, now_ms: i64) -> KeyState {
-        self.policy.state_at(self.state, now_ms)
+        self.policy.state_at(self.state, now_ms, self.aged_ms)
     }
 
     /// Integrity and lifecycle: refuses a row that failed its MAC and a key
@@ -148,9 +166,18 @@ impl KeyEntry {
             ));
         }
         match self.effective_state(now_ms).denial() {
+            Some((reason, _)) if self.past_max_age(now_ms) => Err(Error::new(
+                reason,
+                format!("this key is past its maximum age; roll it (keyward key roll {}) before it is due", self.id),
+            )),
             Some((reason, why)) => Err(Error::new(reason, why)),
             None => Ok(()),
         }
+    }
+
+    /// True when the key is expired by its maximum age, not its expiry.
+    fn past_max_age(&self, now_ms: i64) -> bool {
+        self.aged_ms.is_some_and(|a| now_ms >= a) && self.policy.expires_ms.is_none_or(|e| now_ms < e)
     }
 
     /// The state as shown: `tampered` for a row that failed its MAC.
@@ -206,13 +233,20 @@ type ByHash = HashMap<[u8; 32], Arc<KeyEntry>, std::hash::BuildHasherDefault<Pre
 pub(crate) struct KeyIndex {
     by_hash: ByHash,
     by_id: HashMap<String, Arc<KeyEntry>>,
+    /// The server's `--key-max-age` (seconds) for keys without their own.
+    default_max_age_s: Option<u64>,
 }
 
 impl KeyIndex {
     /// Builds the index from stored rows; a key whose part of the key
     /// ledger did not hold (`holds` false) is refused as tampered.
-    pub(crate) fn load(records: &[KeyRecord], unsealed: &Unsealed, holds: impl Fn(&str) -> bool) -> Self {
-        let mut idx = Self::default();
+    pub(crate) fn load(
+        records: &[KeyRecord],
+        unsealed: &Unsealed,
+        holds: impl Fn(&str) -> bool,
+        default_max_age_s: Option<u64>,
+    ) -> Self {
+        let mut idx = Self { default_max_age_s, ..Self::default() };
         for r in records {
             idx.upsert(KeyEntry::from_checked(r, unsealed, holds(&r.id)));
         }
@@ -220,7 +254,8 @@ impl KeyIndex {
     }
 
     /// Adds or replaces an entry. A replaced entry hands over its last use.
-    pub(crate) fn upsert(&mut self, mut e: KeyEntry) -> Arc<KeyEntry> {
+    pub(crate) fn upsert(&mut self, e: KeyEntry) -> Arc<KeyEntry> {
+        let mut e = e.with_max_age(self.default_max_age_s);
         if let Some(old) = self.by_id.get(&e.id) {
             e.take_runtime_from(old);
         }

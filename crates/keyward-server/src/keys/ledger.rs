@@ -14,9 +14,10 @@
 //! The rows are spread over [`PARTS`] parts by key id, each with its own
 //! count and digest: where a part does not match, its keys are refused
 //! (`key_tampered`) and its rows cannot change, and the rest serve on.
-//! `--reseal-key-ledger` re-seals it over the rows as they are and
-//! disables every active key of a part that did not match, for an
-//! operator to enable again once trusted.
+//! `--reseal-key-ledger` re-seals it over the rows as they are and revokes
+//! every key of a part that did not match. While the server runs, every
+//! change starts from the term keyward last wrote for the row, never from
+//! the row as the database gives it back.
 //!
 //! What it cannot catch, and the threat model says so: a consistent
 //! earlier copy of the whole ledger (every key row, every counter and the
@@ -26,6 +27,7 @@
 
 use crate::seal::Unsealed;
 use keyward_store::{KeyRecord, LedgerHead, LedgerWrite, OrderUsage};
+use std::collections::HashMap;
 
 /// Rows are spread over this many parts of the ledger by key id, each
 /// with its own count and digest, so a part that does not hold names the
@@ -49,7 +51,10 @@ struct Part {
 
 const PART_BYTES: usize = 40;
 
-/// The ledger head as the server holds it while unsealed.
+/// The ledger head as the server holds it while unsealed, with the term
+/// of every row as keyward last wrote it: a change starts from that, never
+/// from the row as the database gives it back now (which a database writer
+/// may have swapped for an earlier copy just before).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ledger {
     /// `None` before the first head is written.
@@ -58,6 +63,29 @@ pub(crate) struct Ledger {
     /// Parts whose rows did not match the stored head at unseal: their
     /// keys are refused and their rows cannot change.
     broken: Vec<bool>,
+    /// Each key row's term, by key id.
+    keys: HashMap<String, [u8; 32]>,
+    /// Each counter's term, by key id and day.
+    counters: HashMap<(String, i64), [u8; 32]>,
+}
+
+/// Why a change cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The row is in a part that did not hold at unseal.
+    Broken(String),
+    /// The row in the database is not the one keyward last wrote.
+    Stale(String),
+}
+
+/// A step computed but not yet in force: what [`Ledger::apply`] sets once
+/// the write is committed.
+#[derive(Debug)]
+pub(crate) struct Next {
+    rev: u64,
+    parts: Vec<(usize, Part)>,
+    keys: Vec<(String, [u8; 32])>,
+    counters: Vec<((String, i64), [u8; 32])>,
 }
 
 /// Why the stored ledger does not hold, and where.
@@ -149,31 +177,29 @@ impl Ledger {
 
     /// The ledger over no rows, before any head is stored.
     pub(crate) fn empty() -> Self {
-        Self { rev: None, parts: vec![Part::default(); PARTS], broken: vec![false; PARTS] }
+        Self {
+            rev: None,
+            parts: vec![Part::default(); PARTS],
+            broken: vec![false; PARTS],
+            keys: HashMap::new(),
+            counters: HashMap::new(),
+        }
     }
 
     /// The ledger over exactly these rows (no head checked).
     pub(crate) fn over(u: &Unsealed, keys: &[KeyRecord], usage: &[OrderUsage]) -> Self {
         let mut l = Self::empty();
         for k in keys {
-            l.add(&k.id, &key_term(u, k));
+            let term = key_term(u, k);
+            add(&mut l.parts[part_of(&k.id)], &term);
+            l.keys.insert(k.id.clone(), term);
         }
         for c in usage {
-            l.add(&c.key_id, &usage_term(u, c));
+            let term = usage_term(u, c);
+            add(&mut l.parts[part_of(&c.key_id)], &term);
+            l.counters.insert((c.key_id.clone(), c.day), term);
         }
         l
-    }
-
-    fn add(&mut self, key_id: &str, term: &[u8; 32]) {
-        let p = &mut self.parts[part_of(key_id)];
-        xor(&mut p.digest, term);
-        p.count += 1;
-    }
-
-    fn swap(&mut self, key_id: &str, old: &[u8; 32], new: &[u8; 32]) {
-        let p = &mut self.parts[part_of(key_id)];
-        xor(&mut p.digest, old);
-        xor(&mut p.digest, new);
     }
 
     /// True when the part holding `key_id` matched at unseal.
@@ -190,7 +216,7 @@ impl Ledger {
         keys: &[KeyRecord],
         usage: &[OrderUsage],
     ) -> (Self, Option<Broken>) {
-        let found = Self::over(u, keys, usage);
+        let mut found = Self::over(u, keys, usage);
         let stored = decode_parts(&head.digest);
         let total: u64 = stored.as_ref().map(|p| p.iter().map(|p| p.count).sum()).unwrap_or(0);
         let sound = u.verify_row_mac(&head_input(head.rev, head.count, &head.digest), &head.mac) && total == head.count;
@@ -198,7 +224,8 @@ impl Ledger {
             let all = Self { rev: Some(head.rev), broken: vec![true; PARTS], ..found };
             return (all, Some(Broken::everywhere("the ledger head failed its MAC")));
         };
-        let mut l = Self { rev: Some(head.rev), parts, broken: vec![false; PARTS] };
+        let (keys, counters) = (std::mem::take(&mut found.keys), std::mem::take(&mut found.counters));
+        let mut l = Self { rev: Some(head.rev), parts, broken: vec![false; PARTS], keys, counters };
         let mut bad = Vec::new();
         for (i, (want, got)) in l.parts.iter().zip(&found.parts).enumerate() {
             if want != got {
@@ -223,46 +250,103 @@ impl Ledger {
         stored_rev: Option<u64>,
         rewrite: Vec<KeyRecord>,
     ) -> (Self, LedgerWrite) {
-        let start = Self { rev: stored_rev, ..Self::over(u, keys, usage) };
-        let (next, mut write) = start.step(u, Changes::default()).unwrap_or_else(|_| unreachable!("nothing broken"));
+        let mut l = Self { rev: stored_rev, ..Self::over(u, keys, usage) };
+        let (next, mut write) = l.head_after(u, Vec::new());
+        l.apply(next);
         write.update_keys = rewrite;
-        (next, write)
+        (l, write)
     }
 
-    /// The next ledger and the write that gets there: the revision moves
-    /// forward by one and each part trades a replaced row's term for its
-    /// new one. Refused (the offending key id) for a row in a broken part.
-    pub(crate) fn step(&self, u: &Unsealed, changes: Changes) -> Result<(Self, LedgerWrite), String> {
+    /// The write that moves the ledger one revision on with `changes`, and
+    /// what [`Ledger::apply`] sets once it is committed. Each replaced row
+    /// must be the one keyward last wrote (else [`Refused::Stale`]), and no
+    /// row may be in a broken part ([`Refused::Broken`]).
+    pub(crate) fn step(&self, u: &Unsealed, changes: Changes) -> Result<(Next, LedgerWrite), Refused> {
         if let Some(id) = changes.key_ids().find(|id| !self.holds(id)) {
-            return Err(id.to_string());
+            return Err(Refused::Broken(id.to_string()));
         }
-        let mut next = self.clone();
+        let mut parts: HashMap<usize, Part> = HashMap::new();
+        let base = &self.parts;
+        fn part<'a>(parts: &'a mut HashMap<usize, Part>, base: &[Part], id: &str) -> &'a mut Part {
+            let i = part_of(id);
+            parts.entry(i).or_insert(base[i])
+        }
+        let (mut keys, mut counters) = (Vec::new(), Vec::new());
         for k in &changes.insert_keys {
-            next.add(&k.id, &key_term(u, k));
-        }
-        for (old, new) in &changes.update_keys {
-            next.swap(&new.id, &key_term(u, old), &key_term(u, new));
-        }
-        for (old, new) in &changes.usage {
-            match old {
-                Some(old) => next.swap(&new.key_id, &usage_term(u, old), &usage_term(u, new)),
-                None => next.add(&new.key_id, &usage_term(u, new)),
+            if self.keys.contains_key(&k.id) {
+                return Err(Refused::Stale(k.id.clone()));
             }
+            let term = key_term(u, k);
+            add(part(&mut parts, base, &k.id), &term);
+            keys.push((k.id.clone(), term));
         }
-        let rev = self.rev.map_or(1, |r| r + 1);
-        next.rev = Some(rev);
-        let digest = encode_parts(&next.parts);
-        let count = next.parts.iter().map(|p| p.count).sum();
-        let head = LedgerHead { rev, count, mac: u.row_mac(&head_input(rev, count, &digest)).to_vec(), digest };
-        let write = LedgerWrite {
-            expected_rev: self.rev,
-            head,
-            insert_keys: changes.insert_keys,
-            update_keys: changes.update_keys.into_iter().map(|(_, new)| new).collect(),
-            usage: changes.usage.into_iter().map(|(_, new)| new).collect(),
-        };
+        for (stored, new) in &changes.update_keys {
+            let last = self.keys.get(&new.id);
+            if stored.id != new.id || last != Some(&key_term(u, stored)) {
+                return Err(Refused::Stale(new.id.clone()));
+            }
+            let term = key_term(u, new);
+            swap(part(&mut parts, base, &new.id), last.unwrap_or(&term), &term);
+            keys.push((new.id.clone(), term));
+        }
+        for (stored, new) in &changes.usage {
+            let at = (new.key_id.clone(), new.day);
+            let last = self.counters.get(&at);
+            let term = usage_term(u, new);
+            match (stored, last) {
+                (None, None) => add(part(&mut parts, base, &new.key_id), &term),
+                (Some(s), Some(l)) if usage_term(u, s) == *l => swap(part(&mut parts, base, &new.key_id), l, &term),
+                _ => return Err(Refused::Stale(new.key_id.clone())),
+            }
+            counters.push((at, term));
+        }
+        let parts: Vec<(usize, Part)> = parts.into_iter().collect();
+        let (mut next, mut write) = self.head_after(u, parts);
+        (next.keys, next.counters) = (keys, counters);
+        write.insert_keys = changes.insert_keys;
+        write.update_keys = changes.update_keys.into_iter().map(|(_, new)| new).collect();
+        write.usage = changes.usage.into_iter().map(|(_, new)| new).collect();
         Ok((next, write))
     }
+
+    /// The head one revision on, with `changed` parts in place.
+    fn head_after(&self, u: &Unsealed, changed: Vec<(usize, Part)>) -> (Next, LedgerWrite) {
+        let mut all = self.parts.clone();
+        for (i, p) in &changed {
+            all[*i] = *p;
+        }
+        let rev = self.rev.map_or(1, |r| r + 1);
+        let digest = encode_parts(&all);
+        let count = all.iter().map(|p| p.count).sum();
+        let head = LedgerHead { rev, count, mac: u.row_mac(&head_input(rev, count, &digest)).to_vec(), digest };
+        let next = Next { rev, parts: changed, keys: Vec::new(), counters: Vec::new() };
+        (next, LedgerWrite { expected_rev: self.rev, head, ..LedgerWrite::default() })
+    }
+
+    /// Freezes the part holding `key_id` (its rows were changed behind keyward's back).
+    pub(crate) fn quarantine(&mut self, key_id: &str) {
+        self.broken[part_of(key_id)] = true;
+    }
+
+    /// Puts a committed step in force.
+    pub(crate) fn apply(&mut self, next: Next) {
+        self.rev = Some(next.rev);
+        for (i, p) in next.parts {
+            self.parts[i] = p;
+        }
+        self.keys.extend(next.keys);
+        self.counters.extend(next.counters);
+    }
+}
+
+fn add(p: &mut Part, term: &[u8; 32]) {
+    xor(&mut p.digest, term);
+    p.count += 1;
+}
+
+fn swap(p: &mut Part, old: &[u8; 32], new: &[u8; 32]) {
+    xor(&mut p.digest, old);
+    xor(&mut p.digest, new);
 }
 
 fn encode_parts(parts: &[Part]) -> Vec<u8> {
@@ -318,6 +402,14 @@ mod tests {
         }
     }
 
+    /// A step, put in force as a commit would.
+    fn stepped(l: &Ledger, u: &Unsealed, c: Changes) -> Result<(Ledger, LedgerWrite), Refused> {
+        let (next, write) = l.step(u, c)?;
+        let mut l = l.clone();
+        l.apply(next);
+        Ok((l, write))
+    }
+
     fn changes(f: impl FnOnce(&mut Changes)) -> Changes {
         let mut c = Changes::default();
         f(&mut c);
@@ -334,16 +426,19 @@ mod tests {
     fn a_written_back_row_or_counter_breaks_only_its_own_part() {
         let u = unsealed();
         let (a, b) = ids();
-        let (l, w) = Ledger::empty()
-            .step(&u, changes(|c| c.insert_keys = vec![row(a, "active", Some(3)), row(b, "active", None)]))
-            .unwrap();
+        let (l, w) = stepped(
+            &Ledger::empty(),
+            &u,
+            changes(|c| c.insert_keys = vec![row(a, "active", Some(3)), row(b, "active", None)]),
+        )
+        .unwrap();
         let usage = OrderUsage { key_id: a.into(), day: 9, used: 100 };
-        let (l, _) = l.step(&u, changes(|c| c.usage = vec![(None, usage.clone())])).unwrap();
+        let (l, _) = stepped(&l, &u, changes(|c| c.usage = vec![(None, usage.clone())])).unwrap();
         let spent = OrderUsage { used: 700, ..usage.clone() };
-        let (l, _) = l.step(&u, changes(|c| c.usage = vec![(Some(usage.clone()), spent.clone())])).unwrap();
-        let (_, w2) = l
-            .step(&u, changes(|c| c.update_keys = vec![(row(a, "active", Some(3)), row(a, "revoked", Some(2)))]))
-            .unwrap();
+        let (l, _) = stepped(&l, &u, changes(|c| c.usage = vec![(Some(usage.clone()), spent.clone())])).unwrap();
+        let (_, w2) =
+            stepped(&l, &u, changes(|c| c.update_keys = vec![(row(a, "active", Some(3)), row(a, "revoked", Some(2)))]))
+                .unwrap();
         assert_eq!((w.expected_rev, w2.expected_rev, w2.head.rev), (None, Some(3), 4));
         let now = [row(a, "revoked", Some(2)), row(b, "active", None)];
         let check = |keys: &[KeyRecord], usage: &[OrderUsage]| Ledger::check(&u, &w2.head, keys, usage);
@@ -364,8 +459,11 @@ mod tests {
             let broken = broken.unwrap_or_else(|| panic!("{what} went unnoticed"));
             assert_eq!(broken.parts, [part_of(a)], "{what}");
             assert!(!l.holds(a) && l.holds(b), "{what}: only the part of {a} is refused");
-            assert!(l.step(&u, changes(|c| c.usage = vec![(None, usage_for(a))])).is_err(), "{what}: frozen");
-            assert!(l.step(&u, changes(|c| c.usage = vec![(None, usage_for(b))])).is_ok(), "{what}: others change");
+            assert!(stepped(&l, &u, changes(|c| c.usage = vec![(None, usage_for(a))])).is_err(), "{what}: frozen");
+            assert!(
+                stepped(&l, &u, changes(|c| c.usage = vec![(None, usage_for(b))])).is_ok(),
+                "{what}: others change"
+            );
         }
         let mut forged = w2.head.clone();
         forged.rev = 99;
@@ -384,19 +482,47 @@ mod tests {
     fn a_broken_part_stays_broken_across_writes_elsewhere() {
         let u = unsealed();
         let (a, b) = ids();
-        let (l, _) = Ledger::empty()
-            .step(&u, changes(|c| c.insert_keys = vec![row(a, "revoked", None), row(b, "active", None)]))
-            .unwrap();
+        let (l, _) = stepped(
+            &Ledger::empty(),
+            &u,
+            changes(|c| c.insert_keys = vec![row(a, "revoked", None), row(b, "active", None)]),
+        )
+        .unwrap();
         let written_back = [row(a, "active", None), row(b, "active", None)];
-        let (_, w) = l.step(&u, Changes::default()).unwrap();
+        let (_, w) = stepped(&l, &u, Changes::default()).unwrap();
         let (l, broken) = Ledger::check(&u, &w.head, &written_back, &[]);
         assert!(broken.is_some());
-        let (_, w) = l.step(&u, changes(|c| c.usage = vec![(None, usage_for(b))])).unwrap();
+        let (_, w) = stepped(&l, &u, changes(|c| c.usage = vec![(None, usage_for(b))])).unwrap();
         let (l, broken) = Ledger::check(&u, &w.head, &written_back, &[usage_for(b)]);
         assert_eq!(broken.unwrap().parts, [part_of(a)]);
         assert!(l.holds(b));
         // Re-sealed over the rows as they are, it holds again.
         let (_, w) = Ledger::reseal(&u, &written_back, &[usage_for(b)], Some(w.head.rev), Vec::new());
         assert!(Ledger::check(&u, &w.head, &written_back, &[usage_for(b)]).1.is_none());
+    }
+
+    #[test]
+    fn a_change_starts_from_what_keyward_wrote_not_from_what_the_database_says() {
+        let u = unsealed();
+        let (a, _) = ids();
+        let stale = |r: Result<(Ledger, LedgerWrite), Refused>| matches!(r, Err(Refused::Stale(id)) if id == a);
+        let (l, _) =
+            stepped(&Ledger::empty(), &u, changes(|c| c.insert_keys = vec![row(a, "active", Some(3))])).unwrap();
+        // Uses raised in the database, then spent back to the true count.
+        let raised = row(a, "active", Some(4));
+        assert!(stale(stepped(&l, &u, changes(|c| c.update_keys = vec![(raised, row(a, "active", Some(3)))]))));
+        // A revoked row swapped for its earlier active copy, then revoked again.
+        let revoke = || changes(|c| c.update_keys = vec![(row(a, "active", Some(3)), row(a, "revoked", Some(3)))]);
+        let (l, _) = stepped(&l, &u, revoke()).unwrap();
+        assert!(stale(stepped(&l, &u, revoke())));
+        // A counter lowered or deleted, then spent back up.
+        let day = OrderUsage { key_id: a.into(), day: 1, used: 600 };
+        let at = |used| OrderUsage { used, ..day.clone() };
+        let (l, _) = stepped(&l, &u, changes(|c| c.usage = vec![(None, day.clone())])).unwrap();
+        assert!(stale(stepped(&l, &u, changes(|c| c.usage = vec![(Some(at(0)), at(600))]))));
+        assert!(stale(stepped(&l, &u, changes(|c| c.usage = vec![(None, at(600))]))), "a deleted counter");
+        assert!(stale(stepped(&l, &u, changes(|c| c.insert_keys = vec![row(a, "active", None)]))), "an id twice");
+        // The true rows still change.
+        assert!(stepped(&l, &u, changes(|c| c.usage = vec![(Some(day.clone()), at(700))])).is_ok());
     }
 }

@@ -51,6 +51,7 @@ pub(crate) struct CreateKey {
     max_notional: Option<String>,
     max_notional_per_day: Option<String>,
     price_band: Option<String>,
+    max_age: Option<String>,
 }
 
 /// A key to create, validated: what `POST /v1/keys` asked for.
@@ -142,6 +143,7 @@ impl CreateKey {
         if self.uses == Some(0) {
             return Err(Error::invalid("uses must be at least 1"));
         }
+        let max_age_s = self.max_age.as_deref().map(duration::parse_secs).transpose()?;
         let guard = OrderGuard {
             symbols: self.symbols,
             max_qty: self.max_qty,
@@ -163,6 +165,7 @@ impl CreateKey {
             uses: self.uses,
             permissions: self.permissions,
             meta: self.meta,
+            max_age_s,
             ..KeyPolicy::default()
         };
         Ok(NewKey { name: self.name, owner: self.owner, namespace, policy })

@@ -48,6 +48,17 @@ pub(crate) struct Keys {
     ledger: tokio::sync::Mutex<Option<Ledger>>,
     /// Re-seal a ledger that fails its check at unseal (`--reseal-key-ledger`).
     reseal_ledger: bool,
+    /// `--key-max-age` (seconds), for keyward's keys without their own.
+    default_max_age_s: Option<u64>,
+}
+
+/// How the key service runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeysConfig {
+    /// `--reseal-key-ledger`.
+    pub reseal_ledger: bool,
+    /// `--key-max-age` (seconds).
+    pub default_max_age_s: Option<u64>,
 }
 
 /// One turn at the ledger: the head as it stands, for one change.
@@ -61,13 +72,14 @@ impl Keys {
     /// An empty service (sealed: nothing loaded). With `reseal_ledger`, a
     /// key ledger that fails its check at unseal is re-sealed over the rows
     /// as they are instead of refusing every key.
-    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, reseal_ledger: bool) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: KeysConfig) -> Self {
         Self {
             store,
             clock,
             index: RwLock::new(KeyIndex::default()),
             ledger: tokio::sync::Mutex::new(None),
-            reseal_ledger,
+            reseal_ledger: config.reseal_ledger,
+            default_max_age_s: config.default_max_age_s,
         }
     }
 
@@ -97,13 +109,14 @@ impl Keys {
                 );
             }
         }
-        self.install(KeyIndex::load(&records, unsealed, |id| ledger.holds(id)))?;
+        self.install(KeyIndex::load(&records, unsealed, |id| ledger.holds(id), self.default_max_age_s))?;
         *turn = Some(ledger);
         Ok(())
     }
 
-    /// `--reseal-key-ledger`: disables every active key of a part that did
-    /// not hold, then writes a head over the rows as they are.
+    /// `--reseal-key-ledger`: revokes every key of a part that did not hold
+    /// (a written-back copy may have un-revoked it, and keyward cannot tell
+    /// which), then writes a head over the rows as they are.
     async fn reseal(
         &self,
         unsealed: &Unsealed,
@@ -113,23 +126,23 @@ impl Keys {
         stored_rev: Option<u64>,
         broken: &ledger::Broken,
     ) -> Result<Ledger> {
-        let mut disabled = Vec::new();
+        let mut revoked = Vec::new();
         for r in records.iter_mut().filter(|r| !checked.holds(&r.id)) {
-            if r.state == KeyState::Active.as_str() && unsealed.verify_row_mac(&mac_input(r), &r.mac) {
-                r.state = KeyState::Disabled.as_str().to_string();
+            if r.state != KeyState::Revoked.as_str() {
+                r.state = KeyState::Revoked.as_str().to_string();
                 r.mac = unsealed.row_mac(&mac_input(r)).to_vec();
-                disabled.push(r.clone());
+                revoked.push(r.clone());
             }
         }
-        let ids: Vec<String> = disabled.iter().map(|r| r.id.clone()).collect();
+        let ids: Vec<String> = revoked.iter().map(|r| r.id.clone()).collect();
         tracing::warn!(
             why = broken.why,
-            disabled = ?ids,
-            "re-sealing the key ledger over the rows as they are (--reseal-key-ledger); the active keys of the \
-             parts that did not hold are now disabled: enable those you trust with `keyward key enable ID`"
+            revoked = ?ids,
+            "re-sealing the key ledger over the rows as they are (--reseal-key-ledger); every key of the parts \
+             that did not hold is now revoked: create new keys for the bots that used them"
         );
-        // Disabling an admin key must not lock the operator out.
-        let admin_lost = disabled.iter().any(|r| {
+        // Revoking an admin key must not lock the operator out.
+        let admin_lost = revoked.iter().any(|r| {
             serde_json::from_str::<KeyPolicy>(&r.policy)
                 .is_ok_and(|p| p.scopes.iter().any(|s| matches!(s, Scope::SysAdmin | Scope::KeyAdmin)))
         });
@@ -144,13 +157,13 @@ impl Keys {
         } else {
             None
         };
-        let (l, mut write) = Ledger::reseal(unsealed, records, usage, stored_rev, disabled);
+        let (l, mut write) = Ledger::reseal(unsealed, records, usage, stored_rev, revoked);
         write.insert_keys.extend(recovery.iter().map(|(_, rec)| rec.clone()));
         self.store.commit_ledger(&write).await?;
         if let Some((secret, rec)) = recovery {
-            tracing::warn!(id = %rec.id, "an admin key was disabled: a recovery admin key was created");
+            tracing::warn!(id = %rec.id, "an admin key was revoked: a recovery admin key was created");
             println!(
-                "\nThe key ledger was re-sealed and the admin keys of its broken parts disabled.\n\
+                "\nThe key ledger was re-sealed and the admin keys of its broken parts revoked.\n\
                  Recovery admin key (shown once; it holds every scope, keep it safe):\n\n    export KEYWARD_TOKEN={}\n",
                 secret.expose()
             );
@@ -174,16 +187,20 @@ impl Keys {
                 Some(ledger::Broken::everywhere("the ledger head is missing")),
             ));
         }
+        // The upgrade is taken only over rows that are all keyward's own:
+        // rows that fail both MACs may be newer ones garbled to pass as old.
+        if records.iter().any(|r| !unsealed.verify_row_mac(&index::mac_input_v1(r), &r.mac)) {
+            let broken = ledger::Broken::everywhere("no ledger head, and some key rows are not keyward's");
+            return Ok((Ledger::broken_over(unsealed, records, usage), Some(broken)));
+        }
         let mut rewrite = Vec::new();
         for r in records.iter_mut() {
-            if unsealed.verify_row_mac(&index::mac_input_v1(r), &r.mac) {
-                r.mac = unsealed.row_mac(&mac_input(r)).to_vec();
-                rewrite.push(r.clone());
-            }
+            r.mac = unsealed.row_mac(&mac_input(r)).to_vec();
+            rewrite.push(r.clone());
         }
         let (l, write) = Ledger::reseal(unsealed, records, usage, None, rewrite);
         self.store.commit_ledger(&write).await?;
-        tracing::info!(keys = records.len(), "key ledger written over the existing keys");
+        tracing::warn!(keys = records.len(), "key ledger written over the existing keys (first start after upgrade)");
         Ok((l, None))
     }
 
@@ -194,16 +211,33 @@ impl Keys {
 
     /// Writes `changes` with the next ledger head, in one transaction.
     pub(crate) async fn commit(&self, turn: &mut Turn<'_>, unsealed: &Unsealed, changes: Changes) -> Result<()> {
-        let Some(ledger) = turn.as_ref() else { return Err(Error::sealed()) };
-        let (next, write) = ledger.step(unsealed, changes).map_err(|id| {
-            Error::new(
-                Code::RowTampered,
-                format!("the key ledger part holding key {id} failed its check at unseal: it cannot change"),
-            )
-        })?;
+        let Some(ledger) = turn.as_mut() else { return Err(Error::sealed()) };
+        let (next, write) = match ledger.step(unsealed, changes) {
+            Ok(step) => step,
+            Err(ledger::Refused::Broken(id)) => {
+                return Err(Error::new(
+                    Code::RowTampered,
+                    format!("the key ledger part holding key {id} failed its check at unseal: it cannot change"),
+                ));
+            }
+            Err(ledger::Refused::Stale(id)) => {
+                // keyward keeps serving what it last wrote; the restart check
+                // will refuse the part, and nothing is written on top of it.
+                ledger.quarantine(&id);
+                tracing::error!(
+                    key_id = %id,
+                    "a key row or counter in the database is not the one keyward last wrote (edited, or an \
+                     earlier copy written back); its part of the key ledger is frozen"
+                );
+                return Err(Error::new(
+                    Code::RowTampered,
+                    format!("the stored record of key {id} is not the one keyward wrote; it cannot change"),
+                ));
+            }
+        };
         match self.store.commit_ledger(&write).await {
             Ok(()) => {
-                **turn = Some(next);
+                ledger.apply(next);
                 Ok(())
             }
             Err(StoreError::Conflict { current }) => {
@@ -303,8 +337,8 @@ mod tests {
     }
 
     /// Keys as keyward wrote them before the key ledger: `v1` row MACs and
-    /// no head (one row edited since).
-    async fn before_the_ledger(db: &std::path::Path, u: &Unsealed) -> Vec<AccessKeySecret> {
+    /// no head (with `edit`, one row edited since).
+    async fn before_the_ledger(db: &std::path::Path, u: &Unsealed, edit: bool) -> Vec<AccessKeySecret> {
         let store = SqliteStore::open(db).await.unwrap();
         let mut secrets = Vec::new();
         let mut rows = Vec::new();
@@ -316,7 +350,9 @@ mod tests {
             rows.push(rec);
             secrets.push(secret);
         }
-        rows[2].name = "edited".into();
+        if edit {
+            rows[2].name = "edited".into();
+        }
         store.commit_ledger(&LedgerWrite { insert_keys: rows, ..LedgerWrite::default() }).await.unwrap();
         drop(store);
         raw(db, "DELETE FROM key_ledger").await;
@@ -324,7 +360,7 @@ mod tests {
     }
 
     fn keys_on(store: Arc<dyn Store>) -> Keys {
-        Keys::new(store, Arc::new(SystemClock), false)
+        Keys::new(store, Arc::new(SystemClock), KeysConfig::default())
     }
 
     #[tokio::test]
@@ -332,18 +368,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("k.db");
         let u = Unsealed::new(Keyring::new(RootKey::from_slice(&[5; 32]).unwrap(), 1));
-        let secrets = before_the_ledger(&db, &u).await;
+        let secrets = before_the_ledger(&db, &u, false).await;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.unwrap());
         let keys = keys_on(store.clone());
         keys.load(&u).await.unwrap();
         let tampered = |k: &Keys, s: &AccessKeySecret| {
             k.by_hash(&u.access_key_hash(s.expose().as_bytes())).unwrap().unwrap().tampered
         };
-        assert_eq!(secrets.iter().map(|s| tampered(&keys, s)).collect::<Vec<_>>(), [false, false, true]);
+        assert!(secrets.iter().all(|s| !tampered(&keys, s)));
         assert!(store.ledger_head().await.unwrap().is_some(), "the first head was written");
-        let rows = store.list_keys().await.unwrap();
-        for r in &rows {
-            assert_eq!(u.verify_row_mac(&mac_input(r), &r.mac), r.name != "edited", "{}: re-MACed as v2", r.name);
+        for r in &store.list_keys().await.unwrap() {
+            assert!(u.verify_row_mac(&mac_input(r), &r.mac), "{}: re-MACed as v2", r.name);
         }
         // Loaded again, the ledger holds; without its head, the v2 rows say it was deleted.
         let again = keys_on(store.clone());
@@ -355,5 +390,20 @@ mod tests {
         let deleted = keys_on(store);
         deleted.load(&u).await.unwrap();
         assert!(secrets.iter().all(|s| tampered(&deleted, s)), "no key is taken over a second time");
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_over_rows_that_are_not_all_keywards_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("k.db");
+        let u = Unsealed::new(Keyring::new(RootKey::from_slice(&[5; 32]).unwrap(), 1));
+        let secrets = before_the_ledger(&db, &u, true).await;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let keys = keys_on(store.clone());
+        keys.load(&u).await.unwrap();
+        for s in &secrets {
+            assert!(keys.by_hash(&u.access_key_hash(s.expose().as_bytes())).unwrap().unwrap().tampered);
+        }
+        assert!(store.ledger_head().await.unwrap().is_none(), "nothing was taken over");
     }
 }

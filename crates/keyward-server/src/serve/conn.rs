@@ -175,25 +175,36 @@ pub(super) async fn serve(
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Closes a connection after `limit` with nothing read or written.
+/// Closes a connection after `limit` with nothing read or written. A read
+/// or write only notes the time; the timer is re-armed when it fires and
+/// the connection was busy since, so the hot path never touches the timer
+/// wheel.
 struct Idle<T> {
     inner: T,
     limit: Duration,
+    last: tokio::time::Instant,
     timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl<T> Idle<T> {
     fn new(inner: T, limit: Duration) -> Self {
-        Self { inner, limit, timer: Box::pin(tokio::time::sleep(limit)) }
+        Self { inner, limit, last: tokio::time::Instant::now(), timer: Box::pin(tokio::time::sleep(limit)) }
     }
 
     fn touch(&mut self) {
-        let deadline = tokio::time::Instant::now() + self.limit;
-        self.timer.as_mut().reset(deadline);
+        self.last = tokio::time::Instant::now();
     }
 
+    /// True once `limit` passed with no activity; re-arms the timer otherwise.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.timer.as_mut().poll(cx).is_ready()
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let deadline = self.last + self.limit;
+            if deadline <= tokio::time::Instant::now() {
+                return true;
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+        false
     }
 }
 

@@ -1,7 +1,7 @@
 //! `keyward key`: create, list, show, revoke.
 
 use crate::client::{Client, Connection};
-use crate::cmd::{cell, print_json};
+use crate::cmd::{cell, encode, print_json};
 use anyhow::Result;
 use clap::Subcommand;
 use reqwest::Method;
@@ -138,6 +138,11 @@ pub struct CreateArgs {
     /// Expiry, RFC 3339 (2027-01-31T00:00:00Z).
     #[arg(long)]
     expires: Option<String>,
+    /// Maximum age, e.g. 90d: the key is refused (key_expired) that long after
+    /// it was made, and a roll makes a new one; `keyward rotation status` lists
+    /// keys near it [default: the server's --key-max-age].
+    #[arg(long)]
+    max_age: Option<String>,
     /// Not valid before, RFC 3339.
     #[arg(long)]
     not_before: Option<String>,
@@ -320,18 +325,6 @@ async fn list_namespaces(c: &Client) -> Result<()> {
     Ok(())
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 async fn change(c: &Client, id: &str, action: &str, done: &str) -> Result<()> {
     let id = resolve_id(c, id).await?;
     c.call(Method::POST, &format!("/v1/keys/{id}/{action}"), None).await?;
@@ -350,6 +343,7 @@ async fn create(c: &Client, a: CreateArgs) -> Result<()> {
         ("namespace", a.namespace.map(Value::from)),
         ("ttl", a.ttl.map(Value::from)),
         ("expires_at", a.expires.map(Value::from)),
+        ("max_age", a.max_age.map(Value::from)),
         ("not_before", a.not_before.map(Value::from)),
         ("rate", a.rate.map(Value::from)),
         ("uses", a.uses.map(Value::from)),

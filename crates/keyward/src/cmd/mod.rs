@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod key;
 pub mod operator;
+pub mod rotation;
 pub mod secret;
 pub mod server;
 pub mod sign;
@@ -20,4 +21,17 @@ pub fn cell(v: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

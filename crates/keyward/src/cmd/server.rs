@@ -60,6 +60,11 @@ pub struct ServerArgs {
     /// Longest lifetime of a short-lived token [default: 15m].
     #[arg(long)]
     token_max_ttl: Option<String>,
+    /// Maximum age of keyward's own access keys that have none of their own
+    /// (key create --max-age), e.g. 90d: older keys are refused with
+    /// key_expired; `keyward rotation status` lists them before [default: none].
+    #[arg(long)]
+    key_max_age: Option<String>,
     /// Also write audit entries and checkpoints to this JSON-lines file.
     #[arg(long)]
     audit_file: Option<PathBuf>,
@@ -112,9 +117,9 @@ pub struct ServerArgs {
     #[arg(long)]
     metrics_listen: Option<String>,
     /// Once, after the key ledger failed its check (the log names the keys):
-    /// re-seal it over the rows as they are, disabling every active key of
-    /// the parts that did not hold (a new admin key is printed if an admin
-    /// key was among them). Look at what changed first; see docs/threat-model.md.
+    /// re-seal it over the rows as they are, revoking every key of the parts
+    /// that did not hold (a new admin key is printed if an admin key was
+    /// among them). Look at what changed first; see docs/threat-model.md.
     #[arg(long)]
     reseal_key_ledger: bool,
     /// Connections open at once, in total; kept below the file-descriptor limit [default: 4096].
@@ -152,6 +157,7 @@ struct FileConfig {
     #[serde(default)]
     allow_upstream: Vec<String>,
     token_max_ttl: Option<String>,
+    key_max_age: Option<String>,
     upstream_timeout: Option<String>,
     audit_file: Option<PathBuf>,
     audit_file_max_bytes: Option<u64>,
@@ -288,6 +294,12 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             webhooks: if a.audit_webhooks.is_empty() { file.audit_webhooks } else { a.audit_webhooks },
         },
         reseal_key_ledger: a.reseal_key_ledger,
+        key_max_age: a
+            .key_max_age
+            .as_ref()
+            .or(file.key_max_age.as_ref())
+            .map(|s| secs("--key-max-age", s))
+            .transpose()?,
         ..RuntimeConfig::default()
     };
     if connections.idle <= runtime.upstream_timeout {

@@ -1,7 +1,7 @@
 //! The key ledger through the real binary: an earlier copy of a key row
 //! or a counter, written back to the database, brings nothing back; only
 //! the keys of the part of the ledger that no longer holds are refused,
-//! and `--reseal-key-ledger` recovers with those keys disabled.
+//! and `--reseal-key-ledger` recovers with those keys revoked.
 
 use crate::harness::*;
 use crate::pipeline::{account, fake, order};
@@ -104,15 +104,17 @@ fn an_earlier_copy_written_back_brings_nothing_back() {
     assert_eq!(f.log().iter().filter(|l| l["path"] == "/api/v3/order").count(), 1, "one order reached the exchange");
     s.stop();
 
-    // The operator looks, then re-seals: the written-back keys come back disabled, not active.
+    // The operator looks, then re-seals: the keys of the broken parts come
+    // back revoked (a written-back copy may have un-revoked one), never active.
     let s = restart(dir.path(), &["--allow-upstream", "127.0.0.1", "--reseal-key-ledger"], &admin);
-    assert_error(&read_x(&s, &revoked), 401, "key_disabled");
-    assert_error(&read_x(&s, &once), 401, "key_disabled");
+    assert_error(&read_x(&s, &revoked), 401, "key_revoked");
+    assert_error(&read_x(&s, &once), 401, "key_revoked");
+    assert_error(&order(&s, &trader, "bin", "0.012", "o4"), 401, "key_revoked");
     assert_eq!(read_x(&s, &bystander).0, 200);
-    assert!(s.log_text().contains(&rid), "the log names the keys it disabled");
+    assert!(s.log_text().contains(&rid), "the log names the keys it revoked");
     s.stop();
     let s = restart(dir.path(), &["--allow-upstream", "127.0.0.1"], &admin);
-    assert_error(&read_x(&s, &revoked), 401, "key_disabled");
+    assert_error(&read_x(&s, &revoked), 401, "key_revoked");
     assert_eq!(read_x(&s, &bystander).0, 200, "the re-sealed ledger holds on the next start");
 }
 
@@ -130,16 +132,29 @@ fn a_deleted_ledger_head_refuses_every_key_until_resealed() {
     assert_error(&read_x(&s, &reader), 401, "key_tampered");
     assert_error(&read_x(&s, &admin), 401, "key_tampered");
     s.stop();
-    // Every key was in a broken part: the admin key is disabled, and a recovery admin key printed.
+    // Every key was in a broken part: every key is revoked, and a recovery admin key printed.
     let s = start(dir.path(), &["--reseal-key-ledger"]);
-    assert_error(&read_x(&s, &admin), 401, "key_disabled");
+    assert_error(&read_x(&s, &admin), 401, "key_revoked");
+    assert_error(&read_x(&s, &reader), 401, "key_revoked");
     let recovery = s.admin().to_string();
     assert_ne!(recovery, admin);
     assert_eq!(read_x(&s, &recovery).0, 200);
-    let (_, list) = s.http("GET", "/v1/keys", Some(&recovery), None);
-    let reader_row = list["keys"].as_array().unwrap().iter().find(|k| k["name"] == "r").unwrap().clone();
-    let rid = reader_row["id"].as_str().unwrap();
-    assert_eq!(reader_row["state"], "disabled");
-    assert_eq!(s.http("POST", &format!("/v1/keys/{rid}/enable"), Some(&recovery), None).0, 200);
-    assert_eq!(read_x(&s, &reader).0, 200, "enabled again by the operator");
+    let (_, fresh) = create_key(&s, json!({"name": "r2", "scopes": ["secret:read:x"]}));
+    assert_eq!(read_x(&s, &fresh).0, 200, "the operator makes new keys for the bots");
+}
+
+#[test]
+fn a_row_swapped_while_the_server_runs_is_refused_at_its_next_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    assert_eq!(put(&s, s.admin(), "x", json!({"k": "v"})).0, 200);
+    let (uid, once) = create_key(&s, json!({"name": "u", "scopes": ["secret:read:x"], "uses": 2}));
+    assert_eq!(read_x(&s, &once).0, 200);
+    // Uses raised under the running server: the next use does not start from them.
+    let db = dir.path().join("keyward-data/keyward.db");
+    sql(&db, &[format!("UPDATE access_keys SET uses_remaining = 50 WHERE id = '{uid}'")]);
+    assert_error(&read_x(&s, &once), 409, "key_tampered");
+    assert!(s.log_text().contains("not the one keyward last wrote"), "the log says so");
+    let (_, shown) = s.http("GET", &format!("/v1/keys/{uid}"), Some(s.admin()), None);
+    assert_eq!(shown["uses_remaining"], 1, "keyward still holds the count it wrote");
 }

@@ -17,6 +17,7 @@ mod ledger;
 mod persistence;
 mod pipeline;
 mod proxy;
+mod rotation;
 mod seal;
 mod secrets;
 mod server_start;

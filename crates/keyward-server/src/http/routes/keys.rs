@@ -51,6 +51,8 @@ pub(crate) fn key_json(k: &KeyEntry, now_ms: i64) -> Value {
         "grace_until": p.grace_until_ms.map(rfc3339),
         "guard": p.guard,
         "rolled_to": p.rolled_to,
+        "max_age": k.max_age_s().map(|s| duration::format_secs(s.max(0) as u64)),
+        "max_age_at": k.aged_ms.map(rfc3339),
         "state": k.shown_state(now_ms),
         "created_at": rfc3339(k.created_ms),
         "last_used_at": (last_used > 0).then(|| rfc3339(last_used)),

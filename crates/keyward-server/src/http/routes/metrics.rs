@@ -4,6 +4,7 @@
 use crate::auth::Caller;
 use crate::http::{ApiResult, AppState};
 use crate::metrics::Gauges;
+use crate::rotation::{DUE_WITHIN_MS, due_list};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -15,15 +16,15 @@ use std::sync::atomic::Ordering;
 pub(crate) async fn scrape(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Need::SysMetrics, "scraping metrics (sys:metrics)")?;
     caller.admit().await?;
-    render(&state)
+    render(&state).await
 }
 
 /// `GET /metrics` on the open metrics listener, no key.
 pub(crate) async fn open_scrape(State(state): State<AppState>) -> ApiResult<Response> {
-    render(&state)
+    render(&state).await
 }
 
-fn render(state: &AppState) -> ApiResult<Response> {
+async fn render(state: &AppState) -> ApiResult<Response> {
     let sealed = state.barrier.is_sealed();
     let mut g = Gauges {
         sealed,
@@ -41,6 +42,8 @@ fn render(state: &AppState) -> ApiResult<Response> {
             .count();
         g.keys_expiring = Some(soon as u64);
         g.access_keys = Some(keys.len() as u64);
+        let due = due_list(&state.keys, &state.secrets, now, DUE_WITHIN_MS).await?;
+        g.rotation_overdue = Some(due.iter().filter(|i| i.status == "overdue").count() as u64);
     }
     let text = state.metrics.render(g)?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())

@@ -1,0 +1,149 @@
+//! What is due for rotation: secrets with a rotation period (exchange
+//! accounts among them) and access keys with a maximum age (their own, or
+//! the server's `--key-max-age` for keyward's keys). One list feeds
+//! `keyward rotation status`, the rotation alert and the
+//! `keyward_rotation_overdue` gauge, so they never disagree.
+
+use crate::error::Result;
+use crate::keys::Keys;
+use crate::secrets::Secrets;
+use keyward_core::clock::rfc3339;
+use keyward_core::duration::format_secs;
+use keyward_core::policy::KeyState;
+use serde::Serialize;
+
+/// How far ahead an item counts as due (the alert's and the gauge's window
+/// is the same week).
+pub(crate) const DUE_WITHIN_MS: i64 = 7 * 86_400_000;
+
+/// One thing that rotates.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct DueItem {
+    /// `secret`, `exchange_account` or `access_key`.
+    pub kind: &'static str,
+    /// The secret's path or the key's id.
+    pub id: String,
+    /// The key's name (keys only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Time since the last rotation (or creation), e.g. `12d`.
+    pub age: String,
+    /// The period it rotates on, e.g. `30d`.
+    pub every: String,
+    /// When it was last rotated (or created).
+    pub since: String,
+    /// When it is due.
+    pub due_at: String,
+    /// Milliseconds until due (negative once overdue).
+    pub due_in_ms: i64,
+    /// `ok`, `due` (within the window) or `overdue`.
+    pub status: &'static str,
+    /// The key's state, or `current` for a secret.
+    pub state: String,
+    /// The command that rotates it.
+    pub run: String,
+}
+
+/// The answer of `GET /v1/rotation`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct RotationStatus {
+    /// What rotates, soonest due first.
+    pub items: Vec<DueItem>,
+    /// How many are past their date.
+    pub overdue: usize,
+    /// How many are due within the window.
+    pub due: usize,
+}
+
+/// A duration in its largest whole unit, rounded down: `12d`, `5h`, `40m`.
+fn human(ms: i64) -> String {
+    let s = (ms.max(0) / 1000) as u64;
+    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if s >= n {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    format!("{s}s")
+}
+
+fn status(due_in_ms: i64, within_ms: i64) -> &'static str {
+    if due_in_ms <= 0 {
+        "overdue"
+    } else if due_in_ms <= within_ms {
+        "due"
+    } else {
+        "ok"
+    }
+}
+
+/// Every secret with a rotation period and every live key with a maximum
+/// age, soonest due first; `within_ms` sets what counts as `due`.
+pub(crate) async fn due_list(keys: &Keys, secrets: &Secrets, now_ms: i64, within_ms: i64) -> Result<Vec<DueItem>> {
+    let mut out = Vec::new();
+    for m in secrets.list("").await? {
+        let Some(period_s) = m.rotation_period_s else { continue };
+        let due = m.updated_ms.saturating_add(period_s.saturating_mul(1000));
+        let account = m.path.starts_with("exchanges/") && m.kind.is_some();
+        let run = if account {
+            format!("keyward secret put {} api_key=… api_secret=- (the new credentials from the exchange)", m.path)
+        } else {
+            format!("keyward secret put {} FIELD=… (the new value)", m.path)
+        };
+        out.push(DueItem {
+            kind: if account { "exchange_account" } else { "secret" },
+            id: m.path.clone(),
+            name: None,
+            age: human(now_ms - m.updated_ms),
+            every: format_secs(period_s.max(0) as u64),
+            since: rfc3339(m.updated_ms),
+            due_at: rfc3339(due),
+            due_in_ms: due - now_ms,
+            status: status(due - now_ms, within_ms),
+            state: "current".into(),
+            run,
+        });
+    }
+    for k in keys.all()? {
+        let (Some(aged), Some(max_s)) = (k.aged_ms, k.max_age_s()) else { continue };
+        let state = k.effective_state(now_ms);
+        // Revoked, rolled or disabled keys do not rotate; expired ones do (by rolling).
+        if !matches!(state, KeyState::Active | KeyState::Pending | KeyState::Expired) || k.tampered {
+            continue;
+        }
+        if k.policy.rolled_to.is_some() {
+            continue;
+        }
+        out.push(DueItem {
+            kind: "access_key",
+            id: k.id.clone(),
+            name: Some(k.name.clone()),
+            age: human(now_ms - k.created_ms),
+            every: format_secs(max_s.max(0) as u64),
+            since: rfc3339(k.created_ms),
+            due_at: rfc3339(aged),
+            due_in_ms: aged - now_ms,
+            status: status(aged - now_ms, within_ms),
+            state: state.as_str().to_string(),
+            run: format!("keyward key roll {} --grace 24h", k.id),
+        });
+    }
+    out.sort_by(|a, b| a.due_in_ms.cmp(&b.due_in_ms).then_with(|| a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries_are_exact() {
+        assert_eq!(status(0, DUE_WITHIN_MS), "overdue", "due now is overdue");
+        assert_eq!(status(1, DUE_WITHIN_MS), "due");
+        assert_eq!(status(DUE_WITHIN_MS, DUE_WITHIN_MS), "due");
+        assert_eq!(status(DUE_WITHIN_MS + 1, DUE_WITHIN_MS), "ok");
+        assert_eq!(
+            (human(0), human(59_999), human(3_600_000), human(3 * 86_400_000 + 5)),
+            ("0s".into(), "59s".into(), "1h".into(), "3d".into())
+        );
+    }
+}
