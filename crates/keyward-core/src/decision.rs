@@ -9,8 +9,10 @@ pub enum DenyReason {
     KeyInvalid,
     /// The key is disabled.
     KeyDisabled,
-    /// The key was revoked (also: reported compromised, destroyed).
+    /// The key was revoked (also: destroyed).
     KeyRevoked,
+    /// The key was reported compromised.
+    KeyCompromised,
     /// The key (or token) is past its expiry.
     KeyExpired,
     /// The key was rolled and its grace period is over.
@@ -46,6 +48,7 @@ impl DenyReason {
             DenyReason::KeyInvalid => "key_invalid",
             DenyReason::KeyDisabled => "key_disabled",
             DenyReason::KeyRevoked => "key_revoked",
+            DenyReason::KeyCompromised => "key_compromised",
             DenyReason::KeyExpired => "key_expired",
             DenyReason::KeyRolled => "key_rolled",
             DenyReason::KeyPending => "key_pending",

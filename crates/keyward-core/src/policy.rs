@@ -157,8 +157,9 @@ impl KeyState {
         Some(match self {
             KeyState::Active => return None,
             KeyState::Disabled => (DenyReason::KeyDisabled, "this key is disabled"),
-            KeyState::Revoked | KeyState::Compromised | KeyState::Destroyed => {
-                (DenyReason::KeyRevoked, "this key was revoked")
+            KeyState::Revoked | KeyState::Destroyed => (DenyReason::KeyRevoked, "this key was revoked"),
+            KeyState::Compromised => {
+                (DenyReason::KeyCompromised, "this key was reported compromised; it is refused for good")
             }
             KeyState::Expired => (DenyReason::KeyExpired, "this key has expired"),
             KeyState::Rolled => (DenyReason::KeyRolled, "this key was rolled and its grace period is over"),
@@ -202,7 +203,15 @@ mod tests {
             KeyState::ALL.iter().filter_map(|s| s.denial()).map(|(r, _)| r.as_str()).collect::<Vec<_>>();
         assert_eq!(
             codes,
-            ["key_pending", "key_disabled", "key_expired", "key_rolled", "key_revoked", "key_revoked", "key_revoked"]
+            [
+                "key_pending",
+                "key_disabled",
+                "key_expired",
+                "key_rolled",
+                "key_revoked",
+                "key_compromised",
+                "key_revoked"
+            ]
         );
         for s in KeyState::ALL {
             assert_eq!(KeyState::parse(s.as_str()), Some(s));

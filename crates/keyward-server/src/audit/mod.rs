@@ -8,6 +8,7 @@
 //! from a status or parsed again from a URL. Entries hold key ids, never
 //! keys; no secret value, signature or key is ever written here.
 
+pub(crate) mod forensic;
 mod sinks;
 mod verify;
 mod writer;

@@ -41,6 +41,7 @@ pub(super) fn status(code: Code) -> StatusCode {
             D::KeyInvalid
             | D::KeyDisabled
             | D::KeyRevoked
+            | D::KeyCompromised
             | D::KeyExpired
             | D::KeyRolled
             | D::KeyPending

@@ -52,6 +52,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/keys/{id}/disable", post(keys::disable))
         .route("/v1/keys/{id}/enable", post(keys::enable))
         .route("/v1/keys/{id}/roll", post(keys::roll))
+        .route("/v1/keys/{id}/compromised", post(keys::compromised))
         .route("/v1/namespaces", get(keys::list_namespaces).post(keys::create_namespace))
         .route("/v1/auth/token", post(tokens::mint))
         .route("/v1/sign/{account}", post(sign::sign))
@@ -87,11 +88,12 @@ fn action(method: &Method, route: Option<&str>) -> &'static str {
     ACTIONS[resource][verb]
 }
 
-const RESOURCES: [&str; 9] = ["sys", "secrets", "keys", "namespaces", "auth", "sign", "proxy", "audit", "metrics"];
+const RESOURCES: [&str; 10] =
+    ["sys", "secrets", "keys", "namespaces", "auth", "sign", "proxy", "audit", "metrics", "rotation"];
 const VERBS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
 /// Every action, by resource and verb (the last row and column: `other`).
 #[rustfmt::skip]
-const ACTIONS: [[&str; 8]; 10] = [
+const ACTIONS: [[&str; 8]; 11] = [
     ["sys.get", "sys.post", "sys.put", "sys.delete", "sys.patch", "sys.head", "sys.options", "sys.other"],
     ["secrets.get", "secrets.post", "secrets.put", "secrets.delete", "secrets.patch", "secrets.head", "secrets.options", "secrets.other"],
     ["keys.get", "keys.post", "keys.put", "keys.delete", "keys.patch", "keys.head", "keys.options", "keys.other"],
@@ -101,6 +103,7 @@ const ACTIONS: [[&str; 8]; 10] = [
     ["proxy.get", "proxy.post", "proxy.put", "proxy.delete", "proxy.patch", "proxy.head", "proxy.options", "proxy.other"],
     ["audit.get", "audit.post", "audit.put", "audit.delete", "audit.patch", "audit.head", "audit.options", "audit.other"],
     ["metrics.get", "metrics.post", "metrics.put", "metrics.delete", "metrics.patch", "metrics.head", "metrics.options", "metrics.other"],
+    ["rotation.get", "rotation.post", "rotation.put", "rotation.delete", "rotation.patch", "rotation.head", "rotation.options", "rotation.other"],
     ["other.get", "other.post", "other.put", "other.delete", "other.patch", "other.head", "other.options", "other.other"],
 ];
 

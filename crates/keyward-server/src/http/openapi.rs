@@ -6,7 +6,7 @@
 //! openapi` rewrites it). Prose, error codes and examples: `docs/http-api.md`.
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::routes::keys::RollKey;
+use super::routes::keys::{ReportCompromised, RollKey};
 use super::routes::sign::SignRequest;
 use super::routes::sys::UnsealRequest;
 use super::routes::tokens::TokenRequest;
@@ -181,6 +181,16 @@ pub(crate) const ROUTES: &[Route] = &[
     )
     .body("VerifyRequest")
     .ok(200, Some("VerifyAnswer"), "the verdict; unknown keys and other namespaces answer alike"),
+    route(
+        "POST",
+        "/v1/keys/{id}/compromised",
+        "keys",
+        "Report a key compromised: refused at once and for good, alerted, with a forensic report",
+        "key:admin",
+    )
+    .sensitive()
+    .body("ReportCompromised")
+    .ok(200, Some("CompromisedAnswer"), "the key and its report: actions, addresses, denials, orders"),
     route("GET", "/v1/namespaces", "keys", "List key namespaces", "key:admin"),
     route(
         "POST",
@@ -354,6 +364,12 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<SignRequest>()
         .schema_from::<Signed>()
         .schema_from::<crate::rotation::RotationStatus>()
+        .schema_from::<ReportCompromised>()
+        .schema_from::<crate::audit::forensic::CompromisedAnswer>()
+        .schema_from::<crate::audit::forensic::Report>()
+        .schema_from::<crate::audit::forensic::Action>()
+        .schema_from::<crate::audit::forensic::Address>()
+        .schema_from::<crate::audit::forensic::PlacedOrder>()
         .schema_from::<crate::rotation::DueItem>()
         .build()
 }

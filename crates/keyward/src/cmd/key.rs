@@ -76,6 +76,25 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Report a key compromised: it is refused at once and for good
+    /// (key_compromised), an alert goes out, and a forensic report of its last
+    /// --hours from the audit log is printed: the addresses it came from (first
+    /// and last seen), the orders it placed with the exchange's order ids, its
+    /// refused requests, and every action with time, address, decision and code.
+    ///
+    /// Examples:
+    ///   keyward key compromised key_7Qe… --hours 168
+    ///   keyward key compromised grid-bot --json > incident.json
+    Compromised {
+        /// Key id (key_…) or unique name.
+        id: String,
+        /// Hours of audit to report, back from now (1 to 8760).
+        #[arg(long, default_value_t = 72)]
+        hours: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a platform key as POST /v1/keys/verify does (the key is read from stdin).
     Verify {
         /// Permission the key must hold.
@@ -193,6 +212,7 @@ pub async fn run(cmd: KeyCommand, conn: &Connection) -> Result<()> {
         KeyCommand::Revoke { id } => revoke(&c, &id).await,
         KeyCommand::Roll { id, grace, json } => roll(&c, &id, &grace, json).await,
         KeyCommand::Verify { permission, ip } => verify(&c, permission, ip).await,
+        KeyCommand::Compromised { id, hours, json } => compromised(&c, &id, hours, json).await,
         KeyCommand::Token { scopes, ttl } => token(&c, scopes, ttl).await,
         KeyCommand::Namespace(NamespaceCommand::Create { name, prefix }) => create_namespace(&c, name, prefix).await,
         KeyCommand::Namespace(NamespaceCommand::List) => list_namespaces(&c).await,
@@ -414,4 +434,68 @@ async fn resolve_id(c: &Client, id_or_name: &str) -> Result<String> {
 
 fn list(v: &Value) -> String {
     v.as_array().map(|a| a.iter().map(cell).collect::<Vec<_>>().join(" ")).unwrap_or_else(|| cell(v))
+}
+
+async fn compromised(c: &Client, id: &str, hours: u64, json: bool) -> Result<()> {
+    let id = resolve_id(c, id).await?;
+    let out = c.call(Method::POST, &format!("/v1/keys/{id}/compromised"), Some(&json!({ "hours": hours }))).await?;
+    if json {
+        return print_json(&out);
+    }
+    let (k, r) = (&out["key"], &out["report"]);
+    println!(
+        "key {} ({}) is now compromised: every request with it is refused (key_compromised).",
+        cell(&k["id"]),
+        cell(&k["name"])
+    );
+    if let Some(next) = k["rolled_to"].as_str() {
+        println!("It was rolled to {next}, which is not marked: report that one too if it may be known.");
+    }
+    println!(
+        "\nReport {} to {}: {} allowed, {} refused{}",
+        cell(&r["from"]),
+        cell(&r["until"]),
+        cell(&r["allowed"]),
+        cell(&r["denied"]),
+        if r["truncated"] == true { " (truncated: narrow --hours or use audit export)" } else { "" }
+    );
+    let rows = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    println!("\nAddresses\n  {:<40} {:<25} {:<25} {:>8} {:>8}", "ip", "first seen", "last seen", "requests", "refused");
+    for a in rows(&r["addresses"]) {
+        println!(
+            "  {:<40} {:<25} {:<25} {:>8} {:>8}",
+            cell(&a["ip"]),
+            cell(&a["first_seen"]),
+            cell(&a["last_seen"]),
+            cell(&a["requests"]),
+            cell(&a["denied"])
+        );
+    }
+    println!("\nOrders\n  {:<25} {:<40} {:<8} {:<24} order", "time", "target", "outcome", "exchange order ids");
+    for o in rows(&r["orders"]) {
+        let ids: Vec<String> = rows(&o["exchange_order_ids"]).iter().map(cell).collect();
+        println!(
+            "  {:<25} {:<40} {:<8} {:<24} {}",
+            cell(&o["time"]),
+            cell(&o["target"]),
+            cell(&o["outcome"]),
+            ids.join(","),
+            o["order"]
+        );
+    }
+    for (title, list) in [("Refused", &r["denials"]), ("Actions", &r["actions"])] {
+        println!("\n{title}\n  {:<25} {:<40} {:<6} {:<16} {:<22} target", "time", "ip", "dec.", "action", "code");
+        for a in rows(list) {
+            println!(
+                "  {:<25} {:<40} {:<6} {:<16} {:<22} {}",
+                cell(&a["time"]),
+                cell(&a["ip"]),
+                cell(&a["decision"]),
+                cell(&a["action"]),
+                cell(&a["code"]),
+                cell(&a["target"])
+            );
+        }
+    }
+    Ok(())
 }

@@ -324,7 +324,7 @@ fn sigkill_never_loses_a_sensitive_entry() {
 }
 
 /// A local webhook receiver: collects the JSON bodies POSTed to it.
-fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+pub(crate) fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", l.local_addr().unwrap());
@@ -478,7 +478,10 @@ fn an_open_metrics_listener_serves_only_metrics() {
     assert_eq!(reqwest::blocking::get(format!("http://127.0.0.1:{port}/v1/secrets/x")).unwrap().status(), 404);
 }
 
-fn wait_for(got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+pub(crate) fn wait_for(
+    got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    pred: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let hits: Vec<Value> = got.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect();

@@ -140,3 +140,61 @@ fn a_rolled_key_starts_a_new_age() {
     );
     assert_eq!((st, v["error"]["code"].clone()), (400, json!("invalid_field")), "{v}");
 }
+
+#[test]
+fn a_key_reported_compromised_is_refused_with_its_forensic_report() {
+    let f = crate::pipeline::fake();
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, got) = crate::audit::receiver();
+    let s = start(dir.path(), &["--allow-upstream", "127.0.0.1", "--alert-webhook", &hook]);
+    crate::pipeline::account(&s, "bin", Some(&f.url));
+    let body =
+        json!({"name": "grid", "scopes": ["account:bin:trade", "account:bin:read"], "allow_ips": ["127.0.0.0/8"]});
+    let (id, key) = create_key(&s, body);
+    let (_, bystander) =
+        create_key(&s, json!({"name": "other", "scopes": ["account:bin:read"], "allow_ips": ["127.0.0.1"]}));
+    assert_eq!(crate::pipeline::order(&s, &key, "bin", "0.01", "grid-1").0, 200);
+    let mbx = [("X-MBX-APIKEY", key.as_str())];
+    let from_elsewhere = s.http_from("127.0.0.7", "GET", "/proxy/bin/api/v3/account", None, None, &mbx);
+    assert_eq!(from_elsewhere.status, 200);
+    let withdraw = s.http_from("127.0.0.7", "POST", "/proxy/bin/sapi/v1/capital/withdraw/apply", None, None, &mbx);
+    assert_eq!(withdraw.status, 403);
+    let other = [("X-MBX-APIKEY", bystander.as_str())];
+    assert_eq!(s.http_from("127.0.0.1", "GET", "/proxy/bin/api/v3/account", None, None, &other).status, 200);
+
+    let o = s.cli(Some(s.admin()), &["key", "compromised", &id, "--hours", "24", "--json"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(out["key"]["state"], "compromised");
+    let r = &out["report"];
+    assert_eq!((r["allowed"].clone(), r["denied"].clone()), (json!(2), json!(1)), "{r}");
+    let ips: Vec<&str> = r["addresses"].as_array().unwrap().iter().map(|a| a["ip"].as_str().unwrap()).collect();
+    assert_eq!(ips, ["127.0.0.1", "127.0.0.7"], "by first use");
+    assert_eq!(r["addresses"][1]["denied"], 1);
+    assert_eq!(r["denials"][0]["code"], "scope_missing");
+    assert_eq!(r["denials"][0]["class"], "withdraw");
+    let orders = r["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 1, "{r}");
+    assert_eq!(orders[0]["order"]["orders"][0]["client_order_id"], "grid-1");
+    assert!(!orders[0]["exchange_order_ids"].as_array().unwrap().is_empty(), "the exchange's order id: {r}");
+    assert!(r["actions"].as_array().unwrap().iter().all(|a| a["ip"] != "" && a["time"].is_string()));
+    assert!(!r.to_string().contains(&key), "the report holds key ids, never keys");
+
+    // Refused at once, for good; the bystander works on.
+    let refused = s.http_from("127.0.0.1", "GET", "/proxy/bin/api/v3/account", None, None, &mbx);
+    assert_eq!((refused.status, refused.body["error"]["code"].clone()), (401, json!("key_compromised")));
+    assert_eq!(s.http_from("127.0.0.1", "GET", "/proxy/bin/api/v3/account", None, None, &other).status, 200);
+    let enable = s.http("POST", &format!("/v1/keys/{id}/enable"), Some(s.admin()), None);
+    assert_eq!(enable.0, 409, "a compromised key cannot be enabled: {}", enable.1);
+    let alerts = crate::audit::wait_for(&got, |v| v["rule"] == "key_compromised");
+    assert!(alerts.iter().any(|v| v["subject"] == format!("key {id}")), "{alerts:?}");
+    // The table form names the same things; bad windows are refused.
+    let (tid, _) = create_key(&s, json!({"name": "t", "scopes": ["secret:read:x"]}));
+    let o = s.cli(Some(s.admin()), &["key", "compromised", &tid], None);
+    let table = stdout(&o);
+    assert!(o.status.success() && table.contains("compromised") && table.contains("Addresses"), "{table}");
+    let bad = s.http("POST", &format!("/v1/keys/{tid}/compromised"), Some(s.admin()), Some(&json!({"hours": 0})));
+    assert_error(&bad, 400, "invalid_request");
+    let (_, reader) = create_key(&s, json!({"name": "r", "scopes": ["secret:read:*"]}));
+    assert_error(&s.http("POST", &format!("/v1/keys/{tid}/compromised"), Some(&reader), None), 403, "scope_missing");
+}

@@ -8,6 +8,8 @@
 //! and never authenticate to keyward's own API. Every check runs before
 //! admission, admission before any change.
 
+use crate::alerts::Alert;
+use crate::audit::forensic;
 use crate::auth::Caller;
 use crate::error::{Code, Error};
 use crate::http::extract::{StrictJson, body_bytes, parse_json, parse_query};
@@ -23,7 +25,7 @@ use keyward_core::clock::rfc3339;
 use keyward_core::duration;
 use keyward_core::policy::KeyState;
 use keyward_core::scope::Need;
-use keyward_store::NamespaceRecord;
+use keyward_store::{AuditQuery, NamespaceRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -207,6 +209,62 @@ pub(crate) async fn enable(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     set_state(&state, &caller, &id, KeyState::Active, &[KeyState::Disabled]).await
+}
+
+/// Body of `POST /v1/keys/{id}/compromised`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportCompromised {
+    /// Hours of the key's audit to report, back from now (default 72, at most 8760).
+    hours: Option<u64>,
+}
+
+/// Entries a forensic report reads at most.
+const REPORT_ENTRIES: usize = 100_000;
+
+/// `POST /v1/keys/{id}/compromised`: the key is refused at once and for
+/// good (`key_compromised`), an alert goes out, and the answer is the
+/// forensic report of its last `hours` from the audit log.
+pub(crate) async fn compromised(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Json<forensic::CompromisedAnswer>> {
+    const FROM: &[KeyState] = &[
+        KeyState::Active,
+        KeyState::Disabled,
+        KeyState::Pending,
+        KeyState::Expired,
+        KeyState::Rolled,
+        KeyState::Revoked,
+    ];
+    let bytes = body_bytes(req).await?;
+    let body: ReportCompromised = if bytes.is_empty() { ReportCompromised::default() } else { parse_json(&bytes)? };
+    let hours = body.hours.unwrap_or(72);
+    if !(1..=8760).contains(&hours) {
+        return Err(Error::invalid("hours is 1 to 8760 (a year)").into());
+    }
+    let Json(changed) = set_state(&state, &caller, &id, KeyState::Compromised, FROM).await?;
+    let now = state.clock.now_ms();
+    let subject = format!("key {id}");
+    let summary =
+        format!("key {id} ({}) was reported compromised by {}; it is refused", changed["name"], caller.key.id);
+    state.sinks.alerts.raise(Alert::plain("key_compromised", subject, summary), now);
+    let from = now - hours as i64 * 3_600_000;
+    let query = AuditQuery {
+        key_id: Some(id.clone()),
+        since_ms: Some(from),
+        until_ms: Some(now),
+        limit: REPORT_ENTRIES as u64 + 1,
+        newest: false,
+        ..AuditQuery::default()
+    };
+    let mut entries = state.auditor.entries(&query).await?;
+    let truncated = entries.len() > REPORT_ENTRIES;
+    entries.truncate(REPORT_ENTRIES);
+    let report = forensic::report(&id, &entries, from, now, truncated);
+    Ok(Json(forensic::CompromisedAnswer { key: changed, report }))
 }
 
 /// Body of `POST /v1/keys/{id}/roll`.
