@@ -8,9 +8,11 @@ use serde_json::{Value, json};
 
 const DAY: i64 = 86_400_000;
 
+/// Now, at a millisecond with no trailing zero (RFC 3339 texts compare as
+/// strings: keyward drops trailing zeros of the fraction, the harness keeps them).
 fn now_ms() -> i64 {
     use keyward_core::clock::Clock;
-    keyward_core::clock::SystemClock.now_ms()
+    keyward_core::clock::SystemClock.now_ms() / 1000 * 1000 + 123
 }
 
 fn rotation(s: &Server, query: &str) -> Value {
