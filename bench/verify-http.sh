@@ -4,6 +4,8 @@
 # platform key, verified by a backend key with key:verify:bench.
 #
 #   bench/verify-http.sh [connections] [duration]     (defaults: 32 10s)
+#   USES=1000000000 bench/verify-http.sh              (a use-limited key: each
+#                                                      verify spends a use durably)
 #
 # Prints wrk's report (requests/s, latency percentiles). Installs wrk from
 # Debian if missing. Bench only: it is not part of the test suite.
@@ -24,7 +26,9 @@ addr=$(sed -n 's/^keyward listening on //p' "$work/out")
 export KEYWARD_ADDR=$addr
 export KEYWARD_TOKEN=$(sed -n 's/^ *export KEYWARD_TOKEN=//p' "$work/out")
 verifier=$("$bin" key create --name bench-backend --scope key:verify:bench -q)
-platform_key=$("$bin" key create --name bench-user --namespace bench --perm orders.read -q)
+uses_flag=()
+if [ -n "${USES:-}" ]; then uses_flag=(--uses "$USES"); fi
+platform_key=$("$bin" key create --name bench-user --namespace bench --perm orders.read "${uses_flag[@]}" -q)
 cat >"$work/verify.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer $verifier"

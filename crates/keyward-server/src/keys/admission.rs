@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::seal::Unsealed;
 use governor::clock::{Clock as _, DefaultClock};
 use keyward_core::decision::DenyReason;
-use keyward_store::{KeyRecord, OrderUsage};
+use keyward_store::OrderUsage;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
@@ -70,7 +70,8 @@ impl Keys {
     }
 
     /// Takes one use of a use-limited key, durably and through the key
-    /// ledger, and notes the use: the last step of admission. Refuses with
+    /// ledger (group-committed with concurrent uses, see [`super::uses`]),
+    /// and notes the use: the last step of admission. Refuses with
     /// `uses_exhausted`.
     pub(crate) async fn take_use(
         &self,
@@ -81,18 +82,18 @@ impl Keys {
     ) -> Result<Admitted> {
         let mut remaining = None;
         if key.policy.uses.is_some() {
-            let mut turn = self.turn().await;
-            let stored = self.store.key(&key.id).await?.ok_or_else(|| Error::not_found("no such key"))?;
-            let left = stored.uses_remaining.unwrap_or(0);
-            if left <= 0 {
-                key.uses_remaining.store(0, Ordering::Relaxed);
-                return Err(Error::new(DenyReason::UsesExhausted, "this key has no uses left"));
+            match self.spend_use(unsealed, &key.id).await {
+                Ok(left) => {
+                    key.uses_remaining.store(left, Ordering::Relaxed);
+                    remaining = Some(left);
+                }
+                Err(e) => {
+                    if e.code == crate::error::Code::Deny(DenyReason::UsesExhausted) {
+                        key.uses_remaining.store(0, Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
             }
-            let spent = KeyRecord { uses_remaining: Some(left - 1), ..stored.clone() };
-            self.commit(&mut turn, unsealed, Changes { update_keys: vec![(stored, spent)], ..Changes::default() })
-                .await?;
-            key.uses_remaining.store(left - 1, Ordering::Relaxed);
-            remaining = Some(left - 1);
         }
         key.note_use(self.clock.now_ms(), ip);
         Ok(Admitted { remaining, ratelimit })

@@ -12,6 +12,7 @@ mod admission;
 mod index;
 pub(crate) mod ledger;
 mod manage;
+mod uses;
 mod verify;
 
 pub(crate) use admission::{Admitted, RateInfo};
@@ -50,6 +51,8 @@ pub(crate) struct Keys {
     reseal_ledger: bool,
     /// `--key-max-age` (seconds), for keyward's keys without their own.
     default_max_age_s: Option<u64>,
+    /// Uses waiting for the next group commit (see [`uses`]).
+    use_queue: std::sync::Mutex<Vec<uses::UseRequest>>,
 }
 
 /// How the key service runs.
@@ -80,6 +83,7 @@ impl Keys {
             ledger: tokio::sync::Mutex::new(None),
             reseal_ledger: config.reseal_ledger,
             default_max_age_s: config.default_max_age_s,
+            use_queue: std::sync::Mutex::new(Vec::new()),
         }
     }
 

@@ -1,0 +1,97 @@
+//! Uses of use-limited keys, group-committed: each use is durable before
+//! it is granted, and concurrent uses share one ledger write (one
+//! transaction, one fsync) instead of taking turns at one each. A request
+//! queues its use, then takes the ledger's turn; whoever holds the turn
+//! writes every queued use and answers each one, so a request that finds
+//! its answer already there returns at once.
+
+use super::{Changes, Keys, Turn};
+use crate::error::{Error, Result};
+use crate::seal::Unsealed;
+use keyward_core::decision::DenyReason;
+use keyward_store::KeyRecord;
+use std::collections::BTreeMap;
+use tokio::sync::oneshot;
+
+/// One use asked for: the key and where its answer goes (uses left after it).
+#[derive(Debug)]
+pub(super) struct UseRequest {
+    key_id: String,
+    answer: oneshot::Sender<Result<i64>>,
+}
+
+fn exhausted() -> Error {
+    Error::new(DenyReason::UsesExhausted, "this key has no uses left")
+}
+
+impl Keys {
+    /// Takes one use of `key_id` durably; the uses left after it.
+    pub(super) async fn spend_use(&self, unsealed: &Unsealed, key_id: &str) -> Result<i64> {
+        let (tx, mut rx) = oneshot::channel();
+        self.use_queue
+            .lock()
+            .map_err(|_| Error::internal("use queue poisoned"))?
+            .push(UseRequest { key_id: key_id.to_string(), answer: tx });
+        let answered = |rx: &mut oneshot::Receiver<Result<i64>>| match rx.try_recv() {
+            Ok(answer) => Some(answer),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::internal("a use was dropped unanswered"))),
+        };
+        loop {
+            if let Some(answer) = answered(&mut rx) {
+                return answer;
+            }
+            let mut turn = self.turn().await;
+            if let Some(answer) = answered(&mut rx) {
+                return answer;
+            }
+            let batch = std::mem::take(&mut *self.use_queue.lock().map_err(|_| Error::internal("use queue poisoned"))?);
+            self.write_uses(&mut turn, unsealed, batch).await;
+        }
+    }
+
+    /// Writes `batch` in one ledger step and answers every request in it.
+    async fn write_uses(&self, turn: &mut Turn<'_>, unsealed: &Unsealed, batch: Vec<UseRequest>) {
+        let mut by_key: BTreeMap<String, Vec<oneshot::Sender<Result<i64>>>> = BTreeMap::new();
+        for r in batch {
+            by_key.entry(r.key_id).or_default().push(r.answer);
+        }
+        let mut changes = Changes::default();
+        let mut granted: Vec<(oneshot::Sender<Result<i64>>, i64)> = Vec::new();
+        for (id, answers) in by_key {
+            let stored = match self.store.key(&id).await {
+                Ok(Some(row)) => row,
+                Ok(None) => {
+                    answers.into_iter().for_each(|a| drop(a.send(Err(Error::not_found("no such key")))));
+                    continue;
+                }
+                Err(e) => {
+                    let e = Error::from(e);
+                    answers.into_iter().for_each(|a| drop(a.send(Err(e.clone()))));
+                    continue;
+                }
+            };
+            let mut left = stored.uses_remaining.unwrap_or(0);
+            for a in answers {
+                if left <= 0 {
+                    let _ = a.send(Err(exhausted()));
+                } else {
+                    left -= 1;
+                    granted.push((a, left));
+                }
+            }
+            if Some(left) != stored.uses_remaining {
+                let spent = KeyRecord { uses_remaining: Some(left), ..stored.clone() };
+                changes.update_keys.push((stored, spent));
+            }
+        }
+        if changes.update_keys.is_empty() {
+            return;
+        }
+        // One write for every key in the batch: all granted, or none.
+        match self.commit(turn, unsealed, changes).await {
+            Ok(()) => granted.into_iter().for_each(|(a, left)| drop(a.send(Ok(left)))),
+            Err(e) => granted.into_iter().for_each(|(a, _)| drop(a.send(Err(e.clone())))),
+        }
+    }
+}
