@@ -186,10 +186,20 @@ pub struct LedgerHead {
     pub rev: u64,
     /// How many rows the ledger covers.
     pub count: u64,
-    /// The rows' combined digest.
-    pub digest: Vec<u8>,
-    /// MAC over revision, count and digest.
+    /// MAC over revision, count and every part.
     pub mac: Vec<u8>,
+    /// The parts of the ledger's digest: read, every stored part; written,
+    /// the parts that changed (each replaces the part of its index).
+    pub parts: Vec<LedgerPart>,
+}
+
+/// One part of the key ledger's digest (what it holds is the server's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerPart {
+    /// Which part.
+    pub index: u32,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// A key's cumulative order notional on one UTC day (micro-units).

@@ -3,8 +3,8 @@
 //! `secure_delete` (destroyed ciphertext is overwritten, not just unlinked).
 
 use crate::{
-    AuditQuery, KeyRecord, LedgerHead, LedgerWrite, NamespaceRecord, NewVersion, OrderUsage, SealRecord, SecretMeta,
-    Store, StoreError, StoreResult, VersionRecord,
+    AuditQuery, KeyRecord, LedgerHead, LedgerPart, LedgerWrite, NamespaceRecord, NewVersion, OrderUsage, SealRecord,
+    SecretMeta, Store, StoreError, StoreResult, VersionRecord,
 };
 use async_trait::async_trait;
 use keyward_core::audit::{AuditEntry, Checkpoint};
@@ -316,15 +316,20 @@ impl Store for SqliteStore {
     }
 
     async fn ledger_head(&self) -> StoreResult<Option<LedgerHead>> {
-        let row = sqlx::query("SELECT rev, count, digest, mac FROM key_ledger WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| LedgerHead {
-            rev: u64_of(r.get("rev")),
-            count: u64_of(r.get("count")),
-            digest: r.get("digest"),
-            mac: r.get("mac"),
-        }))
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT rev, count, mac FROM key_ledger WHERE id = 1").fetch_optional(&mut *tx).await?;
+        let Some(r) = row else { return Ok(None) };
+        let parts = sqlx::query("SELECT part, bytes FROM key_ledger_parts ORDER BY part")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|p| LedgerPart {
+                index: p.get::<i64, _>("part").clamp(0, u32::MAX as i64) as u32,
+                bytes: p.get("bytes"),
+            })
+            .collect();
+        tx.commit().await?;
+        Ok(Some(LedgerHead { rev: u64_of(r.get("rev")), count: u64_of(r.get("count")), mac: r.get("mac"), parts }))
     }
 
     async fn list_order_usage(&self) -> StoreResult<Vec<OrderUsage>> {
@@ -479,20 +484,18 @@ impl Store for SqliteStore {
 async fn write_ledger(tx: &mut sqlx::SqliteConnection, w: &LedgerWrite) -> StoreResult<()> {
     let h = &w.head;
     let moved = match w.expected_rev {
-        None => sqlx::query(
-            "INSERT INTO key_ledger (id, rev, count, digest, mac) VALUES (1, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-        )
-        .bind(h.rev as i64)
-        .bind(h.count as i64)
-        .bind(&h.digest)
-        .bind(&h.mac)
-        .execute(&mut *tx)
-        .await?,
-        Some(expected) => {
-            sqlx::query("UPDATE key_ledger SET rev = ?, count = ?, digest = ?, mac = ? WHERE id = 1 AND rev = ?")
+        None => {
+            sqlx::query("INSERT INTO key_ledger (id, rev, count, mac) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO NOTHING")
                 .bind(h.rev as i64)
                 .bind(h.count as i64)
-                .bind(&h.digest)
+                .bind(&h.mac)
+                .execute(&mut *tx)
+                .await?
+        }
+        Some(expected) => {
+            sqlx::query("UPDATE key_ledger SET rev = ?, count = ?, mac = ? WHERE id = 1 AND rev = ?")
+                .bind(h.rev as i64)
+                .bind(h.count as i64)
                 .bind(&h.mac)
                 .bind(expected as i64)
                 .execute(&mut *tx)
@@ -504,6 +507,15 @@ async fn write_ledger(tx: &mut sqlx::SqliteConnection, w: &LedgerWrite) -> Store
         let current: Option<i64> =
             sqlx::query_scalar("SELECT rev FROM key_ledger WHERE id = 1").fetch_optional(&mut *tx).await?;
         return Err(StoreError::Conflict { current: current.map(u64_of).unwrap_or(0) });
+    }
+    for p in &h.parts {
+        sqlx::query(
+            "INSERT INTO key_ledger_parts (part, bytes) VALUES (?1, ?2) ON CONFLICT(part) DO UPDATE SET bytes = ?2",
+        )
+        .bind(i64::from(p.index))
+        .bind(&p.bytes)
+        .execute(&mut *tx)
+        .await?;
     }
     for k in &w.insert_keys {
         insert_key(&mut *tx, k).await?;

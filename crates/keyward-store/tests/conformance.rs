@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use keyward_store::{
-    KeyRecord, LedgerHead, LedgerWrite, NamespaceRecord, NewVersion, OrderUsage, SealKind, SealRecord, SqliteStore,
-    Store, StoreError,
+    KeyRecord, LedgerHead, LedgerPart, LedgerWrite, NamespaceRecord, NewVersion, OrderUsage, SealKind, SealRecord,
+    SqliteStore, Store, StoreError,
 };
 
 fn seal() -> SealRecord {
@@ -29,7 +29,12 @@ fn key(id: &str) -> KeyRecord {
 }
 
 fn head(rev: u64) -> LedgerHead {
-    LedgerHead { rev, count: rev * 10, digest: vec![rev as u8; 32], mac: vec![7; 32] }
+    LedgerHead {
+        rev,
+        count: rev * 10,
+        mac: vec![7; 32],
+        parts: vec![LedgerPart { index: 0, bytes: vec![rev as u8; 40] }],
+    }
 }
 
 /// A ledger write from `from` to `from + 1` (the store checks only the revision).
@@ -142,6 +147,12 @@ async fn conformance(store: &dyn Store) {
     let missing = LedgerWrite { update_keys: vec![key("key_none")], ..step(3) };
     assert!(matches!(store.commit_ledger(&missing).await, Err(StoreError::NotFound)));
     assert_eq!(store.ledger_head().await.unwrap(), Some(head(3)));
+    // A write replaces only the parts it carries.
+    let mut h4 = head(4);
+    h4.parts = vec![LedgerPart { index: 3, bytes: vec![9; 40] }];
+    store.commit_ledger(&LedgerWrite { expected_rev: Some(3), head: h4, ..LedgerWrite::default() }).await.unwrap();
+    let parts = store.ledger_head().await.unwrap().unwrap().parts;
+    assert_eq!(parts, [head(3).parts[0].clone(), LedgerPart { index: 3, bytes: vec![9; 40] }]);
 }
 
 async fn conformance_uses_and_namespaces(store: &dyn Store) {
@@ -151,11 +162,11 @@ async fn conformance_uses_and_namespaces(store: &dyn Store) {
     k.policy = r#"{"scopes":[]}"#.into();
     k.uses_remaining = Some(4);
     let usage = |key_id: &str, day, used| OrderUsage { key_id: key_id.into(), day, used };
-    let w = LedgerWrite { update_keys: vec![k.clone()], usage: vec![usage("k", 1, 600), usage("k", 2, 5)], ..step(3) };
+    let w = LedgerWrite { update_keys: vec![k.clone()], usage: vec![usage("k", 1, 600), usage("k", 2, 5)], ..step(4) };
     store.commit_ledger(&w).await.unwrap();
     assert_eq!(store.key("key_second").await.unwrap().unwrap(), k);
     assert!(store.key("key_none").await.unwrap().is_none());
-    store.commit_ledger(&LedgerWrite { usage: vec![usage("k", 1, 400)], ..step(4) }).await.unwrap();
+    store.commit_ledger(&LedgerWrite { usage: vec![usage("k", 1, 400)], ..step(5) }).await.unwrap();
     assert_eq!(store.order_usage("k", 1).await.unwrap(), Some(400), "a counter is set, not added to");
     assert_eq!(store.order_usage("k", 3).await.unwrap(), None);
     assert_eq!(store.list_order_usage().await.unwrap(), [usage("k", 1, 400), usage("k", 2, 5)]);

@@ -26,7 +26,7 @@
 //! catches the log cut back to match.
 
 use crate::seal::Unsealed;
-use keyward_store::{KeyRecord, LedgerHead, LedgerWrite, OrderUsage};
+use keyward_store::{KeyRecord, LedgerHead, LedgerPart, LedgerWrite, OrderUsage};
 use std::collections::HashMap;
 
 /// Rows are spread over this many parts of the ledger by key id, each
@@ -217,9 +217,10 @@ impl Ledger {
         usage: &[OrderUsage],
     ) -> (Self, Option<Broken>) {
         let mut found = Self::over(u, keys, usage);
-        let stored = decode_parts(&head.digest);
+        let stored = assemble(&head.parts);
         let total: u64 = stored.as_ref().map(|p| p.iter().map(|p| p.count).sum()).unwrap_or(0);
-        let sound = u.verify_row_mac(&head_input(head.rev, head.count, &head.digest), &head.mac) && total == head.count;
+        let digest = stored.as_deref().map(encode_parts).unwrap_or_default();
+        let sound = u.verify_row_mac(&head_input(head.rev, head.count, &digest), &head.mac) && total == head.count;
         let Some(parts) = stored.filter(|_| sound) else {
             let all = Self { rev: Some(head.rev), broken: vec![true; PARTS], ..found };
             return (all, Some(Broken::everywhere("the ledger head failed its MAC")));
@@ -251,7 +252,7 @@ impl Ledger {
         rewrite: Vec<KeyRecord>,
     ) -> (Self, LedgerWrite) {
         let mut l = Self { rev: stored_rev, ..Self::over(u, keys, usage) };
-        let (next, mut write) = l.head_after(u, Vec::new());
+        let (next, mut write) = l.head_after(u, Vec::new(), true);
         l.apply(next);
         write.update_keys = rewrite;
         (l, write)
@@ -301,7 +302,7 @@ impl Ledger {
             counters.push((at, term));
         }
         let parts: Vec<(usize, Part)> = parts.into_iter().collect();
-        let (mut next, mut write) = self.head_after(u, parts);
+        let (mut next, mut write) = self.head_after(u, parts, false);
         (next.keys, next.counters) = (keys, counters);
         write.insert_keys = changes.insert_keys;
         write.update_keys = changes.update_keys.into_iter().map(|(_, new)| new).collect();
@@ -309,8 +310,10 @@ impl Ledger {
         Ok((next, write))
     }
 
-    /// The head one revision on, with `changed` parts in place.
-    fn head_after(&self, u: &Unsealed, changed: Vec<(usize, Part)>) -> (Next, LedgerWrite) {
+    /// The head one revision on, with `changed` parts in place; the write
+    /// carries the changed parts, or every part for the first head and
+    /// with `every_part`.
+    fn head_after(&self, u: &Unsealed, changed: Vec<(usize, Part)>, every_part: bool) -> (Next, LedgerWrite) {
         let mut all = self.parts.clone();
         for (i, p) in &changed {
             all[*i] = *p;
@@ -318,7 +321,13 @@ impl Ledger {
         let rev = self.rev.map_or(1, |r| r + 1);
         let digest = encode_parts(&all);
         let count = all.iter().map(|p| p.count).sum();
-        let head = LedgerHead { rev, count, mac: u.row_mac(&head_input(rev, count, &digest)).to_vec(), digest };
+        let stored = |i: usize, p: &Part| LedgerPart { index: i as u32, bytes: encode_parts(std::slice::from_ref(p)) };
+        let parts = if every_part || self.rev.is_none() {
+            all.iter().enumerate().map(|(i, p)| stored(i, p)).collect()
+        } else {
+            changed.iter().map(|(i, p)| stored(*i, p)).collect()
+        };
+        let head = LedgerHead { rev, count, mac: u.row_mac(&head_input(rev, count, &digest)).to_vec(), parts };
         let next = Next { rev, parts: changed, keys: Vec::new(), counters: Vec::new() };
         (next, LedgerWrite { expected_rev: self.rev, head, ..LedgerWrite::default() })
     }
@@ -358,22 +367,22 @@ fn encode_parts(parts: &[Part]) -> Vec<u8> {
     out
 }
 
-fn decode_parts(bytes: &[u8]) -> Option<Vec<Part>> {
-    if bytes.len() != PARTS * PART_BYTES {
-        return None;
+/// The parts as stored; a part never written is empty. `None` for a part
+/// out of range or of the wrong size.
+fn assemble(stored: &[LedgerPart]) -> Option<Vec<Part>> {
+    let mut parts = vec![Part::default(); PARTS];
+    for p in stored {
+        let i = p.index as usize;
+        if i >= PARTS || p.bytes.len() != PART_BYTES {
+            return None;
+        }
+        let mut count = [0u8; 8];
+        count.copy_from_slice(&p.bytes[..8]);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&p.bytes[8..]);
+        parts[i] = Part { count: u64::from_be_bytes(count), digest };
     }
-    Some(
-        bytes
-            .chunks_exact(PART_BYTES)
-            .map(|c| {
-                let mut count = [0u8; 8];
-                count.copy_from_slice(&c[..8]);
-                let mut digest = [0u8; 32];
-                digest.copy_from_slice(&c[8..]);
-                Part { count: u64::from_be_bytes(count), digest }
-            })
-            .collect(),
-    )
+    Some(parts)
 }
 
 #[cfg(test)]
@@ -402,12 +411,45 @@ mod tests {
         }
     }
 
-    /// A step, put in force as a commit would.
+    /// A step, put in force as a commit would; the write's head carries
+    /// every part, as the store reads it back.
     fn stepped(l: &Ledger, u: &Unsealed, c: Changes) -> Result<(Ledger, LedgerWrite), Refused> {
-        let (next, write) = l.step(u, c)?;
+        let (next, mut write) = l.step(u, c)?;
         let mut l = l.clone();
         l.apply(next);
+        write.head.parts = l
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| LedgerPart { index: i as u32, bytes: encode_parts(std::slice::from_ref(p)) })
+            .collect();
         Ok((l, write))
+    }
+
+    #[test]
+    fn a_deleted_or_resized_part_breaks_every_part() {
+        let u = unsealed();
+        let (a, _) = ids();
+        let (_, w) = stepped(&Ledger::empty(), &u, changes(|c| c.insert_keys = vec![row(a, "active", None)])).unwrap();
+        let rows = [row(a, "active", None)];
+        let mut gone = w.head.clone();
+        gone.parts.retain(|p| p.index as usize != part_of(a));
+        assert_eq!(Ledger::check(&u, &gone, &[], &[]).1.unwrap().parts.len(), PARTS, "part and rows deleted together");
+        let mut short = w.head.clone();
+        short.parts[0].bytes.pop();
+        assert_eq!(Ledger::check(&u, &short, &rows, &[]).1.unwrap().parts.len(), PARTS);
+        assert!(Ledger::check(&u, &w.head, &rows, &[]).1.is_none());
+    }
+
+    #[test]
+    fn a_step_writes_only_the_parts_it_moves() {
+        let u = unsealed();
+        let (a, b) = ids();
+        let (l, first) =
+            stepped(&Ledger::empty(), &u, changes(|c| c.insert_keys = vec![row(a, "active", None)])).unwrap();
+        assert_eq!(first.head.parts.len(), PARTS);
+        let (_, w) = l.step(&u, changes(|c| c.insert_keys = vec![row(b, "active", None)])).unwrap();
+        assert_eq!(w.head.parts.iter().map(|p| p.index as usize).collect::<Vec<_>>(), [part_of(b)]);
     }
 
     fn changes(f: impl FnOnce(&mut Changes)) -> Changes {
