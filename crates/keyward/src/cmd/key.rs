@@ -265,10 +265,14 @@ async fn show(c: &Client, id: &str, json: bool) -> Result<()> {
         return print_json(&out);
     }
     if let Some(o) = out.as_object() {
-        for (k, v) in o {
+        for (k, v) in o.iter().filter(|(k, _)| *k != "history") {
             let text = if v.is_array() { list(v) } else { cell(v) };
             println!("{k:<15} {text}");
         }
+    }
+    println!("\nhistory\n  {:<25} {:<12} {:<21} from", "time", "change", "by");
+    for h in out["history"].as_array().into_iter().flatten() {
+        println!("  {:<25} {:<12} {:<21} {}", cell(&h["time"]), cell(&h["change"]), cell(&h["by"]), cell(&h["ip"]));
     }
     Ok(())
 }

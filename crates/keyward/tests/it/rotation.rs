@@ -200,3 +200,34 @@ fn a_key_reported_compromised_is_refused_with_its_forensic_report() {
     let (_, reader) = create_key(&s, json!({"name": "r", "scopes": ["secret:read:*"]}));
     assert_error(&s.http("POST", &format!("/v1/keys/{tid}/compromised"), Some(&reader), None), 403, "scope_missing");
 }
+
+#[test]
+fn key_show_lists_each_change_with_its_time_and_who_made_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let a = s.admin().to_string();
+    let admin_id = s.http("GET", "/v1/keys", Some(&a), None).1["keys"][0]["id"].as_str().unwrap().to_string();
+    let (manager_id, manager) =
+        create_key(&s, json!({"name": "m", "scopes": ["key:admin", "secret:read:*"], "allow_ips": ["127.0.0.1"]}));
+    let (id, _) = create_key(&s, json!({"name": "bot", "scopes": ["secret:read:x"]}));
+    for (who, action) in [(&a, "disable"), (&manager, "enable"), (&a, "revoke")] {
+        assert_eq!(s.http("POST", &format!("/v1/keys/{id}/{action}"), Some(who), None).0, 200);
+    }
+    // A refused change is not history.
+    let (_, reader) = create_key(&s, json!({"name": "r", "scopes": ["secret:read:x"]}));
+    assert_eq!(s.http("POST", &format!("/v1/keys/{id}/enable"), Some(&reader), None).0, 403);
+    let (_, shown) = s.http("GET", &format!("/v1/keys/{id}"), Some(&a), None);
+    let history: Vec<(String, String)> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["change"].as_str().unwrap().to_string(), h["by"].as_str().unwrap().to_string()))
+        .collect();
+    let expect = [("created", &admin_id), ("disabled", &admin_id), ("active", &manager_id), ("revoked", &admin_id)];
+    let expect: Vec<(String, String)> = expect.iter().map(|(c, b)| (c.to_string(), b.to_string())).collect();
+    assert_eq!(history, expect, "{shown}");
+    assert!(shown["history"][0]["time"].is_string());
+    let o = s.cli(Some(&a), &["key", "show", &id], None);
+    let text = stdout(&o);
+    assert!(o.status.success() && text.contains("history") && text.contains(&manager_id), "{text}");
+}

@@ -109,9 +109,11 @@ pub(crate) async fn create(
         let ns = &new.namespace;
         caller.require(Need::KeyVerify(ns), &format!("managing keys of namespace {ns} (key:verify:{ns})"))?;
     }
+    caller.record.detail(change("created"));
     let admitted = caller.admit().await?;
     let opt_out = new.policy.allows_any_address();
     let (entry, secret) = state.keys.create(&admitted, &caller.unsealed, new).await?;
+    caller.record.target(entry.id.clone());
     if opt_out {
         tracing::warn!(key_id = %entry.id, by = %caller.key.id, "access key created with an allow-any-address opt-out");
     }
@@ -158,7 +160,29 @@ pub(crate) async fn show(
 ) -> ApiResult<Json<Value>> {
     let key = find(&state, &caller, &id)?;
     caller.admit().await?;
-    Ok(Json(key_json(&key, state.clock.now_ms())))
+    let mut body = key_json(&key, state.clock.now_ms());
+    body["history"] = json!(history(&state, &key.id).await?);
+    Ok(Json(body))
+}
+
+/// What a key-management entry says changed (`{"change": "revoked"}`).
+fn change(what: &str) -> String {
+    json!({ "change": what }).to_string()
+}
+
+/// A key's changes from the audit log, oldest first: time, what changed,
+/// the key that made the change and its address.
+async fn history(state: &AppState, id: &str) -> Result<Vec<Value>, Error> {
+    let query = AuditQuery { target_prefix: Some(id.to_string()), limit: 1000, newest: false, ..AuditQuery::default() };
+    let entries = state.auditor.entries(&query).await?;
+    Ok(entries
+        .iter()
+        .filter(|e| e.target == id && e.decision == "allow" && e.action.starts_with("keys."))
+        .filter_map(|e| {
+            let change = serde_json::from_str::<Value>(&e.detail).ok()?.get("change")?.as_str()?.to_string();
+            Some(json!({ "time": rfc3339(e.time_ms), "change": change, "by": e.key_id, "ip": e.ip }))
+        })
+        .collect())
 }
 
 /// A state change of the key `id`: checked on the key as loaded before
@@ -176,6 +200,7 @@ async fn set_state(
         return Err(Error::new(Code::RowTampered, "this key's stored record failed its integrity check").into());
     }
     state_change(key.state, to, allowed_from)?;
+    caller.record.detail(change(to.as_str()));
     let admitted = caller.admit().await?;
     let k = state.keys.set_state(&admitted, &caller.unsealed, &key.id, to, allowed_from).await?;
     tracing::info!(key_id = %k.id, by = %caller.key.id, state = to.as_str(), "access key state changed");
@@ -295,6 +320,7 @@ pub(crate) async fn roll(
     if old.effective_state(state.clock.now_ms()) != KeyState::Active || old.tampered {
         return Err(Error::new(Code::InvalidState, "only an active key can be rolled").into());
     }
+    caller.record.detail(change("rolled"));
     let admitted = caller.admit().await?;
     let rolled = state.keys.roll(&admitted, &caller.unsealed, &old, grace_s as i64 * 1000).await?;
     tracing::info!(key_id = %rolled.new.id, old = %rolled.old.id, by = %caller.key.id, "access key rolled");
