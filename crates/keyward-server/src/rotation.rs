@@ -76,55 +76,61 @@ fn status(due_in_ms: i64, within_ms: i64) -> &'static str {
     }
 }
 
+/// The time the list is made at, and how far ahead counts as due.
+struct Window {
+    now_ms: i64,
+    within_ms: i64,
+}
+
+impl Window {
+    /// An item rotated at `since_ms`, every `every_s`, due at `due_ms`.
+    fn item(&self, kind: &'static str, id: &str, since_ms: i64, every_s: i64, due_ms: i64) -> DueItem {
+        DueItem {
+            kind,
+            id: id.to_string(),
+            name: None,
+            age: human(self.now_ms - since_ms),
+            every: format_secs(every_s.max(0) as u64),
+            since: rfc3339(since_ms),
+            due_at: rfc3339(due_ms),
+            due_in_ms: due_ms - self.now_ms,
+            status: status(due_ms - self.now_ms, self.within_ms),
+            state: String::new(),
+            run: String::new(),
+        }
+    }
+}
+
 /// Every secret with a rotation period and every live key with a maximum
 /// age, soonest due first; `within_ms` sets what counts as `due`.
 pub(crate) async fn due_list(keys: &Keys, secrets: &Secrets, now_ms: i64, within_ms: i64) -> Result<Vec<DueItem>> {
+    let at = Window { now_ms, within_ms };
     let mut out = Vec::new();
     for m in secrets.list("").await? {
         let Some(period_s) = m.rotation_period_s else { continue };
         let due = m.updated_ms.saturating_add(period_s.saturating_mul(1000));
         let account = m.path.starts_with("exchanges/") && m.kind.is_some();
+        let kind = if account { "exchange_account" } else { "secret" };
         let run = if account {
             format!("keyward secret put {} api_key=… api_secret=- (the new credentials from the exchange)", m.path)
         } else {
             format!("keyward secret put {} FIELD=… (the new value)", m.path)
         };
-        out.push(DueItem {
-            kind: if account { "exchange_account" } else { "secret" },
-            id: m.path.clone(),
-            name: None,
-            age: human(now_ms - m.updated_ms),
-            every: format_secs(period_s.max(0) as u64),
-            since: rfc3339(m.updated_ms),
-            due_at: rfc3339(due),
-            due_in_ms: due - now_ms,
-            status: status(due - now_ms, within_ms),
-            state: "current".into(),
-            run,
-        });
+        out.push(DueItem { state: "current".into(), run, ..at.item(kind, &m.path, m.updated_ms, period_s, due) });
     }
     for k in keys.all()? {
         let (Some(aged), Some(max_s)) = (k.aged_ms, k.max_age_s()) else { continue };
         let state = k.effective_state(now_ms);
         // Revoked, rolled or disabled keys do not rotate; expired ones do (by rolling).
-        if !matches!(state, KeyState::Active | KeyState::Pending | KeyState::Expired) || k.tampered {
-            continue;
-        }
-        if k.policy.rolled_to.is_some() {
+        let live = matches!(state, KeyState::Active | KeyState::Pending | KeyState::Expired);
+        if !live || k.tampered || k.policy.rolled_to.is_some() {
             continue;
         }
         out.push(DueItem {
-            kind: "access_key",
-            id: k.id.clone(),
             name: Some(k.name.clone()),
-            age: human(now_ms - k.created_ms),
-            every: format_secs(max_s.max(0) as u64),
-            since: rfc3339(k.created_ms),
-            due_at: rfc3339(aged),
-            due_in_ms: aged - now_ms,
-            status: status(aged - now_ms, within_ms),
             state: state.as_str().to_string(),
             run: format!("keyward key roll {} --grace 24h", k.id),
+            ..at.item("access_key", &k.id, k.created_ms, max_s, aged)
         });
     }
     out.sort_by(|a, b| a.due_in_ms.cmp(&b.due_in_ms).then_with(|| a.id.cmp(&b.id)));

@@ -419,13 +419,7 @@ fn metrics_parse_as_prometheus_text() {
     let (_, reader) = create_key(&s, json!({"name": "r", "scopes": ["secret:read:x"]}));
     s.http("GET", "/v1/secrets/nope", Some(&reader), None);
     assert_error(&s.http("GET", "/metrics", Some(&reader), None), 403, "scope_missing");
-    let text = reqwest::blocking::Client::new()
-        .get(format!("{}/metrics", s.addr))
-        .bearer_auth(&a)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = metrics_text(&s, &a);
     let py = std::env::var("KEYWARD_TEST_PYTHON")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv-test/bin/python").to_string());
     let parse = r#"

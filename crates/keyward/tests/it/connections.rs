@@ -19,19 +19,12 @@ fn rig(dir: &std::path::Path) -> (Server, FakeExchange, String) {
         "bybit": {"key": "YK", "secret": "ys"},
     }));
     let s = start(dir, &["--allow-upstream", "127.0.0.1"]);
-    for (name, kind, mut f) in [
+    for (name, kind, f) in [
         ("bin", "binance", json!({"api_key": "BK", "api_secret": "bs"})),
         ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
         ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
     ] {
-        f["base_url"] = json!(fake.url);
-        let (st, v) = s.http(
-            "PUT",
-            &format!("/v1/secrets/exchanges/{name}"),
-            Some(s.admin()),
-            Some(&json!({"data": f, "type": kind})),
-        );
-        assert_eq!(st, 200, "{v}");
+        exchange_account(&s, name, kind, f, &fake.url);
     }
     let scopes: Vec<String> =
         ["bin", "okx", "by"].iter().flat_map(|a| [format!("account:{a}:trade"), format!("account:{a}:read")]).collect();
@@ -52,14 +45,13 @@ fn pipelined(s: &Server, bytes: &[u8]) -> Vec<(u16, String)> {
     let _ = c.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
     let mut answers = Vec::new();
-    for (i, part) in text.split("HTTP/1.1 ").enumerate().skip(1) {
+    for part in text.split("HTTP/1.1 ").skip(1) {
         let status = part.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
         let code = part
             .find("\r\n\r\n")
             .and_then(|at| serde_json::from_str::<Value>(part[at + 4..].trim_end()).ok())
             .map(|v| v["error"]["code"].as_str().unwrap_or("").to_string())
             .unwrap_or_default();
-        let _ = i;
         answers.push((status, code));
     }
     answers

@@ -23,20 +23,13 @@ fn rig() -> Rig {
     }));
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
-    for (name, kind, mut f) in [
+    for (name, kind, f) in [
         ("bin", "binance", json!({"api_key": "BK", "api_secret": "bs"})),
         ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
         ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
         ("kr", "kraken", json!({"api_key": "KK", "api_secret": KRAKEN_SECRET})),
     ] {
-        f["base_url"] = json!(fake.url);
-        let (st, v) = s.http(
-            "PUT",
-            &format!("/v1/secrets/exchanges/{name}"),
-            Some(s.admin()),
-            Some(&json!({"data": f, "type": kind})),
-        );
-        assert_eq!(st, 200, "{v}");
+        exchange_account(&s, name, kind, f, &fake.url);
     }
     Rig { _dir: dir, s, fake }
 }

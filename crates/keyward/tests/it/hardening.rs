@@ -190,18 +190,11 @@ fn a_borrowing_order_never_reaches_the_exchange_for_a_trade_key() {
     );
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
-    for (name, kind, mut f) in [
+    for (name, kind, f) in [
         ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
         ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
     ] {
-        f["base_url"] = json!(fake.url);
-        let (st, v) = s.http(
-            "PUT",
-            &format!("/v1/secrets/exchanges/{name}"),
-            Some(s.admin()),
-            Some(&json!({"data": f, "type": kind})),
-        );
-        assert_eq!(st, 200, "{v}");
+        exchange_account(&s, name, kind, f, &fake.url);
     }
     let key = create_key(
         &s,
@@ -292,19 +285,12 @@ fn a_guarded_key_is_refused_near_duplicate_order_fields() {
     }));
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
-    for (name, kind, mut f) in [
+    for (name, kind, f) in [
         ("bin", "binance", json!({"api_key": "BK", "api_secret": "bs"})),
         ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
         ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
     ] {
-        f["base_url"] = json!(fake.url);
-        let (st, v) = s.http(
-            "PUT",
-            &format!("/v1/secrets/exchanges/{name}"),
-            Some(s.admin()),
-            Some(&json!({"data": f, "type": kind})),
-        );
-        assert_eq!(st, 200, "{v}");
+        exchange_account(&s, name, kind, f, &fake.url);
     }
     let scopes = ["account:bin:trade", "account:okx:trade", "account:by:trade"];
     let key = create_key(&s, json!({"name": "g", "scopes": scopes, "allow_ips": ["127.0.0.1"], "max_qty": "0.5"})).1;
@@ -361,19 +347,12 @@ fn a_key_limited_to_symbols_is_held_to_them_on_every_trade_endpoint() {
     }));
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
-    for (name, kind, mut f) in [
+    for (name, kind, f) in [
         ("bin", "binance", json!({"api_key": "BK", "api_secret": "bs"})),
         ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
         ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
     ] {
-        f["base_url"] = json!(fake.url);
-        let (st, v) = s.http(
-            "PUT",
-            &format!("/v1/secrets/exchanges/{name}"),
-            Some(s.admin()),
-            Some(&json!({"data": f, "type": kind})),
-        );
-        assert_eq!(st, 200, "{v}");
+        exchange_account(&s, name, kind, f, &fake.url);
     }
     let scopes = ["account:bin:trade", "account:okx:trade", "account:by:trade"];
     let key = create_key(
@@ -447,20 +426,13 @@ fn every_price_and_size_in_a_request_is_held_to_the_guards() {
     }));
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
-    for (name, kind, mut f) in [
+    for (name, kind, f) in [
         ("bin", "binance", json!({"api_key": "BK", "api_secret": "bs"})),
         ("okx", "okx", json!({"api_key": "OK", "api_secret": "os", "passphrase": "op"})),
         ("by", "bybit", json!({"api_key": "YK", "api_secret": "ys"})),
         ("kr", "kraken", json!({"api_key": "KK", "api_secret": KRAKEN_SECRET})),
     ] {
-        f["base_url"] = json!(fake.url);
-        let (st, v) = s.http(
-            "PUT",
-            &format!("/v1/secrets/exchanges/{name}"),
-            Some(s.admin()),
-            Some(&json!({"data": f, "type": kind})),
-        );
-        assert_eq!(st, 200, "{v}");
+        exchange_account(&s, name, kind, f, &fake.url);
     }
     let scopes = ["account:bin:trade", "account:okx:trade", "account:by:trade", "account:kr:trade"];
     let key = create_key(

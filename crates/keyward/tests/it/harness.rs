@@ -214,6 +214,26 @@ pub fn create_key(s: &Server, body: Value) -> (String, String) {
     (v["id"].as_str().unwrap().to_string(), v["key"].as_str().unwrap().to_string())
 }
 
+/// Writes the exchange account `exchanges/<name>` of type `kind` with the
+/// admin key, its upstream pointed at `base_url` (the fake exchange).
+pub fn exchange_account(s: &Server, name: &str, kind: &str, mut fields: Value, base_url: &str) {
+    fields["base_url"] = Value::from(base_url);
+    let body = serde_json::json!({"data": fields, "type": kind});
+    let (st, v) = s.http("PUT", &format!("/v1/secrets/exchanges/{name}"), Some(s.admin()), Some(&body));
+    assert_eq!(st, 200, "{v}");
+}
+
+/// The Prometheus text of `/metrics`, read with `token`.
+pub fn metrics_text(s: &Server, token: &str) -> String {
+    reqwest::blocking::Client::new()
+        .get(format!("{}/metrics", s.addr))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 pub fn put(s: &Server, token: &str, path: &str, data: Value) -> (u16, Value) {
     s.http("PUT", &format!("/v1/secrets/{path}"), Some(token), Some(&serde_json::json!({ "data": data })))
 }

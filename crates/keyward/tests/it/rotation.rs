@@ -85,13 +85,7 @@ fn rotation_status_follows_periods_and_maximum_ages_to_the_millisecond() {
     let refused = s.http("GET", "/v1/secrets/apps/db", Some(&bot_key), None);
     assert_error(&refused, 401, "key_expired");
     assert!(refused.1["error"]["message"].as_str().unwrap().contains("maximum age"), "{}", refused.1);
-    let metrics = reqwest::blocking::Client::new()
-        .get(format!("{}/metrics", s.addr))
-        .bearer_auth(&a)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = metrics_text(&s, &a);
     assert!(metrics.contains("keyward_rotation_overdue 1"), "{metrics}");
     let (_, shown) = s.http("GET", &format!("/v1/keys/{bot}"), Some(&a), None);
     assert_eq!((shown["max_age"].clone(), shown["max_age_at"].clone()), (json!("10d"), json!(rfc3339(t0 + 10 * DAY))));

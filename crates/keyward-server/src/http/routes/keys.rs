@@ -273,8 +273,8 @@ pub(crate) async fn compromised(
     let Json(changed) = set_state(&state, &caller, &id, KeyState::Compromised, FROM).await?;
     let now = state.clock.now_ms();
     let subject = format!("key {id}");
-    let summary =
-        format!("key {id} ({}) was reported compromised by {}; it is refused", changed["name"], caller.key.id);
+    let name = changed["name"].as_str().unwrap_or("");
+    let summary = format!("key {id} ({name}) was reported compromised by {}; it is refused", caller.key.id);
     state.sinks.alerts.raise(Alert::plain("key_compromised", subject, summary), now);
     let from = now - hours as i64 * 3_600_000;
     let query = AuditQuery {

@@ -42,8 +42,11 @@ async fn render(state: &AppState) -> ApiResult<Response> {
             .count();
         g.keys_expiring = Some(soon as u64);
         g.access_keys = Some(keys.len() as u64);
-        let due = due_list(&state.keys, &state.secrets, now, DUE_WITHIN_MS).await?;
-        g.rotation_overdue = Some(due.iter().filter(|i| i.status == "overdue").count() as u64);
+        // A store that cannot answer leaves the gauge as it was: metrics
+        // must keep answering when the store does not.
+        if let Ok(due) = due_list(&state.keys, &state.secrets, now, DUE_WITHIN_MS).await {
+            g.rotation_overdue = Some(due.iter().filter(|i| i.status == "overdue").count() as u64);
+        }
     }
     let text = state.metrics.render(g)?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
