@@ -92,8 +92,15 @@ pub struct SecretMeta {
     pub path: String,
     /// The type (`binance`, …) if one was given.
     pub kind: Option<String>,
-    /// Highest version written.
+    /// The version reads get (0: none yet, only a pending one).
     pub current_version: u64,
+    /// Highest version written; the next one is this plus one.
+    pub latest_version: u64,
+    /// A staged version nothing reads until it is promoted.
+    pub pending_version: Option<u64>,
+    /// The version that was current before the last change of current: the
+    /// target of a rollback.
+    pub previous_version: Option<u64>,
     /// First write (ms).
     pub created_ms: i64,
     /// Last write (ms).
@@ -134,10 +141,12 @@ impl std::fmt::Debug for VersionRecord {
 pub struct NewVersion {
     /// The path.
     pub path: String,
-    /// The version number the caller encrypted for: `expected_current + 1`.
+    /// The version number the caller encrypted for: `expected_latest + 1`.
     pub version: u64,
-    /// The version the caller saw as current (0 for a new secret).
-    pub expected_current: u64,
+    /// The latest version the caller saw (0 for a new secret).
+    pub expected_latest: u64,
+    /// Whether it becomes current or waits as pending.
+    pub stage: Stage,
     /// Type to set; `None` keeps the stored one.
     pub kind: Option<String>,
     /// Rotation period to set; `None` keeps the stored one.
@@ -146,6 +155,20 @@ pub struct NewVersion {
     pub created_ms: i64,
     /// Envelope ciphertext.
     pub ciphertext: Vec<u8>,
+}
+
+/// What a new version becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Current at once (the current one becomes previous); refused while a
+    /// version is pending.
+    Current,
+    /// Pending: stored, read by nothing until promoted.
+    Pending {
+        /// The pending version it replaces (destroyed in the same
+        /// transaction), or `None` when nothing is pending.
+        replaces: Option<u64>,
+    },
 }
 
 /// An access-key row. The key itself is never stored: only its keyed hash.
@@ -279,8 +302,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn versions(&self, path: &str) -> StoreResult<Vec<VersionRecord>>;
     /// One version, with its ciphertext.
     async fn version(&self, path: &str, version: u64) -> StoreResult<Option<VersionRecord>>;
-    /// Writes a new version if the current version is still `expected_current`;
-    /// otherwise [`StoreError::Conflict`]. Durable when it returns.
+    /// Writes a new version if the latest version is still `expected_latest`
+    /// (and, for [`Stage::Current`], nothing is pending; for
+    /// [`Stage::Pending`], the pending version is still the one it
+    /// replaces); otherwise [`StoreError::Conflict`] with the latest
+    /// version. Durable when it returns.
     async fn insert_version(&self, v: &NewVersion) -> StoreResult<SecretMeta>;
     /// Writes several new versions in one durable transaction (group
     /// commit), in order, each checked like [`Store::insert_version`]: a
@@ -303,6 +329,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn destroy_versions(&self, path: &str, versions: &[u64]) -> StoreResult<Vec<u64>>;
     /// Destroys a secret entirely: every version and its metadata.
     async fn destroy_secret(&self, path: &str) -> StoreResult<bool>;
+    /// Makes the pending version `pending` current and the current one
+    /// previous, in one step; [`StoreError::Conflict`] (with the current
+    /// version) if `pending` is no longer pending.
+    async fn promote_version(&self, path: &str, pending: u64, at_ms: i64) -> StoreResult<SecretMeta>;
+    /// Swaps current and previous, if `current` is still current, nothing is
+    /// pending and the previous version is neither deleted nor destroyed;
+    /// otherwise [`StoreError::Conflict`] with the current version.
+    async fn rollback_version(&self, path: &str, current: u64, at_ms: i64) -> StoreResult<SecretMeta>;
+    /// Destroys the pending version `pending`; a secret that has no current
+    /// version goes with it (`None`). [`StoreError::Conflict`] if `pending`
+    /// is no longer pending.
+    async fn abandon_pending(&self, path: &str, pending: u64) -> StoreResult<Option<SecretMeta>>;
 
     /// Every access key.
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;

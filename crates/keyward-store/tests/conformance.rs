@@ -4,7 +4,7 @@
 
 use keyward_store::{
     KeyRecord, LedgerHead, LedgerPart, LedgerWrite, NamespaceRecord, NewVersion, OrderUsage, SealKind, SealRecord,
-    SqliteStore, Store, StoreError,
+    SqliteStore, Stage, Store, StoreError,
 };
 
 fn seal() -> SealRecord {
@@ -46,7 +46,8 @@ fn version(path: &str, v: u64, expected: u64) -> NewVersion {
     NewVersion {
         path: path.into(),
         version: v,
-        expected_current: expected,
+        expected_latest: expected,
+        stage: Stage::Current,
         kind: None,
         rotation_period_s: None,
         created_ms: 10 * v as i64,
@@ -155,6 +156,58 @@ async fn conformance(store: &dyn Store) {
     assert_eq!(parts, [head(3).parts[0].clone(), LedgerPart { index: 3, bytes: vec![9; 40] }]);
 }
 
+fn pending(path: &str, v: u64, expected: u64, replaces: Option<u64>) -> NewVersion {
+    NewVersion { stage: Stage::Pending { replaces }, ..version(path, v, expected) }
+}
+
+/// Staged rotation: pending versions, promotion, rollback, abandon.
+async fn conformance_stages(store: &dyn Store) {
+    let meta =
+        |m: keyward_store::SecretMeta| (m.current_version, m.latest_version, m.pending_version, m.previous_version);
+    store.insert_version(&version("s", 1, 0)).await.unwrap();
+    let m = store.insert_version(&pending("s", 2, 1, None)).await.unwrap();
+    assert_eq!(meta(m), (1, 2, Some(2), None), "a pending version is not current");
+    assert!(
+        matches!(store.insert_version(&version("s", 3, 2)).await, Err(StoreError::Conflict { current: 2 })),
+        "no plain write while a version is pending"
+    );
+    assert!(
+        matches!(store.insert_version(&pending("s", 3, 2, None)).await, Err(StoreError::Conflict { .. })),
+        "a second pending version must name the one it replaces"
+    );
+    let m = store.insert_version(&pending("s", 3, 2, Some(2))).await.unwrap();
+    assert_eq!(meta(m), (1, 3, Some(3), None));
+    assert!(store.version("s", 2).await.unwrap().unwrap().destroyed, "a replaced pending version is destroyed");
+    assert!(matches!(store.promote_version("s", 2, 50).await, Err(StoreError::Conflict { current: 1 })));
+    let m = store.promote_version("s", 3, 50).await.unwrap();
+    assert_eq!((meta(m.clone()), m.updated_ms), ((3, 3, None, Some(1)), 50), "promotion keeps the old one as previous");
+    assert!(matches!(store.promote_version("s", 3, 51).await, Err(StoreError::Conflict { current: 3 })));
+    // Rollback swaps current and previous, once per current version.
+    assert_eq!(meta(store.rollback_version("s", 3, 60).await.unwrap()), (1, 3, None, Some(3)));
+    assert!(matches!(store.rollback_version("s", 3, 61).await, Err(StoreError::Conflict { current: 1 })));
+    assert_eq!(meta(store.rollback_version("s", 1, 62).await.unwrap()), (3, 3, None, Some(1)));
+    // No rollback to a deleted or destroyed version, nor while one is pending.
+    store.set_deleted("s", &[1], Some(63)).await.unwrap();
+    assert!(matches!(store.rollback_version("s", 3, 64).await, Err(StoreError::Conflict { current: 3 })));
+    store.set_deleted("s", &[1], None).await.unwrap();
+    store.insert_version(&pending("s", 4, 3, None)).await.unwrap();
+    assert!(matches!(store.rollback_version("s", 3, 65).await, Err(StoreError::Conflict { .. })));
+    let m = store.abandon_pending("s", 4).await.unwrap().unwrap();
+    assert_eq!(meta(m), (3, 4, None, Some(1)), "an abandoned version is gone and its number not reused");
+    assert!(store.version("s", 4).await.unwrap().unwrap().destroyed);
+    assert!(matches!(store.abandon_pending("s", 4).await, Err(StoreError::Conflict { .. })));
+    store.destroy_versions("s", &[1]).await.unwrap();
+    assert_eq!(store.secret_meta("s").await.unwrap().unwrap().previous_version, None, "destroyed: no rollback target");
+    // A secret born pending has no current version; abandoning it removes it.
+    let m = store.insert_version(&pending("born", 1, 0, None)).await.unwrap();
+    assert_eq!(meta(m), (0, 1, Some(1), None));
+    assert!(store.abandon_pending("born", 1).await.unwrap().is_none());
+    assert!(store.secret_meta("born").await.unwrap().is_none());
+    store.insert_version(&pending("born", 1, 0, None)).await.unwrap();
+    assert_eq!(meta(store.promote_version("born", 1, 70).await.unwrap()), (1, 1, None, None));
+    assert!(store.destroy_secret("born").await.unwrap() && store.destroy_secret("s").await.unwrap());
+}
+
 async fn conformance_uses_and_namespaces(store: &dyn Store) {
     // A whole row, uses left included, with counters, in one write.
     let mut k = store.key("key_second").await.unwrap().unwrap();
@@ -183,6 +236,7 @@ async fn sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
     conformance(&store).await;
+    conformance_stages(&store).await;
     conformance_uses_and_namespaces(&store).await;
     // Reopening keeps everything (durable, migrations idempotent).
     drop(store);
@@ -195,5 +249,6 @@ async fn sqlite_file() {
 async fn sqlite_in_memory() {
     let store = SqliteStore::in_memory().await.unwrap();
     conformance(&store).await;
+    conformance_stages(&store).await;
     conformance_uses_and_namespaces(&store).await;
 }

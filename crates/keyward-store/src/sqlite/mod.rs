@@ -13,6 +13,8 @@ use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 
+mod secrets;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// SQLite behind the [`Store`] trait.
@@ -67,86 +69,6 @@ fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// One version inside a transaction: `Ok(Err(Conflict))` when the version
-/// check fails (nothing was changed), `Err` when the transaction must abort.
-async fn insert_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    v: &NewVersion,
-) -> StoreResult<StoreResult<SecretMeta>> {
-    // The first statement writes, so the transaction holds the write lock
-    // from its start and the version check cannot race.
-    let changed = if v.expected_current == 0 {
-        sqlx::query(
-            "INSERT INTO secrets (path, kind, current_version, created_ms, updated_ms, rotation_period_s)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING",
-        )
-        .bind(&v.path)
-        .bind(&v.kind)
-        .bind(v.version as i64)
-        .bind(v.created_ms)
-        .bind(v.created_ms)
-        .bind(v.rotation_period_s)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
-    } else {
-        sqlx::query(
-            "UPDATE secrets SET current_version = ?, updated_ms = ?, kind = COALESCE(?, kind),
-             rotation_period_s = COALESCE(?, rotation_period_s)
-             WHERE path = ? AND current_version = ?",
-        )
-        .bind(v.version as i64)
-        .bind(v.created_ms)
-        .bind(&v.kind)
-        .bind(v.rotation_period_s)
-        .bind(&v.path)
-        .bind(v.expected_current as i64)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
-    };
-    if changed == 0 {
-        let current: Option<i64> = sqlx::query_scalar("SELECT current_version FROM secrets WHERE path = ?")
-            .bind(&v.path)
-            .fetch_optional(&mut **tx)
-            .await?;
-        return Ok(Err(StoreError::Conflict { current: current.map(u64_of).unwrap_or(0) }));
-    }
-    sqlx::query("INSERT INTO secret_versions (path, version, created_ms, ciphertext) VALUES (?, ?, ?, ?)")
-        .bind(&v.path)
-        .bind(v.version as i64)
-        .bind(v.created_ms)
-        .bind(&v.ciphertext)
-        .execute(&mut **tx)
-        .await?;
-    let row = sqlx::query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE path = ?"))
-        .bind(&v.path)
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(Ok(meta_of(&row)))
-}
-
-fn meta_of(r: &SqliteRow) -> SecretMeta {
-    SecretMeta {
-        path: r.get("path"),
-        kind: r.get("kind"),
-        current_version: u64_of(r.get("current_version")),
-        created_ms: r.get("created_ms"),
-        updated_ms: r.get("updated_ms"),
-        rotation_period_s: r.get("rotation_period_s"),
-    }
-}
-
-fn version_of(r: &SqliteRow, with_ciphertext: bool) -> VersionRecord {
-    VersionRecord {
-        version: u64_of(r.get("version")),
-        created_ms: r.get("created_ms"),
-        deleted_ms: r.get("deleted_ms"),
-        destroyed: r.get::<i64, _>("destroyed") != 0,
-        ciphertext: if with_ciphertext { r.get("ciphertext") } else { None },
-    }
-}
-
 fn key_of(r: &SqliteRow) -> KeyRecord {
     KeyRecord {
         id: r.get("id"),
@@ -162,12 +84,6 @@ fn key_of(r: &SqliteRow) -> KeyRecord {
         last_used_ms: r.get("last_used_ms"),
         last_used_ip: r.get("last_used_ip"),
     }
-}
-
-const SECRET_COLS: &str = "path, kind, current_version, created_ms, updated_ms, rotation_period_s";
-
-fn version_list(versions: &[u64]) -> String {
-    versions.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[async_trait]
@@ -201,98 +117,57 @@ impl Store for SqliteStore {
     }
 
     async fn secret_meta(&self, path: &str) -> StoreResult<Option<SecretMeta>> {
-        let row = sqlx::query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE path = ?"))
-            .bind(path)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(meta_of))
+        secrets::meta(&self.pool, path).await
     }
 
     async fn list_secrets(&self, prefix: &str) -> StoreResult<Vec<SecretMeta>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SECRET_COLS} FROM secrets WHERE substr(path, 1, length(?1)) = ?1 ORDER BY path"
-        ))
-        .bind(prefix)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(meta_of).collect())
+        secrets::list(&self.pool, prefix).await
     }
 
     async fn versions(&self, path: &str) -> StoreResult<Vec<VersionRecord>> {
-        let rows = sqlx::query(
-            "SELECT version, created_ms, deleted_ms, destroyed FROM secret_versions WHERE path = ? ORDER BY version",
-        )
-        .bind(path)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(|r| version_of(r, false)).collect())
+        secrets::versions(&self.pool, path).await
     }
 
     async fn version(&self, path: &str, version: u64) -> StoreResult<Option<VersionRecord>> {
-        let row = sqlx::query(
-            "SELECT version, created_ms, deleted_ms, destroyed, ciphertext FROM secret_versions WHERE path = ? AND version = ?",
-        )
-        .bind(path)
-        .bind(version as i64)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(|r| version_of(r, true)))
+        secrets::version(&self.pool, path, version).await
     }
 
     async fn insert_version(&self, v: &NewVersion) -> StoreResult<SecretMeta> {
-        let mut tx = self.pool.begin().await?;
-        let meta = insert_one(&mut tx, v).await??;
-        tx.commit().await?;
-        Ok(meta)
+        secrets::insert(&self.pool, std::slice::from_ref(v)).await?.pop().unwrap_or(Err(StoreError::NotFound))
     }
 
     async fn insert_versions(&self, vs: &[NewVersion]) -> StoreResult<Vec<StoreResult<SecretMeta>>> {
-        let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(vs.len());
-        for v in vs {
-            // A conflict changed nothing (its statement matched no row), so
-            // the rest of the batch goes on; any other error aborts it all.
-            out.push(insert_one(&mut tx, v).await?);
-        }
-        tx.commit().await?;
-        Ok(out)
+        secrets::insert(&self.pool, vs).await
     }
 
     async fn set_deleted(&self, path: &str, versions: &[u64], deleted_ms: Option<i64>) -> StoreResult<Vec<u64>> {
-        let list = version_list(versions);
-        let cond = if deleted_ms.is_some() { "deleted_ms IS NULL" } else { "deleted_ms IS NOT NULL" };
-        let rows = sqlx::query(&format!(
-            "UPDATE secret_versions SET deleted_ms = ? WHERE path = ? AND destroyed = 0 AND {cond}
-             AND version IN ({list}) RETURNING version"
-        ))
-        .bind(deleted_ms)
-        .bind(path)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out: Vec<u64> = rows.iter().map(|r| u64_of(r.get("version"))).collect();
-        out.sort_unstable();
-        Ok(out)
+        secrets::set_deleted(&self.pool, path, versions, deleted_ms).await
     }
 
     async fn destroy_versions(&self, path: &str, versions: &[u64]) -> StoreResult<Vec<u64>> {
-        let list = version_list(versions);
-        let rows = sqlx::query(&format!(
-            "UPDATE secret_versions SET destroyed = 1, ciphertext = NULL WHERE path = ? AND destroyed = 0
-             AND version IN ({list}) RETURNING version"
-        ))
-        .bind(path)
-        .fetch_all(&self.pool)
-        .await?;
+        let out = secrets::destroy_versions(&self.pool, path, versions).await?;
         self.checkpoint().await?;
-        let mut out: Vec<u64> = rows.iter().map(|r| u64_of(r.get("version"))).collect();
-        out.sort_unstable();
         Ok(out)
     }
 
     async fn destroy_secret(&self, path: &str) -> StoreResult<bool> {
-        let n = sqlx::query("DELETE FROM secrets WHERE path = ?").bind(path).execute(&self.pool).await?.rows_affected();
+        let gone = secrets::destroy_secret(&self.pool, path).await?;
         self.checkpoint().await?;
-        Ok(n > 0)
+        Ok(gone)
+    }
+
+    async fn promote_version(&self, path: &str, pending: u64, at_ms: i64) -> StoreResult<SecretMeta> {
+        secrets::promote(&self.pool, path, pending, at_ms).await
+    }
+
+    async fn rollback_version(&self, path: &str, current: u64, at_ms: i64) -> StoreResult<SecretMeta> {
+        secrets::rollback(&self.pool, path, current, at_ms).await
+    }
+
+    async fn abandon_pending(&self, path: &str, pending: u64) -> StoreResult<Option<SecretMeta>> {
+        let meta = secrets::abandon(&self.pool, path, pending).await?;
+        self.checkpoint().await?;
+        Ok(meta)
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
