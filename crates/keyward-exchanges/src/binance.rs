@@ -7,6 +7,7 @@
 
 use crate::canonical::encode_pairs;
 use crate::catalog::{Endpoint, ep};
+use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hex, hmac_sha256};
 use crate::orders::{GuardError, Order, decimal, side};
 use crate::{
@@ -251,6 +252,15 @@ impl Exchange for Binance {
             return Some(Borrow);
         }
         Some(class)
+    }
+
+    fn credential_check(&self) -> CredentialCheck {
+        CredentialCheck {
+            method: Method::Get,
+            path: "/api/v3/account",
+            query: &[("omitZeroBalances", "true")],
+            answer: AnswerShape::Status { code: "code", message: "msg" },
+        }
     }
 
     fn key_header(&self) -> &'static str {

@@ -2,6 +2,7 @@
 //! + path[?query] + body)), plus the plain passphrase. Covers path and body.
 
 use crate::catalog::{Endpoint, ep};
+use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hmac_sha256};
 use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
 
@@ -82,6 +83,15 @@ impl Exchange for Bitget {
     fn catalog(&self) -> &'static [Endpoint] {
         CATALOG
     }
+    fn credential_check(&self) -> CredentialCheck {
+        CredentialCheck {
+            method: Method::Get,
+            path: "/api/v2/spot/account/assets",
+            query: &[],
+            answer: AnswerShape::CodeField { code: "code", ok: "00000", message: "msg" },
+        }
+    }
+
     fn key_header(&self) -> &'static str {
         "access-key"
     }

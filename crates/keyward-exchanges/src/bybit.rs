@@ -4,6 +4,7 @@
 //! not cover the path, so the sign API refuses Bybit accounts without `admin`.
 
 use crate::catalog::{Endpoint, ep};
+use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hex, hmac_sha256};
 use crate::orders::{GuardError, Order, Side, decimal, json_decimal, side, text};
 use crate::{
@@ -136,6 +137,15 @@ impl Exchange for Bybit {
             return Some(Borrow);
         }
         Some(class)
+    }
+
+    fn credential_check(&self) -> CredentialCheck {
+        CredentialCheck {
+            method: Method::Get,
+            path: "/v5/account/wallet-balance",
+            query: &[("accountType", "UNIFIED")],
+            answer: AnswerShape::CodeField { code: "retCode", ok: "0", message: "retMsg" },
+        }
     }
 
     fn key_header(&self) -> &'static str {

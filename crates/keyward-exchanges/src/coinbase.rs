@@ -6,6 +6,7 @@
 //! refuses Coinbase accounts without `admin`.
 
 use crate::catalog::{Endpoint, ep};
+use crate::check::{AnswerShape, CredentialCheck};
 use crate::credentials::PrivateKey;
 use crate::mac::b64_decode;
 use crate::{CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
@@ -127,6 +128,15 @@ impl Exchange for Coinbase {
     fn catalog(&self) -> &'static [Endpoint] {
         CATALOG
     }
+    fn credential_check(&self) -> CredentialCheck {
+        CredentialCheck {
+            method: Method::Get,
+            path: "/api/v3/brokerage/accounts",
+            query: &[],
+            answer: AnswerShape::Status { code: "error", message: "message" },
+        }
+    }
+
     fn key_header(&self) -> &'static str {
         "authorization"
     }

@@ -4,6 +4,7 @@
 //! mints session tokens that would bypass keyward: `admin`.
 
 use crate::catalog::{Endpoint, ep};
+use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{hex, hmac_sha256};
 use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
 
@@ -77,6 +78,15 @@ impl Exchange for Deribit {
     fn catalog(&self) -> &'static [Endpoint] {
         CATALOG
     }
+    fn credential_check(&self) -> CredentialCheck {
+        CredentialCheck {
+            method: Method::Get,
+            path: "/api/v2/private/get_account_summary",
+            query: &[("currency", "BTC")],
+            answer: AnswerShape::JsonRpc,
+        }
+    }
+
     fn key_header(&self) -> &'static str {
         // Deribit's clients put the client id inside Authorization; keyward
         // reads a keyward key from `Authorization: Bearer` instead.

@@ -3,6 +3,7 @@
 //! query and body.
 
 use crate::catalog::{Endpoint, ep};
+use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{hex, hmac_sha512, sha512};
 use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
 
@@ -84,6 +85,15 @@ impl Exchange for Gate {
         }
         Some(class)
     }
+    fn credential_check(&self) -> CredentialCheck {
+        CredentialCheck {
+            method: Method::Get,
+            path: "/api/v4/spot/accounts",
+            query: &[],
+            answer: AnswerShape::Status { code: "label", message: "message" },
+        }
+    }
+
     fn key_header(&self) -> &'static str {
         "key"
     }

@@ -5,6 +5,7 @@
 
 use crate::canonical::encode_pairs;
 use crate::catalog::{Endpoint, ep};
+use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, b64_decode, hmac_sha512, sha256};
 use crate::orders::{GuardError, Order, decimal, param_decimal, side};
 use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
@@ -120,6 +121,10 @@ impl Exchange for Kraken {
             return Some(Borrow);
         }
         Some(class)
+    }
+
+    fn credential_check(&self) -> CredentialCheck {
+        CredentialCheck { method: Method::Post, path: "/0/private/Balance", query: &[], answer: AnswerShape::ErrorList }
     }
 
     fn key_header(&self) -> &'static str {

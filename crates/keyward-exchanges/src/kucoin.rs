@@ -3,6 +3,7 @@
 //! way, `KC-API-KEY-VERSION` from the account's `key_version` field (default 2).
 
 use crate::catalog::{Endpoint, ep};
+use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hmac_sha256};
 use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
 
@@ -96,6 +97,15 @@ impl Exchange for Kucoin {
             return Some(Borrow);
         }
         Some(class)
+    }
+
+    fn credential_check(&self) -> CredentialCheck {
+        CredentialCheck {
+            method: Method::Get,
+            path: "/api/v1/accounts",
+            query: &[],
+            answer: AnswerShape::CodeField { code: "code", ok: "200000", message: "msg" },
+        }
     }
 
     fn key_header(&self) -> &'static str {

@@ -15,6 +15,7 @@ pub mod borrow;
 pub mod bybit;
 pub mod canonical;
 pub mod catalog;
+pub mod check;
 pub mod coinbase;
 pub mod credentials;
 pub mod deribit;
@@ -27,6 +28,7 @@ pub mod orders;
 
 pub use canonical::{Body, CanonicalRequest, Method, NotCanonical};
 pub use catalog::Endpoint;
+pub use check::{AnswerShape, CredentialCheck};
 pub use credentials::{Credentials, PrivateKey};
 pub use keyward_core::scope::Class;
 
@@ -131,6 +133,9 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
         catalog::lookup(self.catalog(), req.method, &req.path)
     }
+    /// The signed read-class call (account or balance) that shows whether a
+    /// set of credentials works, and how the exchange says it does not.
+    fn credential_check(&self) -> CredentialCheck;
     /// The header the exchange's own clients put the API key in.
     fn key_header(&self) -> &'static str;
     /// Auth headers a client may send, removed before forwarding.

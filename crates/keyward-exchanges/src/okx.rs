@@ -3,6 +3,7 @@
 //! plain passphrase. The signature covers path, query and body.
 
 use crate::catalog::{Endpoint, ep};
+use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hmac_sha256};
 use crate::orders::{GuardError, Order, Side, decimal, json_decimal, json_orders, side, text};
 use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
@@ -229,6 +230,15 @@ impl Exchange for Okx {
             }
         }
         Some(class)
+    }
+
+    fn credential_check(&self) -> CredentialCheck {
+        CredentialCheck {
+            method: Method::Get,
+            path: "/api/v5/account/balance",
+            query: &[],
+            answer: AnswerShape::CodeField { code: "code", ok: "0", message: "msg" },
+        }
     }
 
     fn key_header(&self) -> &'static str {
