@@ -7,6 +7,12 @@ way the exchange would, answers the calls ccxt makes for load_markets,
 create_order and fetch_balance, and records every request it saw so a test
 can show what reached the "exchange" (GET /__log, POST /__reset).
 
+Each exchange's credentials may be one set or a list of sets: a real
+exchange accepts every key registered on the account, old and new alike,
+while a rotation overlaps them. POST /__creds with a JSON object replaces
+the sets of the exchanges it names (a key registered or deleted on the
+exchange's key page).
+
 Usage: fake_exchange.py CREDENTIALS_JSON   (prints "listening on PORT")
 CREDENTIALS_JSON: {"binance": {"key":..,"secret":..}, "okx": {"key","secret","passphrase"},
                    "bybit": {"key","secret"}, "kraken": {"key","secret"}}
@@ -30,6 +36,16 @@ KRAKEN_NONCES = {"last": 0}
 ORDERS = {"n": 0}
 # Test controls: the weight Binance reports, and how far this "exchange's" clock is off.
 CONTROL = {"weight": 10, "skew_ms": 0, "delay_ms": 0}
+
+
+def cred(exchange, key):
+    """The credential set of `exchange` whose key is `key` (else the first)."""
+    sets = CREDS.get(exchange, {})
+    sets = sets if isinstance(sets, list) else [sets]
+    for c in sets:
+        if c.get("key") == key:
+            return c
+    return sets[0] if sets else {}
 
 
 def now_ms():
@@ -96,6 +112,10 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 LOG.clear()
             return self.reply(200, {})
+        if path == "/__creds":
+            with LOCK:
+                CREDS.update(json.loads(body or "{}"))
+            return self.reply(200, {})
         if path == "/__control":
             CONTROL.update({k: int(v) for k, v in urllib.parse.parse_qsl(query)})
             return self.reply(200, CONTROL)
@@ -124,7 +144,7 @@ class Handler(BaseHTTPRequestHandler):
         weight = {"X-MBX-USED-WEIGHT-1M": str(CONTROL["weight"])}
         if path in public:
             return self.reply(200, public[path], weight)
-        c = CREDS.get("binance", {})
+        c = cred("binance", self.headers.get("X-MBX-APIKEY"))
         payload = query or body
         if self.headers.get("X-MBX-APIKEY") != c.get("key"):
             return self.reply(401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."})
@@ -169,8 +189,8 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/api/v5/market/ticker":
                 return self.reply(200, {"code": "0", "msg": "", "data": [{"instId": "BTC-USDT", "last": "50000"}]})
             return self.reply(200, {"code": "0", "msg": "", "data": []})
-        c = CREDS.get("okx", {})
         h = self.headers
+        c = cred("okx", h.get("OK-ACCESS-KEY"))
         target = path + ("?" + query if query else "")
         prehash = (h.get("OK-ACCESS-TIMESTAMP", "") + self.command + target + body).encode()
         expected = base64.b64encode(hmac.new(c.get("secret", "").encode(), prehash, hashlib.sha256).digest()).decode()
@@ -205,8 +225,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"category": "spot", "list": [
                     {"symbol": "BTCUSDT", "lastPrice": "50000"}]}, "time": now_ms()})
             return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"list": []}, "time": now_ms()})
-        c = CREDS.get("bybit", {})
         h = self.headers
+        c = cred("bybit", h.get("X-BAPI-API-KEY"))
         payload = query if self.command == "GET" else body
         text = h.get("X-BAPI-TIMESTAMP", "") + c.get("key", "") + h.get("X-BAPI-RECV-WINDOW", "") + payload
         expected = hmac.new(c.get("secret", "").encode(), text.encode(), hashlib.sha256).hexdigest()
@@ -245,7 +265,7 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/0/public/Ticker":
                 return self.reply(200, {"error": [], "result": {"XXBTZUSD": {"c": ["37500.0", "0.1"]}}})
             return self.reply(200, {"error": [], "result": {}})
-        c = CREDS.get("kraken", {})
+        c = cred("kraken", self.headers.get("API-Key"))
         params = dict(urllib.parse.parse_qsl(body))
         nonce = params.get("nonce", "")
         msg = path.encode() + hashlib.sha256((nonce + body).encode()).digest()

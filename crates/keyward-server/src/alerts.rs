@@ -205,7 +205,13 @@ impl Alerts {
             };
             let what =
                 if item.kind == "exchange_account" { format!("exchange account {}", item.id) } else { subject.clone() };
-            let summary = format!("{what} {when} for rotation at {}: {}", item.due_at, item.run);
+            let summary = match &item.abandon {
+                Some(abandon) => format!(
+                    "{what} has an unfinished rotation ({} since {}): finish it with {} or drop it with {abandon}",
+                    item.state, item.since, item.run
+                ),
+                None => format!("{what} {when} for rotation at {}: {}", item.due_at, item.run),
+            };
             self.raise(Alert::plain("rotation", subject, summary), now);
         }
     }

@@ -53,6 +53,12 @@ pub(crate) enum Code {
     CasMismatch,
     /// The key cannot go to that state from the one it is in.
     InvalidState,
+    /// A rotation of the secret is unfinished: finish or abandon it first.
+    RotationPending,
+    /// Nothing to promote, roll back or abandon.
+    NoRotation,
+    /// The exchange refused the pending credentials of a rotation (nothing switched).
+    CredentialsRefused,
     /// The namespace exists already.
     NamespaceExists,
     /// The data is already initialised.
@@ -111,6 +117,9 @@ impl Code {
             Code::SecretDestroyed => "secret_destroyed",
             Code::CasMismatch => "cas_mismatch",
             Code::InvalidState => "invalid_state",
+            Code::RotationPending => "rotation_pending",
+            Code::NoRotation => "no_rotation",
+            Code::CredentialsRefused => "credentials_refused",
             Code::NamespaceExists => "namespace_exists",
             Code::AlreadyInitialized => "already_initialized",
             Code::RowTampered => "key_tampered",

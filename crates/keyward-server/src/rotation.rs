@@ -10,6 +10,7 @@ use crate::secrets::Secrets;
 use keyward_core::clock::rfc3339;
 use keyward_core::duration::format_secs;
 use keyward_core::policy::KeyState;
+use keyward_store::SecretMeta;
 use serde::Serialize;
 
 /// How far ahead an item counts as due (the alert's and the gauge's window
@@ -36,12 +37,17 @@ pub(crate) struct DueItem {
     pub due_at: String,
     /// Milliseconds until due (negative once overdue).
     pub due_in_ms: i64,
-    /// `ok`, `due` (within the window) or `overdue`.
+    /// `ok`, `due` (within the window), `overdue`, or `unfinished` (a
+    /// rotation was staged and neither promoted nor abandoned).
     pub status: &'static str,
-    /// The key's state, or `current` for a secret.
+    /// The key's state; for a secret `current`, or `pending vN` while a
+    /// rotation is unfinished.
     pub state: String,
-    /// The command that rotates it.
+    /// The command that rotates it (or finishes the unfinished rotation).
     pub run: String,
+    /// For an unfinished rotation, the command that abandons it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandon: Option<String>,
 }
 
 /// The answer of `GET /v1/rotation`.
@@ -53,6 +59,9 @@ pub(crate) struct RotationStatus {
     pub overdue: usize,
     /// How many are due within the window.
     pub due: usize,
+    /// How many rotations were staged and not finished.
+    #[serde(default)]
+    pub unfinished: usize,
 }
 
 /// A duration in its largest whole unit, rounded down: `12d`, `5h`, `40m`.
@@ -97,6 +106,7 @@ impl Window {
             status: status(due_ms - self.now_ms, self.within_ms),
             state: String::new(),
             run: String::new(),
+            abandon: None,
         }
     }
 }
@@ -107,14 +117,21 @@ pub(crate) async fn due_list(keys: &Keys, secrets: &Secrets, now_ms: i64, within
     let at = Window { now_ms, within_ms };
     let mut out = Vec::new();
     for m in secrets.list("").await? {
-        let Some(period_s) = m.rotation_period_s else { continue };
-        let due = m.updated_ms.saturating_add(period_s.saturating_mul(1000));
         let account = m.path.starts_with("exchanges/") && m.kind.is_some();
         let kind = if account { "exchange_account" } else { "secret" };
+        if let Some(pending) = m.pending_version {
+            out.push(unfinished(&at, secrets, &m, kind, pending).await?);
+            continue;
+        }
+        let Some(period_s) = m.rotation_period_s else { continue };
+        let due = m.updated_ms.saturating_add(period_s.saturating_mul(1000));
         let run = if account {
-            format!("keyward secret put {} api_key=… api_secret=- (the new credentials from the exchange)", m.path)
+            format!(
+                "keyward secret rotate {} api_key=… api_secret=- --verify (the new credentials from the exchange)",
+                m.path
+            )
         } else {
-            format!("keyward secret put {} FIELD=… (the new value)", m.path)
+            format!("keyward secret rotate {} FIELD=… --promote (the new value)", m.path)
         };
         out.push(DueItem { state: "current".into(), run, ..at.item(kind, &m.path, m.updated_ms, period_s, due) });
     }
@@ -135,6 +152,28 @@ pub(crate) async fn due_list(keys: &Keys, secrets: &Secrets, now_ms: i64, within
     }
     out.sort_by(|a, b| a.due_in_ms.cmp(&b.due_in_ms).then_with(|| a.id.cmp(&b.id)));
     Ok(out)
+}
+
+/// A rotation staged and neither promoted nor abandoned (a crash, a
+/// refused check, or one left for later): due now, with both ways out.
+async fn unfinished(
+    at: &Window,
+    secrets: &Secrets,
+    m: &SecretMeta,
+    kind: &'static str,
+    pending: u64,
+) -> Result<DueItem> {
+    let (_, versions) = secrets.history(&m.path).await?;
+    let staged = versions.iter().find(|v| v.version == pending).map(|v| v.created_ms).unwrap_or(m.updated_ms);
+    let finish = if kind == "exchange_account" { "--verify" } else { "--promote" };
+    Ok(DueItem {
+        status: "unfinished",
+        due_in_ms: 0,
+        state: format!("pending v{pending}"),
+        run: format!("keyward secret rotate {} {finish}", m.path),
+        abandon: Some(format!("keyward secret rotate {} --abandon", m.path)),
+        ..at.item(kind, &m.path, staged, m.rotation_period_s.unwrap_or(0), at.now_ms)
+    })
 }
 
 #[cfg(test)]

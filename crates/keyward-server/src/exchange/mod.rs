@@ -8,12 +8,14 @@
 //! binds the request, to a key allowed to sign that class (the sign API).
 
 pub(crate) mod accounts;
+mod check;
 mod forward;
 mod pipeline;
 mod references;
 mod upstream;
 
 pub(crate) use accounts::{Account, PREFIX, SECRET_FIELDS, account_name};
+pub(crate) use check::{CheckOutcome, Drain};
 pub(crate) use forward::{AnswerBody, client, forwardable};
 pub(crate) use pipeline::{Overrides, Signed, check_account_name};
 

@@ -304,7 +304,7 @@ impl Exchanges {
 
     /// What to send: public requests unsigned, everything else signed with
     /// keyward's own time (on the exchange's clock) and nonce.
-    fn outgoing(
+    pub(super) fn outgoing(
         &self,
         name: &str,
         account: &Account,

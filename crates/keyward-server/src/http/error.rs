@@ -72,6 +72,8 @@ pub(super) fn status(code: Code) -> StatusCode {
         Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Code::CasMismatch
         | Code::InvalidState
+        | Code::RotationPending
+        | Code::NoRotation
         | Code::NamespaceExists
         | Code::AlreadyInitialized
         | Code::RowTampered => StatusCode::CONFLICT,
@@ -79,6 +81,7 @@ pub(super) fn status(code: Code) -> StatusCode {
         Code::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Code::Sealed | Code::AuditUnavailable | Code::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+        Code::CredentialsRefused => StatusCode::UNPROCESSABLE_ENTITY,
         Code::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Code::DecryptFailed | Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -12,7 +12,7 @@ use super::routes::sys::UnsealRequest;
 use super::routes::tokens::TokenRequest;
 use crate::exchange::Signed;
 use crate::keys::{CreateKey, CreateNamespace, RateInfo, VerifyAnswer, VerifyRequest};
-use crate::secrets::{PutRequest, VersionsRequest};
+use crate::secrets::{PutRequest, RotateRequest, StepRequest, VersionsRequest};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -141,10 +141,13 @@ pub(crate) const ROUTES: &[Route] = &[
         "POST",
         "/v1/secrets/{path}",
         "secrets",
-        "Write (no action), undelete or destroy versions",
-        "secret:write:<glob>",
+        "Write (no action), undelete or destroy versions, or rotate in stages",
+        "secret:write:<glob> (an exchange account: and account:<name>:admin)",
     )
-    .query(&[("action", "undelete or destroy (body: VersionsRequest); absent: write (body: PutRequest)")])
+    .query(&[(
+        "action",
+        "undelete or destroy (body: VersionsRequest); rotate (body: RotateRequest: stage a pending version, then verify with the exchange or promote; answers with check and drain); rollback (body: StepRequest: previous becomes current); abandon (destroy the pending version); absent: write (body: PutRequest)",
+    )])
     .body("VersionsRequest"),
     route("DELETE", "/v1/secrets/{path}", "secrets", "Soft-delete versions (default: current)", "secret:write:<glob>")
         .query(&[("versions", "comma-separated version numbers")]),
@@ -354,6 +357,10 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<UnsealRequest>()
         .schema_from::<PutRequest>()
         .schema_from::<VersionsRequest>()
+        .schema_from::<RotateRequest>()
+        .schema_from::<StepRequest>()
+        .schema_from::<crate::exchange::CheckOutcome>()
+        .schema_from::<crate::exchange::Drain>()
         .schema_from::<CreateKey>()
         .schema_from::<RollKey>()
         .schema_from::<VerifyRequest>()

@@ -7,9 +7,11 @@
 //! proof. Decryption goes through the seal barrier. Values are never logged.
 
 mod requests;
+mod rotate;
 mod writer;
 
 pub(crate) use requests::{NewSecret, PutRequest, VersionsRequest, parse_versions};
+pub(crate) use rotate::{RotateRequest, StepRequest};
 
 use crate::error::{Code, Error, Result};
 use crate::keys::Admitted;
@@ -56,6 +58,13 @@ pub(crate) struct Secrets {
     /// Counts changes, so a read that raced a write does not cache the
     /// version it read before the write.
     changes: AtomicU64,
+}
+
+fn pending_untouched(path: &str, pending: u64) -> Error {
+    Error::new(
+        Code::RotationPending,
+        format!("version {pending} of {path} is pending: drop it with `keyward secret rotate {path} --abandon`"),
+    )
 }
 
 fn no_secret(path: &str) -> Error {
@@ -112,6 +121,10 @@ impl Secrets {
     async fn decrypt(&self, unsealed: &Unsealed, path: &str, asked: Option<u64>) -> Result<Arc<Version>> {
         let meta = self.meta(path).await?.ok_or_else(|| no_secret(path))?;
         let version = asked.unwrap_or(meta.current_version);
+        if version == 0 {
+            let pending = meta.pending_version.map(|p| format!(" (version {p} is pending)")).unwrap_or_default();
+            return Err(Error::not_found(format!("{path} has no current version yet{pending}")));
+        }
         let rec = self
             .store
             .version(path, version)
@@ -132,7 +145,7 @@ impl Secrets {
     }
 
     /// Drops a path's decrypted version after a change.
-    fn forget(&self, path: &str) {
+    pub(crate) fn forget(&self, path: &str) {
         if let Ok(mut c) = self.current.write() {
             self.changes.fetch_add(1, Ordering::AcqRel);
             c.remove(path);
@@ -168,6 +181,7 @@ impl Secrets {
                 path: path.to_string(),
                 plain: new.data.encode(),
                 cas: new.cas,
+                stage: keyward_store::Stage::Current,
                 kind: new.kind.clone(),
                 rotation_period_s: new.rotation_period_s,
                 unsealed: unsealed.clone(),
@@ -185,6 +199,9 @@ impl Secrets {
     pub(crate) async fn delete(&self, _: &Admitted, path: &str, versions: Option<Vec<u64>>) -> Result<Vec<u64>> {
         let meta = self.meta(path).await?.ok_or_else(|| no_secret(path))?;
         let versions = versions.unwrap_or_else(|| vec![meta.current_version]);
+        if let Some(p) = meta.pending_version.filter(|p| versions.contains(p)) {
+            return Err(pending_untouched(path, p));
+        }
         let changed = self.store.set_deleted(path, &versions, Some(self.clock.now_ms())).await;
         self.forget(path);
         Ok(changed?)
@@ -202,7 +219,12 @@ impl Secrets {
     /// Destroys versions for good (or the whole secret). Returns the
     /// versions destroyed; for [`Destroy::All`], an empty list.
     pub(crate) async fn destroy(&self, _: &Admitted, path: &str, what: Destroy) -> Result<Vec<u64>> {
-        self.meta(path).await?.ok_or_else(|| no_secret(path))?;
+        let meta = self.meta(path).await?.ok_or_else(|| no_secret(path))?;
+        if let (Destroy::Versions(v), Some(p)) = (&what, meta.pending_version)
+            && v.contains(&p)
+        {
+            return Err(pending_untouched(path, p));
+        }
         let result = match what {
             Destroy::All => self.store.destroy_secret(path).await.map(|_| Vec::new()),
             Destroy::Versions(v) => self.store.destroy_versions(path, &v).await,

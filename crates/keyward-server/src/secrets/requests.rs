@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Secret fields from JSON: string values only, duplicate names refused.
-struct Fields(SecretData);
+pub(super) struct Fields(pub(super) SecretData);
 
 impl<'de> Deserialize<'de> for Fields {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -73,7 +73,7 @@ pub(crate) struct NewSecret {
     pub rotation_period_s: Option<i64>,
 }
 
-fn check_type(kind: &str) -> Result<()> {
+pub(super) fn check_type(kind: &str) -> Result<()> {
     let ok = (1..=32).contains(&kind.len())
         && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if ok {

@@ -7,15 +7,15 @@
 //! concurrent writers share a sync instead of waiting in line for 32.
 //!
 //! The task is also the node's only secret writer, so it assigns version
-//! numbers (current + 1, per path, in queue order) and encrypts each version
+//! numbers (latest + 1, per path, in queue order) and encrypts each version
 //! for its number (the number is in the envelope's authenticated data). The
 //! store's compare-and-insert still guards against other nodes: a version
 //! that lost comes back as `cas_mismatch` for its request to retry.
 
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::seal::Unsealed;
 use keyward_core::clock::Clock;
-use keyward_store::{NewVersion, SecretMeta, Store, StoreError};
+use keyward_store::{NewVersion, SecretMeta, Stage, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +33,9 @@ pub(super) struct WriteJob {
     pub plain: Zeroizing<Vec<u8>>,
     /// Check-and-set: the version the writer expects to be current.
     pub cas: Option<u64>,
+    /// Current at once, or pending (replacing the pending version the new
+    /// fields were built on, if any).
+    pub stage: Stage,
     /// Type to set.
     pub kind: Option<String>,
     /// Rotation period to set.
@@ -82,44 +85,68 @@ async fn writer(mut rx: mpsc::UnboundedReceiver<(WriteJob, Reply)>, store: Arc<d
     }
 }
 
+/// Where a path stands as a batch goes: its latest and pending versions.
+#[derive(Debug, Clone, Copy, Default)]
+struct At {
+    latest: u64,
+    pending: Option<u64>,
+}
+
+/// Why a job cannot be written on top of where its path stands.
+fn refusal(job: &WriteJob, at: At) -> Option<Error> {
+    match (job.stage, at.pending) {
+        (Stage::Current, Some(p)) => Some(Error::new(
+            Code::RotationPending,
+            format!(
+                "version {p} of {} is pending (an unfinished rotation): finish it with `keyward secret rotate {} --promote` (or --verify) or drop it with --abandon first",
+                job.path, job.path
+            ),
+        )),
+        (Stage::Pending { replaces }, pending) if replaces != pending => {
+            Some(StoreError::Conflict { current: at.latest }.into())
+        }
+        _ => job.cas.filter(|cas| *cas != at.latest).map(|_| StoreError::Conflict { current: at.latest }.into()),
+    }
+}
+
 async fn write_batch(batch: Vec<(WriteJob, Reply)>, store: &dyn Store, clock: &dyn Clock) {
-    // The version each path is at, as this batch goes.
-    let mut current: HashMap<String, u64> = HashMap::new();
+    let mut paths: HashMap<String, At> = HashMap::new();
     let mut versions = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let now = clock.now_ms();
     for (job, reply) in batch {
-        let at = match current.get(&job.path) {
-            Some(v) => *v,
+        let at = match paths.get(&job.path) {
+            Some(at) => *at,
             None => match store.secret_meta(&job.path).await {
-                Ok(meta) => meta.map(|m| m.current_version).unwrap_or(0),
+                Ok(meta) => {
+                    meta.map(|m| At { latest: m.latest_version, pending: m.pending_version }).unwrap_or_default()
+                }
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
                     continue;
                 }
             },
         };
-        if let Some(cas) = job.cas
-            && cas != at
-        {
-            current.insert(job.path, at);
-            let _ = reply.send(Err(StoreError::Conflict { current: at }.into()));
+        paths.insert(job.path.clone(), at);
+        if let Some(e) = refusal(&job, at) {
+            let _ = reply.send(Err(e));
             continue;
         }
-        let version = at + 1;
+        let version = at.latest + 1;
         let ciphertext = match job.unsealed.encrypt(&job.path, version, &job.plain) {
             Ok(c) => c,
             Err(e) => {
-                current.insert(job.path, at);
                 let _ = reply.send(Err(e));
                 continue;
             }
         };
-        current.insert(job.path.clone(), version);
+        let pending = matches!(job.stage, Stage::Pending { .. }).then_some(version);
+        paths.insert(job.path.clone(), At { latest: version, pending });
         versions.push(NewVersion {
             path: job.path,
             version,
-            expected_current: at,
+            expected_latest: at.latest,
+            stage: job.stage,
             kind: job.kind,
             rotation_period_s: job.rotation_period_s,
             created_ms: now,

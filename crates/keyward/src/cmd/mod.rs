@@ -5,6 +5,7 @@ pub mod key;
 pub mod operator;
 pub mod rotation;
 pub mod secret;
+mod secret_rotate;
 pub mod server;
 pub mod sign;
 

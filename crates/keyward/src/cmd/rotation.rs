@@ -14,6 +14,9 @@ pub enum RotationCommand {
     /// --max-age`, or the server's --key-max-age): age, due date, state and
     /// the command that rotates each. Soonest first; `overdue` items also
     /// raise the rotation alert and count in the keyward_rotation_overdue gauge.
+    /// A rotation staged and never finished (`secret rotate` without
+    /// --verify/--promote, a refused check, a crash) is listed `unfinished`
+    /// with the command that finishes it and the one that abandons it.
     ///
     /// Examples:
     ///   keyward rotation status
@@ -51,7 +54,7 @@ async fn status(c: &Client, due_within: Option<String>, json: bool) -> Result<()
         return Ok(());
     }
     println!(
-        "{:<8} {:<16} {:<36} {:<6} {:<6} {:<21} {:<8} run",
+        "{:<10} {:<16} {:<36} {:<6} {:<6} {:<24} {:<10} run",
         "status", "kind", "id", "age", "every", "due", "state"
     );
     for i in &items {
@@ -60,7 +63,7 @@ async fn status(c: &Client, due_within: Option<String>, json: bool) -> Result<()
             None => cell(&i["id"]),
         };
         println!(
-            "{:<8} {:<16} {:<36} {:<6} {:<6} {:<21} {:<8} {}",
+            "{:<10} {:<16} {:<36} {:<6} {:<6} {:<24} {:<10} {}",
             cell(&i["status"]),
             cell(&i["kind"]),
             id,
@@ -70,7 +73,15 @@ async fn status(c: &Client, due_within: Option<String>, json: bool) -> Result<()
             cell(&i["state"]),
             cell(&i["run"])
         );
+        if let Some(abandon) = i["abandon"].as_str() {
+            println!("{:<10} or abandon it: {abandon}", "");
+        }
     }
-    println!("\n{} overdue, {} due", cell(&out["overdue"]), cell(&out["due"]));
+    println!(
+        "\n{} overdue, {} due, {} unfinished",
+        cell(&out["overdue"]),
+        cell(&out["due"]),
+        out["unfinished"].as_u64().unwrap_or(0)
+    );
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `keyward secret`: put, get, list, history, delete, undelete, destroy.
+//! `keyward secret`: put, get, list, history, delete, undelete, destroy,
+//! and staged rotation (rotate, rollback: see `secret_rotate`).
 
 use crate::client::{Client, Connection, secret_url};
 use crate::cmd::{cell, print_json};
@@ -58,7 +59,65 @@ pub enum SecretCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show a secret's metadata and every version.
+    /// Rotate in stages: new fields as a pending version, checked, then current.
+    ///
+    /// The new version is built from the fields given laid over the
+    /// current one (or over the pending one, e.g. a key from `account
+    /// keygen`), and stored as **pending**: nothing reads or signs with it.
+    ///
+    ///   --verify   for an exchange account: one signed read call (account
+    ///              or balance) with the pending credentials through the
+    ///              account's upstream; promote only if the exchange accepts
+    ///   --promote  promote without asking (plain secrets, or checked by hand)
+    ///   (neither)  stage only; finish later with --verify or --promote
+    ///   --abandon  destroy the pending version instead
+    ///
+    /// Promotion is one step: each request signs wholly with the version it
+    /// started with. The old version stays as **previous** (readable to
+    /// sys:admin only) for `keyward secret rollback`, until destroyed. The
+    /// command waits until no request in flight still uses the old version,
+    /// so the old key can then be deleted on the exchange (--no-wait: do not).
+    ///
+    ///   printf '%s' "$NEW_SECRET" | keyward secret rotate exchanges/binance-main \
+    ///       api_key=NEWKEY api_secret=- --verify
+    Rotate {
+        /// Secret path, e.g. exchanges/binance-main.
+        path: String,
+        /// Fields to change: NAME=VALUE, NAME=@FILE or NAME=- (none: act on the pending version).
+        #[arg(value_name = "FIELD")]
+        fields: Vec<String>,
+        /// Ask the exchange with the pending credentials; promote only if it accepts them.
+        #[arg(long, conflicts_with_all = ["promote", "abandon"])]
+        verify: bool,
+        /// Promote the pending version without asking the exchange.
+        #[arg(long, conflicts_with = "abandon")]
+        promote: bool,
+        /// Destroy the pending version (the current one stays as it is).
+        #[arg(long, conflicts_with = "fields")]
+        abandon: bool,
+        /// Return right after the switch, without waiting for requests in flight on the old version.
+        #[arg(long)]
+        no_wait: bool,
+        /// Rotation period to set (e.g. 30d).
+        #[arg(long)]
+        rotate_every: Option<String>,
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the previous version current again, in one step (undoes a rotation).
+    Rollback {
+        /// Secret path.
+        path: String,
+        /// Return right after the switch, without waiting for requests in flight on the old version.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a secret's versions with their state (pending, current, previous,
+    /// destroyed) and every change with its time and the key that made it.
     History {
         /// Secret path.
         path: String,
@@ -105,6 +164,13 @@ pub async fn run(cmd: SecretCommand, conn: &Connection) -> Result<()> {
         SecretCommand::Get { path, version, field, json } => get(&c, &path, version, field, json).await,
         SecretCommand::List { prefix, json } => list(&c, prefix, json).await,
         SecretCommand::History { path, json } => history(&c, &path, json).await,
+        SecretCommand::Rotate { path, fields, verify, promote, abandon, no_wait, rotate_every, json } => {
+            let how = super::secret_rotate::How { verify, promote, abandon, no_wait, rotate_every, json };
+            super::secret_rotate::rotate(&c, &path, &fields, how).await
+        }
+        SecretCommand::Rollback { path, no_wait, json } => {
+            super::secret_rotate::rollback(&c, &path, no_wait, json).await
+        }
         SecretCommand::Delete { path, versions } => delete(&c, &path, &versions).await,
         SecretCommand::Undelete { path, versions } => undelete(&c, &path, versions).await,
         SecretCommand::Destroy { path, versions, all } => destroy(&c, &path, versions, all).await,
@@ -200,15 +266,30 @@ async fn history(c: &Client, path: &str, json: bool) -> Result<()> {
         cell(&out["current_version"]),
         cell(&out["rotation_due"])
     );
-    println!("{:<8} {:<26} {:<26} destroyed", "version", "created", "deleted");
+    println!("{:<8} {:<10} {:<26} deleted", "version", "state", "created");
     for v in out["versions"].as_array().into_iter().flatten() {
         println!(
-            "{:<8} {:<26} {:<26} {}",
+            "{:<8} {:<10} {:<26} {}",
             cell(&v["version"]),
+            cell(&v["state"]),
             cell(&v["created_at"]),
-            cell(&v["deleted_at"]),
-            cell(&v["destroyed"])
+            cell(&v["deleted_at"])
         );
+    }
+    let changes = out["changes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if !changes.is_empty() {
+        println!();
+        println!("{:<26} {:<14} {:<8} {:<28} from", "time", "change", "version", "by");
+        for ch in changes {
+            println!(
+                "{:<26} {:<14} {:<8} {:<28} {}",
+                cell(&ch["time"]),
+                cell(&ch["change"]),
+                cell(&ch["version"]),
+                cell(&ch["by"]),
+                cell(&ch["ip"])
+            );
+        }
     }
     Ok(())
 }
@@ -241,7 +322,7 @@ fn join(v: &[u64]) -> String {
     v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn zero_values(body: &mut Value) {
+pub(super) fn zero_values(body: &mut Value) {
     if let Some(d) = body["data"].as_object_mut() {
         for v in d.values_mut() {
             if let Value::String(s) = v {
@@ -252,7 +333,7 @@ fn zero_values(body: &mut Value) {
 }
 
 /// Parses NAME=VALUE, NAME=@FILE and NAME=- arguments.
-fn read_fields(args: &[String]) -> Result<Map<String, Value>> {
+pub(super) fn read_fields(args: &[String]) -> Result<Map<String, Value>> {
     let mut out = Map::new();
     let mut stdin_used = false;
     for arg in args {

@@ -125,6 +125,12 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Kills the server with SIGKILL (a crash: nothing runs on the way down).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Runs the CLI against this server.
     pub fn cli(&self, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
         cli(&self.addr, token, args, stdin)
@@ -346,6 +352,20 @@ impl FakeExchange {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().trim_start_matches("listening on ").to_string();
         FakeExchange { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Replaces the credential sets of the exchanges named in `creds` (each
+    /// one set or a list: a key registered or deleted on the exchange).
+    pub fn set_creds(&self, creds: &Value) {
+        let c = reqwest::blocking::Client::new();
+        let r = c.post(format!("{}/__creds", self.url)).body(creds.to_string()).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
+    /// Sets test controls (`delay_ms`, `weight`, `skew_ms`).
+    pub fn control(&self, query: &str) {
+        let r = reqwest::blocking::get(format!("{}/__control?{query}", self.url)).unwrap();
+        assert_eq!(r.status().as_u16(), 200);
     }
 
     /// Every request the fake exchange saw.

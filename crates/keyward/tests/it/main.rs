@@ -22,5 +22,6 @@ mod seal;
 mod secrets;
 mod server_start;
 mod sign;
+mod staged_rotation;
 mod tokens;
 mod verify_api;

@@ -5,6 +5,7 @@ pub(super) mod audit;
 pub(super) mod keys;
 pub(super) mod metrics;
 pub(super) mod proxy;
+pub(super) mod rotate;
 pub(super) mod rotation;
 pub(super) mod secrets;
 pub(super) mod sign;

@@ -36,6 +36,6 @@ pub(crate) async fn status(
         items.retain(|i| i.status != "ok");
     }
     let count = |s: &str| items.iter().filter(|i| i.status == s).count();
-    let (overdue, due) = (count("overdue"), count("due"));
-    Ok(Json(RotationStatus { items, overdue, due }))
+    let (overdue, due, unfinished) = (count("overdue"), count("due"), count("unfinished"));
+    Ok(Json(RotationStatus { items, overdue, due, unfinished }))
 }

@@ -9,7 +9,7 @@ use crate::error::{Code, Error};
 use crate::exchange::{SECRET_FIELDS, account_name};
 use crate::http::extract::{body_bytes, parse_json, parse_query, path_after};
 use crate::http::{ApiResult, AppState};
-use crate::secrets::{Destroy, PutRequest, VersionsRequest, parse_versions};
+use crate::secrets::{Destroy, PutRequest, StepRequest, VersionsRequest, parse_versions};
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::Method;
@@ -17,17 +17,19 @@ use axum::response::{IntoResponse, Response};
 use keyward_core::clock::rfc3339;
 use keyward_core::scope::{Class, Need, Scope};
 use keyward_core::secret_path::{SecretPath, check_prefix};
-use keyward_store::{SecretMeta, VersionRecord};
+use keyward_store::{AuditQuery, SecretMeta, VersionRecord};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 const PREFIX: &str = "/v1/secrets/";
 
-fn meta_json(m: &SecretMeta) -> Value {
+pub(super) fn meta_json(m: &SecretMeta) -> Value {
     let rotation_due = m.rotation_period_s.map(|p| rfc3339(m.updated_ms.saturating_add(p.saturating_mul(1000))));
     json!({
         "type": m.kind,
         "current_version": m.current_version,
+        "pending_version": m.pending_version,
+        "previous_version": m.previous_version,
         "created_at": rfc3339(m.created_ms),
         "updated_at": rfc3339(m.updated_ms),
         "rotation_period_s": m.rotation_period_s,
@@ -35,9 +37,25 @@ fn meta_json(m: &SecretMeta) -> Value {
     })
 }
 
-fn version_json(v: &VersionRecord) -> Value {
+/// A version's stage: `pending`, `current`, `previous` (superseded, still
+/// readable) or `destroyed`.
+fn stage(m: &SecretMeta, v: &VersionRecord) -> &'static str {
+    if v.destroyed {
+        "destroyed"
+    } else if m.pending_version == Some(v.version) {
+        "pending"
+    } else if m.current_version == v.version {
+        "current"
+    } else {
+        "previous"
+    }
+}
+
+fn version_json(m: &SecretMeta, v: &VersionRecord) -> Value {
     json!({
         "version": v.version,
+        "state": stage(m, v),
+        "rollback_target": m.previous_version == Some(v.version),
         "created_at": rfc3339(v.created_ms),
         "deleted_at": v.deleted_ms.map(rfc3339),
         "destroyed": v.destroyed,
@@ -87,9 +105,15 @@ pub(crate) async fn secret(State(state): State<AppState>, caller: Caller, req: R
                 None => write(&state, &caller, &path, parse_json(&bytes)?).await,
                 Some("undelete") => undelete(&state, &caller, &path, parse_json(&bytes)?).await,
                 Some("destroy") => destroy(&state, &caller, &path, parse_json(&bytes)?).await,
+                Some("rotate") => super::rotate::rotate(&state, &caller, &path, parse_json(&bytes)?).await,
+                Some("rollback") => {
+                    let body: StepRequest = if bytes.is_empty() { StepRequest::default() } else { parse_json(&bytes)? };
+                    super::rotate::rollback(&state, &caller, &path, body.no_wait).await
+                }
+                Some("abandon") => super::rotate::abandon(&state, &caller, &path).await,
                 Some(other) => Err(Error::new(
                     Code::InvalidQuery,
-                    format!("unknown action {other:?}; accepted: undelete, destroy"),
+                    format!("unknown action {other:?}; accepted: undelete, destroy, rotate, rollback, abandon"),
                 )
                 .into()),
             }
@@ -105,7 +129,7 @@ pub(crate) async fn secret(State(state): State<AppState>, caller: Caller, req: R
 /// Writing needs `secret:write`; changing an exchange account also
 /// `account:<name>:admin`, and is on record as an `admin` call (durable
 /// before the answer, and it alerts).
-fn require_write(caller: &Caller, path: &SecretPath, verb: &str) -> Result<(), Error> {
+pub(super) fn require_write(caller: &Caller, path: &SecretPath, verb: &str) -> Result<(), Error> {
     caller.require(Need::SecretWrite(path.as_str()), &format!("{verb} {path}"))?;
     if let Some(name) = account_name(path.as_str()) {
         caller.record.class(Class::Admin);
@@ -128,13 +152,32 @@ async fn get(state: &AppState, caller: &Caller, path: &SecretPath, query: Option
         ),
         None => None,
     };
-    // An account can be read with secret:read (secret fields withheld) or export.
-    let export = account_name(path.as_str()).filter(|name| caller.may(Need::Account(name, Class::Export)));
-    if export.is_some() {
+    let account = account_name(path.as_str());
+    // An account can be read with secret:read (secret fields withheld) or
+    // export; a version of it other than the current one (previous,
+    // pending) only with sys:admin. Some scope on the path comes first, so
+    // a caller without one learns nothing about its versions.
+    let export = account.filter(|name| caller.may(Need::Account(name, Class::Export)));
+    let admin_read = account.is_some() && version.is_some() && caller.may(Need::SysAdmin);
+    if export.is_none() && !admin_read {
+        caller.require(Need::SecretRead(path.as_str()), &format!("reading {path}"))?;
+    }
+    let other_version = match (account, version) {
+        (Some(_), Some(asked)) => state.secrets.meta(path.as_str()).await?.is_none_or(|m| m.current_version != asked),
+        _ => false,
+    };
+    if other_version {
+        let name = account.unwrap_or_default();
+        caller.require(
+            Need::SysAdmin,
+            &format!("reading a version of exchange account {name} other than the current one (sys:admin)"),
+        )?;
+        caller.record.class(Class::Export);
+    } else if export.is_some() {
         caller.record.class(Class::Export);
     } else {
         caller.require(Need::SecretRead(path.as_str()), &format!("reading {path}"))?;
-        if let (Some(name), Some(f)) = (account_name(path.as_str()), q.get("field"))
+        if let (Some(name), Some(f)) = (account, q.get("field"))
             && SECRET_FIELDS.contains(&f.as_str())
         {
             return Err(
@@ -147,13 +190,15 @@ async fn get(state: &AppState, caller: &Caller, path: &SecretPath, query: Option
         let (meta, versions) = state.secrets.history(path.as_str()).await?;
         let mut body = meta_json(&meta);
         body["path"] = json!(path.as_str());
-        body["versions"] = Value::Array(versions.iter().map(version_json).collect());
+        body["versions"] = Value::Array(versions.iter().map(|v| version_json(&meta, v)).collect());
+        body["changes"] = json!(changes(state, path.as_str()).await?);
         return Ok(Json(body).into_response());
     }
     let v = state.secrets.read(&caller.unsealed, path.as_str(), version).await?;
-    // An exchange account's secret fields leave only with account:<name>:export.
-    let withheld: &[&str] = match account_name(path.as_str()) {
-        Some(_) if export.is_none() => SECRET_FIELDS,
+    // An exchange account's secret fields leave only with account:<name>:export,
+    // or for another version, sys:admin (checked above).
+    let withheld: &[&str] = match account {
+        Some(_) if export.is_none() && !other_version => SECRET_FIELDS,
         _ => &[],
     };
     read_answer(path, &v, withheld, &q)
@@ -212,6 +257,25 @@ async fn write(state: &AppState, caller: &Caller, path: &SecretPath, body: PutRe
     body["path"] = json!(path.as_str());
     body["version"] = json!(version);
     Ok(Json(body).into_response())
+}
+
+/// A secret's changes from the audit log, oldest first: time, what changed,
+/// which version, the key that made the change and its address.
+async fn changes(state: &AppState, path: &str) -> Result<Vec<Value>, Error> {
+    let query = AuditQuery { target_prefix: Some(path.to_string()), limit: 1000, ..AuditQuery::default() };
+    let entries = state.auditor.entries(&query).await?;
+    Ok(entries
+        .iter()
+        .filter(|e| e.target == path && e.decision == "allow" && e.action.starts_with("secrets."))
+        .filter_map(|e| {
+            let mut d = serde_json::from_str::<Value>(&e.detail).ok()?;
+            d.get("change")?.as_str()?;
+            d["time"] = json!(rfc3339(e.time_ms));
+            d["by"] = json!(e.key_id);
+            d["ip"] = json!(e.ip);
+            Some(d)
+        })
+        .collect())
 }
 
 async fn delete(
