@@ -11,7 +11,8 @@ use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hex, hmac_sha256};
 use crate::orders::{GuardError, Order, decimal, side};
 use crate::{
-    Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, PrivateKey, SignContext, SignError, h,
+    Body, CanonicalRequest, Class, Credentials, Exchange, KeyFamily, Method, Outgoing, PrivateKey, SignContext,
+    SignError, h,
 };
 use rust_decimal::Decimal;
 
@@ -359,6 +360,10 @@ impl Exchange for Binance {
 
     fn signature_binds_request(&self) -> bool {
         false
+    }
+
+    fn self_generated_keys(&self) -> &'static [KeyFamily] {
+        &[KeyFamily::Ed25519, KeyFamily::Rsa]
     }
 
     fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {

@@ -1,14 +1,26 @@
-//! Bitget (v2): `ACCESS-SIGN` = base64(HMAC-SHA256(secret, timestamp + method
-//! + path[?query] + body)), plus the plain passphrase. Covers path and body.
+//! Bitget (v2): `ACCESS-SIGN` = base64(HMAC-SHA256(secret, timestamp +
+//! method + path[?query] + body)), plus the plain passphrase. Covers path
+//! and body.
+//!
+//! A self-generated RSA key (Bitget's "RSA" key type, made with its
+//! api-rsa-generator or `keyward account keygen`) signs the same text with
+//! RSA PKCS#1 v1.5 SHA-256, base64.
 
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hmac_sha256};
-use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+use crate::{
+    Body, CanonicalRequest, Class, Credentials, Exchange, KeyFamily, Method, Outgoing, PrivateKey, SignContext,
+    SignError, h,
+};
 
 /// Bitget.
 #[derive(Debug, Clone, Copy)]
 pub struct Bitget;
+
+fn rsa_only() -> SignError {
+    SignError::Field { field: "private_key", reason: "Bitget takes RSA keys".into() }
+}
 
 use Class::{Admin, Borrow, Cancel, Public, Read, Trade, Transfer, Withdraw};
 use Method::{Get, Post};
@@ -100,9 +112,19 @@ impl Exchange for Bitget {
     }
     fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {
         let creds = Credentials::from_fields(get)?;
-        creds.secret()?;
+        match &creds.private_key {
+            Some(PrivateKey::Rsa(_)) => {}
+            Some(_) => return Err(rsa_only()),
+            None => {
+                creds.secret()?;
+            }
+        }
         creds.passphrase()?;
         Ok(())
+    }
+
+    fn self_generated_keys(&self) -> &'static [KeyFamily] {
+        &[KeyFamily::Rsa]
     }
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
         if matches!(req.body, Body::Form(_)) {
@@ -113,10 +135,12 @@ impl Exchange for Bitget {
         let body = req.body_bytes();
         let text = body.as_ref().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
         let ts = ctx.timestamp_ms.to_string();
-        let sign = b64(&hmac_sha256(
-            creds.secret()?.as_bytes(),
-            format!("{ts}{}{target}{text}", req.method.as_str()).as_bytes(),
-        ));
+        let prehash = format!("{ts}{}{target}{text}", req.method.as_str());
+        let sign = match &creds.private_key {
+            Some(k @ PrivateKey::Rsa(_)) => b64(&k.sign(prehash.as_bytes())?),
+            Some(_) => return Err(rsa_only()),
+            None => b64(&hmac_sha256(creds.secret()?.as_bytes(), prehash.as_bytes())),
+        };
         Ok(Outgoing {
             method: req.method,
             path: req.path.clone(),

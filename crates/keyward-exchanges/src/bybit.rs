@@ -8,7 +8,8 @@ use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hex, hmac_sha256};
 use crate::orders::{GuardError, Order, Side, decimal, json_decimal, side, text};
 use crate::{
-    Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, PrivateKey, SignContext, SignError, h,
+    Body, CanonicalRequest, Class, Credentials, Exchange, KeyFamily, Method, Outgoing, PrivateKey, SignContext,
+    SignError, h,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -249,6 +250,10 @@ impl Exchange for Bybit {
 
     fn signature_binds_request(&self) -> bool {
         false
+    }
+
+    fn self_generated_keys(&self) -> &'static [KeyFamily] {
+        &[KeyFamily::Rsa]
     }
 
     fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {

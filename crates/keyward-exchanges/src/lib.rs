@@ -20,6 +20,7 @@ pub mod coinbase;
 pub mod credentials;
 pub mod deribit;
 pub mod gate;
+pub mod keygen;
 pub mod kraken;
 pub mod kucoin;
 pub mod mac;
@@ -30,6 +31,7 @@ pub use canonical::{Body, CanonicalRequest, Method, NotCanonical};
 pub use catalog::Endpoint;
 pub use check::{AnswerShape, CredentialCheck};
 pub use credentials::{Credentials, PrivateKey};
+pub use keygen::{KeyAlg, KeyFamily, KeyPair};
 pub use keyward_core::scope::Class;
 
 /// Why signing failed. Never carries secret material.
@@ -148,6 +150,11 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     /// signature handed out could be replayed elsewhere.
     fn signature_binds_request(&self) -> bool {
         true
+    }
+    /// Key algorithms the exchange accepts for a key pair made by its user
+    /// (`keyward account keygen`); empty when only the exchange makes keys.
+    fn self_generated_keys(&self) -> &'static [KeyFamily] {
+        &[]
     }
     /// Account fields the exchange needs, checked when the account is stored.
     fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {
