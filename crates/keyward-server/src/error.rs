@@ -59,6 +59,9 @@ pub(crate) enum Code {
     NoRotation,
     /// The exchange refused the pending credentials of a rotation (nothing switched).
     CredentialsRefused,
+    /// The field is non-exportable (a private key made inside keyward): no
+    /// scope reads it back.
+    NonExportable,
     /// The namespace exists already.
     NamespaceExists,
     /// The data is already initialised.
@@ -120,6 +123,7 @@ impl Code {
             Code::RotationPending => "rotation_pending",
             Code::NoRotation => "no_rotation",
             Code::CredentialsRefused => "credentials_refused",
+            Code::NonExportable => "non_exportable",
             Code::NamespaceExists => "namespace_exists",
             Code::AlreadyInitialized => "already_initialized",
             Code::RowTampered => "key_tampered",

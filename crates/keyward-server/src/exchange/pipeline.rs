@@ -124,11 +124,12 @@ fn guard_plan(caller: &Caller, account: &Account, creq: &CanonicalRequest) -> Re
     Ok(Some(GuardPlan { limits, orders }))
 }
 
-/// Checks an account name (it is a secret path segment under `exchanges/`).
+/// Checks an account name: one secret path segment under `exchanges/`
+/// (a `/`, even percent-encoded, would name a secret that is no account).
 pub(crate) fn check_account_name(name: &str) -> Result<()> {
-    keyward_core::secret_path::SecretPath::parse(&format!("{PREFIX}{name}"))
-        .map(|_| ())
-        .map_err(|_| Error::new(crate::error::Code::InvalidPath, "invalid account name"))
+    let segment =
+        !name.contains('/') && keyward_core::secret_path::SecretPath::parse(&format!("{PREFIX}{name}")).is_ok();
+    if segment { Ok(()) } else { Err(Error::new(crate::error::Code::InvalidPath, "invalid account name")) }
 }
 
 impl Exchanges {

@@ -49,7 +49,7 @@ pub(super) fn status(code: Code) -> StatusCode {
         ) => StatusCode::UNAUTHORIZED,
         Code::Deny(D::RateLimited | D::ExchangeBudget | D::AuthThrottled) => StatusCode::TOO_MANY_REQUESTS,
         Code::Deny(D::RequestNotCanonical) => StatusCode::BAD_REQUEST,
-        Code::Deny(_) => StatusCode::FORBIDDEN,
+        Code::Deny(_) | Code::NonExportable => StatusCode::FORBIDDEN,
         Code::InvalidRequest
         | Code::InvalidQuery
         | Code::InvalidPath

@@ -34,7 +34,7 @@ use std::time::Instant;
 /// The router with every route, the audit entry of each request and the
 /// error mapping at the edge.
 pub(crate) fn app(state: AppState) -> Router {
-    use routes::{audit, keys, metrics, proxy, rotation, secrets, sign, sys, tokens};
+    use routes::{accounts, audit, keys, metrics, proxy, rotation, secrets, sign, sys, tokens};
     Router::new()
         .route("/v1/sys/health", get(sys::health))
         .route("/v1/sys/status", get(sys::status))
@@ -56,6 +56,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/namespaces", get(keys::list_namespaces).post(keys::create_namespace))
         .route("/v1/auth/token", post(tokens::mint))
         .route("/v1/sign/{account}", post(sign::sign))
+        .route("/v1/accounts/{name}/keygen", post(accounts::keygen))
         .route("/proxy/{account}/{*path}", any(proxy::proxy))
         .route("/v1/rotation", get(rotation::status))
         .route("/v1/audit", get(audit::list))
@@ -88,12 +89,12 @@ fn action(method: &Method, route: Option<&str>) -> &'static str {
     ACTIONS[resource][verb]
 }
 
-const RESOURCES: [&str; 10] =
-    ["sys", "secrets", "keys", "namespaces", "auth", "sign", "proxy", "audit", "metrics", "rotation"];
+const RESOURCES: [&str; 11] =
+    ["sys", "secrets", "keys", "namespaces", "auth", "sign", "proxy", "audit", "metrics", "rotation", "accounts"];
 const VERBS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
 /// Every action, by resource and verb (the last row and column: `other`).
 #[rustfmt::skip]
-const ACTIONS: [[&str; 8]; 11] = [
+const ACTIONS: [[&str; 8]; 12] = [
     ["sys.get", "sys.post", "sys.put", "sys.delete", "sys.patch", "sys.head", "sys.options", "sys.other"],
     ["secrets.get", "secrets.post", "secrets.put", "secrets.delete", "secrets.patch", "secrets.head", "secrets.options", "secrets.other"],
     ["keys.get", "keys.post", "keys.put", "keys.delete", "keys.patch", "keys.head", "keys.options", "keys.other"],
@@ -104,6 +105,7 @@ const ACTIONS: [[&str; 8]; 11] = [
     ["audit.get", "audit.post", "audit.put", "audit.delete", "audit.patch", "audit.head", "audit.options", "audit.other"],
     ["metrics.get", "metrics.post", "metrics.put", "metrics.delete", "metrics.patch", "metrics.head", "metrics.options", "metrics.other"],
     ["rotation.get", "rotation.post", "rotation.put", "rotation.delete", "rotation.patch", "rotation.head", "rotation.options", "rotation.other"],
+    ["accounts.get", "accounts.post", "accounts.put", "accounts.delete", "accounts.patch", "accounts.head", "accounts.options", "accounts.other"],
     ["other.get", "other.post", "other.put", "other.delete", "other.patch", "other.head", "other.options", "other.other"],
 ];
 

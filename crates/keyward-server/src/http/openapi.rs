@@ -6,6 +6,7 @@
 //! openapi` rewrites it). Prose, error codes and examples: `docs/http-api.md`.
 
 use super::error::{ErrorBody, ErrorDetail};
+use super::routes::accounts::KeygenRequest;
 use super::routes::keys::{ReportCompromised, RollKey};
 use super::routes::sign::SignRequest;
 use super::routes::sys::UnsealRequest;
@@ -218,6 +219,20 @@ pub(crate) const ROUTES: &[Route] = &[
     .body("SignRequest")
     .ok(200, Some("Signed"), "what to send to the exchange"),
     route(
+        "POST",
+        "/v1/accounts/{name}/keygen",
+        "exchanges",
+        "Make an exchange key pair inside keyward: the private key is staged as the pending, non-exportable version",
+        "secret:write:exchanges/<name> and account:<name>:admin",
+    )
+    .sensitive()
+    .body("KeygenRequest")
+    .ok(
+        200,
+        None,
+        "{account, path, pending_version, alg, public_key_pem, public_key (base64 SPKI), non_exportable, next} and the metadata",
+    ),
+    route(
         "ANY",
         "/proxy/{account}/{path}",
         "exchanges",
@@ -369,6 +384,7 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<CreateNamespace>()
         .schema_from::<TokenRequest>()
         .schema_from::<SignRequest>()
+        .schema_from::<KeygenRequest>()
         .schema_from::<Signed>()
         .schema_from::<crate::rotation::RotationStatus>()
         .schema_from::<ReportCompromised>()
@@ -408,6 +424,7 @@ mod tests {
         assert!(is_sensitive(&Method::POST, "/v1/keys/{id}/roll"));
         assert!(is_sensitive(&Method::DELETE, "/v1/keys/{id}"));
         assert!(is_sensitive(&Method::POST, "/v1/sys/seal"));
+        assert!(is_sensitive(&Method::POST, "/v1/accounts/{name}/keygen"));
         assert!(is_sensitive(&Method::POST, "/v1/sys/test-fault"));
         assert!(!is_sensitive(&Method::GET, "/v1/keys"));
         assert!(!is_sensitive(&Method::POST, "/v1/keys/verify"));

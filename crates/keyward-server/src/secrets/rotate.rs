@@ -143,6 +143,10 @@ impl Secrets {
             None => return Err(no_secret(path)),
         };
         let mut data = SecretData(self.decrypt(unsealed, path, Some(base)).await?.data.0.clone());
+        // A field the caller sets is theirs, so no longer non-exportable;
+        // the rest of the marker carries over with the fields it covers.
+        let given: Vec<&str> = changes.0.keys().map(String::as_str).collect();
+        data.unmark_non_exportable(&given);
         data.0.extend(changes.0);
         Ok(Staging { replaces: meta.pending_version, meta: Some(meta), data })
     }

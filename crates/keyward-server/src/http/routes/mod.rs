@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource. Each parses its input, has the
 //! caller identified, authorizes, admits, then calls a service.
 
+pub(super) mod accounts;
 pub(super) mod audit;
 pub(super) mod keys;
 pub(super) mod metrics;

@@ -2,7 +2,8 @@
 //!
 //! Scopes are checked before existence, so a key learns nothing about paths
 //! it may not read. Values leave only in the body of a successful read; an
-//! exchange account's secret fields only with `account:<name>:export`.
+//! exchange account's secret fields only with `account:<name>:export`; a
+//! field marked non-exportable (a private key born in keyward) never.
 
 use crate::auth::Caller;
 use crate::error::{Code, Error};
@@ -16,6 +17,7 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use keyward_core::clock::rfc3339;
 use keyward_core::scope::{Class, Need, Scope};
+use keyward_core::secret::NON_EXPORTABLE;
 use keyward_core::secret_path::{SecretPath, check_prefix};
 use keyward_store::{AuditQuery, SecretMeta, VersionRecord};
 use serde_json::{Map, Value, json};
@@ -210,10 +212,22 @@ fn read_answer(
     withheld: &[&str],
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
+    // Non-exportable fields (a private key made by `account keygen`) and
+    // the marker that lists them never leave, whatever the scope.
+    let sealed_in = v.data.non_exportable();
+    if let Some(f) = q.get("field")
+        && (sealed_in.contains(&f.as_str()) || f == NON_EXPORTABLE)
+    {
+        return Err(Error::new(
+            Code::NonExportable,
+            format!("{f} of {path} was made inside keyward and is non-exportable: no scope reads it back"),
+        )
+        .into());
+    }
     let mut fields = Map::new();
     let mut redacted = Vec::new();
     for (k, value) in &v.data.0 {
-        if q.get("field").is_some_and(|f| f != k) {
+        if q.get("field").is_some_and(|f| f != k) || k == NON_EXPORTABLE || sealed_in.contains(&k.as_str()) {
             continue;
         }
         if withheld.contains(&k.as_str()) {
@@ -236,6 +250,9 @@ fn read_answer(
     let mut metadata = meta_json(&v.meta);
     if !redacted.is_empty() {
         metadata["withheld_fields"] = json!(redacted);
+    }
+    if !sealed_in.is_empty() {
+        metadata["non_exportable_fields"] = json!(sealed_in);
     }
     metadata["version_created_at"] = json!(rfc3339(v.created_ms));
     Ok(Json(json!({"path": path.as_str(), "version": v.version, "data": fields, "metadata": metadata})).into_response())
@@ -266,7 +283,8 @@ async fn changes(state: &AppState, path: &str) -> Result<Vec<Value>, Error> {
     let entries = state.auditor.entries(&query).await?;
     Ok(entries
         .iter()
-        .filter(|e| e.target == path && e.decision == "allow" && e.action.starts_with("secrets."))
+        .filter(|e| e.target == path && e.decision == "allow")
+        .filter(|e| e.action.starts_with("secrets.") || e.action.starts_with("accounts."))
         .filter_map(|e| {
             let mut d = serde_json::from_str::<Value>(&e.detail).ok()?;
             d.get("change")?.as_str()?;
