@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 venv=.venv-test
-if ! "$venv/bin/python" -c 'import ccxt, prometheus_client' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import ccxt, prometheus_client, cryptography' 2>/dev/null; then
   echo "== installing ccxt into $venv (first run only)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt

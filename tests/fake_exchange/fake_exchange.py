@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""A local fake of Binance, OKX, Bybit and Kraken for keyward's tests.
+"""A local fake of Binance, OKX, Bybit, Bitget and Kraken for keyward's tests.
 
 It checks every private request's signature with Python's own hmac and
-hashlib (an implementation independent of keyward's), refuses bad ones the
+hashlib (an implementation independent of keyward's), or, for a credential
+set registered with a "public_key" (PEM, as an exchange's key page takes a
+self-generated key), with the `cryptography` package: Ed25519, or RSA
+PKCS#1 v1.5 SHA-256 (imported only then). It refuses bad ones the
 way the exchange would, answers the calls ccxt makes for load_markets,
 create_order and fetch_balance, and records every request it saw so a test
 can show what reached the "exchange" (GET /__log, POST /__reset).
@@ -15,8 +18,10 @@ exchange's key page).
 
 Usage: fake_exchange.py CREDENTIALS_JSON   (prints "listening on PORT")
 CREDENTIALS_JSON: {"binance": {"key":..,"secret":..}, "okx": {"key","secret","passphrase"},
-                   "bybit": {"key","secret"}, "kraken": {"key","secret"}}
-Stdlib only.
+                   "bybit": {"key","secret"}, "bitget": {"key","secret","passphrase"},
+                   "kraken": {"key","secret"}}
+A set may give "public_key" (PEM) instead of "secret" (binance, bybit, bitget).
+Stdlib only, but for `cryptography` when a set has a public key.
 """
 import base64
 import hashlib
@@ -46,6 +51,33 @@ def cred(exchange, key):
         if c.get("key") == key:
             return c
     return sets[0] if sets else {}
+
+
+def asym_ok(c, text, sig_b64):
+    """Checks a base64 signature of `text` against the set's PEM public key."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+    try:
+        key = serialization.load_pem_public_key(c["public_key"].encode())
+        sig = base64.b64decode(sig_b64, validate=True)
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(sig, text.encode())
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(sig, text.encode(), padding.PKCS1v15(), hashes.SHA256())
+        else:
+            return False
+        return True
+    except Exception:
+        return False
+
+
+def sig_ok(c, text, given, hex_hmac=True):
+    """A signature check: the set's public key if it has one, else its HMAC secret."""
+    if "public_key" in c:
+        return asym_ok(c, text, given)
+    mac = hmac.new(c.get("secret", "").encode(), text.encode(), hashlib.sha256)
+    expected = mac.hexdigest() if hex_hmac else base64.b64encode(mac.digest()).decode()
+    return hmac.compare_digest(expected, given)
 
 
 def now_ms():
@@ -128,6 +160,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.binance(path, query, body)
         if path.startswith("/api/v5/"):
             return self.okx(path, query, body)
+        if path.startswith("/api/v2/"):
+            return self.bitget(path, query, body)
         if path.startswith("/v5/"):
             return self.bybit(path, query, body)
         if path.startswith("/0/"):
@@ -151,8 +185,7 @@ class Handler(BaseHTTPRequestHandler):
         if "&signature=" not in payload:
             return self.reply(400, {"code": -1102, "msg": "Mandatory parameter 'signature' was not sent."})
         signed, sig = payload.rsplit("&signature=", 1)
-        expected = hmac.new(c["secret"].encode(), signed.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, urllib.parse.unquote(sig)):
+        if not sig_ok(c, signed, urllib.parse.unquote(sig)):
             return self.reply(400, {"code": -1022, "msg": "Signature for this request is not valid."})
         params = dict(urllib.parse.parse_qsl(signed))
         if abs(int(params.get("timestamp", 0)) - now_ms()) > int(params.get("recvWindow", 5000)):
@@ -229,11 +262,10 @@ class Handler(BaseHTTPRequestHandler):
         c = cred("bybit", h.get("X-BAPI-API-KEY"))
         payload = query if self.command == "GET" else body
         text = h.get("X-BAPI-TIMESTAMP", "") + c.get("key", "") + h.get("X-BAPI-RECV-WINDOW", "") + payload
-        expected = hmac.new(c.get("secret", "").encode(), text.encode(), hashlib.sha256).hexdigest()
         limit = {"X-Bapi-Limit-Status": "99", "X-Bapi-Limit": "100"}
         if h.get("X-BAPI-API-KEY") != c.get("key"):
             return self.reply(200, {"retCode": 10003, "retMsg": "API key is invalid.", "result": {}, "time": now_ms()})
-        if not hmac.compare_digest(expected, h.get("X-BAPI-SIGN", "")):
+        if not sig_ok(c, text, h.get("X-BAPI-SIGN", "")):
             return self.reply(200, {"retCode": 10004, "retMsg": "error sign!", "result": {}, "time": now_ms()})
         if path == "/v5/order/create":
             order = json.loads(body or "{}")
@@ -244,6 +276,27 @@ class Handler(BaseHTTPRequestHandler):
                               "totalEquity": "10000", "coin": [{"coin": "USDT", "equity": "10000", "walletBalance": "10000",
                               "locked": "0", "availableToWithdraw": "10000"}]}]}, "time": now_ms()}, limit)
         return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"list": []}, "time": now_ms()}, limit)
+
+    # Bitget v2: base64 HMAC-SHA256 (or RSA) over timestamp + method + path?query + body, with passphrase.
+    def bitget(self, path, query, body):
+        if path.startswith(("/api/v2/public/", "/api/v2/spot/public/", "/api/v2/spot/market/")):
+            return self.reply(200, {"code": "00000", "msg": "success", "requestTime": now_ms(), "data": []})
+        h = self.headers
+        c = cred("bitget", h.get("ACCESS-KEY"))
+        target = path + ("?" + query if query else "")
+        prehash = h.get("ACCESS-TIMESTAMP", "") + self.command + target + body
+        if h.get("ACCESS-KEY") != c.get("key") or h.get("ACCESS-PASSPHRASE") != c.get("passphrase"):
+            return self.reply(400, {"code": "40006", "msg": "Invalid ACCESS_KEY", "requestTime": now_ms(), "data": None})
+        if not sig_ok(c, prehash, h.get("ACCESS-SIGN", ""), hex_hmac=False):
+            return self.reply(400, {"code": "40009", "msg": "sign signature error", "requestTime": now_ms(), "data": None})
+        if path == "/api/v2/spot/trade/place-order":
+            order = json.loads(body or "{}")
+            return self.reply(200, {"code": "00000", "msg": "success", "requestTime": now_ms(), "data": {
+                "orderId": str(next_order_id()), "clientOid": order.get("clientOid", "")}})
+        if path == "/api/v2/spot/account/assets":
+            return self.reply(200, {"code": "00000", "msg": "success", "requestTime": now_ms(), "data": [
+                {"coin": "USDT", "available": "10000", "frozen": "0", "locked": "0", "uTime": str(now_ms())}]})
+        return self.reply(200, {"code": "00000", "msg": "success", "requestTime": now_ms(), "data": []})
 
     # Kraken: base64 HMAC-SHA512(base64-decoded secret, path + SHA256(nonce + body)).
     def kraken(self, path, query, body):

@@ -48,6 +48,9 @@ enum Command {
     /// Create, list, roll and revoke access keys; verify platform keys.
     #[command(subcommand)]
     Key(cmd::key::KeyCommand),
+    /// Exchange accounts: make a key pair inside keyward (keygen).
+    #[command(subcommand)]
+    Account(cmd::account::AccountCommand),
     /// Sign an exchange request with an account's credentials.
     Sign(cmd::sign::SignArgs),
     /// Read, export and verify the audit log.
@@ -74,6 +77,7 @@ fn main() -> std::process::ExitCode {
             Command::Operator(c) => cmd::operator::run(c, &cli.conn).await,
             Command::Secret(c) => cmd::secret::run(c, &cli.conn).await,
             Command::Key(c) => cmd::key::run(c, &cli.conn).await,
+            Command::Account(c) => cmd::account::run(c, &cli.conn).await,
             Command::Sign(a) => cmd::sign::run(a, &cli.conn).await,
             Command::Audit(c) => cmd::audit::run(c, &cli.conn).await,
             Command::Rotation(c) => cmd::rotation::run(c, &cli.conn).await,

@@ -1,5 +1,6 @@
 //! One module per top-level command.
 
+pub mod account;
 pub mod audit;
 pub mod key;
 pub mod operator;

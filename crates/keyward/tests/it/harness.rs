@@ -332,7 +332,9 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The fake exchange (Python; checks signatures with its own hmac).
+/// The fake exchange (Python; checks signatures with its own hmac, and
+/// self-generated keys' signatures with `cryptography`: run by the test
+/// Python, `KEYWARD_TEST_PYTHON`, when set).
 pub struct FakeExchange {
     child: Child,
     pub url: String,
@@ -341,7 +343,8 @@ pub struct FakeExchange {
 impl FakeExchange {
     pub fn start(creds: &Value) -> FakeExchange {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fake_exchange/fake_exchange.py");
-        let mut child = Command::new("python3")
+        let python = std::env::var("KEYWARD_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string());
+        let mut child = Command::new(python)
             .arg(script)
             .arg(creds.to_string())
             .stdout(Stdio::piped())

@@ -12,6 +12,7 @@ mod fund_movers;
 mod guards;
 mod hardening;
 mod harness;
+mod keygen;
 mod keys;
 mod ledger;
 mod persistence;
