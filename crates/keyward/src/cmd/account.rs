@@ -74,7 +74,7 @@ async fn keygen(
         return print_json(&out);
     }
     println!(
-        "made a {} key pair for {name}: staged as pending version {} of {}; its private key is non-exportable",
+        "{} key pair made for {name}: staged as pending version {} of {}; its private key is non-exportable",
         cell(&out["alg"]),
         cell(&out["pending_version"]),
         cell(&out["path"])
