@@ -34,7 +34,7 @@ use std::time::Instant;
 /// The router with every route, the audit entry of each request and the
 /// error mapping at the edge.
 pub(crate) fn app(state: AppState) -> Router {
-    use routes::{accounts, audit, keys, metrics, proxy, rotation, secrets, sign, sys, tokens};
+    use routes::{accounts, audit, keys, metrics, proxy, roll, rotation, secrets, sign, sys, tokens};
     Router::new()
         .route("/v1/sys/health", get(sys::health))
         .route("/v1/sys/status", get(sys::status))
@@ -59,6 +59,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/accounts/{name}/keygen", post(accounts::keygen))
         .route("/proxy/{account}/{*path}", any(proxy::proxy))
         .route("/v1/rotation", get(rotation::status))
+        .route("/v1/rotation/roll", post(roll::roll_due))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify).post(audit::verify))
         .route("/metrics", get(metrics::scrape))

@@ -8,6 +8,7 @@
 use super::error::{ErrorBody, ErrorDetail};
 use super::routes::accounts::KeygenRequest;
 use super::routes::keys::{ReportCompromised, RollKey};
+use super::routes::roll::RollDue;
 use super::routes::sign::SignRequest;
 use super::routes::sys::UnsealRequest;
 use super::routes::tokens::TokenRequest;
@@ -259,6 +260,20 @@ pub(crate) const ROUTES: &[Route] = &[
     route("GET", "/v1/rotation", "sys", "What is due for rotation, soonest first", "sys:admin")
         .query(&[("due_within", "only items due within this long (7d), overdue included; also what counts as due")])
         .ok(200, Some("RotationStatus"), "secrets, exchange accounts and keys with their due dates"),
+    route(
+        "POST",
+        "/v1/rotation/roll",
+        "sys",
+        "Roll every access key due (or overdue) by its maximum age; run it on a schedule",
+        "key:admin (+ secret:write on each store path)",
+    )
+    .sensitive()
+    .body("RollDue")
+    .ok(
+        200,
+        None,
+        "{dry_run, rolled: [{id, name, new_id, grace_until, stored_at, version | key}], failed: [{id, name, error}]}; with dry_run: {would_roll}",
+    ),
 ];
 
 fn schema_ref(name: &str) -> RefOr<Schema> {
@@ -378,6 +393,7 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<crate::exchange::Drain>()
         .schema_from::<CreateKey>()
         .schema_from::<RollKey>()
+        .schema_from::<RollDue>()
         .schema_from::<VerifyRequest>()
         .schema_from::<VerifyAnswer>()
         .schema_from::<RateInfo>()

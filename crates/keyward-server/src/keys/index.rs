@@ -175,6 +175,16 @@ impl KeyEntry {
         }
     }
 
+    /// True when the key may be rolled: active, or expired by its maximum
+    /// age only (rolling is how such a key is replaced; the old one stays
+    /// refused), never tampered with or rolled already.
+    pub(crate) fn rollable(&self, now_ms: i64) -> bool {
+        let state = self.effective_state(now_ms);
+        !self.tampered
+            && self.policy.rolled_to.is_none()
+            && (state == KeyState::Active || (state == KeyState::Expired && self.past_max_age(now_ms)))
+    }
+
     /// True when the key is expired by its maximum age, not its expiry.
     fn past_max_age(&self, now_ms: i64) -> bool {
         self.aged_ms.is_some_and(|a| now_ms >= a) && self.policy.expires_ms.is_none_or(|e| now_ms < e)

@@ -257,6 +257,9 @@ pub(crate) fn state_change(from: KeyState, to: KeyState, allowed_from: &[KeyStat
     Ok(())
 }
 
+/// Why a key cannot be rolled.
+pub(crate) const ROLL_REFUSED: &str = "only an active key, or one expired by its maximum age, can be rolled";
+
 /// What a roll made.
 #[derive(Debug)]
 pub(crate) struct Rolled {
@@ -384,8 +387,8 @@ impl Keys {
         let mut turn = self.turn().await;
         let now = self.clock.now_ms();
         let current = self.by_id(&old.id)?.ok_or_else(|| Error::not_found(format!("no key {:?}", old.id)))?;
-        if current.effective_state(now) != KeyState::Active || current.tampered || current.policy.rolled_to.is_some() {
-            return Err(Error::new(Code::InvalidState, "only an active key can be rolled"));
+        if !current.rollable(now) {
+            return Err(Error::new(Code::InvalidState, ROLL_REFUSED));
         }
         let old = current;
         let mut policy = old.policy.clone();

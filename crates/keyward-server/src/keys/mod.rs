@@ -18,7 +18,7 @@ mod verify;
 pub(crate) use admission::{Admitted, RateInfo};
 pub(crate) use index::{KeyEntry, KeyIndex, mac_input};
 pub(crate) use ledger::{Changes, Ledger};
-pub(crate) use manage::{CreateKey, CreateNamespace, may_manage, new_record, state_change};
+pub(crate) use manage::{CreateKey, CreateNamespace, ROLL_REFUSED, may_manage, new_record, state_change};
 pub(crate) use verify::{VerifyAnswer, VerifyRequest, may_verify};
 
 use crate::error::{Code, Error, Result};

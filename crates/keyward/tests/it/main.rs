@@ -19,6 +19,7 @@ mod persistence;
 mod pipeline;
 mod proxy;
 mod rotation;
+mod scheduled_roll;
 mod seal;
 mod secrets;
 mod server_start;

@@ -69,7 +69,7 @@ fn visible(caller: &Caller, k: &KeyEntry) -> bool {
 
 /// A caller changes only keys its scopes cover: for a token, the token's
 /// scopes, so a token carrying `key:admin` cannot roll or revoke its parent.
-fn manageable(caller: &Caller, k: &KeyEntry) -> bool {
+pub(super) fn manageable(caller: &Caller, k: &KeyEntry) -> bool {
     may_manage(caller.scopes(), &k.namespace, &k.policy.scopes)
 }
 
@@ -87,7 +87,7 @@ fn find_to_change(state: &AppState, caller: &Caller, id: &str, what: &str) -> Re
 
 /// A short-lived token never mints a key: a key made from it would outlive
 /// the token and leave its address binding behind.
-fn refuse_token(caller: &Caller) -> Result<(), Error> {
+pub(super) fn refuse_token(caller: &Caller) -> Result<(), Error> {
     if caller.token_scopes.is_some() {
         return Err(Error::scope_missing("a token cannot create or roll keys: use the access key"));
     }
@@ -177,7 +177,8 @@ async fn history(state: &AppState, id: &str) -> Result<Vec<Value>, Error> {
     let entries = state.auditor.entries(&query).await?;
     Ok(entries
         .iter()
-        .filter(|e| e.target == id && e.decision == "allow" && e.action.starts_with("keys."))
+        .filter(|e| e.target == id && e.decision == "allow")
+        .filter(|e| e.action.starts_with("keys.") || e.action.starts_with("rotation."))
         .filter_map(|e| {
             let change = serde_json::from_str::<Value>(&e.detail).ok()?.get("change")?.as_str()?.to_string();
             Some(json!({ "time": rfc3339(e.time_ms), "change": change, "by": e.key_id, "ip": e.ip }))
@@ -317,8 +318,8 @@ pub(crate) async fn roll(
     caller.record.target(id.clone());
     let old = find_to_change(&state, &caller, &id, "rolling")?;
     refuse_token(&caller)?;
-    if old.effective_state(state.clock.now_ms()) != KeyState::Active || old.tampered {
-        return Err(Error::new(Code::InvalidState, "only an active key can be rolled").into());
+    if !old.rollable(state.clock.now_ms()) {
+        return Err(Error::new(Code::InvalidState, crate::keys::ROLL_REFUSED).into());
     }
     caller.record.detail(change("rolled"));
     let admitted = caller.admit().await?;

@@ -284,7 +284,7 @@ async fn changes(state: &AppState, path: &str) -> Result<Vec<Value>, Error> {
     Ok(entries
         .iter()
         .filter(|e| e.target == path && e.decision == "allow")
-        .filter(|e| e.action.starts_with("secrets.") || e.action.starts_with("accounts."))
+        .filter(|e| ["secrets.", "accounts.", "rotation."].iter().any(|a| e.action.starts_with(a)))
         .filter_map(|e| {
             let mut d = serde_json::from_str::<Value>(&e.detail).ok()?;
             d.get("change")?.as_str()?;
