@@ -157,7 +157,8 @@ impl KeyState {
         Some(match self {
             KeyState::Active => return None,
             KeyState::Disabled => (DenyReason::KeyDisabled, "this key is disabled"),
-            KeyState::Revoked | KeyState::Destroyed => (DenyReason::KeyRevoked, "this key was revoked"),
+            KeyState::Revoked => (DenyReason::KeyRevoked, "this key was revoked"),
+            KeyState::Destroyed => (DenyReason::KeyRevoked, "this key was revoked and destroyed"),
             KeyState::Compromised => {
                 (DenyReason::KeyCompromised, "this key was reported compromised; it is refused for good")
             }

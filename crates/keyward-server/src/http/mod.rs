@@ -49,6 +49,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/keys/{id}", get(keys::show).delete(keys::revoke))
         .route("/v1/keys/verify", post(keys::verify))
         .route("/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/v1/keys/{id}/destroy", post(keys::destroy))
         .route("/v1/keys/{id}/disable", post(keys::disable))
         .route("/v1/keys/{id}/enable", post(keys::enable))
         .route("/v1/keys/{id}/roll", post(keys::roll))

@@ -165,6 +165,14 @@ pub(crate) const ROUTES: &[Route] = &[
     route("GET", "/v1/keys/{id}", "keys", "One key's settings and last use", "key:admin"),
     route("DELETE", "/v1/keys/{id}", "keys", "Revoke a key at once", "key:admin").sensitive(),
     route("POST", "/v1/keys/{id}/revoke", "keys", "Revoke a key at once", "key:admin").sensitive(),
+    route(
+        "POST",
+        "/v1/keys/{id}/destroy",
+        "keys",
+        "Destroy a revoked or compromised key: its details wiped, a tombstone kept",
+        "key:admin",
+    )
+    .sensitive(),
     route("POST", "/v1/keys/{id}/disable", "keys", "Disable a key (reversible)", "key:admin").sensitive(),
     route("POST", "/v1/keys/{id}/enable", "keys", "Enable a disabled key", "key:admin").sensitive(),
     route(

@@ -31,7 +31,7 @@ pub enum KeyCommand {
         /// Only keys of this owner.
         #[arg(long)]
         owner: Option<String>,
-        /// Only keys in this state (active, disabled, expired, rolled, revoked, pending, tampered).
+        /// Only keys in this state (active, disabled, expired, rolled, revoked, compromised, destroyed, pending, tampered).
         #[arg(long)]
         state: Option<String>,
         /// Only keys of this namespace.
@@ -62,6 +62,13 @@ pub enum KeyCommand {
     /// Revoke a key for good: the very next request with it is refused.
     Revoke {
         /// Key id (key_…), or a key name if exactly one visible key has it.
+        id: String,
+    },
+    /// Destroy a revoked or compromised key: its meta and permissions are
+    /// wiped and its state is destroyed for good; the record stays so its
+    /// audit trail still names it, and a use is still refused (key_revoked).
+    Destroy {
+        /// Key id (key_…).
         id: String,
     },
     /// Replace a key with a new one of the same settings; the old one keeps
@@ -210,6 +217,11 @@ pub async fn run(cmd: KeyCommand, conn: &Connection) -> Result<()> {
         KeyCommand::Disable { id } => change(&c, &id, "disable", "disabled").await,
         KeyCommand::Enable { id } => change(&c, &id, "enable", "enabled").await,
         KeyCommand::Revoke { id } => revoke(&c, &id).await,
+        KeyCommand::Destroy { id } => {
+            c.call(Method::POST, &format!("/v1/keys/{}/destroy", encode(&id)), None).await?;
+            println!("destroyed {id}");
+            Ok(())
+        }
         KeyCommand::Roll { id, grace, json } => roll(&c, &id, &grace, json).await,
         KeyCommand::Verify { permission, ip } => verify(&c, permission, ip).await,
         KeyCommand::Compromised { id, hours, json } => compromised(&c, &id, hours, json).await,

@@ -203,8 +203,10 @@ fn key_show_lists_each_change_with_its_time_and_who_made_it() {
     let admin_id = s.http("GET", "/v1/keys", Some(&a), None).1["keys"][0]["id"].as_str().unwrap().to_string();
     let (manager_id, manager) =
         create_key(&s, json!({"name": "m", "scopes": ["key:admin", "secret:read:*"], "allow_ips": ["127.0.0.1"]}));
-    let (id, _) = create_key(&s, json!({"name": "bot", "scopes": ["secret:read:x"]}));
-    for (who, action) in [(&a, "disable"), (&manager, "enable"), (&a, "revoke")] {
+    let (id, bot) = create_key(&s, json!({"name": "bot", "scopes": ["secret:read:x"], "meta": {"customer": "c-1"}}));
+    // Only a revoked (or compromised) key can be destroyed.
+    assert_error(&s.http("POST", &format!("/v1/keys/{id}/destroy"), Some(&a), None), 409, "invalid_state");
+    for (who, action) in [(&a, "disable"), (&manager, "enable"), (&a, "revoke"), (&manager, "destroy")] {
         assert_eq!(s.http("POST", &format!("/v1/keys/{id}/{action}"), Some(who), None).0, 200);
     }
     // A refused change is not history.
@@ -217,10 +219,20 @@ fn key_show_lists_each_change_with_its_time_and_who_made_it() {
         .iter()
         .map(|h| (h["change"].as_str().unwrap().to_string(), h["by"].as_str().unwrap().to_string()))
         .collect();
-    let expect = [("created", &admin_id), ("disabled", &admin_id), ("active", &manager_id), ("revoked", &admin_id)];
+    let expect = [
+        ("created", &admin_id),
+        ("disabled", &admin_id),
+        ("active", &manager_id),
+        ("revoked", &admin_id),
+        ("destroyed", &manager_id),
+    ];
     let expect: Vec<(String, String)> = expect.iter().map(|(c, b)| (c.to_string(), b.to_string())).collect();
     assert_eq!(history, expect, "{shown}");
     assert!(shown["history"][0]["time"].is_string());
+    // Destroyed: its details wiped, the tombstone kept, a use still refused as revoked.
+    assert_eq!((shown["state"].clone(), shown["meta"].clone()), (json!("destroyed"), json!({})), "{shown}");
+    assert_error(&s.http("GET", "/v1/secrets/x", Some(&bot), None), 401, "key_revoked");
+    assert_error(&s.http("POST", &format!("/v1/keys/{id}/enable"), Some(&a), None), 409, "invalid_state");
     let o = s.cli(Some(&a), &["key", "show", &id], None);
     let text = stdout(&o);
     assert!(o.status.success() && text.contains("history") && text.contains(&manager_id), "{text}");

@@ -219,6 +219,41 @@ pub(crate) async fn revoke(
     set_state(&state, &caller, &id, KeyState::Revoked, ANY).await
 }
 
+/// `POST /v1/keys/{id}/destroy`: the last step of a revoked or compromised
+/// key. Its platform details (`meta`, `permissions`) are wiped; the row
+/// stays as a tombstone, so its audit trail still names it and a use of it
+/// is still refused as revoked, never mistaken for an unknown key.
+pub(crate) async fn destroy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.record.target(id.clone());
+    let key = find_to_change(&state, &caller, &id, "destroying")?;
+    const FROM: &[KeyState] = &[KeyState::Revoked, KeyState::Compromised];
+    state_change(key.state, KeyState::Destroyed, FROM).map_err(|_| {
+        Error::new(
+            Code::InvalidState,
+            format!("a {} key cannot be destroyed: revoke it first (keyward key revoke {id})", key.state.as_str()),
+        )
+    })?;
+    caller.record.detail(change(KeyState::Destroyed.as_str()));
+    let admitted = caller.admit().await?;
+    let k = state
+        .keys
+        .change(&admitted, &caller.unsealed, &key.id, |rec, policy| {
+            let from = KeyState::parse(&rec.state).unwrap_or(KeyState::Revoked);
+            state_change(from, KeyState::Destroyed, FROM)?;
+            rec.state = KeyState::Destroyed.as_str().to_string();
+            policy.meta = Default::default();
+            policy.permissions = Default::default();
+            Ok(())
+        })
+        .await?;
+    tracing::info!(key_id = %k.id, by = %caller.key.id, "access key destroyed");
+    Ok(Json(key_json(&k, state.clock.now_ms())))
+}
+
 /// `POST /v1/keys/{id}/disable`.
 pub(crate) async fn disable(
     State(state): State<AppState>,
