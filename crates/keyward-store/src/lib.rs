@@ -302,6 +302,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn versions(&self, path: &str) -> StoreResult<Vec<VersionRecord>>;
     /// One version, with its ciphertext.
     async fn version(&self, path: &str, version: u64) -> StoreResult<Option<VersionRecord>>;
+    /// How many stored (not destroyed) versions each keyring term encrypts,
+    /// read from the envelope header (`"KWE1" | term u32 BE | …`).
+    async fn versions_by_term(&self) -> StoreResult<std::collections::BTreeMap<u32, u64>>;
     /// Writes a new version if the latest version is still `expected_latest`
     /// (and, for [`Stage::Current`], nothing is pending; for
     /// [`Stage::Pending`], the pending version is still the one it

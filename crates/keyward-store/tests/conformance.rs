@@ -231,6 +231,22 @@ async fn conformance_uses_and_namespaces(store: &dyn Store) {
     assert_eq!(store.list_namespaces().await.unwrap(), [ns]);
 }
 
+/// Versions are counted by the keyring term in their envelope header.
+async fn conformance_terms(store: &dyn Store) {
+    let before = store.versions_by_term().await.unwrap();
+    for (v, term) in [(1u64, 1u32), (2, 2), (3, 2)] {
+        let mut new = version("terms/x", v, v - 1);
+        new.ciphertext = [b"KWE1".as_slice(), &term.to_be_bytes(), &[0u8; 40]].concat();
+        store.insert_version(&new).await.unwrap();
+    }
+    let after = store.versions_by_term().await.unwrap();
+    let grew = |t: u32| after.get(&t).copied().unwrap_or(0) - before.get(&t).copied().unwrap_or(0);
+    assert_eq!((grew(1), grew(2)), (1, 2), "{after:?}");
+    store.destroy_versions("terms/x", &[2]).await.unwrap();
+    let destroyed = store.versions_by_term().await.unwrap();
+    assert_eq!(destroyed.get(&2).copied().unwrap_or(0), after[&2] - 1, "a destroyed version covers nothing");
+}
+
 #[tokio::test]
 async fn sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,11 +254,12 @@ async fn sqlite_file() {
     conformance(&store).await;
     conformance_stages(&store).await;
     conformance_uses_and_namespaces(&store).await;
+    conformance_terms(&store).await;
     // Reopening keeps everything (durable, migrations idempotent).
     drop(store);
     let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
     assert_eq!(store.seal_record().await.unwrap().unwrap().active_term, 2);
-    assert_eq!(store.list_secrets("").await.unwrap().len(), 3);
+    assert_eq!(store.list_secrets("").await.unwrap().len(), 4);
 }
 
 #[tokio::test]
@@ -251,4 +268,5 @@ async fn sqlite_in_memory() {
     conformance(&store).await;
     conformance_stages(&store).await;
     conformance_uses_and_namespaces(&store).await;
+    conformance_terms(&store).await;
 }

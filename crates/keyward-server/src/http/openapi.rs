@@ -120,7 +120,10 @@ pub(crate) const ROUTES: &[Route] = &[
         .body("UnsealRequest")
         .ok(200, None, "as health, with the progress"),
     route("POST", "/v1/sys/seal", "sys", "Seal: wipe every key from memory", "sys:admin").sensitive(),
-    route("GET", "/v1/sys/status", "sys", "Health plus the active term and key count", "sys:admin"),
+    route("POST", "/v1/sys/rotate", "sys", "Add a keyring term for new writes; older terms still decrypt", "sys:admin")
+        .sensitive()
+        .ok(200, None, "as status: {active_term, previous_term, terms: [{term, active, secret_versions}]}"),
+    route("GET", "/v1/sys/status", "sys", "Health plus the keyring terms (and what each encrypts) and key count", "sys:admin"),
     route("GET", "/v1/secrets", "secrets", "List secrets the key may read or write", "any secret: scope")
         .query(&[("prefix", "only paths starting with this")]),
     route(

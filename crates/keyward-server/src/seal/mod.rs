@@ -224,6 +224,34 @@ impl Barrier {
         }
     }
 
+    /// Adds a keyring term and makes it the one new writes use: the seal
+    /// record first (durable), then a session with the new term is put in
+    /// force. Every older term stays derivable from the root key, so all
+    /// data written before still decrypts; requests in flight finish with
+    /// the session they hold. Hold [`Barrier::transition`] across it.
+    pub(crate) async fn rotate_term(&self) -> Result<u32> {
+        let current = self.unsealed()?;
+        let mut record = self.record().await?;
+        let next = record.active_term.max(current.active_term()).saturating_add(1);
+        record.active_term = next;
+        self.store.put_seal_record(&record).await?;
+        let root = RootKey::from_slice(current.keyring.root().expose_bytes())?;
+        let session = Arc::new(Unsealed::new(Keyring::new(root, next)));
+        let mut state = self.state.write().map_err(|_| poisoned())?;
+        match &*state {
+            SealState::Unsealed(u) if Arc::ptr_eq(u, &current) => *state = SealState::Unsealed(session),
+            // Sealed meanwhile: the record holds the new term for the next unseal.
+            _ => return Err(Error::sealed()),
+        }
+        tracing::info!(term = next, "keyring term rotated");
+        Ok(next)
+    }
+
+    /// How many stored secret versions each keyring term still encrypts.
+    pub(crate) async fn versions_by_term(&self) -> Result<std::collections::BTreeMap<u32, u64>> {
+        Ok(self.store.versions_by_term().await?)
+    }
+
     /// Seals: drops the keyring (its bytes are zeroed once no request holds it).
     pub(crate) fn seal(&self) -> Result<()> {
         *self.state.write().map_err(|_| poisoned())? = SealState::Sealed { progress: None };

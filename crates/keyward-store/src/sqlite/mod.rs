@@ -124,6 +124,10 @@ impl Store for SqliteStore {
         secrets::list(&self.pool, prefix).await
     }
 
+    async fn versions_by_term(&self) -> StoreResult<std::collections::BTreeMap<u32, u64>> {
+        secrets::versions_by_term(&self.pool).await
+    }
+
     async fn versions(&self, path: &str) -> StoreResult<Vec<VersionRecord>> {
         secrets::versions(&self.pool, path).await
     }

@@ -79,6 +79,25 @@ pub(super) async fn versions(pool: &SqlitePool, path: &str) -> StoreResult<Vec<V
     Ok(rows.iter().map(|r| version_of(r, false)).collect())
 }
 
+/// Stored versions per keyring term, grouped in SQL on the header's term bytes.
+pub(super) async fn versions_by_term(pool: &SqlitePool) -> StoreResult<std::collections::BTreeMap<u32, u64>> {
+    let rows = sqlx::query(
+        "SELECT substr(ciphertext, 5, 4) AS term, COUNT(*) AS n FROM secret_versions \
+         WHERE ciphertext IS NOT NULL GROUP BY term",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = std::collections::BTreeMap::new();
+    for r in &rows {
+        let term: Vec<u8> = r.try_get("term")?;
+        let n: i64 = r.try_get("n")?;
+        if let Ok(b) = <[u8; 4]>::try_from(term.as_slice()) {
+            *out.entry(u32::from_be_bytes(b)).or_insert(0) += n.max(0) as u64;
+        }
+    }
+    Ok(out)
+}
+
 pub(super) async fn version(pool: &SqlitePool, path: &str, version: u64) -> StoreResult<Option<VersionRecord>> {
     let row = sqlx::query(
         "SELECT version, created_ms, deleted_ms, destroyed, ciphertext FROM secret_versions WHERE path = ? AND version = ?",

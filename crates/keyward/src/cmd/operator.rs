@@ -27,7 +27,20 @@ pub enum OperatorCommand {
     Unseal(UnsealArgs),
     /// Seal a running server: every key is wiped from its memory (needs sys:admin).
     Seal,
-    /// Show whether the server is sealed, and more with a sys:admin key.
+    /// Add a keyring term: new secret versions are encrypted under it, every
+    /// older term still decrypts (needs sys:admin). `operator status` shows
+    /// each term and how many secret versions it still encrypts.
+    ///
+    /// Example:
+    ///   keyward operator rotate
+    #[command(verbatim_doc_comment)]
+    Rotate {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show whether the server is sealed, and more with a sys:admin key
+    /// (the keyring terms and what each still encrypts).
     Status {
         /// Print JSON.
         #[arg(long)]
@@ -78,6 +91,20 @@ pub async fn run(cmd: OperatorCommand, conn: &Connection) -> Result<()> {
             Ok(())
         }
         OperatorCommand::Status { json } => status(conn, json).await,
+        OperatorCommand::Rotate { json } => {
+            let c = Client::new(conn)?;
+            let out = c.call(Method::POST, "/v1/sys/rotate", None).await?;
+            if json {
+                return print_json(&out);
+            }
+            println!(
+                "keyring term {} is active: new writes use it; term {} and older still decrypt",
+                cell(&out["active_term"]),
+                cell(&out["previous_term"])
+            );
+            print_terms(&out["terms"]);
+            Ok(())
+        }
     }
 }
 
@@ -201,9 +228,20 @@ async fn status(conn: &Connection, as_json: bool) -> Result<()> {
         return print_json(&st);
     }
     if let Some(o) = st.as_object() {
-        for (k, v) in o {
+        for (k, v) in o.iter().filter(|(k, _)| *k != "terms") {
             println!("{k:<16} {}", cell(v));
         }
     }
+    print_terms(&st["terms"]);
     Ok(())
+}
+
+/// The keyring terms, a line each: what each still encrypts.
+fn print_terms(terms: &serde_json::Value) {
+    let Some(terms) = terms.as_array() else { return };
+    println!("{:<6} {:<8} secret versions", "term", "state");
+    for t in terms {
+        let state = if t["active"] == json!(true) { "active" } else { "older" };
+        println!("{:<6} {:<8} {}", cell(&t["term"]), state, cell(&t["secret_versions"]));
+    }
 }

@@ -12,6 +12,7 @@ mod fund_movers;
 mod guards;
 mod hardening;
 mod harness;
+mod key_terms;
 mod keygen;
 mod keys;
 mod ledger;

@@ -102,12 +102,42 @@ pub(crate) async fn seal(State(state): State<AppState>, caller: Caller) -> ApiRe
     seal_status(&state).await.map(Json)
 }
 
+/// `POST /v1/sys/rotate` (`sys:admin`): a new keyring term for new writes;
+/// older terms still decrypt.
+pub(crate) async fn rotate(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(Need::SysAdmin, "rotating the keyring term (sys:admin)")?;
+    let previous = caller.unsealed.active_term();
+    caller.admit().await?;
+    let _transition = state.barrier.transition().await;
+    let term = state.barrier.rotate_term().await?;
+    caller.record.detail(json!({"change": "term_rotated", "term": term, "previous": previous}).to_string());
+    let mut s = seal_status(&state).await?;
+    s["active_term"] = json!(term);
+    s["previous_term"] = json!(previous);
+    s["terms"] = terms(&state, term).await?;
+    Ok(Json(s))
+}
+
+/// Every term from 1 to the active one, with the secret versions each
+/// still encrypts (what a rewrap would move to the newest term).
+async fn terms(state: &AppState, active: u32) -> Result<Value, Error> {
+    let counts = state.barrier.versions_by_term().await?;
+    let last = counts.keys().next_back().copied().unwrap_or(0).max(active);
+    Ok(json!(
+        (1..=last)
+            .map(|t| json!({"term": t, "active": t == active, "secret_versions": counts.get(&t).copied().unwrap_or(0)}))
+            .collect::<Vec<_>>()
+    ))
+}
+
 /// `GET /v1/sys/status` (`sys:admin`).
 pub(crate) async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(Need::SysAdmin, "reading server status (sys:admin)")?;
     caller.admit().await?;
     let mut s = seal_status(&state).await?;
-    s["active_term"] = json!(caller.unsealed.active_term());
+    let active = state.barrier.unsealed().map(|u| u.active_term()).unwrap_or_else(|_| caller.unsealed.active_term());
+    s["active_term"] = json!(active);
+    s["terms"] = terms(&state, active).await?;
     s["access_keys"] = json!(state.keys.count());
     if let Some(f) = &state.config.unseal_key_file {
         s["unseal_key_file"] = json!(f.display().to_string());
