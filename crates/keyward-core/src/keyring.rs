@@ -155,6 +155,14 @@ impl Keyring {
         next
     }
 
+    /// Drops a term's wrapping key (a retired term): what it encrypted can
+    /// no longer be opened. The active term is never retired.
+    pub fn retire(&mut self, term: u32) {
+        if term != self.active_term {
+            self.wrap.remove(&term);
+        }
+    }
+
     /// The term new data is written under.
     pub fn active_term(&self) -> u32 {
         self.active_term

@@ -158,7 +158,13 @@ pub async fn initialize(store: &dyn Store, choice: &SealChoice, now_ms: i64) -> 
         }
         SealChoice::Memory => (SealKind::Keyfile, Vec::new()),
     };
-    let record = SealRecord { kind, check: hex_encode(&root.check_value()), created_ms: now_ms, active_term: 1 };
+    let record = SealRecord {
+        kind,
+        check: hex_encode(&root.check_value()),
+        created_ms: now_ms,
+        active_term: 1,
+        retired_terms: vec![],
+    };
     let session = Unsealed::new(Keyring::new(RootKey::from_slice(root.expose_bytes())?, 1));
     let admin_key = AccessKeySecret::generate(access_key::DEFAULT_PREFIX)?;
     let policy = KeyPolicy { scopes: Scope::all(), ..KeyPolicy::default() };

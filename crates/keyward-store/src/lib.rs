@@ -66,6 +66,10 @@ pub struct SealRecord {
     pub created_ms: i64,
     /// The active keyring term (1 after init; rotation adds terms).
     pub active_term: u32,
+    /// Terms retired after a rewrap: no longer derived, so nothing they
+    /// encrypted can be read (none is left when a term is retired).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_terms: Vec<u32>,
 }
 
 /// The unseal mechanism chosen at init.
@@ -122,6 +126,23 @@ pub struct VersionRecord {
     pub destroyed: bool,
     /// The envelope ciphertext (absent once destroyed, and in listings).
     pub ciphertext: Option<Vec<u8>>,
+}
+
+/// One stored version's ciphertext, for rewrapping.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredCiphertext {
+    /// The secret's path.
+    pub path: String,
+    /// The version.
+    pub version: u64,
+    /// The envelope ciphertext.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredCiphertext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCiphertext").field("path", &self.path).field("version", &self.version).finish()
+    }
 }
 
 impl std::fmt::Debug for VersionRecord {
@@ -305,6 +326,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// How many stored (not destroyed) versions each keyring term encrypts,
     /// read from the envelope header (`"KWE1" | term u32 BE | …`).
     async fn versions_by_term(&self) -> StoreResult<std::collections::BTreeMap<u32, u64>>;
+    /// Up to `limit` stored versions encrypted under a term below `term`,
+    /// with their ciphertext (for rewrapping), in path and version order.
+    async fn versions_below_term(&self, term: u32, limit: u32) -> StoreResult<Vec<StoredCiphertext>>;
+    /// Replaces a version's ciphertext if it is still `old` (a rewrap that
+    /// raced a destroy changes nothing); true when replaced.
+    async fn replace_ciphertext(&self, path: &str, version: u64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
     /// Writes a new version if the latest version is still `expected_latest`
     /// (and, for [`Stage::Current`], nothing is pending; for
     /// [`Stage::Pending`], the pending version is still the one it

@@ -8,7 +8,7 @@ use keyward_store::{
 };
 
 fn seal() -> SealRecord {
-    SealRecord { kind: SealKind::Keyfile, check: "00".repeat(32), created_ms: 1, active_term: 1 }
+    SealRecord { kind: SealKind::Keyfile, check: "00".repeat(32), created_ms: 1, active_term: 1, retired_terms: vec![] }
 }
 
 fn key(id: &str) -> KeyRecord {
@@ -242,9 +242,21 @@ async fn conformance_terms(store: &dyn Store) {
     let after = store.versions_by_term().await.unwrap();
     let grew = |t: u32| after.get(&t).copied().unwrap_or(0) - before.get(&t).copied().unwrap_or(0);
     assert_eq!((grew(1), grew(2)), (1, 2), "{after:?}");
+    // Below term 2: only version 1; replaced only while it is still what was read.
+    let below = store.versions_below_term(2, 10).await.unwrap();
+    let ours: Vec<_> = below.iter().filter(|c| c.path == "terms/x").collect();
+    assert_eq!(ours.iter().map(|c| c.version).collect::<Vec<_>>(), [1]);
+    let old = ours[0].ciphertext.clone();
+    let new = [b"KWE1".as_slice(), &2u32.to_be_bytes(), &[1u8; 40]].concat();
+    assert!(!store.replace_ciphertext("terms/x", 1, &new, &new).await.unwrap(), "not what was read");
+    assert!(store.replace_ciphertext("terms/x", 1, &old, &new).await.unwrap());
+    assert_eq!(store.version("terms/x", 1).await.unwrap().unwrap().ciphertext, Some(new));
+    assert!(store.versions_below_term(2, 10).await.unwrap().iter().all(|c| c.path != "terms/x"));
+    let after = store.versions_by_term().await.unwrap();
     store.destroy_versions("terms/x", &[2]).await.unwrap();
     let destroyed = store.versions_by_term().await.unwrap();
     assert_eq!(destroyed.get(&2).copied().unwrap_or(0), after[&2] - 1, "a destroyed version covers nothing");
+    assert!(store.versions_below_term(3, 10).await.unwrap().iter().all(|c| c.version != 2 || c.path != "terms/x"));
 }
 
 #[tokio::test]

@@ -41,6 +41,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/sys/unseal", post(sys::unseal))
         .route("/v1/sys/seal", post(sys::seal))
         .route("/v1/sys/rotate", post(sys::rotate))
+        .route("/v1/sys/rewrap", post(sys::rewrap))
         .route("/v1/sys/test-clock", post(sys::test_clock))
         .route("/v1/sys/test-fault", post(sys::test_fault))
         .route("/v1/secrets", get(secrets::list))

@@ -10,7 +10,7 @@ use super::routes::accounts::KeygenRequest;
 use super::routes::keys::{ReportCompromised, RollKey};
 use super::routes::roll::RollDue;
 use super::routes::sign::SignRequest;
-use super::routes::sys::UnsealRequest;
+use super::routes::sys::{RewrapRequest, UnsealRequest};
 use super::routes::tokens::TokenRequest;
 use crate::exchange::Signed;
 use crate::keys::{CreateKey, CreateNamespace, RateInfo, VerifyAnswer, VerifyRequest};
@@ -122,7 +122,17 @@ pub(crate) const ROUTES: &[Route] = &[
     route("POST", "/v1/sys/seal", "sys", "Seal: wipe every key from memory", "sys:admin").sensitive(),
     route("POST", "/v1/sys/rotate", "sys", "Add a keyring term for new writes; older terms still decrypt", "sys:admin")
         .sensitive()
-        .ok(200, None, "as status: {active_term, previous_term, terms: [{term, active, secret_versions}]}"),
+        .ok(200, None, "as status: {active_term, previous_term, terms: [{term, active, retired, secret_versions}]}"),
+    route(
+        "POST",
+        "/v1/sys/rewrap",
+        "sys",
+        "Re-encrypt one batch of secret versions under the active term; optionally retire an emptied term",
+        "sys:admin",
+    )
+    .sensitive()
+    .body("RewrapRequest")
+    .ok(200, None, "{rewrapped, changed_meanwhile, active_term, remaining, retired_term, terms}"),
     route("GET", "/v1/sys/status", "sys", "Health plus the keyring terms (and what each encrypts) and key count", "sys:admin"),
     route("GET", "/v1/secrets", "secrets", "List secrets the key may read or write", "any secret: scope")
         .query(&[("prefix", "only paths starting with this")]),
@@ -396,6 +406,7 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<ErrorBody>()
         .schema_from::<ErrorDetail>()
         .schema_from::<UnsealRequest>()
+        .schema_from::<RewrapRequest>()
         .schema_from::<PutRequest>()
         .schema_from::<VersionsRequest>()
         .schema_from::<RotateRequest>()

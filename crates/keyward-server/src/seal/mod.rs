@@ -102,6 +102,17 @@ pub(crate) enum Submitted {
     AlreadyUnsealed,
 }
 
+/// What one rewrap batch did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rewrapped {
+    /// Versions re-encrypted under `term`.
+    pub rewrapped: u64,
+    /// Versions changed (destroyed) between read and write: left alone.
+    pub changed_meanwhile: u64,
+    /// The term they were re-encrypted under.
+    pub term: u32,
+}
+
 /// The barrier between the services and the root key.
 #[derive(Debug)]
 pub(crate) struct Barrier {
@@ -203,7 +214,11 @@ impl Barrier {
     /// A session over a verified root key, not yet in force: the services
     /// load what they need with it (the key index) before [`Barrier::publish`].
     pub(crate) fn session(root: RootKey, record: &SealRecord) -> Arc<Unsealed> {
-        Arc::new(Unsealed::new(Keyring::new(root, record.active_term)))
+        let mut ring = Keyring::new(root, record.active_term);
+        for t in &record.retired_terms {
+            ring.retire(*t);
+        }
+        Arc::new(Unsealed::new(ring))
     }
 
     /// Puts a session in force: from now on requests are served with it.
@@ -235,16 +250,76 @@ impl Barrier {
         let next = record.active_term.max(current.active_term()).saturating_add(1);
         record.active_term = next;
         self.store.put_seal_record(&record).await?;
-        let root = RootKey::from_slice(current.keyring.root().expose_bytes())?;
-        let session = Arc::new(Unsealed::new(Keyring::new(root, next)));
-        let mut state = self.state.write().map_err(|_| poisoned())?;
-        match &*state {
-            SealState::Unsealed(u) if Arc::ptr_eq(u, &current) => *state = SealState::Unsealed(session),
-            // Sealed meanwhile: the record holds the new term for the next unseal.
-            _ => return Err(Error::sealed()),
-        }
+        self.replace_session(&current, &record)?;
         tracing::info!(term = next, "keyring term rotated");
         Ok(next)
+    }
+
+    /// Puts in force a session over the same root key as `current`, built
+    /// for `record`; `sealed` if `current` is no longer the one in force.
+    fn replace_session(&self, current: &Arc<Unsealed>, record: &SealRecord) -> Result<()> {
+        let root = RootKey::from_slice(current.keyring.root().expose_bytes())?;
+        let session = Self::session(root, record);
+        let mut state = self.state.write().map_err(|_| poisoned())?;
+        match &*state {
+            SealState::Unsealed(u) if Arc::ptr_eq(u, current) => *state = SealState::Unsealed(session),
+            // Sealed meanwhile: the record is what the next unseal builds from.
+            _ => return Err(Error::sealed()),
+        }
+        Ok(())
+    }
+
+    /// Re-encrypts up to `limit` secret versions written under an older
+    /// term with the active one, each replaced only if unchanged since it
+    /// was read. Every replacement is one durable row update, so a rewrap
+    /// stopped at any point (even by SIGKILL) resumes where it was.
+    pub(crate) async fn rewrap_batch(&self, limit: u32) -> Result<Rewrapped> {
+        let u = self.unsealed()?;
+        let term = u.active_term();
+        let mut out = Rewrapped { rewrapped: 0, changed_meanwhile: 0, term };
+        for c in self.store.versions_below_term(term, limit).await? {
+            let plain = u.decrypt(&c.path, c.version, &c.ciphertext).map_err(|e| {
+                Error::new(e.code, format!("version {} of {} cannot be rewrapped: {}", c.version, c.path, e.message))
+            })?;
+            let fresh = u.encrypt(&c.path, c.version, &plain)?;
+            if self.store.replace_ciphertext(&c.path, c.version, &c.ciphertext, &fresh).await? {
+                out.rewrapped += 1;
+            } else {
+                out.changed_meanwhile += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Retires `term` once nothing depends on it: refused for the active
+    /// term and while any secret version is still encrypted under it. Hold
+    /// [`Barrier::transition`] across it.
+    pub(crate) async fn retire_term(&self, term: u32) -> Result<()> {
+        let current = self.unsealed()?;
+        let mut record = self.record().await?;
+        if term == 0 || term > record.active_term {
+            return Err(Error::invalid(format!("there is no term {term} (the active term is {})", record.active_term)));
+        }
+        if term == record.active_term {
+            return Err(Error::new(Code::InvalidState, format!("term {term} is the active term; rotate first")));
+        }
+        let left = self.store.versions_by_term().await?.get(&term).copied().unwrap_or(0);
+        if left > 0 {
+            return Err(Error::new(
+                Code::InvalidState,
+                format!(
+                    "term {term} still encrypts {left} secret version(s); run `keyward operator rewrap` until none is left"
+                ),
+            ));
+        }
+        if !record.retired_terms.contains(&term) {
+            record.retired_terms.push(term);
+            record.retired_terms.sort_unstable();
+            self.store.put_seal_record(&record).await?;
+        }
+        self.replace_session(&current, &record)?;
+        tracing::info!(term, "keyring term retired");
+        Ok(())
     }
 
     /// How many stored secret versions each keyring term still encrypts.

@@ -128,6 +128,14 @@ impl Store for SqliteStore {
         secrets::versions_by_term(&self.pool).await
     }
 
+    async fn versions_below_term(&self, term: u32, limit: u32) -> StoreResult<Vec<crate::StoredCiphertext>> {
+        secrets::versions_below_term(&self.pool, term, limit).await
+    }
+
+    async fn replace_ciphertext(&self, path: &str, version: u64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        secrets::replace_ciphertext(&self.pool, path, version, old, new).await
+    }
+
     async fn versions(&self, path: &str) -> StoreResult<Vec<VersionRecord>> {
         secrets::versions(&self.pool, path).await
     }

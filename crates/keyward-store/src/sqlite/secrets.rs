@@ -98,6 +98,50 @@ pub(super) async fn versions_by_term(pool: &SqlitePool) -> StoreResult<std::coll
     Ok(out)
 }
 
+/// Versions under a term below `term`: the header's term bytes are big
+/// endian, so comparing them as blobs compares the terms.
+pub(super) async fn versions_below_term(
+    pool: &SqlitePool,
+    term: u32,
+    limit: u32,
+) -> StoreResult<Vec<crate::StoredCiphertext>> {
+    let rows = sqlx::query(
+        "SELECT path, version, ciphertext FROM secret_versions \
+         WHERE ciphertext IS NOT NULL AND substr(ciphertext, 5, 4) < ? ORDER BY path, version LIMIT ?",
+    )
+    .bind(term.to_be_bytes().to_vec())
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::StoredCiphertext {
+                path: r.try_get("path")?,
+                version: r.try_get::<i64, _>("version")? as u64,
+                ciphertext: r.try_get("ciphertext")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn replace_ciphertext(
+    pool: &SqlitePool,
+    path: &str,
+    version: u64,
+    old: &[u8],
+    new: &[u8],
+) -> StoreResult<bool> {
+    let done =
+        sqlx::query("UPDATE secret_versions SET ciphertext = ? WHERE path = ? AND version = ? AND ciphertext = ?")
+            .bind(new)
+            .bind(path)
+            .bind(version as i64)
+            .bind(old)
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub(super) async fn version(pool: &SqlitePool, path: &str, version: u64) -> StoreResult<Option<VersionRecord>> {
     let row = sqlx::query(
         "SELECT version, created_ms, deleted_ms, destroyed, ciphertext FROM secret_versions WHERE path = ? AND version = ?",

@@ -39,6 +39,28 @@ pub enum OperatorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Re-encrypt every secret version written under an older keyring term
+    /// with the active one, while the server keeps serving (needs
+    /// sys:admin). Works in batches, each durable: stopped at any point, run
+    /// it again and it goes on from where it was. With --retire-term N it
+    /// then retires term N, refused while anything still depends on it; a
+    /// retired term is no longer derived, so nothing can be read with it.
+    ///
+    /// Examples:
+    ///   keyward operator rotate && keyward operator rewrap
+    ///   keyward operator rewrap --retire-term 1
+    #[command(verbatim_doc_comment)]
+    Rewrap {
+        /// Versions per request.
+        #[arg(long, default_value_t = 200)]
+        batch: u32,
+        /// Retire this term once nothing is encrypted under it.
+        #[arg(long, value_name = "N")]
+        retire_term: Option<u32>,
+        /// Print JSON (the last answer) instead of a progress bar.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show whether the server is sealed, and more with a sys:admin key
     /// (the keyring terms and what each still encrypts).
     Status {
@@ -91,6 +113,7 @@ pub async fn run(cmd: OperatorCommand, conn: &Connection) -> Result<()> {
             Ok(())
         }
         OperatorCommand::Status { json } => status(conn, json).await,
+        OperatorCommand::Rewrap { batch, retire_term, json } => rewrap(conn, batch, retire_term, json).await,
         OperatorCommand::Rotate { json } => {
             let c = Client::new(conn)?;
             let out = c.call(Method::POST, "/v1/sys/rotate", None).await?;
@@ -241,7 +264,57 @@ fn print_terms(terms: &serde_json::Value) {
     let Some(terms) = terms.as_array() else { return };
     println!("{:<6} {:<8} secret versions", "term", "state");
     for t in terms {
-        let state = if t["active"] == json!(true) { "active" } else { "older" };
+        let state = match (t["active"] == json!(true), t["retired"] == json!(true)) {
+            (true, _) => "active",
+            (_, true) => "retired",
+            _ => "older",
+        };
         println!("{:<6} {:<8} {}", cell(&t["term"]), state, cell(&t["secret_versions"]));
     }
+}
+
+async fn rewrap(conn: &Connection, batch: u32, retire_term: Option<u32>, as_json: bool) -> Result<()> {
+    if batch == 0 {
+        anyhow::bail!("--batch must be at least 1");
+    }
+    let c = Client::new(conn)?;
+    let mut out = c.call(Method::POST, "/v1/sys/rewrap", Some(&json!({ "batch": 0 }))).await?;
+    let total = out["remaining"].as_u64().unwrap_or(0);
+    let bar = if as_json || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} secret versions rewrapped ({eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut done = 0u64;
+    while out["remaining"].as_u64().unwrap_or(0) > 0 {
+        out = c.call(Method::POST, "/v1/sys/rewrap", Some(&json!({ "batch": batch }))).await?;
+        let step = out["rewrapped"].as_u64().unwrap_or(0);
+        done += step;
+        bar.set_length(done + out["remaining"].as_u64().unwrap_or(0));
+        bar.set_position(done);
+        if step == 0 && out["changed_meanwhile"].as_u64().unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(term) = retire_term {
+        out = c.call(Method::POST, "/v1/sys/rewrap", Some(&json!({ "batch": 0, "retire_term": term }))).await?;
+    }
+    if as_json {
+        return print_json(&out);
+    }
+    println!(
+        "{done} secret version(s) rewrapped under term {}; {} left under older terms",
+        cell(&out["active_term"]),
+        cell(&out["remaining"])
+    );
+    if let Some(term) = retire_term {
+        println!("term {term} is retired: it is no longer derived");
+    }
+    print_terms(&out["terms"]);
+    Ok(())
 }

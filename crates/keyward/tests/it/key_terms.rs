@@ -84,3 +84,88 @@ fn a_new_term_encrypts_new_writes_and_every_older_one_still_decrypts() {
     let audit = stdout(&s.cli(Some(&admin), &["audit", "export"], None));
     assert_eq!(audit.matches("term_rotated").count(), 2, "{audit}");
 }
+
+/// Secret versions per term, from the status API.
+fn counts(s: &Server, admin: &str) -> std::collections::BTreeMap<u64, u64> {
+    let (st, v) = s.http("GET", "/v1/sys/status", Some(admin), None);
+    assert_eq!(st, 200, "{v}");
+    v["terms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["term"].as_u64().unwrap(), t["secret_versions"].as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn rewrap_killed_midway_resumes_and_then_retires_the_old_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let admin = s.admin().to_string();
+    const N: usize = 120;
+    for i in 0..N {
+        assert_eq!(put(&s, &admin, &format!("apps/s{i}"), json!({"v": format!("value-{i}")})).0, 200);
+    }
+    // A second version, a soft-deleted one and a pending one: all are rewrapped.
+    assert_eq!(put(&s, &admin, "apps/s0", json!({"v": "value-0b"})).0, 200);
+    assert_eq!(s.http("DELETE", "/v1/secrets/apps/s1", Some(&admin), None).0, 200);
+    let staged = json!({"data": {"v": "value-2-next"}});
+    assert_eq!(s.http("POST", "/v1/secrets/apps/s2?action=rotate", Some(&admin), Some(&staged)).0, 200);
+    let total = (N + 2) as u64;
+    let (_, bot) = create_key(&s, json!({"name": "bot", "scopes": ["secret:read:apps/*"]}));
+    assert_eq!(s.cli(Some(&admin), &["operator", "rotate"], None).status.code(), Some(0));
+    assert_eq!(counts(&s, &admin), [(1, total), (2, 0)].into());
+
+    // Term 1 cannot retire while it encrypts anything; the active term never.
+    let retire = |s: &Server, t: u64| {
+        s.http("POST", "/v1/sys/rewrap", Some(&admin), Some(&json!({"batch": 0, "retire_term": t})))
+    };
+    assert_error(&retire(&s, 1), 409, "invalid_state");
+    assert_error(&retire(&s, 2), 409, "invalid_state");
+    assert_error(&retire(&s, 9), 400, "invalid_request");
+
+    // The rewrap runs one version per request; the server is killed (SIGKILL) midway.
+    let mut rewrap = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["operator", "rewrap", "--batch", "1"])
+        .env("KEYWARD_ADDR", &s.addr)
+        .env("KEYWARD_TOKEN", &admin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while counts(&s, &admin)[&2] < 10 {
+        assert!(std::time::Instant::now() < deadline, "the rewrap made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    s.kill();
+    assert!(!rewrap.wait().unwrap().success(), "the rewrap lost its server");
+
+    let s = start(dir.path(), &[]);
+    let mid = counts(&s, &admin);
+    assert!(mid[&1] > 0 && mid[&2] >= 10 && mid[&1] + mid[&2] == total, "stopped midway, nothing lost: {mid:?}");
+    // Run again: it resumes, then retires term 1.
+    let o = s.cli(Some(&admin), &["operator", "rewrap", "--retire-term", "1"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("term 1 is retired"), "{}", stdout(&o));
+    assert_eq!(counts(&s, &admin), [(1, 0), (2, total)].into());
+    let o = s.cli(Some(&admin), &["operator", "status", "--json"], None);
+    let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["terms"][0]["retired"], true, "{st}");
+
+    // Everything decrypts, keys still verify, the audit chain still verifies; also after a restart.
+    let s = {
+        s.stop();
+        start(dir.path(), &[])
+    };
+    for i in 3..N {
+        assert_eq!(value(&s, &bot, &format!("apps/s{i}")), format!("value-{i}"));
+    }
+    assert_eq!(value(&s, &bot, "apps/s0"), "value-0b");
+    assert_eq!(value(&s, &admin, "apps/s0?version=1"), "value-0");
+    assert_eq!(value(&s, &admin, "apps/s2?version=2"), "value-2-next");
+    assert_eq!(s.http("POST", "/v1/secrets/apps/s1?action=undelete", Some(&admin), Some(&json!({}))).0, 200);
+    assert_eq!(value(&s, &bot, "apps/s1"), "value-1");
+    let o = s.cli(Some(&admin), &["audit", "verify"], None);
+    assert!(o.status.success() && stdout(&o).contains("intact"), "{}", stdout(&o));
+}

@@ -4,7 +4,7 @@
 
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::http::extract::{StrictJson, parse_json, read_body, record};
+use crate::http::extract::{StrictJson, body_bytes, parse_json, read_body, record};
 use crate::http::{ApiResult, AppState};
 use crate::seal::Submitted;
 use axum::Json;
@@ -118,16 +118,68 @@ pub(crate) async fn rotate(State(state): State<AppState>, caller: Caller) -> Api
     Ok(Json(s))
 }
 
+/// Body of `POST /v1/sys/rewrap`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RewrapRequest {
+    /// Versions to re-encrypt in this call, 0 to 10000 (default 200).
+    batch: Option<u32>,
+    /// After the batch, retire this term: refused while anything still
+    /// depends on it.
+    retire_term: Option<u32>,
+}
+
+/// `POST /v1/sys/rewrap` (`sys:admin`): one batch of re-encryption under
+/// the active term, while the server serves; call again until `remaining`
+/// is 0 (`keyward operator rewrap` does, with a progress bar).
+pub(crate) async fn rewrap(State(state): State<AppState>, caller: Caller, req: Request) -> ApiResult<Json<Value>> {
+    caller.require(Need::SysAdmin, "rewrapping secrets (sys:admin)")?;
+    let bytes = body_bytes(req).await?;
+    let body: RewrapRequest = if bytes.is_empty() { RewrapRequest::default() } else { parse_json(&bytes)? };
+    let batch = body.batch.unwrap_or(200);
+    if batch > 10_000 {
+        return Err(Error::invalid("batch is at most 10000 versions per call").into());
+    }
+    caller.admit().await?;
+    let done = state.barrier.rewrap_batch(batch).await?;
+    let mut detail = json!({"change": "rewrapped", "versions": done.rewrapped, "term": done.term});
+    if let Some(t) = body.retire_term {
+        let _transition = state.barrier.transition().await;
+        let retired = state.barrier.retire_term(t).await;
+        detail["retire_term"] = json!(t);
+        detail["retired"] = json!(retired.is_ok());
+        caller.record.detail(detail.to_string());
+        retired?;
+    } else {
+        caller.record.detail(detail.to_string());
+    }
+    let counts = state.barrier.versions_by_term().await?;
+    let remaining: u64 = counts.range(..done.term).map(|(_, n)| n).sum();
+    Ok(Json(json!({
+        "rewrapped": done.rewrapped,
+        "changed_meanwhile": done.changed_meanwhile,
+        "active_term": done.term,
+        "remaining": remaining,
+        "retired_term": body.retire_term,
+        "terms": terms(&state, done.term).await?,
+    })))
+}
+
 /// Every term from 1 to the active one, with the secret versions each
 /// still encrypts (what a rewrap would move to the newest term).
 async fn terms(state: &AppState, active: u32) -> Result<Value, Error> {
     let counts = state.barrier.versions_by_term().await?;
+    let retired = state.barrier.record().await?.retired_terms;
     let last = counts.keys().next_back().copied().unwrap_or(0).max(active);
-    Ok(json!(
-        (1..=last)
-            .map(|t| json!({"term": t, "active": t == active, "secret_versions": counts.get(&t).copied().unwrap_or(0)}))
-            .collect::<Vec<_>>()
-    ))
+    let term = |t: u32| {
+        json!({
+            "term": t,
+            "active": t == active,
+            "retired": retired.contains(&t),
+            "secret_versions": counts.get(&t).copied().unwrap_or(0),
+        })
+    };
+    Ok(json!((1..=last).map(term).collect::<Vec<_>>()))
 }
 
 /// `GET /v1/sys/status` (`sys:admin`).
