@@ -8,6 +8,7 @@
 use super::error::{ErrorBody, ErrorDetail};
 use super::routes::accounts::KeygenRequest;
 use super::routes::keys::{ReportCompromised, RollKey};
+use super::routes::rekey::{RekeyStart, RekeyUpdate};
 use super::routes::roll::RollDue;
 use super::routes::sign::SignRequest;
 use super::routes::sys::{RewrapRequest, UnsealRequest};
@@ -133,6 +134,15 @@ pub(crate) const ROUTES: &[Route] = &[
     .sensitive()
     .body("RewrapRequest")
     .ok(200, None, "{rewrapped, changed_meanwhile, active_term, remaining, retired_term, terms}"),
+    route("POST", "/v1/sys/rekey", "sys", "Start making new unseal shares from a threshold of the old ones", "sys:admin")
+        .sensitive()
+        .body("RekeyStart")
+        .ok(200, None, "{nonce, progress, old_threshold, shares, threshold}"),
+    route("POST", "/v1/sys/rekey/update", "sys", "Give one old share to the rekey in progress", "sys:admin")
+        .sensitive()
+        .body("RekeyUpdate")
+        .ok(200, None, "{complete: false, progress, old_threshold} or, at the threshold, {complete: true, set_id, threshold, shares}"),
+    route("DELETE", "/v1/sys/rekey", "sys", "Drop the rekey in progress", "sys:admin").sensitive(),
     route("GET", "/v1/sys/status", "sys", "Health plus the keyring terms (and what each encrypts) and key count", "sys:admin"),
     route("GET", "/v1/secrets", "secrets", "List secrets the key may read or write", "any secret: scope")
         .query(&[("prefix", "only paths starting with this")]),
@@ -407,6 +417,8 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<ErrorDetail>()
         .schema_from::<UnsealRequest>()
         .schema_from::<RewrapRequest>()
+        .schema_from::<RekeyStart>()
+        .schema_from::<RekeyUpdate>()
         .schema_from::<PutRequest>()
         .schema_from::<VersionsRequest>()
         .schema_from::<RotateRequest>()

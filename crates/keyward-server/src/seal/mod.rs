@@ -102,6 +102,37 @@ pub(crate) enum Submitted {
     AlreadyUnsealed,
 }
 
+/// A rekey in progress: old shares collected until their threshold, then
+/// a new share set is made. Only in memory: a restart starts it over.
+#[derive(Debug)]
+struct Rekey {
+    nonce: String,
+    shares: u8,
+    threshold: u8,
+    progress: UnsealProgress,
+}
+
+/// Where a rekey stands after a share.
+#[derive(Debug)]
+pub(crate) enum RekeyStep {
+    /// More old shares are needed.
+    NeedMore {
+        /// Old shares given so far.
+        have: u8,
+        /// Old shares needed.
+        threshold: u8,
+    },
+    /// The new shares (shown once); the old ones no longer unseal.
+    Done {
+        /// The new share set's id.
+        set_id: String,
+        /// The new shares, encoded.
+        shares: Vec<Zeroizing<String>>,
+        /// Shares needed to unseal from now on.
+        threshold: u8,
+    },
+}
+
 /// What one rewrap batch did.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rewrapped {
@@ -119,6 +150,7 @@ pub(crate) struct Barrier {
     store: Arc<dyn Store>,
     state: RwLock<SealState>,
     transition: tokio::sync::Mutex<()>,
+    rekey: std::sync::Mutex<Option<Rekey>>,
 }
 
 fn poisoned() -> Error {
@@ -128,7 +160,12 @@ fn poisoned() -> Error {
 impl Barrier {
     /// A sealed barrier over `store`.
     pub(crate) fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, state: RwLock::new(SealState::Sealed { progress: None }), transition: Default::default() }
+        Self {
+            store,
+            state: RwLock::new(SealState::Sealed { progress: None }),
+            transition: Default::default(),
+            rekey: Default::default(),
+        }
     }
 
     /// The unsealed session, or `sealed`.
@@ -320,6 +357,68 @@ impl Barrier {
         self.replace_session(&current, &record)?;
         tracing::info!(term, "keyring term retired");
         Ok(())
+    }
+
+    /// Starts a rekey to `shares` shares with `threshold` (replacing one in
+    /// progress): the server stays unsealed and serving throughout.
+    /// Returns the nonce each share must come with and the old threshold.
+    pub(crate) async fn rekey_start(&self, shares: u8, threshold: u8) -> Result<(String, u8)> {
+        self.unsealed()?;
+        let record = self.record().await?;
+        let SealKind::Shamir { set_id, threshold: old, .. } = &record.kind else {
+            return Err(Error::invalid("this server unseals with a key file: there are no shares to rekey"));
+        };
+        if threshold < 2 || shares < threshold {
+            return Err(Error::new(
+                Code::ShareMalformed,
+                format!(
+                    "{shares} shares with a threshold of {threshold}: the threshold is at least 2 and at most the shares"
+                ),
+            ));
+        }
+        let nonce = keyward_core::shamir::new_set_id()?;
+        let progress = UnsealProgress::new(set_id, *old);
+        *self.rekey.lock().map_err(|_| poisoned())? = Some(Rekey { nonce: nonce.clone(), shares, threshold, progress });
+        Ok((nonce, *old))
+    }
+
+    /// Takes one old share of the rekey `nonce`; at the old threshold, the
+    /// root key is rebuilt, checked, and split into a new set, which the
+    /// seal record takes (durable) before the shares are answered.
+    pub(crate) async fn rekey_submit(&self, nonce: &str, share: &str) -> Result<RekeyStep> {
+        self.unsealed()?;
+        let record = self.record().await?;
+        let check = hex_decode(&record.check).ok_or_else(|| Error::internal("bad check value"))?;
+        let share = Share::parse(share)?;
+        let (root, shares, threshold) = {
+            let mut guard = self.rekey.lock().map_err(|_| poisoned())?;
+            let Some(rekey) = guard.as_mut().filter(|r| r.nonce == nonce) else {
+                return Err(Error::new(
+                    Code::InvalidState,
+                    "no rekey with this nonce is in progress: start one with `keyward operator rekey`",
+                ));
+            };
+            match rekey.progress.add(share, &check)? {
+                UnsealStep::Progress { have, threshold } => return Ok(RekeyStep::NeedMore { have, threshold }),
+                UnsealStep::Complete(root) => {
+                    let (shares, threshold) = (rekey.shares, rekey.threshold);
+                    *guard = None;
+                    (root, shares, threshold)
+                }
+            }
+        };
+        let set_id = keyward_core::shamir::new_set_id()?;
+        let parts = keyward_core::shamir::split(&root, shares, threshold, &set_id)?;
+        let mut record = record;
+        record.kind = SealKind::Shamir { shares, threshold, set_id: set_id.clone() };
+        self.store.put_seal_record(&record).await?;
+        tracing::info!(set_id = %set_id, shares, threshold, "rekeyed: the old shares no longer unseal");
+        Ok(RekeyStep::Done { set_id, shares: parts.iter().map(Share::encode).collect(), threshold })
+    }
+
+    /// Drops a rekey in progress (and the old shares it collected).
+    pub(crate) fn rekey_cancel(&self) -> Result<bool> {
+        Ok(self.rekey.lock().map_err(|_| poisoned())?.take().is_some())
     }
 
     /// How many stored secret versions each keyring term still encrypts.

@@ -61,6 +61,26 @@ pub enum OperatorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make new unseal shares from a threshold of the old ones, while the
+    /// server stays unsealed and serving (needs sys:admin). The old shares
+    /// are asked for (hidden), or read one per line from stdin; at their
+    /// threshold the new shares are printed once, and the old ones no
+    /// longer unseal. Hand each new share to its custodian.
+    ///
+    /// Example:
+    ///   keyward operator rekey --shares 5 --threshold 3
+    #[command(verbatim_doc_comment)]
+    Rekey {
+        /// How many new shares to make.
+        #[arg(long)]
+        shares: u8,
+        /// How many of them unseal.
+        #[arg(long)]
+        threshold: u8,
+        /// Print JSON (the new shares included).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show whether the server is sealed, and more with a sys:admin key
     /// (the keyring terms and what each still encrypts).
     Status {
@@ -113,6 +133,7 @@ pub async fn run(cmd: OperatorCommand, conn: &Connection) -> Result<()> {
             Ok(())
         }
         OperatorCommand::Status { json } => status(conn, json).await,
+        OperatorCommand::Rekey { shares, threshold, json } => rekey(conn, shares, threshold, json).await,
         OperatorCommand::Rewrap { batch, retire_term, json } => rewrap(conn, batch, retire_term, json).await,
         OperatorCommand::Rotate { json } => {
             let c = Client::new(conn)?;
@@ -317,4 +338,51 @@ async fn rewrap(conn: &Connection, batch: u32, retire_term: Option<u32>, as_json
     }
     print_terms(&out["terms"]);
     Ok(())
+}
+
+async fn rekey(conn: &Connection, shares: u8, threshold: u8, as_json: bool) -> Result<()> {
+    let c = Client::new(conn)?;
+    let started =
+        c.call(Method::POST, "/v1/sys/rekey", Some(&json!({"shares": shares, "threshold": threshold}))).await?;
+    let nonce = started["nonce"].as_str().unwrap_or_default().to_string();
+    let old = started["old_threshold"].as_u64().unwrap_or(0);
+    let interactive = std::io::stdin().is_terminal();
+    let mut lines = std::io::stdin().lock().lines();
+    let mut have = 0u64;
+    loop {
+        let share = if interactive {
+            Zeroizing::new(rpassword::prompt_password(format!(
+                "Old share ({have} of {old} given so far; input hidden): "
+            ))?)
+        } else {
+            match lines.next() {
+                Some(l) => Zeroizing::new(l?),
+                None => {
+                    let _ = c.call(Method::DELETE, "/v1/sys/rekey", None).await;
+                    anyhow::bail!("not enough old shares: {have} of {old} given; nothing changed");
+                }
+            }
+        };
+        if share.trim().is_empty() {
+            continue;
+        }
+        let body = json!({"nonce": nonce, "share": share.trim()});
+        let out = c.call(Method::POST, "/v1/sys/rekey/update", Some(&body)).await?;
+        if out["complete"] != json!(true) {
+            have = out["progress"].as_u64().unwrap_or(have + 1);
+            eprintln!("old share accepted: {have} of {old} given");
+            continue;
+        }
+        if as_json {
+            return print_json(&out);
+        }
+        println!(
+            "rekeyed: the old shares no longer unseal. New shares (any {} unseal), shown once:",
+            cell(&out["threshold"])
+        );
+        for s in out["shares"].as_array().into_iter().flatten() {
+            println!("  {}", cell(s));
+        }
+        return Ok(());
+    }
 }

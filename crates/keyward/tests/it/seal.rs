@@ -160,3 +160,79 @@ fn seal_needs_sys_admin() {
     assert_error(&s.http("POST", "/v1/sys/seal", Some(&reader), None), 403, "scope_missing");
     assert_eq!(health(&s)["sealed"], false);
 }
+
+#[test]
+fn rekey_makes_new_shares_without_downtime_and_the_old_ones_stop_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = operator_init(dir.path(), &["--shares", "3", "--threshold", "2"]);
+    let old = shares_of(&init);
+    let admin = init["admin_key"].as_str().unwrap().to_string();
+    let s = start(dir.path(), &[]);
+    for sh in &old[..2] {
+        assert_eq!(unseal(&s, sh).0, 200);
+    }
+    assert_eq!(put(&s, &admin, "apps/a", json!({"k": "v"})).0, 200);
+    let body = json!({"name": "r", "scopes": ["secret:read:apps/*"]});
+    let reader = s.http("POST", "/v1/keys", Some(&admin), Some(&body)).1["key"].as_str().unwrap().to_string();
+
+    // Refusals: no sys:admin, bad parameters, a wrong nonce, a share of another set.
+    let start_rekey = |token: &str, body: Value| s.http("POST", "/v1/sys/rekey", Some(token), Some(&body));
+    assert_error(&start_rekey(&reader, json!({"shares": 5, "threshold": 3})), 403, "scope_missing");
+    assert_error(&start_rekey(&admin, json!({"shares": 2, "threshold": 3})), 400, "share_malformed");
+    assert_error(&start_rekey(&admin, json!({"shares": 3, "threshold": 1})), 400, "share_malformed");
+    let (st, started) = start_rekey(&admin, json!({"shares": 5, "threshold": 3}));
+    assert_eq!((st, started["old_threshold"].clone()), (200, json!(2)), "{started}");
+    let update = |nonce: &str, share: &str| {
+        s.http("POST", "/v1/sys/rekey/update", Some(&admin), Some(&json!({"nonce": nonce, "share": share})))
+    };
+    assert_error(&update("00000000", &old[0]), 409, "invalid_state");
+    let foreign = operator_init(tempfile::tempdir().unwrap().path(), &["--shares", "2", "--threshold", "2"]);
+    assert_error(&update(started["nonce"].as_str().unwrap(), &shares_of(&foreign)[0]), 400, "share_wrong_set");
+    assert_eq!(s.http("DELETE", "/v1/sys/rekey", Some(&admin), None).1["cancelled"], true);
+
+    // Through the CLI, old shares on stdin; the server serves all along.
+    let o = s.cli(
+        Some(&admin),
+        &["operator", "rekey", "--shares", "5", "--threshold", "3", "--json"],
+        Some(&format!("{}\n{}\n", old[1], old[2])),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let new: Vec<String> = out["shares"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    assert_eq!((new.len(), out["threshold"].clone()), (5, json!(3)), "{out}");
+    assert_eq!(health(&s)["sealed"], false);
+    assert_eq!(s.http("GET", "/v1/secrets/apps/a", Some(&reader), None).0, 200);
+    // Too few old shares: refused, nothing changed.
+    let o = s.cli(
+        Some(&admin),
+        &["operator", "rekey", "--shares", "3", "--threshold", "2"],
+        Some(&format!("{}\n", new[0])),
+    );
+    assert!(!o.status.success() && stderr(&o).contains("not enough old shares"), "{}", stderr(&o));
+
+    // No share is on the audit log.
+    let audit = stdout(&s.cli(Some(&admin), &["audit", "export"], None));
+    assert!(audit.contains("rekeyed"), "the rekey is on record");
+    for sh in old.iter().chain(&new) {
+        assert!(!audit.contains(sh.as_str()), "a share on the audit log");
+    }
+    // Sealed and restarted: the old shares are refused, three new ones unseal.
+    assert_eq!(s.cli(Some(&admin), &["operator", "seal"], None).status.code(), Some(0));
+    s.stop();
+    let s = start(dir.path(), &[]);
+    assert_error(&unseal(&s, &old[0]), 400, "share_wrong_set");
+    assert_eq!(health(&s)["threshold"], 3);
+    for sh in &new[1..4] {
+        assert_eq!(unseal(&s, sh).0, 200);
+    }
+    assert_eq!(health(&s)["sealed"], false);
+    assert_eq!(s.http("GET", "/v1/secrets/apps/a", Some(&reader), None).1["data"]["k"], "v");
+}
+
+#[test]
+fn a_key_file_server_has_no_shares_to_rekey() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let got = s.http("POST", "/v1/sys/rekey", Some(s.admin()), Some(&json!({"shares": 3, "threshold": 2})));
+    assert_error(&got, 400, "invalid_request");
+}
