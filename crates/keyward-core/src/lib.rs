@@ -13,6 +13,7 @@ pub mod access_key;
 pub mod audit;
 pub mod base62;
 pub mod clock;
+pub mod custody;
 pub mod decision;
 pub mod duration;
 pub mod envelope;

@@ -109,6 +109,7 @@ struct Rekey {
     nonce: String,
     shares: u8,
     threshold: u8,
+    recipients: Vec<age::x25519::Recipient>,
     progress: UnsealProgress,
 }
 
@@ -130,6 +131,8 @@ pub(crate) enum RekeyStep {
         shares: Vec<Zeroizing<String>>,
         /// Shares needed to unseal from now on.
         threshold: u8,
+        /// Each share is age-encrypted to its recipient.
+        encrypted: bool,
     },
 }
 
@@ -362,7 +365,12 @@ impl Barrier {
     /// Starts a rekey to `shares` shares with `threshold` (replacing one in
     /// progress): the server stays unsealed and serving throughout.
     /// Returns the nonce each share must come with and the old threshold.
-    pub(crate) async fn rekey_start(&self, shares: u8, threshold: u8) -> Result<(String, u8)> {
+    pub(crate) async fn rekey_start(
+        &self,
+        shares: u8,
+        threshold: u8,
+        recipients: Vec<age::x25519::Recipient>,
+    ) -> Result<(String, u8)> {
         self.unsealed()?;
         let record = self.record().await?;
         let SealKind::Shamir { set_id, threshold: old, .. } = &record.kind else {
@@ -378,7 +386,8 @@ impl Barrier {
         }
         let nonce = keyward_core::shamir::new_set_id()?;
         let progress = UnsealProgress::new(set_id, *old);
-        *self.rekey.lock().map_err(|_| poisoned())? = Some(Rekey { nonce: nonce.clone(), shares, threshold, progress });
+        *self.rekey.lock().map_err(|_| poisoned())? =
+            Some(Rekey { nonce: nonce.clone(), shares, threshold, recipients, progress });
         Ok((nonce, *old))
     }
 
@@ -390,7 +399,7 @@ impl Barrier {
         let record = self.record().await?;
         let check = hex_decode(&record.check).ok_or_else(|| Error::internal("bad check value"))?;
         let share = Share::parse(share)?;
-        let (root, shares, threshold) = {
+        let (root, shares, threshold, recipients) = {
             let mut guard = self.rekey.lock().map_err(|_| poisoned())?;
             let Some(rekey) = guard.as_mut().filter(|r| r.nonce == nonce) else {
                 return Err(Error::new(
@@ -402,18 +411,30 @@ impl Barrier {
                 UnsealStep::Progress { have, threshold } => return Ok(RekeyStep::NeedMore { have, threshold }),
                 UnsealStep::Complete(root) => {
                     let (shares, threshold) = (rekey.shares, rekey.threshold);
+                    let recipients = std::mem::take(&mut rekey.recipients);
                     *guard = None;
-                    (root, shares, threshold)
+                    (root, shares, threshold, recipients)
                 }
             }
         };
         let set_id = keyward_core::shamir::new_set_id()?;
         let parts = keyward_core::shamir::split(&root, shares, threshold, &set_id)?;
+        // Sealed to their custodians before anything changes: a failure here leaves the old set.
+        let encrypted = !recipients.is_empty();
+        let answered: Vec<Zeroizing<String>> = if encrypted {
+            parts
+                .iter()
+                .zip(&recipients)
+                .map(|(p, r)| keyward_core::custody::seal_share(&p.encode(), r).map(Zeroizing::new))
+                .collect::<std::result::Result<_, _>>()?
+        } else {
+            parts.iter().map(Share::encode).collect()
+        };
         let mut record = record;
         record.kind = SealKind::Shamir { shares, threshold, set_id: set_id.clone() };
         self.store.put_seal_record(&record).await?;
         tracing::info!(set_id = %set_id, shares, threshold, "rekeyed: the old shares no longer unseal");
-        Ok(RekeyStep::Done { set_id, shares: parts.iter().map(Share::encode).collect(), threshold })
+        Ok(RekeyStep::Done { set_id, shares: answered, threshold, encrypted })
     }
 
     /// Drops a rekey in progress (and the old shares it collected).

@@ -5,6 +5,7 @@ use crate::cmd::{cell, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use keyward_core::clock::{Clock, SystemClock};
+use keyward_core::custody;
 use keyward_server::init::{self, SealChoice};
 use keyward_store::SqliteStore;
 use reqwest::Method;
@@ -77,6 +78,13 @@ pub enum OperatorCommand {
         /// How many of them unseal.
         #[arg(long)]
         threshold: u8,
+        /// Encrypt each new share to one custodian's age public key (age1…,
+        /// one per share, comma-separated); the server answers only those.
+        #[arg(long, value_delimiter = ',')]
+        share_recipients: Vec<String>,
+        /// The old shares on stdin are age-encrypted: open them with this identity file.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         /// Print JSON (the new shares included).
         #[arg(long)]
         json: bool,
@@ -105,6 +113,10 @@ pub struct InitArgs {
     /// Keep the root key in this file instead (mode 0600; keep it off the data's backups).
     #[arg(long)]
     unseal_key_file: Option<PathBuf>,
+    /// Encrypt each share to one custodian's age public key (age1…, one per
+    /// share, comma-separated): the shares are printed only encrypted.
+    #[arg(long, value_delimiter = ',', requires = "shares")]
+    share_recipients: Vec<String>,
     /// Print JSON (shares and key included) instead of text.
     #[arg(long)]
     json: bool,
@@ -119,6 +131,10 @@ pub struct UnsealArgs {
     /// Forget the shares given so far.
     #[arg(long)]
     reset: bool,
+    /// The shares on stdin are age-encrypted (from --share-recipients): open
+    /// them with this age identity file first.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 /// Runs an operator command.
@@ -133,7 +149,9 @@ pub async fn run(cmd: OperatorCommand, conn: &Connection) -> Result<()> {
             Ok(())
         }
         OperatorCommand::Status { json } => status(conn, json).await,
-        OperatorCommand::Rekey { shares, threshold, json } => rekey(conn, shares, threshold, json).await,
+        OperatorCommand::Rekey { shares, threshold, share_recipients, identity, json } => {
+            rekey(conn, (shares, threshold), &share_recipients, identity.as_deref(), json).await
+        }
         OperatorCommand::Rewrap { batch, retire_term, json } => rewrap(conn, batch, retire_term, json).await,
         OperatorCommand::Rotate { json } => {
             let c = Client::new(conn)?;
@@ -169,8 +187,23 @@ async fn init_local(a: InitArgs) -> Result<()> {
     init::ensure_data_dir(&a.data)?;
     let db = init::database_file(&a.data);
     let store = SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?;
+    let recipients = custody::parse_recipients(&a.share_recipients)?;
+    if !recipients.is_empty() && Some(recipients.len()) != a.shares.map(usize::from) {
+        bail!(
+            "give one --share-recipients key per share ({} for --shares {})",
+            recipients.len(),
+            a.shares.unwrap_or(0)
+        );
+    }
     let out = init::initialize(&store, &choice, SystemClock.now_ms()).await?;
-    let shares: Vec<Zeroizing<String>> = out.shares.iter().map(|s| s.encode()).collect();
+    let mut shares: Vec<Zeroizing<String>> = out.shares.iter().map(|s| s.encode()).collect();
+    if !recipients.is_empty() {
+        shares = shares
+            .iter()
+            .zip(&recipients)
+            .map(|(s, r)| custody::seal_share(s, r).map(Zeroizing::new))
+            .collect::<Result<_, _>>()?;
+    }
     if a.json {
         let v = json!({
             "data": a.data.display().to_string(),
@@ -190,9 +223,13 @@ async fn init_local(a: InitArgs) -> Result<()> {
                 "\nUnseal shares ({threshold} of {n} needed). They are shown only now: give each to a different person.\n"
             );
             for (i, s) in shares.iter().enumerate() {
-                println!("  Share {}: {}", i + 1, s.as_str());
+                match a.share_recipients.get(i) {
+                    Some(r) => println!("  Share {} (for {r}):\n{}", i + 1, s.as_str()),
+                    None => println!("  Share {}: {}", i + 1, s.as_str()),
+                }
             }
-            println!("\nThe server starts sealed: `keyward operator unseal` with {threshold} shares.");
+            let how = if a.share_recipients.is_empty() { "" } else { " (each custodian adds --identity FILE)" };
+            println!("\nThe server starts sealed: `keyward operator unseal` with {threshold} shares{how}.");
         }
         SealChoice::KeyFile(f) => println!("Unseal key file: {} (mode 0600)", f.display()),
         SealChoice::Memory => {}
@@ -221,6 +258,17 @@ async fn unseal(a: UnsealArgs, conn: &Connection) -> Result<()> {
     if health["sealed"] == json!(false) {
         println!("already unsealed");
         return Ok(());
+    }
+    if let Some(id) = &a.identity {
+        for share in open_shares(id)? {
+            let st = c.call_anonymous(Method::POST, "/v1/sys/unseal", Some(&json!({"share": share.as_str()}))).await?;
+            if st["sealed"] == json!(false) {
+                println!("unsealed");
+                return Ok(());
+            }
+            eprintln!("share accepted: {} of {} given", st["progress"], st["threshold"]);
+        }
+        bail!("still sealed: more shares are needed");
     }
     let interactive = std::io::stdin().is_terminal();
     let mut lines = std::io::stdin().lock().lines();
@@ -340,17 +388,48 @@ async fn rewrap(conn: &Connection, batch: u32, retire_term: Option<u32>, as_json
     Ok(())
 }
 
-async fn rekey(conn: &Connection, shares: u8, threshold: u8, as_json: bool) -> Result<()> {
+/// Every age-encrypted share on stdin, opened with the identity file.
+fn open_shares(identity: &std::path::Path) -> Result<Vec<Zeroizing<String>>> {
+    let id = Zeroizing::new(
+        std::fs::read_to_string(identity)
+            .with_context(|| format!("reading the identity file {}", identity.display()))?,
+    );
+    let mut input = Zeroizing::new(String::new());
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).context("reading the shares from stdin")?;
+    let blocks: Vec<&str> =
+        input.split_inclusive("-----END AGE ENCRYPTED FILE-----").filter(|b| custody::is_sealed(b)).collect();
+    if blocks.is_empty() {
+        bail!("no age-encrypted share on stdin (-----BEGIN AGE ENCRYPTED FILE-----)");
+    }
+    Ok(blocks.iter().map(|b| custody::open_share(b, &id)).collect::<Result<_, _>>()?)
+}
+
+async fn rekey(
+    conn: &Connection,
+    (shares, threshold): (u8, u8),
+    recipients: &[String],
+    identity: Option<&std::path::Path>,
+    as_json: bool,
+) -> Result<()> {
     let c = Client::new(conn)?;
-    let started =
-        c.call(Method::POST, "/v1/sys/rekey", Some(&json!({"shares": shares, "threshold": threshold}))).await?;
+    let body = json!({"shares": shares, "threshold": threshold, "share_recipients": recipients});
+    let started = c.call(Method::POST, "/v1/sys/rekey", Some(&body)).await?;
+    let mut opened = identity.map(open_shares).transpose()?.map(Vec::into_iter);
     let nonce = started["nonce"].as_str().unwrap_or_default().to_string();
     let old = started["old_threshold"].as_u64().unwrap_or(0);
     let interactive = std::io::stdin().is_terminal();
     let mut lines = std::io::stdin().lock().lines();
     let mut have = 0u64;
     loop {
-        let share = if interactive {
+        let share = if let Some(o) = opened.as_mut() {
+            match o.next() {
+                Some(s) => s,
+                None => {
+                    let _ = c.call(Method::DELETE, "/v1/sys/rekey", None).await;
+                    anyhow::bail!("not enough old shares: {have} of {old} given; nothing changed");
+                }
+            }
+        } else if interactive {
             Zeroizing::new(rpassword::prompt_password(format!(
                 "Old share ({have} of {old} given so far; input hidden): "
             ))?)
@@ -380,8 +459,11 @@ async fn rekey(conn: &Connection, shares: u8, threshold: u8, as_json: bool) -> R
             "rekeyed: the old shares no longer unseal. New shares (any {} unseal), shown once:",
             cell(&out["threshold"])
         );
-        for s in out["shares"].as_array().into_iter().flatten() {
-            println!("  {}", cell(s));
+        for (i, s) in out["shares"].as_array().into_iter().flatten().enumerate() {
+            match recipients.get(i) {
+                Some(r) => println!("  Share {} (for {r}):\n{}", i + 1, cell(s)),
+                None => println!("  {}", cell(s)),
+            }
         }
         return Ok(());
     }

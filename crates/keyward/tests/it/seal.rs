@@ -236,3 +236,68 @@ fn a_key_file_server_has_no_shares_to_rekey() {
     let got = s.http("POST", "/v1/sys/rekey", Some(s.admin()), Some(&json!({"shares": 3, "threshold": 2})));
     assert_error(&got, 400, "invalid_request");
 }
+
+/// An age identity: its public key and the file that opens what was sealed to it.
+fn custodian(dir: &std::path::Path, name: &str) -> (String, std::path::PathBuf) {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let file = dir.join(format!("{name}.age-identity"));
+    std::fs::write(&file, format!("# {name}\n{}\n", id.to_string().expose_secret())).unwrap();
+    (id.to_public().to_string(), file)
+}
+
+#[test]
+fn shares_sealed_to_custodians_are_never_shown_in_the_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let people: Vec<_> = ["ann", "bo", "cy"].iter().map(|n| custodian(keys.path(), n)).collect();
+    let recipients = people.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>().join(",");
+    let init = operator_init(dir.path(), &["--shares", "3", "--threshold", "2", "--share-recipients", &recipients]);
+    let sealed = shares_of(&init);
+    assert!(sealed.iter().all(|s| s.starts_with("-----BEGIN AGE ENCRYPTED FILE-----") && !s.contains("kws1")));
+    let admin = init["admin_key"].as_str().unwrap().to_string();
+    let s = start(dir.path(), &[]);
+    let unseal_as = |who: usize, share: &str| {
+        let id = people[who].1.to_str().unwrap().to_string();
+        s.cli(None, &["operator", "unseal", "--identity", &id], Some(share))
+    };
+    // Bo cannot open Ann's share; each opens their own.
+    assert!(!unseal_as(1, &sealed[0]).status.success());
+    assert_eq!(health(&s)["progress"], 0);
+    assert!(!unseal_as(0, &sealed[0]).status.success(), "one share is not enough");
+    let o = unseal_as(1, &sealed[1]);
+    assert!(o.status.success() && stdout(&o).contains("unsealed"), "{}", stderr(&o));
+
+    // Rekey to three new custodians; the new shares are answered only sealed.
+    let next: Vec<_> = ["dee", "eve", "fay"].iter().map(|n| custodian(keys.path(), n)).collect();
+    let to = next.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>().join(",");
+    let both = keys.path().join("ann-and-cy.age-identity");
+    let ids = [&people[0].1, &people[2].1].map(|f| std::fs::read_to_string(f).unwrap()).concat();
+    std::fs::write(&both, ids).unwrap();
+    let args = ["operator", "rekey", "--shares", "3", "--threshold", "2", "--share-recipients", &to, "--identity"];
+    let mut args = args.to_vec();
+    args.extend([both.to_str().unwrap(), "--json"]);
+    let o = s.cli(Some(&admin), &args, Some(&format!("{}\n{}\n", sealed[0], sealed[2])));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(out["encrypted"], true);
+    let fresh = shares_of(&out);
+    assert!(fresh.iter().all(|s| s.starts_with("-----BEGIN AGE ENCRYPTED FILE-----") && !s.contains("kws1")));
+    let bad = s.http(
+        "POST",
+        "/v1/sys/rekey",
+        Some(&admin),
+        Some(&json!({"shares": 3, "threshold": 2, "share_recipients": [next[0].0.clone()]})),
+    );
+    assert_error(&bad, 400, "share_malformed");
+
+    // After a seal, the old custodians are refused and two new ones unseal.
+    assert_eq!(s.cli(Some(&admin), &["operator", "seal"], None).status.code(), Some(0));
+    assert!(!unseal_as(0, &sealed[0]).status.success());
+    for (i, share) in fresh.iter().enumerate().take(2) {
+        let id = next[i].1.to_str().unwrap().to_string();
+        let o = s.cli(None, &["operator", "unseal", "--identity", &id], Some(share));
+        assert_eq!(o.status.success(), i == 1, "{}", stderr(&o));
+    }
+    assert_eq!(health(&s)["sealed"], false);
+}

@@ -27,6 +27,10 @@ pub(crate) struct RekeyStart {
     shares: u8,
     /// How many of them unseal.
     threshold: u8,
+    /// One age X25519 public key (`age1…`) per new share: each share is
+    /// answered only encrypted to its custodian.
+    #[serde(default)]
+    share_recipients: Vec<String>,
 }
 
 /// Body of `POST /v1/sys/rekey/update`.
@@ -54,7 +58,15 @@ pub(crate) async fn start(State(state): State<AppState>, caller: Caller, req: Re
         .record
         .detail(json!({"change": "rekey_started", "shares": body.shares, "threshold": body.threshold}).to_string());
     caller.admit().await?;
-    let (nonce, old_threshold) = state.barrier.rekey_start(body.shares, body.threshold).await?;
+    let recipients = keyward_core::custody::parse_recipients(&body.share_recipients)?;
+    if !recipients.is_empty() && recipients.len() != usize::from(body.shares) {
+        return Err(crate::error::Error::new(
+            crate::error::Code::ShareMalformed,
+            format!("give one share recipient per share: {} for {} shares", recipients.len(), body.shares),
+        )
+        .into());
+    }
+    let (nonce, old_threshold) = state.barrier.rekey_start(body.shares, body.threshold, recipients).await?;
     Ok(Json(
         json!({"nonce": nonce, "progress": 0, "old_threshold": old_threshold, "shares": body.shares, "threshold": body.threshold}),
     ))
@@ -70,13 +82,15 @@ pub(crate) async fn update(State(state): State<AppState>, caller: Caller, req: R
             caller.record.detail(json!({"change": "rekey_share", "progress": have}).to_string());
             Ok(Json(json!({"complete": false, "progress": have, "old_threshold": threshold})))
         }
-        RekeyStep::Done { set_id, shares, threshold } => {
+        RekeyStep::Done { set_id, shares, threshold, encrypted } => {
             caller.record.detail(
                 json!({"change": "rekeyed", "set_id": set_id, "shares": shares.len(), "threshold": threshold})
                     .to_string(),
             );
             let shares: Vec<&str> = shares.iter().map(|s| s.as_str()).collect();
-            Ok(Json(json!({"complete": true, "set_id": set_id, "threshold": threshold, "shares": shares})))
+            Ok(Json(
+                json!({"complete": true, "set_id": set_id, "threshold": threshold, "shares": shares, "encrypted": encrypted}),
+            ))
         }
     }
 }
