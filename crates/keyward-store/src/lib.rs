@@ -329,9 +329,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Up to `limit` stored versions encrypted under a term below `term`,
     /// with their ciphertext (for rewrapping), in path and version order.
     async fn versions_below_term(&self, term: u32, limit: u32) -> StoreResult<Vec<StoredCiphertext>>;
-    /// Replaces a version's ciphertext if it is still `old` (a rewrap that
-    /// raced a destroy changes nothing); true when replaced.
-    async fn replace_ciphertext(&self, path: &str, version: u64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
+    /// Replaces each version's ciphertext with `new` if it is still the one
+    /// read (a rewrap that raced a destroy changes nothing), in one
+    /// transaction; returns how many were replaced.
+    async fn replace_ciphertexts(&self, batch: &[(StoredCiphertext, Vec<u8>)]) -> StoreResult<u64>;
     /// Writes a new version if the latest version is still `expected_latest`
     /// (and, for [`Stage::Current`], nothing is pending; for
     /// [`Stage::Pending`], the pending version is still the one it

@@ -4,7 +4,7 @@
 
 use keyward_store::{
     KeyRecord, LedgerHead, LedgerPart, LedgerWrite, NamespaceRecord, NewVersion, OrderUsage, SealKind, SealRecord,
-    SqliteStore, Stage, Store, StoreError,
+    SqliteStore, Stage, Store, StoreError, StoredCiphertext,
 };
 
 fn seal() -> SealRecord {
@@ -246,10 +246,10 @@ async fn conformance_terms(store: &dyn Store) {
     let below = store.versions_below_term(2, 10).await.unwrap();
     let ours: Vec<_> = below.iter().filter(|c| c.path == "terms/x").collect();
     assert_eq!(ours.iter().map(|c| c.version).collect::<Vec<_>>(), [1]);
-    let old = ours[0].ciphertext.clone();
     let new = [b"KWE1".as_slice(), &2u32.to_be_bytes(), &[1u8; 40]].concat();
-    assert!(!store.replace_ciphertext("terms/x", 1, &new, &new).await.unwrap(), "not what was read");
-    assert!(store.replace_ciphertext("terms/x", 1, &old, &new).await.unwrap());
+    let stale = StoredCiphertext { ciphertext: new.clone(), ..ours[0].clone() };
+    assert_eq!(store.replace_ciphertexts(&[(stale, new.clone())]).await.unwrap(), 0, "not what was read");
+    assert_eq!(store.replace_ciphertexts(&[(ours[0].clone(), new.clone())]).await.unwrap(), 1);
     assert_eq!(store.version("terms/x", 1).await.unwrap().unwrap().ciphertext, Some(new));
     assert!(store.versions_below_term(2, 10).await.unwrap().iter().all(|c| c.path != "terms/x"));
     let after = store.versions_by_term().await.unwrap();

@@ -311,23 +311,24 @@ impl Barrier {
 
     /// Re-encrypts up to `limit` secret versions written under an older
     /// term with the active one, each replaced only if unchanged since it
-    /// was read. Every replacement is one durable row update, so a rewrap
-    /// stopped at any point (even by SIGKILL) resumes where it was.
+    /// was read. Each batch is one durable transaction, so a rewrap stopped
+    /// at any point (even by SIGKILL) resumes where it was.
     pub(crate) async fn rewrap_batch(&self, limit: u32) -> Result<Rewrapped> {
         let u = self.unsealed()?;
         let term = u.active_term();
         let mut out = Rewrapped { rewrapped: 0, changed_meanwhile: 0, term };
-        for c in self.store.versions_below_term(term, limit).await? {
+        let read = self.store.versions_below_term(term, limit).await?;
+        let mut batch = Vec::with_capacity(read.len());
+        for c in read {
             let plain = u.decrypt(&c.path, c.version, &c.ciphertext).map_err(|e| {
                 Error::new(e.code, format!("version {} of {} cannot be rewrapped: {}", c.version, c.path, e.message))
             })?;
             let fresh = u.encrypt(&c.path, c.version, &plain)?;
-            if self.store.replace_ciphertext(&c.path, c.version, &c.ciphertext, &fresh).await? {
-                out.rewrapped += 1;
-            } else {
-                out.changed_meanwhile += 1;
-            }
+            batch.push((c, fresh));
         }
+        // One transaction per batch: each row still applies only if unchanged.
+        out.rewrapped = self.store.replace_ciphertexts(&batch).await?;
+        out.changed_meanwhile = batch.len() as u64 - out.rewrapped;
         Ok(out)
     }
 

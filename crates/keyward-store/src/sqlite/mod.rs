@@ -132,8 +132,8 @@ impl Store for SqliteStore {
         secrets::versions_below_term(&self.pool, term, limit).await
     }
 
-    async fn replace_ciphertext(&self, path: &str, version: u64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
-        secrets::replace_ciphertext(&self.pool, path, version, old, new).await
+    async fn replace_ciphertexts(&self, batch: &[(crate::StoredCiphertext, Vec<u8>)]) -> StoreResult<u64> {
+        secrets::replace_ciphertexts(&self.pool, batch).await
     }
 
     async fn versions(&self, path: &str) -> StoreResult<Vec<VersionRecord>> {

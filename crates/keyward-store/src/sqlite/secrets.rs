@@ -124,22 +124,25 @@ pub(super) async fn versions_below_term(
         .collect()
 }
 
-pub(super) async fn replace_ciphertext(
+pub(super) async fn replace_ciphertexts(
     pool: &SqlitePool,
-    path: &str,
-    version: u64,
-    old: &[u8],
-    new: &[u8],
-) -> StoreResult<bool> {
-    let done =
-        sqlx::query("UPDATE secret_versions SET ciphertext = ? WHERE path = ? AND version = ? AND ciphertext = ?")
-            .bind(new)
-            .bind(path)
-            .bind(version as i64)
-            .bind(old)
-            .execute(pool)
-            .await?;
-    Ok(done.rows_affected() == 1)
+    batch: &[(crate::StoredCiphertext, Vec<u8>)],
+) -> StoreResult<u64> {
+    let mut tx = pool.begin().await?;
+    let mut replaced = 0;
+    for (old, new) in batch {
+        replaced +=
+            sqlx::query("UPDATE secret_versions SET ciphertext = ? WHERE path = ? AND version = ? AND ciphertext = ?")
+                .bind(new)
+                .bind(&old.path)
+                .bind(old.version as i64)
+                .bind(&old.ciphertext)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(replaced)
 }
 
 pub(super) async fn version(pool: &SqlitePool, path: &str, version: u64) -> StoreResult<Option<VersionRecord>> {
