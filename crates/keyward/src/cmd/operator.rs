@@ -412,35 +412,28 @@ async fn rekey(
     as_json: bool,
 ) -> Result<()> {
     let c = Client::new(conn)?;
+    // Encrypted shares are opened before anything starts on the server.
+    let mut opened = identity.map(open_shares).transpose()?.map(Vec::into_iter);
     let body = json!({"shares": shares, "threshold": threshold, "share_recipients": recipients});
     let started = c.call(Method::POST, "/v1/sys/rekey", Some(&body)).await?;
-    let mut opened = identity.map(open_shares).transpose()?.map(Vec::into_iter);
     let nonce = started["nonce"].as_str().unwrap_or_default().to_string();
     let old = started["old_threshold"].as_u64().unwrap_or(0);
     let interactive = std::io::stdin().is_terminal();
     let mut lines = std::io::stdin().lock().lines();
     let mut have = 0u64;
     loop {
-        let share = if let Some(o) = opened.as_mut() {
-            match o.next() {
-                Some(s) => s,
-                None => {
-                    let _ = c.call(Method::DELETE, "/v1/sys/rekey", None).await;
-                    anyhow::bail!("not enough old shares: {have} of {old} given; nothing changed");
-                }
-            }
+        let next = if let Some(o) = opened.as_mut() {
+            o.next()
         } else if interactive {
-            Zeroizing::new(rpassword::prompt_password(format!(
+            Some(Zeroizing::new(rpassword::prompt_password(format!(
                 "Old share ({have} of {old} given so far; input hidden): "
-            ))?)
+            ))?))
         } else {
-            match lines.next() {
-                Some(l) => Zeroizing::new(l?),
-                None => {
-                    let _ = c.call(Method::DELETE, "/v1/sys/rekey", None).await;
-                    anyhow::bail!("not enough old shares: {have} of {old} given; nothing changed");
-                }
-            }
+            lines.next().transpose()?.map(Zeroizing::new)
+        };
+        let Some(share) = next else {
+            let _ = c.call(Method::DELETE, "/v1/sys/rekey", None).await;
+            anyhow::bail!("not enough old shares: {have} of {old} given; nothing changed");
         };
         if share.trim().is_empty() {
             continue;

@@ -16,7 +16,7 @@
 //! it concerns, so `key show` and `secret history` list it.
 
 use super::keys::{manageable, refuse_token};
-use crate::audit::Verdict;
+use super::record_change;
 use crate::auth::Caller;
 use crate::error::{Code, Error};
 use crate::http::extract::{body_bytes, parse_json};
@@ -131,7 +131,7 @@ pub(crate) async fn roll_due(State(state): State<AppState>, caller: Caller, req:
             }
         };
         let detail = json!({"change": "rolled", "to": r.new.id, "scheduled": true});
-        record(&state, &caller, &key.id, detail).await?;
+        record_change(&state, &caller, Some(&key.id), detail.to_string()).await?;
         tracing::info!(key_id = %r.new.id, old = %key.id, by = %caller.key.id, "access key rolled on schedule");
         let mut item = json!({
             "id": key.id, "name": key.name, "new_id": r.new.id, "grace_until": rfc3339(r.grace_until_ms),
@@ -145,8 +145,13 @@ pub(crate) async fn roll_due(State(state): State<AppState>, caller: Caller, req:
                 let new = NewSecret { data, kind: None, cas: None, rotation_period_s: None };
                 match state.secrets.write(&admitted, &caller.unsealed, path.as_str(), new).await {
                     Ok((_, version)) => {
-                        record(&state, &caller, path.as_str(), json!({"change": "written", "version": version}))
-                            .await?;
+                        record_change(
+                            &state,
+                            &caller,
+                            Some(path.as_str()),
+                            json!({"change": "written", "version": version}).to_string(),
+                        )
+                        .await?;
                         item["stored_at"] = json!(path.as_str());
                         item["version"] = json!(version);
                     }
@@ -162,13 +167,4 @@ pub(crate) async fn roll_due(State(state): State<AppState>, caller: Caller, req:
         rolled.push(item);
     }
     Ok(Json(json!({"dry_run": false, "rolled": rolled, "failed": failed})))
-}
-
-/// One change on the audit log under the target it concerns (durable: the
-/// change is made whatever happens next).
-async fn record(state: &AppState, caller: &Caller, target: &str, detail: Value) -> Result<(), Error> {
-    let mut note = caller.record.note();
-    note.target = Some(target.to_string());
-    note.detail = detail.to_string();
-    state.auditor.record_durable(note.entry(Verdict::Allow, "", target)).await
 }

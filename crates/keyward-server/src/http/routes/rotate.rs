@@ -15,7 +15,6 @@
 //! lists them with the key that made them.
 
 use super::secrets::{meta_json, require_write};
-use crate::audit::Verdict;
 use crate::auth::Caller;
 use crate::error::{Code, Error};
 use crate::exchange::{CheckOutcome, Drain, account_name};
@@ -36,14 +35,6 @@ fn change(what: &str, version: u64, extra: Value) -> String {
         o.extend(e);
     }
     v.to_string()
-}
-
-/// Puts an earlier change of this request on record before the next step
-/// (durably: the request may fail after it, and the change stays made).
-async fn record_change(state: &AppState, caller: &Caller, detail: String) -> Result<(), Error> {
-    let mut note = caller.record.note();
-    note.detail = detail;
-    state.auditor.record_durable(note.entry(Verdict::Allow, "", "")).await
 }
 
 fn answer(path: &SecretPath, meta: Option<&SecretMeta>, extra: Value) -> Response {
@@ -112,7 +103,7 @@ pub(crate) async fn rotate(
         return Ok(answer(path, Some(&meta), json!({ "pending_version": pending, "promoted": false, "next": next })));
     }
     if staged_now {
-        record_change(state, caller, staged).await?;
+        super::record_change(state, caller, None, staged).await?;
     }
     let mut check: Option<CheckOutcome> = None;
     if let (true, Some(name)) = (body.verify, account) {

@@ -114,7 +114,7 @@ pub(crate) async fn rotate(State(state): State<AppState>, caller: Caller) -> Api
     let mut s = seal_status(&state).await?;
     s["active_term"] = json!(term);
     s["previous_term"] = json!(previous);
-    s["terms"] = terms(&state, term).await?;
+    s["terms"] = terms(&state, term).await?.0;
     Ok(Json(s))
 }
 
@@ -153,21 +153,21 @@ pub(crate) async fn rewrap(State(state): State<AppState>, caller: Caller, req: R
     } else {
         caller.record.detail(detail.to_string());
     }
-    let counts = state.barrier.versions_by_term().await?;
-    let remaining: u64 = counts.range(..done.term).map(|(_, n)| n).sum();
+    let (terms, remaining) = terms(&state, done.term).await?;
     Ok(Json(json!({
         "rewrapped": done.rewrapped,
         "changed_meanwhile": done.changed_meanwhile,
         "active_term": done.term,
         "remaining": remaining,
         "retired_term": body.retire_term,
-        "terms": terms(&state, done.term).await?,
+        "terms": terms,
     })))
 }
 
 /// Every term from 1 to the active one, with the secret versions each
-/// still encrypts (what a rewrap would move to the newest term).
-async fn terms(state: &AppState, active: u32) -> Result<Value, Error> {
+/// still encrypts, and how many are under a term older than the active one
+/// (what a rewrap still has to move). One count of the store.
+async fn terms(state: &AppState, active: u32) -> Result<(Value, u64), Error> {
     let counts = state.barrier.versions_by_term().await?;
     let retired = state.barrier.record().await?.retired_terms;
     let last = counts.keys().next_back().copied().unwrap_or(0).max(active);
@@ -179,7 +179,8 @@ async fn terms(state: &AppState, active: u32) -> Result<Value, Error> {
             "secret_versions": counts.get(&t).copied().unwrap_or(0),
         })
     };
-    Ok(json!((1..=last).map(term).collect::<Vec<_>>()))
+    let older = counts.range(..active).map(|(_, n)| n).sum();
+    Ok((json!((1..=last).map(term).collect::<Vec<_>>()), older))
 }
 
 /// `GET /v1/sys/status` (`sys:admin`).
@@ -189,7 +190,7 @@ pub(crate) async fn status(State(state): State<AppState>, caller: Caller) -> Api
     let mut s = seal_status(&state).await?;
     let active = state.barrier.unsealed().map(|u| u.active_term()).unwrap_or_else(|_| caller.unsealed.active_term());
     s["active_term"] = json!(active);
-    s["terms"] = terms(&state, active).await?;
+    s["terms"] = terms(&state, active).await?.0;
     s["access_keys"] = json!(state.keys.count());
     if let Some(f) = &state.config.unseal_key_file {
         s["unseal_key_file"] = json!(f.display().to_string());
