@@ -71,6 +71,14 @@ pub(crate) enum Code {
     RowTampered,
     /// A Shamir share is malformed.
     ShareMalformed,
+    /// A file given as a backup is not one (no keyward backup header).
+    BackupMalformed,
+    /// A backup is shorter than its header says: cut off.
+    BackupTruncated,
+    /// A backup fails its MAC: changed since it was written.
+    BackupTampered,
+    /// A backup was made of other keyward data (another root key).
+    BackupForeign,
     /// A share belongs to another initialisation.
     ShareWrongSet,
     /// A share was given twice.
@@ -128,6 +136,10 @@ impl Code {
             Code::AlreadyInitialized => "already_initialized",
             Code::RowTampered => "key_tampered",
             Code::ShareMalformed => "share_malformed",
+            Code::BackupMalformed => "backup_malformed",
+            Code::BackupTruncated => "backup_truncated",
+            Code::BackupTampered => "backup_tampered",
+            Code::BackupForeign => "backup_foreign",
             Code::ShareWrongSet => "share_wrong_set",
             Code::ShareDuplicate => "share_duplicate",
             Code::ShareMismatch => "share_mismatch",

@@ -128,6 +128,19 @@ pub struct VersionRecord {
     pub ciphertext: Option<Vec<u8>>,
 }
 
+/// An access key a restore would bring back from revoked or compromised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevivedKey {
+    /// Key id.
+    pub id: String,
+    /// Key name.
+    pub name: String,
+    /// Its state now (`revoked`, `compromised`, `destroyed`).
+    pub state_now: String,
+    /// Its state in the snapshot.
+    pub state_then: String,
+}
+
 /// One stored version's ciphertext, for rewrapping.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredCiphertext {
@@ -326,6 +339,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// How many stored (not destroyed) versions each keyring term encrypts,
     /// read from the envelope header (`"KWE1" | term u32 BE | …`).
     async fn versions_by_term(&self) -> StoreResult<std::collections::BTreeMap<u32, u64>>;
+    /// A consistent copy of the whole database, taken while others write
+    /// (SQLite: `VACUUM INTO`, one read transaction). Ciphertext stays
+    /// ciphertext: the copy holds nothing the database does not.
+    async fn snapshot(&self) -> StoreResult<Vec<u8>>;
+    /// What restoring `snapshot` would change for access keys: each key the
+    /// current data has revoked, marked compromised or destroyed that the
+    /// snapshot still holds in another state (restoring brings it back).
+    async fn snapshot_revived(&self, snapshot: &[u8]) -> StoreResult<Vec<RevivedKey>>;
+    /// Replaces secrets, access keys, namespaces, order usage and the key
+    /// ledger with the snapshot's, in one transaction. The seal record and
+    /// the audit log are kept: the chain goes on and records the restore.
+    /// Refused (`Corrupt`) for a snapshot of another schema version.
+    async fn restore_snapshot(&self, snapshot: &[u8]) -> StoreResult<()>;
     /// Up to `limit` stored versions encrypted under a term below `term`,
     /// with their ciphertext (for rewrapping), in path and version order.
     async fn versions_below_term(&self, term: u32, limit: u32) -> StoreResult<Vec<StoredCiphertext>>;

@@ -259,6 +259,23 @@ async fn conformance_terms(store: &dyn Store) {
     assert!(store.versions_below_term(3, 10).await.unwrap().iter().all(|c| c.version != 2 || c.path != "terms/x"));
 }
 
+/// A snapshot restores secrets (and what was added after it goes), keeps
+/// the seal record, and is refused when it is not a database of ours.
+async fn conformance_snapshot(store: &dyn Store) {
+    let snap = store.snapshot().await.unwrap();
+    let seal_before = store.seal_record().await.unwrap();
+    let secrets_before = store.list_secrets("").await.unwrap().len();
+    store.insert_version(&version("snap/after", 1, 0)).await.unwrap();
+    assert!(store.snapshot_revived(&snap).await.unwrap().is_empty());
+    store.restore_snapshot(&snap).await.unwrap();
+    assert!(store.secret_meta("snap/after").await.unwrap().is_none(), "written after the snapshot");
+    assert_eq!(store.list_secrets("").await.unwrap().len(), secrets_before);
+    assert_eq!(store.seal_record().await.unwrap(), seal_before, "the seal record stays");
+    let err = store.restore_snapshot(b"not a database").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_) | StoreError::Unavailable(_)), "{err:?}");
+    assert_eq!(store.list_secrets("").await.unwrap().len(), secrets_before, "a refused restore changes nothing");
+}
+
 #[tokio::test]
 async fn sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -267,6 +284,7 @@ async fn sqlite_file() {
     conformance_stages(&store).await;
     conformance_uses_and_namespaces(&store).await;
     conformance_terms(&store).await;
+    conformance_snapshot(&store).await;
     // Reopening keeps everything (durable, migrations idempotent).
     drop(store);
     let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
@@ -281,4 +299,6 @@ async fn sqlite_in_memory() {
     conformance_stages(&store).await;
     conformance_uses_and_namespaces(&store).await;
     conformance_terms(&store).await;
+    let err = store.snapshot().await.unwrap_err();
+    assert!(err.to_string().contains("in memory"), "{err}");
 }

@@ -88,8 +88,26 @@ impl Client {
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<&Value>, auth: bool) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url);
+        let mut req = self.request(method, path, auth)?;
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let bytes = self.answer(req).await?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Sends raw bytes (a backup file) and returns the raw answer, with a
+    /// long timeout: a backup or restore of a large database takes time.
+    pub async fn call_bytes(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<bytes::Bytes> {
+        let mut req = self.request(method, path, true)?.timeout(std::time::Duration::from_secs(3600));
+        if let Some(b) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(b);
+        }
+        self.answer(req).await
+    }
+
+    fn request(&self, method: Method, path: &str, auth: bool) -> Result<reqwest::RequestBuilder> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
         if auth {
             let token = self
                 .token
@@ -97,18 +115,20 @@ impl Client {
                 .ok_or_else(|| anyhow!("no access key: set KEYWARD_TOKEN (or KEYWARD_TOKEN_FILE) to a kw_ key"))?;
             req = req.bearer_auth(token.as_str());
         }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
+        Ok(req)
+    }
+
+    /// The answer's bytes, or the server's error as an [`ApiFailure`].
+    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<bytes::Bytes> {
         let resp = req.send().await.map_err(|e| {
             anyhow!("cannot reach keyward at {}: {e} (is the server running? set KEYWARD_ADDR)", self.base)
         })?;
         let status = resp.status();
         let bytes = resp.bytes().await.context("reading the answer")?;
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(value);
+            return Ok(bytes);
         }
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let code = value["error"]["code"].as_str().unwrap_or("http_error").to_string();
         let message = value["error"]["message"].as_str().unwrap_or("the server gave no explanation").to_string();
         Err(ApiFailure { status, code, message }.into())

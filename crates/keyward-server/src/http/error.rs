@@ -64,6 +64,10 @@ pub(super) fn status(code: Code) -> StatusCode {
         | Code::UpstreamNotAllowed
         | Code::AllowlistRequired
         | Code::ShareMalformed
+        | Code::BackupMalformed
+        | Code::BackupTruncated
+        | Code::BackupTampered
+        | Code::BackupForeign
         | Code::ShareWrongSet
         | Code::ShareDuplicate
         | Code::ShareMismatch

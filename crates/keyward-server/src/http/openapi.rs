@@ -143,6 +143,19 @@ pub(crate) const ROUTES: &[Route] = &[
         .body("RekeyUpdate")
         .ok(200, None, "{complete: false, progress, old_threshold} or, at the threshold, {complete: true, set_id, threshold, shares}"),
     route("DELETE", "/v1/sys/rekey", "sys", "Drop the rekey in progress", "sys:admin").sensitive(),
+    route("POST", "/v1/sys/backup", "sys", "A consistent snapshot of the data, sealed under a root-derived key", "sys:admin")
+        .sensitive()
+        .ok(200, None, "the backup file (application/octet-stream): a readable header, then AES-256-GCM over the snapshot"),
+    route(
+        "POST",
+        "/v1/sys/restore",
+        "sys",
+        "Check a backup (body) and, with confirm=true, restore its secrets, keys and ledger",
+        "sys:admin",
+    )
+    .sensitive()
+    .query(&[("confirm", "true to restore; otherwise only what restoring would do")])
+    .ok(200, None, "{created, created_ms, term, bytes, revived: [{id, name, state_now, state_then}], restored}"),
     route("GET", "/v1/sys/status", "sys", "Health plus the keyring terms (and what each encrypts) and key count", "sys:admin"),
     route("GET", "/v1/secrets", "secrets", "List secrets the key may read or write", "any secret: scope")
         .query(&[("prefix", "only paths starting with this")]),

@@ -115,6 +115,17 @@ impl AppState {
         self.barrier.publish(session)
     }
 
+    /// Reloads every service from the store with the root key in force
+    /// (after a restore): sealed for the moment it takes, then unsealed
+    /// with the restored key index. If the reload fails, the server stays
+    /// sealed, never half-loaded.
+    pub(crate) async fn reload(&self) -> Result<()> {
+        let root = self.barrier.root_copy()?;
+        let record = self.barrier.record().await?;
+        self.seal()?;
+        self.unseal(root, &record).await
+    }
+
     /// Seals: the keyring, the key index and every decrypted secret leave
     /// memory. The barrier seals first, so no cache takes anything after it
     /// is cleared (see [`Barrier::is_current`]).

@@ -17,6 +17,8 @@ use ring::signature::Ed25519KeyPair;
 use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
+pub(crate) mod backup;
+
 /// What exists only while unsealed: the keyring, behind methods that use it.
 #[derive(Debug)]
 pub(crate) struct Unsealed {
@@ -135,6 +137,9 @@ pub(crate) enum RekeyStep {
         encrypted: bool,
     },
 }
+
+/// The label of the root-derived key backups are sealed with.
+const BACKUP_LABEL: &str = "keyward/v1/backup";
 
 /// What one rewrap batch did.
 #[derive(Debug, Clone, Copy)]
@@ -441,6 +446,56 @@ impl Barrier {
     /// Drops a rekey in progress (and the old shares it collected).
     pub(crate) fn rekey_cancel(&self) -> Result<bool> {
         Ok(self.rekey.lock().map_err(|_| poisoned())?.take().is_some())
+    }
+
+    /// Takes a consistent snapshot of the data while it serves and seals it
+    /// into a backup file (see [`backup`]).
+    pub(crate) async fn backup(&self, now_ms: i64) -> Result<(Vec<u8>, backup::BackupHeader)> {
+        let u = self.unsealed()?;
+        let record = self.record().await?;
+        let snapshot = Zeroizing::new(self.store.snapshot().await?);
+        let file = backup::seal(&u.derive(BACKUP_LABEL), &record, now_ms, &snapshot)?;
+        let (header, _) = backup::read_header(&file)?;
+        Ok((file, header))
+    }
+
+    /// Checks and opens a backup of this data. Refused too when a term
+    /// its data may use has been retired since (nothing could read it).
+    pub(crate) async fn open_backup(&self, file: &[u8]) -> Result<(backup::BackupHeader, Zeroizing<Vec<u8>>)> {
+        let u = self.unsealed()?;
+        let record = self.record().await?;
+        let (header, plain) = backup::open(&u.derive(BACKUP_LABEL), &record, file)?;
+        let lost: Vec<u32> =
+            (1..=header.term).filter(|t| record.retired_terms.contains(t) && !header.retired.contains(t)).collect();
+        if let Some(t) = lost.first() {
+            return Err(Error::new(
+                Code::InvalidState,
+                format!(
+                    "this backup may hold data under keyring term {t}, retired since it was made: nothing could read it, so it is not restored"
+                ),
+            ));
+        }
+        Ok((header, plain))
+    }
+
+    /// The keys a restore of `snapshot` would bring back from revoked or compromised.
+    pub(crate) async fn restore_preview(&self, snapshot: &[u8]) -> Result<Vec<keyward_store::RevivedKey>> {
+        self.unsealed()?;
+        Ok(self.store.snapshot_revived(snapshot).await?)
+    }
+
+    /// Writes an opened snapshot's secrets, keys and ledger over the
+    /// store's (one transaction); the caller reloads the services after.
+    /// Hold [`Barrier::transition`] across it.
+    pub(crate) async fn restore(&self, snapshot: &[u8]) -> Result<()> {
+        self.unsealed()?;
+        Ok(self.store.restore_snapshot(snapshot).await?)
+    }
+
+    /// A copy of the root key in force, to reload the services with it
+    /// after a restore.
+    pub(crate) fn root_copy(&self) -> Result<RootKey> {
+        Ok(RootKey::from_slice(self.unsealed()?.keyring.root().expose_bytes())?)
     }
 
     /// How many stored secret versions each keyring term still encrypts.

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod secrets;
+mod snapshot;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -21,6 +22,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Where snapshots are staged: beside the database (the temp dir in memory).
+    dir: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -35,7 +38,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        Self::migrated(pool).await
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Self::migrated(pool, dir.to_path_buf()).await
     }
 
     /// An in-memory database (`server --dev`): gone when the process ends.
@@ -49,12 +53,12 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(opts)
             .await?;
-        Self::migrated(pool).await
+        Self::migrated(pool, std::env::temp_dir()).await
     }
 
-    async fn migrated(pool: SqlitePool) -> StoreResult<Self> {
+    async fn migrated(pool: SqlitePool, dir: std::path::PathBuf) -> StoreResult<Self> {
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, dir })
     }
 
     /// Moves the WAL into the main file and truncates it, so overwritten
@@ -122,6 +126,19 @@ impl Store for SqliteStore {
 
     async fn list_secrets(&self, prefix: &str) -> StoreResult<Vec<SecretMeta>> {
         secrets::list(&self.pool, prefix).await
+    }
+
+    async fn snapshot(&self) -> StoreResult<Vec<u8>> {
+        snapshot::snapshot(&self.pool, &self.dir).await
+    }
+
+    async fn snapshot_revived(&self, bytes: &[u8]) -> StoreResult<Vec<crate::RevivedKey>> {
+        snapshot::revived(&self.pool, &self.dir, bytes).await
+    }
+
+    async fn restore_snapshot(&self, bytes: &[u8]) -> StoreResult<()> {
+        snapshot::restore(&self.pool, &self.dir, bytes).await?;
+        self.checkpoint().await
     }
 
     async fn versions_by_term(&self) -> StoreResult<std::collections::BTreeMap<u32, u64>> {

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod audit;
+mod backup;
 pub mod key;
 pub mod operator;
 pub mod rotation;

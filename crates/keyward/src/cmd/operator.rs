@@ -89,6 +89,45 @@ pub enum OperatorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a consistent backup of the data to FILE while the server keeps
+    /// serving (needs sys:admin). The file is encrypted and integrity-checked
+    /// under a key derived from the root key; its header (readable with
+    /// `head -7 FILE`) gives the date and the keyring term. Secrets stay the
+    /// ciphertext they are stored as, non-exportable fields included. FILE
+    /// is created with mode 0600 and never overwritten.
+    ///
+    /// Example:
+    ///   keyward operator backup /backups/keyward-$(date +%F).kwbackup
+    #[command(verbatim_doc_comment)]
+    Backup {
+        /// Where to write the backup (must not exist).
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup made by `operator backup` of this same data (needs
+    /// sys:admin). The file is checked first: a foreign, truncated or
+    /// tampered file is refused and nothing changes. Then its date is shown
+    /// with every access key that has been revoked or marked compromised
+    /// since: restoring would bring those back. Confirm, or pass --yes.
+    /// Secrets, access keys, namespaces, order usage and the key ledger
+    /// become the backup's; the seal (shares, key file) and the audit log
+    /// stay as they are, and the restore is recorded on the log.
+    ///
+    /// Example:
+    ///   keyward operator restore /backups/keyward-2026-12-01.kwbackup
+    #[command(verbatim_doc_comment)]
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Restore without asking (scripts).
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show whether the server is sealed, and more with a sys:admin key
     /// (the keyring terms and what each still encrypts).
     Status {
@@ -149,6 +188,8 @@ pub async fn run(cmd: OperatorCommand, conn: &Connection) -> Result<()> {
             Ok(())
         }
         OperatorCommand::Status { json } => status(conn, json).await,
+        OperatorCommand::Backup { file, json } => crate::cmd::backup::backup(conn, &file, json).await,
+        OperatorCommand::Restore { file, yes, json } => crate::cmd::backup::restore(conn, &file, yes, json).await,
         OperatorCommand::Rekey { shares, threshold, share_recipients, identity, json } => {
             rekey(conn, (shares, threshold), &share_recipients, identity.as_deref(), json).await
         }

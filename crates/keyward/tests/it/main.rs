@@ -5,6 +5,7 @@
 mod access;
 mod at_rest;
 mod audit;
+mod backup;
 mod bad_input;
 mod ccxt_e2e;
 mod connections;

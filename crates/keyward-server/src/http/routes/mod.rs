@@ -3,6 +3,7 @@
 
 pub(super) mod accounts;
 pub(super) mod audit;
+pub(super) mod backup;
 pub(super) mod keys;
 pub(super) mod metrics;
 pub(super) mod proxy;

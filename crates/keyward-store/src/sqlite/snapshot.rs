@@ -1,0 +1,133 @@
+//! Snapshots of the whole database for `operator backup`, and their
+//! restore. A snapshot is taken with `VACUUM INTO` (one read transaction:
+//! consistent while others write) into a private temporary file beside the
+//! database, read back and removed. A restore attaches the snapshot on one
+//! connection and copies the restored tables in one write transaction.
+
+use crate::{RevivedKey, StoreError, StoreResult};
+use sqlx::pool::PoolConnection;
+use sqlx::{Row, Sqlite, SqlitePool};
+use std::io::Write;
+use std::path::Path;
+
+/// The tables a restore replaces, parents before children. The seal record
+/// (`meta`) and the audit log are not among them: the restore keeps the
+/// current seal (shares rekeyed since stay valid) and the chain goes on.
+const RESTORED: &[&str] =
+    &["namespaces", "secrets", "secret_versions", "access_keys", "order_usage", "key_ledger", "key_ledger_parts"];
+
+/// States a restore would undo.
+const ENDED: &str = "('revoked', 'compromised', 'destroyed')";
+
+fn private_temp(dir: &Path) -> StoreResult<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".keyward-snapshot-")
+        .tempfile_in(dir)
+        .map_err(|e| StoreError::Corrupt(format!("cannot make a temporary file in {}: {e}", dir.display())))
+}
+
+fn path_text(file: &tempfile::NamedTempFile) -> StoreResult<String> {
+    file.path().to_str().map(str::to_owned).ok_or_else(|| StoreError::Corrupt("temporary path is not UTF-8".into()))
+}
+
+pub(super) async fn snapshot(pool: &SqlitePool, dir: &Path) -> StoreResult<Vec<u8>> {
+    let file = private_temp(dir)?;
+    sqlx::query("VACUUM INTO ?").bind(path_text(&file)?).execute(pool).await?;
+    let bytes =
+        std::fs::read(file.path()).map_err(|e| StoreError::Corrupt(format!("cannot read the snapshot: {e}")))?;
+    if bytes.is_empty() {
+        // An in-memory database (`--dev`) vacuums into memory, not the file.
+        return Err(StoreError::Corrupt("this database lives in memory (--dev): there is nothing to back up".into()));
+    }
+    Ok(bytes)
+}
+
+/// The snapshot attached as `bk` on one connection (detach it with [`detach`]).
+async fn attach(
+    pool: &SqlitePool,
+    dir: &Path,
+    snapshot: &[u8],
+) -> StoreResult<(PoolConnection<Sqlite>, tempfile::NamedTempFile)> {
+    let mut file = private_temp(dir)?;
+    file.write_all(snapshot)
+        .and_then(|_| file.flush())
+        .map_err(|e| StoreError::Corrupt(format!("cannot write the snapshot to a temporary file: {e}")))?;
+    let mut conn = pool.acquire().await?;
+    sqlx::query("ATTACH DATABASE ? AS bk").bind(path_text(&file)?).execute(&mut *conn).await?;
+    let main = schema(&mut conn, "main").await?;
+    let same = schema(&mut conn, "bk").await.is_ok_and(|bk| bk == main);
+    if !same {
+        detach(&mut conn).await;
+        return Err(StoreError::Corrupt(
+            "the snapshot is of another schema version: restore it with the keyward version that made it".into(),
+        ));
+    }
+    Ok((conn, file))
+}
+
+async fn schema(conn: &mut PoolConnection<Sqlite>, db: &str) -> StoreResult<Vec<i64>> {
+    let rows = sqlx::query(&format!("SELECT version FROM {db}._sqlx_migrations ORDER BY version"))
+        .fetch_all(&mut **conn)
+        .await
+        .map_err(|_| StoreError::Corrupt("the snapshot is not a keyward database".into()))?;
+    Ok(rows.iter().map(|r| r.get::<i64, _>("version")).collect())
+}
+
+async fn detach(conn: &mut PoolConnection<Sqlite>) {
+    if sqlx::query("DETACH DATABASE bk").execute(&mut **conn).await.is_err() {
+        // A connection that keeps the attachment must not go back to the pool.
+        conn.close_on_drop();
+    }
+}
+
+pub(super) async fn revived(pool: &SqlitePool, dir: &Path, snapshot: &[u8]) -> StoreResult<Vec<RevivedKey>> {
+    let (mut conn, _file) = attach(pool, dir, snapshot).await?;
+    let rows = sqlx::query(&format!(
+        "SELECT m.id, m.name, m.state AS state_now, b.state AS state_then FROM main.access_keys m \
+         JOIN bk.access_keys b ON b.id = m.id \
+         WHERE m.state IN {ENDED} AND b.state NOT IN {ENDED} ORDER BY m.id"
+    ))
+    .fetch_all(&mut *conn)
+    .await;
+    detach(&mut conn).await;
+    Ok(rows?
+        .iter()
+        .map(|r| RevivedKey {
+            id: r.get("id"),
+            name: r.get("name"),
+            state_now: r.get("state_now"),
+            state_then: r.get("state_then"),
+        })
+        .collect())
+}
+
+pub(super) async fn restore(pool: &SqlitePool, dir: &Path, snapshot: &[u8]) -> StoreResult<()> {
+    let (mut conn, _file) = attach(pool, dir, snapshot).await?;
+    let out = copy_tables(&mut conn).await;
+    detach(&mut conn).await;
+    out
+}
+
+async fn copy_tables(conn: &mut PoolConnection<Sqlite>) -> StoreResult<()> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut **conn).await?;
+    let work = async {
+        sqlx::query("PRAGMA defer_foreign_keys = ON").execute(&mut **conn).await?;
+        for t in RESTORED.iter().rev() {
+            sqlx::query(&format!("DELETE FROM main.{t}")).execute(&mut **conn).await?;
+        }
+        for t in RESTORED {
+            sqlx::query(&format!("INSERT INTO main.{t} SELECT * FROM bk.{t}")).execute(&mut **conn).await?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    match work.await {
+        Ok(()) => {
+            sqlx::query("COMMIT").execute(&mut **conn).await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+            Err(e)
+        }
+    }
+}
