@@ -172,4 +172,9 @@ fn tampered_truncated_foreign_and_other_files_are_each_refused_with_their_own_co
     assert!(o.status.success(), "{}\n{}", stderr(&o), s.log_text());
     assert!(stdout(&o).contains("no access key revoked"), "{}", stdout(&o));
     assert_eq!(read(&s, &admin, "apps/a").1["data"]["v"], "a-1");
+
+    // Sealed, neither a backup nor a restore: no key to seal or open one with.
+    assert_eq!(s.cli(Some(&admin), &["operator", "seal"], None).status.code(), Some(0));
+    assert_error(&s.http("POST", "/v1/sys/backup", Some(&admin), None), 503, "sealed");
+    restore_refused(&s, &file, "sealed");
 }
