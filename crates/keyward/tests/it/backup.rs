@@ -178,3 +178,23 @@ fn tampered_truncated_foreign_and_other_files_are_each_refused_with_their_own_co
     assert_error(&s.http("POST", "/v1/sys/backup", Some(&admin), None), 503, "sealed");
     restore_refused(&s, &file, "sealed");
 }
+
+#[test]
+fn with_the_audit_log_down_nothing_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--test-clock"]);
+    let admin = s.admin().to_string();
+    assert_eq!(put(&s, &admin, "apps/a", json!({"v": "a-1"})).0, 200);
+    let file = dir.path().join("b.kwbackup");
+    backup(&s, &file);
+    assert_eq!(put(&s, &admin, "apps/a", json!({"v": "a-2"})).0, 200);
+    assert_eq!(s.http("POST", "/v1/sys/test-fault", Some(&admin), Some(&json!({"audit_fail": true}))).0, 200);
+    let o = s.cli(Some(&admin), &["operator", "restore", file.to_str().unwrap(), "--yes"], None);
+    assert!(!o.status.success() && stderr(&o).contains("audit_unavailable"), "{}", stderr(&o));
+    assert_eq!(s.http("POST", "/v1/sys/test-fault", Some(&admin), Some(&json!({"audit_fail": false}))).0, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while read(&s, &admin, "apps/a").0 != 200 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(read(&s, &admin, "apps/a").1["data"]["v"], "a-2", "restored without an audit entry");
+}

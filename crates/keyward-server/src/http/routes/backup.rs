@@ -68,10 +68,11 @@ pub(crate) async fn restore(State(state): State<AppState>, caller: Caller, req: 
         return Ok(Json(out));
     }
     let ids: Vec<&str> = revived.iter().map(|k| k.id.as_str()).collect();
-    caller.record.detail(
-        json!({"change": "restore", "backup_created_ms": header.created_ms, "term": header.term, "revived": ids})
-            .to_string(),
-    );
+    let decided =
+        json!({"change": "restore", "backup_created_ms": header.created_ms, "term": header.term, "revived": ids});
+    // On the log, durably, before anything changes: no audit, no restore.
+    super::record_change(&state, &caller, None, decided.to_string()).await?;
+    caller.record.detail(json!({"change": "restored", "backup_created_ms": header.created_ms}).to_string());
     let _transition = state.barrier.transition().await;
     state.barrier.restore(&snapshot).await?;
     state.reload().await?;
