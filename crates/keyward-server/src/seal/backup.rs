@@ -67,8 +67,13 @@ fn header_text(h: &BackupHeader) -> String {
     )
 }
 
-/// Encrypts `snapshot` into a backup file.
-pub(crate) fn seal(derived: &[u8; 32], record: &SealRecord, now_ms: i64, snapshot: &[u8]) -> Result<Vec<u8>> {
+/// Encrypts `snapshot` into a backup file; answers it with its header.
+pub(crate) fn seal(
+    derived: &[u8; 32],
+    record: &SealRecord,
+    now_ms: i64,
+    snapshot: &[u8],
+) -> Result<(Vec<u8>, BackupHeader)> {
     let mut nonce = [0u8; NONCE_LEN];
     keyward_core::random::fill(&mut nonce)?;
     let header = BackupHeader {
@@ -87,7 +92,7 @@ pub(crate) fn seal(derived: &[u8; 32], record: &SealRecord, now_ms: i64, snapsho
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&body);
-    Ok(out)
+    Ok((out, header))
 }
 
 fn malformed(why: &str) -> Error {
@@ -196,7 +201,8 @@ mod tests {
     fn round_trip_and_each_refusal_has_its_code() {
         let k = [7u8; 32];
         let r = record(&"ab".repeat(32));
-        let file = seal(&k, &r, 1_700_000_000_000, b"SQLite format 3\0 and the rest").unwrap();
+        let (file, made) = seal(&k, &r, 1_700_000_000_000, b"SQLite format 3\0 and the rest").unwrap();
+        assert_eq!(read_header(&file).unwrap().0, made);
         let (h, plain) = open(&k, &r, &file).unwrap();
         assert_eq!((h.term, h.retired.clone(), h.created_ms), (2, vec![1], 1_700_000_000_000));
         assert_eq!(plain.as_slice(), b"SQLite format 3\0 and the rest");

@@ -454,9 +454,7 @@ impl Barrier {
         let u = self.unsealed()?;
         let record = self.record().await?;
         let snapshot = Zeroizing::new(self.store.snapshot().await?);
-        let file = backup::seal(&u.derive(BACKUP_LABEL), &record, now_ms, &snapshot)?;
-        let (header, _) = backup::read_header(&file)?;
-        Ok((file, header))
+        backup::seal(&u.derive(BACKUP_LABEL), &record, now_ms, &snapshot)
     }
 
     /// Checks and opens a backup of this data. Refused too when a term
