@@ -195,7 +195,7 @@ fn slow_and_idle_connections_cannot_starve_the_server() {
         256,
         &[
             "--header-timeout",
-            "2s",
+            "5s",
             "--idle-timeout",
             "3s",
             "--upstream-timeout",
@@ -219,13 +219,14 @@ fn slow_and_idle_connections_cannot_starve_the_server() {
     for _ in 0..5 {
         assert_eq!(health(&s), 200, "health answers during the attack");
     }
-    // All three addresses at once: one 300 ms read window, well inside the header timeout.
+    // All three addresses at once: one 300 ms read window, well inside the header timeout
+    // (5 s, so that a CI machine busy with the other tests still gets here in time).
     let held: Vec<usize> = rt.block_on(async {
         let [a, b, c] = &mut attack[..] else { unreachable!("three addresses") };
         let (a, b, c) = tokio::join!(still_open(a), still_open(b), still_open(c));
         vec![a, b, c]
     });
-    assert!(started.elapsed() < Duration::from_millis(1800), "checked before the header timeout");
+    assert!(started.elapsed() < Duration::from_millis(4500), "checked before the header timeout");
     for n in &held {
         assert!(*n <= 50 && *n >= 40, "one address holds at most its 50 connections: {held:?}");
     }
@@ -245,7 +246,7 @@ fn slow_and_idle_connections_cannot_starve_the_server() {
         }
         t.elapsed()
     });
-    assert!(trickle < Duration::from_secs(5), "a trickled head was cut after {trickle:?}");
+    assert!(trickle < Duration::from_secs(8), "a trickled head was cut after {trickle:?}");
     // Idle after one answer: kept for a while, then closed.
     let (early, late) = rt.block_on(async {
         let mut c = open([127, 0, 0, 6].into(), to, 1, b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n").await;
