@@ -9,8 +9,13 @@ use std::time::Duration;
 /// Settings of a running server.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Unseal key file (keyfile seal), to tell the operator where it is.
+    /// Where this server's unseal key file is (or would be, after a
+    /// migration to the key-file seal); none for `--dev`.
     pub unseal_key_file: Option<PathBuf>,
+    /// The PKCS#11 library this server loads (`--pkcs11-lib`): used instead
+    /// of the one the seal record names, and the only one a seal migration
+    /// may name (loading a library runs its code in keyward).
+    pub pkcs11_lib: Option<PathBuf>,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Failed-authentication throttle.
@@ -37,6 +42,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             unseal_key_file: None,
+            pkcs11_lib: None,
             trusted_proxies: Vec::new(),
             throttle: ThrottleConfig::default(),
             token_max_ttl: Duration::from_secs(15 * 60),

@@ -89,6 +89,8 @@ pub(crate) enum Code {
     UnsealKeyMismatch,
     /// Sealed: no secret can be read, no key verified.
     Sealed,
+    /// The HSM of a PKCS#11 seal could not wrap or unwrap the root key.
+    HsmUnavailable,
     /// The audit log cannot be written: everything is refused.
     AuditUnavailable,
     /// The store cannot be reached.
@@ -145,6 +147,7 @@ impl Code {
             Code::ShareMismatch => "share_mismatch",
             Code::UnsealKeyMismatch => "unseal_key_mismatch",
             Code::Sealed => "sealed",
+            Code::HsmUnavailable => "hsm_unavailable",
             Code::AuditUnavailable => "audit_unavailable",
             Code::StoreUnavailable => "store_unavailable",
             Code::UpstreamUnavailable => "upstream_unavailable",

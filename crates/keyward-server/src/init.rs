@@ -11,10 +11,10 @@ use keyward_core::policy::KeyPolicy;
 use keyward_core::scope::Scope;
 use keyward_core::shamir::{self, Share};
 use keyward_store::{SealKind, SealRecord, Store, StoreError};
-use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// How the new root key is kept.
 #[derive(Debug, Clone)]
@@ -27,6 +27,15 @@ pub enum SealChoice {
         shares: u8,
         /// Shares needed to unseal.
         threshold: u8,
+    },
+    /// Wrapped by a key on a PKCS#11 token (made there if none has the label).
+    Pkcs11 {
+        /// Library, slot and key label.
+        token: crate::hsm::Token,
+        /// The environment variable the server reads the PIN from.
+        pin_env: String,
+        /// The PIN, read from that variable by whoever initialises.
+        pin: Zeroizing<String>,
     },
     /// Only in memory (`server --dev`).
     Memory,
@@ -61,6 +70,9 @@ pub enum InitError {
     /// File system trouble.
     #[error("{0}")]
     Io(String),
+    /// The HSM did not wrap the root key.
+    #[error("{0}")]
+    Hsm(#[from] crate::hsm::HsmError),
     /// Core refusal (parameters, randomness).
     #[error("{0}")]
     Core(#[from] keyward_core::CoreError),
@@ -104,19 +116,6 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), InitError> {
     Ok(())
 }
 
-fn write_key_file(path: &Path, root: &RootKey) -> Result<(), InitError> {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            InitError::KeyFileExists(path.to_path_buf())
-        } else {
-            InitError::Io(format!("cannot create unseal key file {}: {e}", path.display()))
-        }
-    })?;
-    f.write_all(root.to_unseal_file().as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| InitError::Io(format!("cannot write unseal key file {}: {e}", path.display())))
-}
-
 /// Reads an unseal key file, refusing one that others may read.
 pub fn read_key_file(path: &Path) -> Result<RootKey, InitError> {
     let meta = std::fs::metadata(path).map_err(|e| {
@@ -153,8 +152,22 @@ pub async fn initialize(store: &dyn Store, choice: &SealChoice, now_ms: i64) -> 
             (SealKind::Shamir { shares: *shares, threshold: *threshold, set_id }, parts)
         }
         SealChoice::KeyFile(path) => {
-            write_key_file(path, &root)?;
+            crate::seal::write_key_file(path, &root).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => InitError::KeyFileExists(path.to_path_buf()),
+                _ => InitError::Io(format!("cannot write unseal key file {}: {e}", path.display())),
+            })?;
             (SealKind::Keyfile, Vec::new())
+        }
+        SealChoice::Pkcs11 { token, pin_env, pin } => {
+            let wrapped = crate::hsm::wrap(token, pin, &root, true)?;
+            let kind = SealKind::Pkcs11 {
+                lib: token.lib.display().to_string(),
+                slot: token.slot,
+                key_label: token.key_label.clone(),
+                pin_env: pin_env.clone(),
+                wrapped: hex_encode(&wrapped),
+            };
+            (kind, Vec::new())
         }
         SealChoice::Memory => (SealKind::Keyfile, Vec::new()),
     };
@@ -187,6 +200,6 @@ pub async fn initialize(store: &dyn Store, choice: &SealChoice, now_ms: i64) -> 
         }
         return Err(e.into());
     }
-    let keep_root = !matches!(choice, SealChoice::Shamir { .. });
+    let keep_root = matches!(choice, SealChoice::KeyFile(_) | SealChoice::Memory);
     Ok(InitOutcome { admin_key, admin_key_id: rec.id, shares, root: keep_root.then_some(root), record })
 }

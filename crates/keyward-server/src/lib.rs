@@ -33,6 +33,7 @@ mod secrets;
 mod serve;
 
 pub use config::{AlertConfig, RuntimeConfig, SinkConfig, ThrottleConfig};
+pub use seal::hsm;
 pub use serve::{ConnectionLimits, ServerOptions, StartError, run};
 
 /// The OpenAPI document of the HTTP API (what `docs/openapi.json` holds).

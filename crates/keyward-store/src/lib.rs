@@ -58,7 +58,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// How the root key is unsealed, and the value that recognises it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SealRecord {
-    /// `shamir` or `keyfile`.
+    /// `shamir`, `keyfile` or `pkcs11`.
     pub kind: SealKind,
     /// Hex of the root key's check value.
     pub check: String,
@@ -87,6 +87,21 @@ pub enum SealKind {
     },
     /// An unseal key file.
     Keyfile,
+    /// The root key wrapped (AES-256-GCM, on the token) by an AES key that
+    /// never leaves a PKCS#11 token. The PIN is never stored: only the name
+    /// of the environment variable the server reads it from.
+    Pkcs11 {
+        /// The PKCS#11 library (`keyward server --pkcs11-lib` may give another path).
+        lib: String,
+        /// The slot id of the token.
+        slot: u64,
+        /// The label of the wrapping key on the token.
+        key_label: String,
+        /// The environment variable holding the token's user PIN.
+        pin_env: String,
+        /// Hex of IV ‖ ciphertext ‖ tag of the root key.
+        wrapped: String,
+    },
 }
 
 /// A secret's metadata row.

@@ -83,7 +83,9 @@ pub(super) fn status(code: Code) -> StatusCode {
         | Code::RowTampered => StatusCode::CONFLICT,
         Code::SecretDestroyed => StatusCode::GONE,
         Code::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Code::Sealed | Code::AuditUnavailable | Code::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Sealed | Code::HsmUnavailable | Code::AuditUnavailable | Code::StoreUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Code::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         Code::CredentialsRefused => StatusCode::UNPROCESSABLE_ENTITY,
         Code::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,

@@ -34,7 +34,9 @@ use std::time::Instant;
 /// The router with every route, the audit entry of each request and the
 /// error mapping at the edge.
 pub(crate) fn app(state: AppState) -> Router {
-    use routes::{accounts, audit, backup, keys, metrics, proxy, rekey, roll, rotation, secrets, sign, sys, tokens};
+    use routes::{
+        accounts, audit, backup, keys, metrics, migrate_seal, proxy, rekey, roll, rotation, secrets, sign, sys, tokens,
+    };
     Router::new()
         .route("/v1/sys/health", get(sys::health))
         .route("/v1/sys/status", get(sys::status))
@@ -46,6 +48,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/sys/rekey/update", post(rekey::update))
         .route("/v1/sys/backup", post(backup::backup))
         .route("/v1/sys/restore", post(backup::restore))
+        .route("/v1/sys/migrate-seal", post(migrate_seal::migrate_seal))
         .route("/v1/sys/test-clock", post(sys::test_clock))
         .route("/v1/sys/test-fault", post(sys::test_fault))
         .route("/v1/secrets", get(secrets::list))

@@ -8,6 +8,7 @@
 use super::error::{ErrorBody, ErrorDetail};
 use super::routes::accounts::KeygenRequest;
 use super::routes::keys::{ReportCompromised, RollKey};
+use super::routes::migrate_seal::{CurrentSeal, MigrateSealRequest};
 use super::routes::rekey::{RekeyStart, RekeyUpdate};
 use super::routes::roll::RollDue;
 use super::routes::sign::SignRequest;
@@ -156,6 +157,16 @@ pub(crate) const ROUTES: &[Route] = &[
     .sensitive()
     .query(&[("confirm", "true to restore; otherwise only what restoring would do")])
     .ok(200, None, "{created, created_ms, term, bytes, revived: [{id, name, state_now, state_then}], restored}"),
+    route(
+        "POST",
+        "/v1/sys/migrate-seal",
+        "sys",
+        "Keep the root key another way (key file, PKCS#11 token, Shamir shares) while serving",
+        "sys:admin",
+    )
+    .sensitive()
+    .body("MigrateSealRequest")
+    .ok(200, None, "{from, seal_type, seal, removed_key_file?, unseal_key_file?, shares?, threshold?, encrypted?}"),
     route("GET", "/v1/sys/status", "sys", "Health plus the keyring terms (and what each encrypts) and key count", "sys:admin"),
     route("GET", "/v1/secrets", "secrets", "List secrets the key may read or write", "any secret: scope")
         .query(&[("prefix", "only paths starting with this")]),
@@ -431,6 +442,8 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<UnsealRequest>()
         .schema_from::<RewrapRequest>()
         .schema_from::<RekeyStart>()
+        .schema_from::<MigrateSealRequest>()
+        .schema_from::<CurrentSeal>()
         .schema_from::<RekeyUpdate>()
         .schema_from::<PutRequest>()
         .schema_from::<VersionsRequest>()

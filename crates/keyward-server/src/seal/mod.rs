@@ -18,6 +18,11 @@ use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
 pub(crate) mod backup;
+pub mod hsm;
+mod migrate;
+mod pkcs11;
+
+pub(crate) use migrate::{Proof, SealTarget, remove_key_file, write_key_file};
 
 /// What exists only while unsealed: the keyring, behind methods that use it.
 #[derive(Debug)]
@@ -159,6 +164,7 @@ pub(crate) struct Barrier {
     state: RwLock<SealState>,
     transition: tokio::sync::Mutex<()>,
     rekey: std::sync::Mutex<Option<Rekey>>,
+    hsm: std::sync::Mutex<pkcs11::HsmState>,
 }
 
 fn poisoned() -> Error {
@@ -173,6 +179,7 @@ impl Barrier {
             state: RwLock::new(SealState::Sealed { progress: None }),
             transition: Default::default(),
             rekey: Default::default(),
+            hsm: Default::default(),
         }
     }
 
@@ -252,6 +259,9 @@ impl Barrier {
             }
             (SealKind::Keyfile, _, _) => Err(Error::invalid(
                 "this server unseals with its unseal key file: send {\"key\": \"<file contents>\"} or restart it",
+            )),
+            (SealKind::Pkcs11 { .. }, _, _) => Err(Error::invalid(
+                "this server unseals through its HSM: send {\"hsm\": true} (keyward operator unseal), or restart it",
             )),
         }
     }
@@ -380,7 +390,13 @@ impl Barrier {
         self.unsealed()?;
         let record = self.record().await?;
         let SealKind::Shamir { set_id, threshold: old, .. } = &record.kind else {
-            return Err(Error::invalid("this server unseals with a key file: there are no shares to rekey"));
+            return Err(Error::invalid(format!(
+                "this server unseals with {}, not shares: there are no shares to rekey (see `keyward operator migrate-seal`)",
+                match record.kind {
+                    SealKind::Pkcs11 { .. } => "its HSM",
+                    _ => "a key file",
+                }
+            )));
         };
         if threshold < 2 || shares < threshold {
             return Err(Error::new(
@@ -423,19 +439,9 @@ impl Barrier {
                 }
             }
         };
-        let set_id = keyward_core::shamir::new_set_id()?;
-        let parts = keyward_core::shamir::split(&root, shares, threshold, &set_id)?;
         // Sealed to their custodians before anything changes: a failure here leaves the old set.
         let encrypted = !recipients.is_empty();
-        let answered: Vec<Zeroizing<String>> = if encrypted {
-            parts
-                .iter()
-                .zip(&recipients)
-                .map(|(p, r)| keyward_core::custody::seal_share(&p.encode(), r).map(Zeroizing::new))
-                .collect::<std::result::Result<_, _>>()?
-        } else {
-            parts.iter().map(Share::encode).collect()
-        };
+        let (set_id, answered) = migrate::split_shares(&root, shares, threshold, &recipients)?;
         let mut record = record;
         record.kind = SealKind::Shamir { shares, threshold, set_id: set_id.clone() };
         self.store.put_seal_record(&record).await?;

@@ -211,10 +211,7 @@ async fn open_data(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Re
             out.record
         }
     };
-    let config = RuntimeConfig {
-        unseal_key_file: matches!(record.kind, SealKind::Keyfile).then(|| key_file.clone()),
-        ..opts.runtime.clone()
-    };
+    let config = RuntimeConfig { unseal_key_file: Some(key_file.clone()), ..opts.runtime.clone() };
     let state = new_state(store, manual, config)?;
     match &record.kind {
         SealKind::Keyfile => {
@@ -232,6 +229,17 @@ async fn open_data(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Re
             banner.push_str(&format!(
                 "keyward is sealed: unseal with {threshold} of the {shares} shares (keyward operator unseal)\n"
             ));
+        }
+        SealKind::Pkcs11 { .. } => {
+            let lib = state.config.pkcs11_lib.clone();
+            match state.barrier.hsm_root(&record, lib.as_deref(), None).await {
+                Ok(root) => state.unseal(root, &record).await.map_err(|e| err(e.message))?,
+                Err(e) => banner.push_str(&format!(
+                    "keyward is sealed: the HSM did not unseal it: {}\n\
+                     Fix that, then run `keyward operator unseal` (or restart keyward).\n",
+                    e.message
+                )),
+            }
         }
     }
     Ok((state, banner))

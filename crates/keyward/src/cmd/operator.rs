@@ -22,7 +22,10 @@ pub enum OperatorCommand {
     /// With --shares/--threshold the root key is split into Shamir shares,
     /// printed once; the server then starts sealed and needs `operator
     /// unseal`. With --unseal-key-file it is written to that file (mode 0600).
-    /// Either way a bootstrap admin key is printed once.
+    /// With --pkcs11 LIB --slot N --pin-env VAR --key-label L it is wrapped
+    /// by a key that never leaves the token, and the server unseals itself
+    /// through the HSM at every start (the PIN from $VAR). Either way a
+    /// bootstrap admin key is printed once.
     Init(InitArgs),
     /// Unseal a running server with Shamir shares (prompted, or one per line on stdin).
     Unseal(UnsealArgs),
@@ -128,6 +131,28 @@ pub enum OperatorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Keep the root key another way while the server keeps serving (needs
+    /// sys:admin): in the server's unseal key file, wrapped by a key on a
+    /// PKCS#11 token, or split into Shamir shares. The root key itself does
+    /// not change, so nothing is re-encrypted. The new seal is made and (for
+    /// an HSM) opened once on the token before the switch; a failure leaves
+    /// the old one in force. Moving away from a key file zeroes and removes
+    /// it. The server only loads the PKCS#11 library it was started with
+    /// (--pkcs11-lib) and reads the PIN from its own environment, as it
+    /// will at every start.
+    ///
+    /// An admin key is not enough: you prove you can unseal with the seal in
+    /// force. Key file: its text (the file the server reports, or
+    /// --from-key-file). HSM: the token's PIN (from the seal's PIN variable,
+    /// or --from-pin-env). Shares: a threshold of them, asked for or on stdin.
+    ///
+    /// Examples:
+    ///   keyward operator migrate-seal --to pkcs11 --pkcs11 /usr/lib/softhsm/libsofthsm2.so \
+    ///       --slot 1234 --pin-env KEYWARD_HSM_PIN --key-label keyward-root
+    ///   keyward operator migrate-seal --to keyfile
+    ///   keyward operator migrate-seal --to shamir --shares 5 --threshold 3
+    #[command(verbatim_doc_comment)]
+    MigrateSeal(crate::cmd::seal::MigrateSealArgs),
     /// Show whether the server is sealed, and more with a sys:admin key
     /// (the keyring terms and what each still encrypts).
     Status {
@@ -156,6 +181,8 @@ pub struct InitArgs {
     /// share, comma-separated): the shares are printed only encrypted.
     #[arg(long, value_delimiter = ',', requires = "shares")]
     share_recipients: Vec<String>,
+    #[command(flatten)]
+    hsm: crate::cmd::seal::Pkcs11Args,
     /// Print JSON (shares and key included) instead of text.
     #[arg(long)]
     json: bool,
@@ -174,6 +201,11 @@ pub struct UnsealArgs {
     /// them with this age identity file first.
     #[arg(long, value_name = "FILE")]
     identity: Option<PathBuf>,
+    /// HSM seal: send the token's PIN from this environment variable (needed
+    /// after an operator sealed the server); without it the server retries
+    /// the HSM with the PIN in its own environment.
+    #[arg(long, value_name = "VAR")]
+    pin_env: Option<String>,
 }
 
 /// Runs an operator command.
@@ -188,6 +220,7 @@ pub async fn run(cmd: OperatorCommand, conn: &Connection) -> Result<()> {
             Ok(())
         }
         OperatorCommand::Status { json } => status(conn, json).await,
+        OperatorCommand::MigrateSeal(a) => crate::cmd::seal::migrate_seal(a, conn).await,
         OperatorCommand::Backup { file, json } => crate::cmd::backup::backup(conn, &file, json).await,
         OperatorCommand::Restore { file, yes, json } => crate::cmd::backup::restore(conn, &file, yes, json).await,
         OperatorCommand::Rekey { shares, threshold, share_recipients, identity, json } => {
@@ -212,11 +245,16 @@ pub async fn run(cmd: OperatorCommand, conn: &Connection) -> Result<()> {
 }
 
 async fn init_local(a: InitArgs) -> Result<()> {
-    let choice = match (a.shares, a.threshold, &a.unseal_key_file) {
-        (Some(shares), Some(threshold), None) => SealChoice::Shamir { shares, threshold },
-        (None, None, Some(f)) => SealChoice::KeyFile(f.clone()),
-        (None, None, None) => SealChoice::KeyFile(init::default_key_file(&a.data)),
-        _ => bail!("give --shares N --threshold T, or --unseal-key-file FILE"),
+    let hsm = a.hsm.token()?;
+    let choice = match (a.shares, a.threshold, &a.unseal_key_file, hsm) {
+        (Some(shares), Some(threshold), None, None) => SealChoice::Shamir { shares, threshold },
+        (None, None, Some(f), None) => SealChoice::KeyFile(f.clone()),
+        (None, None, None, Some((token, pin_env))) => {
+            let pin = keyward_server::hsm::pin_from_env(&pin_env)?;
+            SealChoice::Pkcs11 { token, pin_env, pin }
+        }
+        (None, None, None, None) => SealChoice::KeyFile(init::default_key_file(&a.data)),
+        _ => bail!("give one of --shares N --threshold T, --unseal-key-file FILE, or --pkcs11 LIB …"),
     };
     if let SealChoice::Shamir { shares, threshold } = &choice {
         if *threshold < 2 || shares < threshold {
@@ -248,7 +286,7 @@ async fn init_local(a: InitArgs) -> Result<()> {
     if a.json {
         let v = json!({
             "data": a.data.display().to_string(),
-            "seal_type": if shares.is_empty() { "keyfile" } else { "shamir" },
+            "seal_type": match &choice { SealChoice::Shamir { .. } => "shamir", SealChoice::Pkcs11 { .. } => "pkcs11", _ => "keyfile" },
             "shares": shares.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "threshold": a.threshold,
             "unseal_key_file": a.unseal_key_file.as_ref().map(|f| f.display().to_string()),
@@ -273,6 +311,13 @@ async fn init_local(a: InitArgs) -> Result<()> {
             println!("\nThe server starts sealed: `keyward operator unseal` with {threshold} shares{how}.");
         }
         SealChoice::KeyFile(f) => println!("Unseal key file: {} (mode 0600)", f.display()),
+        SealChoice::Pkcs11 { token, pin_env, .. } => println!(
+            "The root key is wrapped by the key {:?} on the token in slot {}, which never leaves it.\n\
+             The server unseals itself through {} at every start, with the PIN from ${pin_env}.",
+            token.key_label,
+            token.slot,
+            token.lib.display()
+        ),
         SealChoice::Memory => {}
     }
     println!(
@@ -299,6 +344,9 @@ async fn unseal(a: UnsealArgs, conn: &Connection) -> Result<()> {
     if health["sealed"] == json!(false) {
         println!("already unsealed");
         return Ok(());
+    }
+    if health["seal_type"] == json!("pkcs11") {
+        return crate::cmd::seal::unseal_hsm(&c, a.pin_env.as_deref()).await;
     }
     if let Some(id) = &a.identity {
         for share in open_shares(id)? {
@@ -430,7 +478,8 @@ async fn rewrap(conn: &Connection, batch: u32, retire_term: Option<u32>, as_json
 }
 
 /// Every age-encrypted share on stdin, opened with the identity file.
-fn open_shares(identity: &std::path::Path) -> Result<Vec<Zeroizing<String>>> {
+/// Opens the age-encrypted shares on stdin with an identity file.
+pub(crate) fn open_shares(identity: &std::path::Path) -> Result<Vec<Zeroizing<String>>> {
     let id = Zeroizing::new(
         std::fs::read_to_string(identity)
             .with_context(|| format!("reading the identity file {}", identity.display()))?,
@@ -443,6 +492,26 @@ fn open_shares(identity: &std::path::Path) -> Result<Vec<Zeroizing<String>>> {
         bail!("no age-encrypted share on stdin (-----BEGIN AGE ENCRYPTED FILE-----)");
     }
     Ok(blocks.iter().map(|b| custody::open_share(b, &id)).collect::<Result<_, _>>()?)
+}
+
+/// Reads `threshold` shares: asked for (hidden) on a terminal, else one per line on stdin.
+pub(crate) fn read_shares(threshold: u64) -> Result<Vec<Zeroizing<String>>> {
+    let mut shares = Vec::new();
+    if std::io::stdin().is_terminal() {
+        for i in 1..=threshold {
+            shares.push(Zeroizing::new(rpassword::prompt_password(format!(
+                "Current share {i} of {threshold} (input hidden): "
+            ))?));
+        }
+    } else {
+        for line in std::io::stdin().lock().lines() {
+            let line = Zeroizing::new(line?);
+            if !line.trim().is_empty() {
+                shares.push(line);
+            }
+        }
+    }
+    Ok(shares)
 }
 
 async fn rekey(

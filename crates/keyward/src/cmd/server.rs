@@ -37,6 +37,12 @@ pub struct ServerArgs {
     /// Unseal key file [default: the data directory's name + .unseal.key, beside it].
     #[arg(long, env = "KEYWARD_UNSEAL_KEY_FILE")]
     unseal_key_file: Option<PathBuf>,
+    /// The PKCS#11 library to load (absolute path), instead of the one
+    /// `operator init --pkcs11` recorded; also the only one `operator
+    /// migrate-seal --to pkcs11` may name. The token's PIN is read from the
+    /// environment variable the seal names (never from argv).
+    #[arg(long, env = "KEYWARD_PKCS11_LIB", value_name = "LIB")]
+    pkcs11_lib: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8300].
     #[arg(long, env = "KEYWARD_LISTEN")]
     listen: Option<String>,
@@ -148,6 +154,7 @@ pub struct ServerArgs {
 struct FileConfig {
     data: Option<PathBuf>,
     unseal_key_file: Option<PathBuf>,
+    pkcs11_lib: Option<PathBuf>,
     listen: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -294,6 +301,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             webhooks: if a.audit_webhooks.is_empty() { file.audit_webhooks } else { a.audit_webhooks },
         },
         reseal_key_ledger: a.reseal_key_ledger,
+        pkcs11_lib: a.pkcs11_lib.or(file.pkcs11_lib),
         key_max_age: a
             .key_max_age
             .as_ref()

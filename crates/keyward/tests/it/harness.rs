@@ -23,15 +23,21 @@ pub struct Server {
 
 /// Result of starting: the banner up to the listening line, or the process output on failure.
 pub fn start_in(dir: &Path, extra: &[&str]) -> Result<Server, String> {
-    start_with(dir, extra, None)
+    start_with(dir, extra, None, &[])
+}
+
+/// Starts a server with these variables added to (or, with `None`, removed
+/// from) its environment.
+pub fn start_env(dir: &Path, extra: &[&str], env: &[(&str, Option<&str>)]) -> Server {
+    start_with(dir, extra, None, env).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Starts a server whose soft open-file limit is `nofile` (`ulimit -n`).
 pub fn start_limited(dir: &Path, nofile: u32, extra: &[&str]) -> Server {
-    start_with(dir, extra, Some(nofile)).unwrap_or_else(|e| panic!("{e}"))
+    start_with(dir, extra, Some(nofile), &[]).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn start_with(dir: &Path, extra: &[&str], nofile: Option<u32>) -> Result<Server, String> {
+fn start_with(dir: &Path, extra: &[&str], nofile: Option<u32>, env: &[(&str, Option<&str>)]) -> Result<Server, String> {
     let data = dir.join("keyward-data");
     let log = dir.join(format!("server-{}.log", std::process::id() as u64 * 1000 + rand_suffix()));
     let mut args: Vec<String> = vec!["server".into()];
@@ -57,6 +63,12 @@ fn start_with(dir: &Path, extra: &[&str], nofile: Option<u32>) -> Result<Server,
             c
         }
     };
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
     let mut child = cmd
         .args(&args)
         .current_dir(dir)
@@ -183,7 +195,13 @@ impl Drop for Server {
 
 /// Runs the CLI with `KEYWARD_ADDR` and (optionally) `KEYWARD_TOKEN`.
 pub fn cli(addr: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    cli_env(addr, token, args, stdin, &[])
+}
+
+/// Runs the CLI with these variables added to its environment.
+pub fn cli_env(addr: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
+    cmd.envs(env.iter().copied());
     cmd.args(args).env("KEYWARD_ADDR", addr).env_remove("KEYWARD_TOKEN").env_remove("KEYWARD_TOKEN_FILE");
     if let Some(t) = token {
         cmd.env("KEYWARD_TOKEN", t);

@@ -13,6 +13,7 @@ mod fund_movers;
 mod guards;
 mod hardening;
 mod harness;
+mod hsm;
 mod key_terms;
 mod keygen;
 mod keys;

@@ -6,6 +6,7 @@ pub(super) mod audit;
 pub(super) mod backup;
 pub(super) mod keys;
 pub(super) mod metrics;
+pub(super) mod migrate_seal;
 pub(super) mod proxy;
 pub(super) mod rekey;
 pub(super) mod roll;

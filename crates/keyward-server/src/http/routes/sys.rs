@@ -16,10 +16,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-fn seal_type(kind: &SealKind) -> &'static str {
+pub(crate) fn seal_type(kind: &SealKind) -> &'static str {
     match kind {
         SealKind::Shamir { .. } => "shamir",
         SealKind::Keyfile => "keyfile",
+        SealKind::Pkcs11 { .. } => "pkcs11",
     }
 }
 
@@ -27,14 +28,18 @@ fn seal_type(kind: &SealKind) -> &'static str {
 async fn seal_status(state: &AppState) -> ApiResult<Value> {
     let record = state.barrier.record().await?;
     let progress = state.barrier.progress(&record)?;
-    Ok(json!({
+    let mut s = json!({
         "initialized": true,
         "sealed": state.barrier.is_sealed(),
         "seal_type": seal_type(&record.kind),
         "progress": progress.have,
         "threshold": progress.threshold,
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    });
+    if let Some(why) = state.barrier.hsm_failure() {
+        s["seal_error"] = json!(why);
+    }
+    Ok(s)
 }
 
 /// `GET /v1/sys/health`: always 200 while the process answers; says whether sealed.
@@ -55,6 +60,13 @@ pub(crate) struct UnsealRequest {
     /// Forget the shares given so far.
     #[serde(default)]
     reset: bool,
+    /// HSM seal: ask the HSM again (after it failed), with the PIN in the
+    /// server's environment.
+    #[serde(default)]
+    hsm: bool,
+    /// HSM seal: the token's user PIN (needed after an operator sealed the server).
+    #[schema(value_type = Option<String>)]
+    pin: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for UnsealRequest {
@@ -63,6 +75,8 @@ impl std::fmt::Debug for UnsealRequest {
             .field("share", &self.share.as_ref().map(|_| "[redacted]"))
             .field("key", &self.key.as_ref().map(|_| "[redacted]"))
             .field("reset", &self.reset)
+            .field("hsm", &self.hsm)
+            .field("pin", &self.pin.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -76,7 +90,15 @@ pub(crate) async fn unseal(State(state): State<AppState>, request: Request) -> A
     let req: UnsealRequest = parse_json(&read_body(&parts.headers, body).await?)?;
     let _transition = state.barrier.transition().await;
     let seal = state.barrier.record().await?;
-    if req.reset && state.barrier.is_sealed() {
+    if let SealKind::Pkcs11 { .. } = &seal.kind {
+        if state.barrier.is_sealed() && !req.reset {
+            if !req.hsm && req.pin.is_none() {
+                return Err(Error::invalid("this server unseals through its HSM: send {\"hsm\": true}").into());
+            }
+            let root = state.barrier.hsm_root(&seal, state.config.pkcs11_lib.as_deref(), req.pin).await?;
+            state.unseal(root, &seal).await?;
+        }
+    } else if req.reset && state.barrier.is_sealed() {
         state.barrier.reset_progress()?;
     } else if !req.reset
         && let Submitted::Root(root) = state.barrier.submit(
@@ -99,6 +121,7 @@ pub(crate) async fn seal(State(state): State<AppState>, caller: Caller) -> ApiRe
     drop(caller);
     let _transition = state.barrier.transition().await;
     state.seal()?;
+    state.barrier.note_operator_seal();
     seal_status(&state).await.map(Json)
 }
 
@@ -192,8 +215,17 @@ pub(crate) async fn status(State(state): State<AppState>, caller: Caller) -> Api
     s["active_term"] = json!(active);
     s["terms"] = terms(&state, active).await?.0;
     s["access_keys"] = json!(state.keys.count());
-    if let Some(f) = &state.config.unseal_key_file {
-        s["unseal_key_file"] = json!(f.display().to_string());
+    match &state.barrier.record().await?.kind {
+        SealKind::Keyfile => {
+            if let Some(f) = &state.config.unseal_key_file {
+                s["unseal_key_file"] = json!(f.display().to_string());
+            }
+        }
+        SealKind::Pkcs11 { lib, slot, key_label, pin_env, .. } => {
+            let lib = state.config.pkcs11_lib.as_ref().map(|l| l.display().to_string()).unwrap_or_else(|| lib.clone());
+            s["hsm"] = json!({"lib": lib, "slot": slot, "key_label": key_label, "pin_env": pin_env});
+        }
+        SealKind::Shamir { .. } => {}
     }
     Ok(Json(s))
 }
