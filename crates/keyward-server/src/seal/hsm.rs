@@ -5,8 +5,9 @@
 //! associated data), so a copy of the database holds 60 bytes nobody can
 //! open without the token and its PIN.
 //!
-//! Every operation loads the library, opens a session, logs in, works and
-//! logs out again: nothing of the token stays open between an unseal and the
+//! Every operation loads the library, opens a session (read-only unless a
+//! key is made), logs in, works, logs out and finalizes again, on every
+//! path: nothing of the token stays open between an unseal and the
 //! next, and a token that was replaced or repaired meanwhile is seen afresh.
 //! One operation runs at a time in the process (PKCS#11 allows one
 //! `C_Initialize` per library). Each failure is its own [`HsmError`], with
@@ -19,10 +20,11 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use keyward_core::keyring::RootKey;
 use ring::rand::{SecureRandom, SystemRandom};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -80,6 +82,16 @@ pub enum HsmError {
     /// The token is locked.
     #[error("the token in slot {0} is locked after too many wrong PINs: its security officer must reset the user PIN")]
     PinLocked(u64),
+    /// The token has one PIN try left.
+    #[error(
+        "the token in slot {0} allows one more PIN try: keyward will not spend it; log in once with the right PIN with the token's own tools (or have its security officer reset the PIN), then try again"
+    )]
+    PinNearlyLocked(u64),
+    /// The server was not told which library to load.
+    #[error(
+        "this data is sealed by an HSM (through {0}): start keyward with --pkcs11-lib LIB; the library whose code runs in keyward is chosen by whoever starts it, never read from the data"
+    )]
+    LibraryNotGiven(String),
     /// No key with the label.
     #[error(
         "no AES key labelled {label:?} on the token in slot {slot}: it was deleted, or this is another token (the root key cannot be opened without it)"
@@ -139,7 +151,7 @@ impl HsmError {
     /// True when the PIN itself was refused: retrying with it again only
     /// brings the token closer to locking.
     pub fn is_pin_refused(&self) -> bool {
-        matches!(self, HsmError::PinRefused(..) | HsmError::PinLocked(_))
+        matches!(self, HsmError::PinRefused(..) | HsmError::PinLocked(_) | HsmError::PinNearlyLocked(_))
     }
 }
 
@@ -187,22 +199,63 @@ fn check_library(lib: &Path) -> Result<(), HsmError> {
             mode & 0o777
         )));
     }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(fail(format!("it belongs to user {}, neither root nor the user keyward runs as", meta.uid())));
+    }
+    if let Some(dir) = lib.parent()
+        && let Ok(d) = std::fs::metadata(dir)
+        && d.permissions().mode() & 0o022 != 0
+        && d.permissions().mode() & 0o1000 == 0
+    {
+        return Err(fail(format!("others may replace it: its directory {} is writable by them", dir.display())));
+    }
     Ok(())
 }
 
-/// Runs `work` in a logged-in session on `token`'s slot.
+/// Finalizes the library however the operation ends (cryptoki does not on
+/// drop): a later operation starts from a clean `C_Initialize`.
+struct Initialized(Pkcs11);
+
+impl Drop for Initialized {
+    fn drop(&mut self) {
+        let _ = self.0.clone().finalize();
+    }
+}
+
+/// Refuses to spend a PIN try the token cannot spare.
+fn check_pin_tries(ctx: &Pkcs11, slot: Slot, id: u64) -> Result<(), HsmError> {
+    let info = ctx.get_token_info(slot).map_err(token_err("read the token's state"))?;
+    if info.user_pin_locked() {
+        return Err(HsmError::PinLocked(id));
+    }
+    // COUNT_LOW only says a wrong PIN was given since the last success
+    // (SoftHSM2 sets it after one); the last try is never spent by keyward.
+    if info.user_pin_final_try() {
+        return Err(HsmError::PinNearlyLocked(id));
+    }
+    Ok(())
+}
+
+/// Runs `work` in a logged-in session on `token`'s slot (read-write only
+/// when `rw`: a key is made).
 fn with_session<T>(
     token: &Token,
     pin: &str,
+    rw: bool,
     work: impl FnOnce(&Session) -> Result<T, HsmError>,
 ) -> Result<T, HsmError> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     check_library(&token.lib)?;
     let lib = token.lib.display().to_string();
     let ctx = Pkcs11::new(&token.lib).map_err(|e| HsmError::Library { lib: lib.clone(), reason: e.to_string() })?;
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(token_err("initialise the library"))?;
-    let slots = ctx.get_slots_with_token().map_err(token_err("list its slots"))?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        // Left initialised by an earlier user of the library in this process: ours now.
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(token_err("initialise the library")(e)),
+    }
+    let ctx = Initialized(ctx);
+    let slots = ctx.0.get_slots_with_token().map_err(token_err("list its slots"))?;
     let Some(slot) = slots.iter().copied().find(|s| s.id() == token.slot) else {
         let present = slots.iter().map(|s| s.id().to_string()).collect::<Vec<_>>().join(", ");
         return Err(HsmError::NoToken {
@@ -211,18 +264,20 @@ fn with_session<T>(
             present: if present.is_empty() { "none".into() } else { present },
         });
     };
-    let session = ctx.open_rw_session(slot).map_err(token_err("open a session"))?;
-    session.login(UserType::User, Some(&AuthPin::from(pin.to_owned()))).map_err(|e| match &e {
-        CkError::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange, _) => {
-            HsmError::PinRefused(token.slot, rv_text(&e))
+    check_pin_tries(&ctx.0, slot, token.slot)?;
+    let session = if rw { ctx.0.open_rw_session(slot) } else { ctx.0.open_ro_session(slot) }
+        .map_err(token_err("open a session"))?;
+    match session.login(UserType::User, Some(&AuthPin::from(pin.to_owned()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e @ CkError::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange, _)) => {
+            return Err(HsmError::PinRefused(token.slot, rv_text(&e)));
         }
-        CkError::Pkcs11(RvError::PinLocked, _) => HsmError::PinLocked(token.slot),
-        _ => token_err("log in")(e),
-    })?;
+        Err(CkError::Pkcs11(RvError::PinLocked, _)) => return Err(HsmError::PinLocked(token.slot)),
+        Err(e) => return Err(token_err("log in")(e)),
+    }
     let out = work(&session);
     let _ = session.logout();
     drop(session);
-    let _ = ctx.finalize();
     out
 }
 
@@ -313,7 +368,7 @@ fn decrypt(session: &Session, token: &Token, key: ObjectHandle, wrapped: &[u8]) 
 /// wrapped key is opened again on the token and compared: what is stored
 /// is known to unseal.
 pub fn wrap(token: &Token, pin: &str, root: &RootKey, create: bool) -> Result<Vec<u8>, HsmError> {
-    with_session(token, pin, |session| {
+    with_session(token, pin, true, |session| {
         let key = match find_key(session, token)? {
             Some(k) => k,
             None if create => generate_key(session, token)?,
@@ -324,12 +379,13 @@ pub fn wrap(token: &Token, pin: &str, root: &RootKey, create: bool) -> Result<Ve
         SystemRandom::new()
             .fill(&mut iv)
             .map_err(|_| HsmError::Token { what: "draw an IV", rv: "no system randomness".into() })?;
-        let mut wrapped = iv.to_vec();
         let params =
             GcmParams::new(&mut iv, AAD, ((TAG_LEN * 8) as u64).into()).map_err(token_err("set up AES-GCM"))?;
         let sealed = session
             .encrypt(&Mechanism::AesGcm(params), key, root.expose_bytes())
             .map_err(token_err("wrap the root key"))?;
+        // Read after the call: a token that makes its own IV writes it back here.
+        let mut wrapped = iv.to_vec();
         wrapped.extend_from_slice(&sealed);
         let back = decrypt(session, token, key, &wrapped)?;
         if !back.matches_check(&root.check_value()) {
@@ -342,7 +398,7 @@ pub fn wrap(token: &Token, pin: &str, root: &RootKey, create: bool) -> Result<Ve
 /// Opens a wrapped root key on the token. The caller still checks it
 /// against the seal record's check value before using it.
 pub fn unwrap(token: &Token, pin: &str, wrapped: &[u8]) -> Result<RootKey, HsmError> {
-    with_session(token, pin, |session| {
+    with_session(token, pin, false, |session| {
         let key = find_key(session, token)?
             .ok_or_else(|| HsmError::KeyMissing { label: token.key_label.clone(), slot: token.slot })?;
         decrypt(session, token, key, wrapped)

@@ -148,23 +148,36 @@ fn same_seal(from: &SealKind, to: &SealTarget) -> bool {
 }
 
 impl Barrier {
-    /// Checks that `proof` unseals the data with the seal `record` names.
+    /// Checks that `proof` yields the root key in force. The record must
+    /// still name that key (its check value): a record changed in the
+    /// database is refused, so a forged seal cannot make a forged proof
+    /// pass. The key file's text proves it whatever the seal (so a key file
+    /// kept after moving to shares still recovers a lost answer); a PIN
+    /// proves it through the record's token; shares through the record's set.
     pub(crate) async fn prove_current(&self, record: &SealRecord, proof: Proof, lib: Option<&Path>) -> Result<()> {
-        let check = hex_decode(&record.check).ok_or_else(|| Error::internal("bad check value"))?;
+        let live = self.root_copy()?.check_value();
+        let stored = hex_decode(&record.check).ok_or_else(|| Error::internal("bad check value"))?;
+        // Check values are not secret (the database holds them): a plain comparison.
+        if stored.as_slice() != live.as_slice() {
+            return Err(Error::new(
+                Code::InvalidState,
+                "the seal record no longer names the root key in force: it was changed in the database; nothing is migrated",
+            ));
+        }
         let missing = |what: String| {
             Error::invalid(format!("moving the seal needs proof that you can unseal with the current one: {what}"))
         };
-        match &record.kind {
-            SealKind::Keyfile => {
-                let text = proof.key.ok_or_else(|| missing("the unseal key file's text (current.key)".into()))?;
-                if !RootKey::from_unseal_file(&text)?.matches_check(&check) {
-                    return Err(Error::new(
-                        Code::UnsealKeyMismatch,
-                        "this unseal key does not belong to this keyward data",
-                    ));
-                }
-                Ok(())
+        if let Some(text) = proof.key {
+            if !RootKey::from_unseal_file(&text)?.matches_check(&live) {
+                return Err(Error::new(
+                    Code::UnsealKeyMismatch,
+                    "this unseal key does not belong to this keyward data",
+                ));
             }
+            return Ok(());
+        }
+        match &record.kind {
+            SealKind::Keyfile => Err(missing("the unseal key file's text (current.key)".into())),
             SealKind::Pkcs11 { .. } => {
                 let pin = proof.pin.ok_or_else(|| missing("the token's user PIN (current.pin)".into()))?;
                 self.hsm_root(record, lib, Some(pin)).await.map(drop)
@@ -172,7 +185,7 @@ impl Barrier {
             SealKind::Shamir { set_id, threshold, .. } => {
                 let mut progress = UnsealProgress::new(set_id, *threshold);
                 for s in &proof.shares {
-                    if let UnsealStep::Complete(_) = progress.add(Share::parse(s)?, &check)? {
+                    if let UnsealStep::Complete(_) = progress.add(Share::parse(s)?, &live)? {
                         return Ok(());
                     }
                 }

@@ -7,16 +7,16 @@
 //! what it may make the HSM do is bounded: with no PIN in the request it
 //! only retries after a failure of the HSM (a token that came back), never
 //! after an operator sealed the server on purpose and never with a PIN the
-//! token refused; a PIN sent in the request is the credential, and a
-//! refused one costs the caller a second.
+//! token refused; a PIN sent in the request is the credential, refused at
+//! most three times per process and never on the token's last try, so
+//! nobody on the network can lock the token.
 
 use super::Barrier;
 use super::hsm::{self, HsmError, Token};
 use crate::error::{Code, Error, Result};
 use keyward_core::keyring::{RootKey, hex_decode};
 use keyward_store::{SealKind, SealRecord};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 use zeroize::Zeroizing;
 
 /// What the barrier remembers of the HSM between attempts.
@@ -26,23 +26,26 @@ pub(super) struct HsmState {
     failure: Option<HsmError>,
     /// Sealed by an operator (`operator seal`), not by a failure.
     operator_sealed: bool,
+    /// PINs from unseal requests the token refused (never reset but by a restart).
+    request_pins_refused: u32,
 }
 
-/// The token a PKCS#11 seal record names, with the library the server was
-/// told to use instead, if any.
-pub(crate) fn token_of(record: &SealRecord, lib_override: Option<&Path>) -> Option<(Token, String)> {
+/// The token a PKCS#11 seal record names, reached through `lib`, the
+/// library the server was started with: never one the data names (loading
+/// a library runs its code in keyward).
+pub(crate) fn token_of(record: &SealRecord, lib: Option<&Path>) -> std::result::Result<(Token, String), HsmError> {
     match &record.kind {
-        SealKind::Pkcs11 { lib, slot, key_label, pin_env, .. } => Some((
-            Token {
-                lib: lib_override.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(lib)),
-                slot: *slot,
-                key_label: key_label.clone(),
-            },
-            pin_env.clone(),
-        )),
-        _ => None,
+        SealKind::Pkcs11 { lib: recorded, slot, key_label, pin_env, .. } => {
+            let lib = lib.ok_or_else(|| HsmError::LibraryNotGiven(recorded.clone()))?;
+            Ok((Token { lib: lib.to_path_buf(), slot: *slot, key_label: key_label.clone() }, pin_env.clone()))
+        }
+        _ => Err(HsmError::LibraryNotGiven("no HSM".into())),
     }
 }
+
+/// Refused PINs from unseal requests after which no more are tried until a
+/// restart, whatever the token's own counter allows.
+const REQUEST_PIN_LIMIT: u32 = 3;
 
 /// Runs a blocking HSM call off the runtime.
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -68,13 +71,25 @@ impl Barrier {
         lib_override: Option<&Path>,
         pin: Option<Zeroizing<String>>,
     ) -> Result<RootKey> {
-        let Some((token, pin_env)) = token_of(record, lib_override) else {
+        if !matches!(record.kind, SealKind::Pkcs11 { .. }) {
             return Err(Error::invalid("this server does not unseal through an HSM"));
-        };
-        let SealKind::Pkcs11 { wrapped, .. } = &record.kind else { unreachable!("token_of checked the kind") };
+        }
+        let (token, pin_env) = token_of(record, lib_override).map_err(|e| self.remember(e))?;
+        let SealKind::Pkcs11 { wrapped, .. } = &record.kind else { unreachable!("checked above") };
         let from_request = pin.is_some();
         let pin = match pin {
-            Some(p) => p,
+            Some(p) => {
+                let refused = self.hsm.lock().map_err(|_| super::poisoned())?.request_pins_refused;
+                if refused >= REQUEST_PIN_LIMIT {
+                    return Err(Error::new(
+                        Code::InvalidState,
+                        format!(
+                            "{refused} PINs sent with unseal requests were refused: no more are tried until keyward restarts, so the token does not lock"
+                        ),
+                    ));
+                }
+                p
+            }
             None => {
                 let st = self.hsm.lock().map_err(|_| super::poisoned())?;
                 if st.operator_sealed {
@@ -96,11 +111,14 @@ impl Barrier {
         let opened = blocking(move || hsm::unwrap(&token, &pin, &wrapped)).await?;
         let root = match opened {
             Ok(root) => root,
-            // A PIN from a request that the token refused is not remembered:
-            // a stranger's wrong PIN must not stop the server's own retries.
+            // A PIN from a request that the token refused is counted, not
+            // remembered: a stranger's wrong PIN must not stop the server's
+            // own retries.
             Err(e) if from_request && e.is_pin_refused() => {
                 tracing::warn!(error = %e, "an unseal request's PIN was refused by the token");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Ok(mut st) = self.hsm.lock() {
+                    st.request_pins_refused += 1;
+                }
                 return Err(hsm_error(&e));
             }
             Err(e) => return Err(self.remember(e)),
@@ -112,7 +130,8 @@ impl Barrier {
                 "the HSM opened a key that is not this data's root key: the seal record was changed",
             ));
         }
-        *self.hsm.lock().map_err(|_| super::poisoned())? = HsmState::default();
+        let mut st = self.hsm.lock().map_err(|_| super::poisoned())?;
+        (st.failure, st.operator_sealed) = (None, false);
         Ok(root)
     }
 

@@ -77,8 +77,9 @@ pub struct MigrateSealArgs {
     /// Encrypt each new share to one custodian's age public key (--to shamir).
     #[arg(long, value_delimiter = ',', requires = "shares")]
     share_recipients: Vec<String>,
-    /// Proof of the key-file seal in force: its unseal key file [default: the
-    /// one the server reports, when readable here].
+    /// Proof of the seal in force by the root key's unseal key file [default
+    /// for a key-file seal: the one the server reports, when readable here].
+    /// Also accepted for other seals (a key file kept after moving to shares).
     #[arg(long, value_name = "FILE")]
     from_key_file: Option<PathBuf>,
     /// Proof of the HSM seal in force: the variable holding the token's PIN
@@ -126,7 +127,8 @@ pub async fn migrate_seal(a: MigrateSealArgs, conn: &Connection) -> Result<()> {
 
 /// The proof that the operator can unseal with the seal in force.
 fn current_proof(a: &MigrateSealArgs, status: &Value) -> Result<Value> {
-    match status["seal_type"].as_str() {
+    let kind = if a.from_key_file.is_some() { Some("keyfile") } else { status["seal_type"].as_str() };
+    match kind {
         Some("keyfile") => {
             let Some(file) = a.from_key_file.clone().or_else(|| status["unseal_key_file"].as_str().map(PathBuf::from))
             else {
@@ -179,6 +181,11 @@ fn print_migrated(out: &Value, recipients: &[String]) {
             }
             println!();
         }
+    }
+    if let Some(f) = out["kept_key_file"].as_str() {
+        println!(
+            "the old unseal key file {f} is kept, so these shares are not the only way in until they are safe: destroy it (shred -u) once every custodian has theirs"
+        );
     }
     if let Some(f) = out["removed_key_file"].as_str() {
         println!(

@@ -101,7 +101,9 @@ fn assert_sealed_because(s: &Server, admin: &str, why: &str) {
     assert!(h["seal_error"].as_str().is_some_and(|e| e.contains(why)), "want {why:?} in {h}");
     assert_error(&s.http("GET", "/v1/secrets/apps/db", Some(admin), None), 503, "sealed");
     let log = s.log_text();
-    assert!(!log.contains(PIN), "the PIN reached the log");
+    for pin in [PIN, "999999", "000000", "111111"] {
+        assert!(!log.contains(pin), "a PIN reached the log");
+    }
 }
 
 #[test]
@@ -127,7 +129,7 @@ fn hsm_init_unseals_at_every_start_and_an_operator_seal_needs_the_pin() {
     let db = std::fs::read(data.join("keyward.db")).unwrap();
     assert!(!String::from_utf8_lossy(&db).contains(PIN), "the PIN is stored nowhere");
 
-    let s = start_env(dir.path(), &[], &hsm.env(Some(PIN)));
+    let s = start_env(dir.path(), &["--pkcs11-lib", LIB], &hsm.env(Some(PIN)));
     let h = health(&s);
     assert_eq!((h["sealed"].clone(), h["seal_type"].clone()), (json!(false), json!("pkcs11")), "{h}");
     assert_eq!(put(&s, &admin, "apps/db", json!({"password": "hunter2"})).0, 200);
@@ -148,11 +150,27 @@ fn hsm_init_unseals_at_every_start_and_an_operator_seal_needs_the_pin() {
     s.stop();
 
     // A restart unseals by itself, with nothing but the data and the token.
-    let s = start_env(dir.path(), &[], &hsm.env(Some(PIN)));
+    let s = start_env(dir.path(), &["--pkcs11-lib", LIB], &hsm.env(Some(PIN)));
     assert_eq!(health(&s)["sealed"], false);
     assert_eq!(s.http("GET", "/v1/secrets/apps/db", Some(&admin), None).1["data"]["password"], "hunter2");
     let o = s.cli(Some(&admin), &["operator", "status"], None);
     assert!(stdout(&o).contains("pkcs11"), "{}", stdout(&o));
+
+    // Guessing the PIN through the anonymous endpoint: three refusals, then
+    // no PIN is tried at all (not even the right one) until a restart, so
+    // nobody on the network can lock the token.
+    assert_eq!(s.cli(Some(&admin), &["operator", "seal"], None).status.code(), Some(0));
+    for guess in ["000000", "111111", "999999"] {
+        let got = s.http("POST", "/v1/sys/unseal", None, Some(&json!({"pin": guess})));
+        assert_error(&got, 503, "hsm_unavailable");
+    }
+    let got = s.http("POST", "/v1/sys/unseal", None, Some(&json!({"pin": PIN})));
+    assert_error(&got, 409, "invalid_state");
+    assert!(got.1["error"]["message"].as_str().unwrap().contains("until keyward restarts"), "{}", got.1);
+    assert_eq!(health(&s)["sealed"], true);
+    s.stop();
+    let s = start_env(dir.path(), &["--pkcs11-lib", LIB], &hsm.env(Some(PIN)));
+    assert_eq!(health(&s)["sealed"], false, "a restart unseals with the configured PIN");
 }
 
 #[test]
@@ -165,6 +183,11 @@ fn each_hsm_failure_leaves_the_server_sealed_and_says_why() {
     let with_key = dir.path().join("tokens-with-key");
     hsm.snapshot(&with_key);
 
+    // The library is chosen by whoever starts keyward, never read from the data.
+    let s = start_env(dir.path(), &[], &hsm.env(Some(PIN)));
+    assert_sealed_because(&s, &admin, "start keyward with --pkcs11-lib");
+    s.stop();
+
     // A missing library.
     let s = start_env(dir.path(), &["--pkcs11-lib", "/nonexistent/libnope.so"], &hsm.env(Some(PIN)));
     assert_sealed_because(&s, &admin, "cannot use the PKCS#11 library /nonexistent/libnope.so");
@@ -173,12 +196,12 @@ fn each_hsm_failure_leaves_the_server_sealed_and_says_why() {
     s.stop();
 
     // No PIN in the environment.
-    let s = start_env(dir.path(), &[], &hsm.env(None));
+    let s = start_env(dir.path(), &["--pkcs11-lib", LIB], &hsm.env(None));
     assert_sealed_because(&s, &admin, "set KEYWARD_HSM_PIN");
     s.stop();
 
     // A wrong PIN: and it is not tried again by an anonymous retry.
-    let s = start_env(dir.path(), &[], &hsm.env(Some("999999")));
+    let s = start_env(dir.path(), &["--pkcs11-lib", LIB], &hsm.env(Some("999999")));
     assert_sealed_because(&s, &admin, "refused the PIN");
     let retry = s.http("POST", "/v1/sys/unseal", None, Some(&json!({"hsm": true})));
     assert_error(&retry, 503, "hsm_unavailable");
@@ -187,7 +210,7 @@ fn each_hsm_failure_leaves_the_server_sealed_and_says_why() {
 
     // The wrapping key deleted from the token.
     hsm.restore(&empty);
-    let s = start_env(dir.path(), &[], &hsm.env(Some(PIN)));
+    let s = start_env(dir.path(), &["--pkcs11-lib", LIB], &hsm.env(Some(PIN)));
     assert_sealed_because(&s, &admin, "no AES key labelled \"keyward-root\"");
     // A stranger's wrong PIN is refused, and does not stop the server's own retries.
     assert_error(&s.http("POST", "/v1/sys/unseal", None, Some(&json!({"pin": "000000"}))), 503, "hsm_unavailable");
@@ -198,22 +221,33 @@ fn each_hsm_failure_leaves_the_server_sealed_and_says_why() {
     // Another key under the same label (another data's): it does not open this root key.
     let other = tempfile::tempdir().unwrap();
     hsm.init(&other.path().join("keyward-data"));
-    let s = start_env(dir.path(), &[], &hsm.env(Some(PIN)));
+    let s = start_env(dir.path(), &["--pkcs11-lib", LIB], &hsm.env(Some(PIN)));
     assert_sealed_because(&s, &admin, "is not the key this data was sealed with");
+    s.stop();
+
+    // The token is gone at start: sealed; back again, an anonymous retry
+    // (the PIN from the server's own environment) unseals it.
+    hsm.restore(&with_key);
+    let away = dir.path().join("tokens-away");
+    std::fs::rename(&hsm.tokens, &away).unwrap();
+    let s = start_env(dir.path(), &["--pkcs11-lib", LIB], &hsm.env(Some(PIN)));
+    assert_sealed_because(&s, &admin, "the HSM failed while trying to");
+    assert_error(&s.http("POST", "/v1/sys/unseal", None, Some(&json!({"hsm": true}))), 503, "hsm_unavailable");
+    std::fs::rename(&away, &hsm.tokens).unwrap();
+    let back = s.http("POST", "/v1/sys/unseal", None, Some(&json!({"hsm": true})));
+    assert_eq!((back.0, back.1["sealed"].clone()), (200, json!(false)), "{}", back.1);
     s.stop();
 
     // The token goes away while the server runs: sealed, it cannot come back
     // until the token does, and then it does without a restart.
-    hsm.restore(&with_key);
-    let s = start_env(dir.path(), &[], &hsm.env(Some(PIN)));
+    let s = start_env(dir.path(), &["--pkcs11-lib", LIB], &hsm.env(Some(PIN)));
     assert_eq!(health(&s)["sealed"], false, "{}", s.log_text());
     assert_eq!(put(&s, &admin, "apps/db", json!({"password": "still-here"})).0, 200);
     assert_eq!(s.cli(Some(&admin), &["operator", "seal"], None).status.code(), Some(0));
-    let away = dir.path().join("tokens-away");
     std::fs::rename(&hsm.tokens, &away).unwrap();
     let o = cli_env(&s.addr, None, &["operator", "unseal", "--pin-env", "KEYWARD_HSM_PIN"], None, &hsm.cli_env());
     assert!(!o.status.success() && stderr(&o).contains("hsm_unavailable"), "{}", stderr(&o));
-    assert_sealed_because(&s, &admin, "");
+    assert_sealed_because(&s, &admin, "the HSM failed while trying to");
     std::fs::rename(&away, &hsm.tokens).unwrap();
     let o = cli_env(&s.addr, None, &["operator", "unseal", "--pin-env", "KEYWARD_HSM_PIN"], None, &hsm.cli_env());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -266,6 +300,34 @@ fn migrate_seal_from_the_key_file_to_the_hsm_and_back_without_downtime() {
     );
     assert!(stderr(&o).contains("unseal_key_mismatch"), "{}", stderr(&o));
     assert_eq!(health(&s)["seal_type"], "keyfile");
+    // With write access to the database too: the foreign data's seal record
+    // written over ours makes the foreign key file "fit" the record, but
+    // not the root key in force.
+    let db = dir.path().join("keyward-data/keyward.db");
+    let foreign_db = foreign.path().join("keyward-data/keyward.db");
+    let ours: String = {
+        let o = Command::new("python3")
+            .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select value from meta where name='seal'\").fetchone()[0])"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    sql(
+        &db,
+        &[
+            format!("ATTACH DATABASE '{}' AS f", foreign_db.display()),
+            "UPDATE meta SET value = (SELECT value FROM f.meta WHERE name = 'seal') WHERE name = 'seal'".into(),
+        ],
+    );
+    let o = migrate(
+        &s,
+        &admin,
+        &hsm,
+        &["--to", "shamir", "--shares", "2", "--threshold", "2", "--from-key-file", foreign_key.to_str().unwrap()],
+    );
+    assert!(stderr(&o).contains("no longer names the root key in force"), "{}", stderr(&o));
+    sql(&db, &[format!("UPDATE meta SET value = '{}' WHERE name = 'seal'", ours.replace('\'', "''"))]);
 
     // Only the library the server was started with is loaded.
     let mut other_lib = to_hsm.clone();
@@ -306,6 +368,17 @@ fn migrate_seal_from_the_key_file_to_the_hsm_and_back_without_downtime() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 
+    // The token's PIN is the proof of an HSM seal: a wrong one moves nothing.
+    let o = cli_env(
+        &s.addr,
+        Some(&admin),
+        &["operator", "migrate-seal", "--to", "keyfile", "--from-pin-env", "WRONG_PIN"],
+        None,
+        &[("SOFTHSM2_CONF", hsm.conf.as_str()), ("WRONG_PIN", "000000")],
+    );
+    assert!(stderr(&o).contains("refused the PIN"), "{}", stderr(&o));
+    assert!(!key_file.exists());
+
     // And back to a key file.
     let o = migrate(&s, &admin, &hsm, &["--to", "keyfile", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -322,7 +395,9 @@ fn migrate_seal_from_the_key_file_to_the_hsm_and_back_without_downtime() {
     let out: Value = serde_json::from_slice(&o.stdout).unwrap();
     let shares: Vec<String> = out["shares"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
     assert_eq!(shares.len(), 3);
-    assert!(!key_file.exists());
+    // Kept until the shares are safe: a lost answer locks nobody out.
+    assert_eq!(out["kept_key_file"], key_file.display().to_string());
+    assert!(key_file.exists());
     let audit = stdout(&s.cli(Some(&admin), &["audit", "export"], None));
     let mut migrated: Vec<String> = audit
         .lines()
@@ -340,6 +415,8 @@ fn migrate_seal_from_the_key_file_to_the_hsm_and_back_without_downtime() {
     let o = s.cli(None, &["operator", "unseal"], Some(&format!("{}\n{}\n", shares[0], shares[2])));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(s.http("GET", "/v1/secrets/apps/db", Some(&admin), None).1["data"]["password"], "moved");
+    // The custodians have their shares: the operator destroys the kept file.
+    std::fs::remove_file(&key_file).unwrap();
     // Away from shares: a threshold of them is the proof.
     let o = migrate_stdin(&s, &admin, &hsm, &["--to", "keyfile"], Some(&format!("{}\n", shares[1])));
     assert!(stderr(&o).contains("2 of the current shares"), "{}", stderr(&o));
@@ -348,4 +425,15 @@ fn migrate_seal_from_the_key_file_to_the_hsm_and_back_without_downtime() {
     assert!(key_file.exists());
     let o = s.cli(Some(&admin), &["audit", "verify"], None);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_dev_server_has_no_seal_to_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--dev"]);
+    let body = json!({"to": "keyfile", "current": {"key": "kwu1-whatever"}});
+    let got = s.http("POST", "/v1/sys/migrate-seal", Some(s.admin()), Some(&body));
+    assert_error(&got, 409, "invalid_state");
+    let body = json!({"to": "shamir", "shares": 2, "threshold": 2});
+    assert_error(&s.http("POST", "/v1/sys/migrate-seal", Some(s.admin()), Some(&body)), 400, "invalid_request");
 }

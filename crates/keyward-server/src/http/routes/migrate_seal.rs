@@ -6,10 +6,11 @@
 //! PIN, or a threshold of the shares), so a stolen admin key never becomes
 //! a root key in a file or in shares.
 //!
-//! Authorized and admitted first; the new seal is prepared (and, for an
-//! HSM, proven to unseal); the decision goes on the audit log durably;
-//! then the seal record switches in one write. Only after that is the old
-//! key file zeroed and removed. The server only writes its own key-file
+//! Authorized and admitted first, the proof checked, the decision on the
+//! audit log durably; then the new seal is prepared (and, for an HSM,
+//! proven to unseal) and the seal record switches in one write. Only after
+//! that is the old key file zeroed and removed (kept when the new seal is
+//! shares, which exist only in the answer). The server only writes its own key-file
 //! path and only loads the PKCS#11 library it was started with
 //! (`--pkcs11-lib`): a stolen admin key cannot make it write elsewhere or
 //! run other code.
@@ -143,6 +144,23 @@ fn describe(kind: &SealKind) -> Value {
     }
 }
 
+/// What the audit log says about the seal asked for.
+fn describe_target(target: &SealTarget) -> Value {
+    match target {
+        SealTarget::KeyFile(_) => json!({"type": "keyfile"}),
+        SealTarget::Pkcs11 { token, pin_env } => json!({
+            "type": "pkcs11",
+            "lib": token.lib.display().to_string(),
+            "slot": token.slot,
+            "key_label": token.key_label,
+            "pin_env": pin_env,
+        }),
+        SealTarget::Shamir { shares, threshold, recipients } => {
+            json!({"type": "shamir", "shares": shares, "threshold": threshold, "encrypted": !recipients.is_empty()})
+        }
+    }
+}
+
 /// `POST /v1/sys/migrate-seal`.
 pub(crate) async fn migrate_seal(
     State(state): State<AppState>,
@@ -153,18 +171,26 @@ pub(crate) async fn migrate_seal(
     let mut body: MigrateSealRequest = parse_json(&body_bytes(req).await?)?;
     let target = target(&state, &body)?;
     caller.admit().await?;
-    let _transition = state.barrier.transition().await;
-    let record = state.barrier.record().await?;
     let current = std::mem::take(&mut body.current);
     let proof = Proof { key: current.key, pin: current.pin, shares: current.shares };
+    // On its own task, so a client that goes away cannot stop it half-way
+    // (a key file written and not taken back, or a switch not answered).
+    tokio::spawn(migrate(state, caller, target, proof))
+        .await
+        .map_err(|_| Error::internal("the seal migration task failed"))?
+}
+
+async fn migrate(state: AppState, caller: Caller, target: SealTarget, proof: Proof) -> ApiResult<Json<Value>> {
+    let _transition = state.barrier.transition().await;
+    let record = state.barrier.record().await?;
     state.barrier.prove_current(&record, proof, state.config.pkcs11_lib.as_deref()).await?;
     let from = record.kind;
+    let to_shares = matches!(target, SealTarget::Shamir { .. });
+    // The decision is on the log before anything is made: no key file or
+    // token key exists that the log does not explain.
+    let mut detail = json!({"change": "seal_migrated", "from": describe(&from), "to": describe_target(&target)});
+    super::record_change(&state, &caller, None, detail.to_string()).await?;
     let prepared = state.barrier.prepare_migration(target).await?;
-    let mut detail = json!({"change": "seal_migrated", "from": describe(&from), "to": describe(&prepared.kind)});
-    if let Err(e) = super::record_change(&state, &caller, None, detail.to_string()).await {
-        prepared.abandon();
-        return Err(e.into());
-    }
     if let Err(e) = state.barrier.commit_migration(&prepared).await {
         prepared.abandon();
         return Err(e.into());
@@ -175,17 +201,12 @@ pub(crate) async fn migrate_seal(
         "seal": describe(&prepared.kind),
     });
     if let (SealKind::Keyfile, Some(old)) = (&from, &state.config.unseal_key_file) {
-        // The old file still opens this data: it goes now that the new seal is in force.
-        match crate::seal::remove_key_file(old) {
-            Ok(()) => out["removed_key_file"] = json!(old.display().to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::error!(file = %old.display(), error = %e, "the old unseal key file could not be removed");
-                out["warning"] = json!(format!(
-                    "the old unseal key file {} could not be removed ({e}): it still opens this data, remove it by hand",
-                    old.display()
-                ));
-            }
+        if to_shares {
+            // The shares exist only in this answer: the old file stays until
+            // they are safe, so an answer lost on the way locks nobody out.
+            out["kept_key_file"] = json!(old.display().to_string());
+        } else {
+            dispose_key_file(old, &mut out);
         }
     }
     if let Some(f) = &prepared.key_file {
@@ -197,7 +218,23 @@ pub(crate) async fn migrate_seal(
         out["set_id"] = json!(set_id);
         out["encrypted"] = json!(prepared.encrypted);
     }
+    detail["to"] = describe(&prepared.kind);
     detail["removed_key_file"] = out.get("removed_key_file").cloned().unwrap_or(Value::Null);
     caller.record.detail(detail.to_string());
     Ok(Json(out))
+}
+
+/// The old key file still opens this data: it goes once the new seal is in force.
+fn dispose_key_file(old: &std::path::Path, out: &mut Value) {
+    match crate::seal::remove_key_file(old) {
+        Ok(()) => out["removed_key_file"] = json!(old.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::error!(file = %old.display(), error = %e, "the old unseal key file could not be removed");
+            out["warning"] = json!(format!(
+                "the old unseal key file {} could not be removed ({e}): it still opens this data, remove it by hand",
+                old.display()
+            ));
+        }
+    }
 }

@@ -77,6 +77,8 @@ pub(crate) async fn update(State(state): State<AppState>, caller: Caller, req: R
     caller.require(Need::SysAdmin, "rekeying the unseal shares (sys:admin)")?;
     let body: RekeyUpdate = parse_json(&body_bytes(req).await?)?;
     caller.admit().await?;
+    // Serialised with seal migrations: both rewrite the seal record.
+    let _transition = state.barrier.transition().await;
     match state.barrier.rekey_submit(&body.nonce, &body.share).await? {
         RekeyStep::NeedMore { have, threshold } => {
             caller.record.detail(json!({"change": "rekey_share", "progress": have}).to_string());
