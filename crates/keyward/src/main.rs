@@ -59,6 +59,10 @@ enum Command {
     /// What is due for rotation: secrets, exchange accounts, access keys.
     #[command(subcommand)]
     Rotation(cmd::rotation::RotationCommand),
+    /// Start a command with secrets in its environment only: nothing on
+    /// disk, in argv or in a log. Signals pass through; the exit code is the
+    /// command's (128 + signal if one ended it).
+    Run(Box<cmd::run::RunArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +75,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let Command::Run(args) = cli.command {
+        return match runtime.block_on(cmd::run::run(*args, &cli.conn)) {
+            Ok(code) => std::process::ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                // Not a code the command could have answered with on its own terms.
+                std::process::ExitCode::from(125)
+            }
+        };
+    }
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => cmd::server::run(*args).await,
@@ -81,6 +95,7 @@ fn main() -> std::process::ExitCode {
             Command::Sign(a) => cmd::sign::run(a, &cli.conn).await,
             Command::Audit(c) => cmd::audit::run(c, &cli.conn).await,
             Command::Rotation(c) => cmd::rotation::run(c, &cli.conn).await,
+            Command::Run(_) => unreachable!("handled above"),
         }
     });
     match result {

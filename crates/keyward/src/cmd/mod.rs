@@ -6,6 +6,7 @@ mod backup;
 pub mod key;
 pub mod operator;
 pub mod rotation;
+pub mod run;
 mod seal;
 pub mod secret;
 mod secret_rotate;

@@ -22,6 +22,7 @@ mod persistence;
 mod pipeline;
 mod proxy;
 mod rotation;
+mod run;
 mod scheduled_roll;
 mod seal;
 mod secrets;
