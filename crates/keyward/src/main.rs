@@ -63,6 +63,10 @@ enum Command {
     /// disk, in argv or in a log. Signals pass through; the exit code is the
     /// command's (128 + signal if one ended it).
     Run(Box<cmd::run::RunArgs>),
+    /// Find hard-coded credentials in files: keyward keys, exchange keys
+    /// (paired with their secrets), private keys, random-looking secrets.
+    /// Needs no server. Exit code 1 when something is found.
+    Scan(cmd::scan::ScanArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +79,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let Command::Scan(args) = cli.command {
+        return match cmd::scan::run(args) {
+            Ok(code) => std::process::ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Run(args) = cli.command {
         return match runtime.block_on(cmd::run::run(*args, &cli.conn)) {
             Ok(code) => std::process::ExitCode::from(code),
@@ -95,7 +108,7 @@ fn main() -> std::process::ExitCode {
             Command::Sign(a) => cmd::sign::run(a, &cli.conn).await,
             Command::Audit(c) => cmd::audit::run(c, &cli.conn).await,
             Command::Rotation(c) => cmd::rotation::run(c, &cli.conn).await,
-            Command::Run(_) => unreachable!("handled above"),
+            Command::Run(_) | Command::Scan(_) => unreachable!("handled above"),
         }
     });
     match result {

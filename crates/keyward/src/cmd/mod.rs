@@ -7,6 +7,7 @@ pub mod key;
 pub mod operator;
 pub mod rotation;
 pub mod run;
+pub mod scan;
 mod seal;
 pub mod secret;
 mod secret_rotate;

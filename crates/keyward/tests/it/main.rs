@@ -23,6 +23,7 @@ mod pipeline;
 mod proxy;
 mod rotation;
 mod run;
+mod scan;
 mod scheduled_roll;
 mod seal;
 mod secrets;

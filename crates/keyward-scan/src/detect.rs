@@ -1,0 +1,482 @@
+//! Finding credentials in one file's text: token rules (prefilter, regex,
+//! validator), assignments of values to credential names (exchange shapes
+//! in their exchange's context, or random-looking values), decoys left out,
+//! and an exchange's key, secret and passphrase paired.
+
+use crate::rules::{Part, Rules, TokenRule, Validate};
+use aho_corasick::AhoCorasick;
+use base64::Engine;
+use regex::Regex;
+use std::collections::HashSet;
+use zeroize::Zeroizing;
+
+/// How far (lines) an exchange's name above a value still names its exchange.
+const CONTEXT_LINES: usize = 40;
+/// How far (lines) apart an exchange credential's parts are still one credential.
+const PAIR_LINES: usize = 15;
+
+/// One credential found.
+#[derive(Clone, serde::Serialize)]
+pub struct Finding {
+    /// The file (or `commit:file` in history).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// The rule that found it.
+    pub rule: String,
+    /// The first 4 characters and an ellipsis.
+    pub redacted: String,
+    /// The exchange, for exchange credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<String>,
+    /// Key, secret or passphrase, for exchange credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
+    /// Lines of the same credential's other parts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paired_with: Vec<usize>,
+    /// The commit it was found in (`--git`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The value itself: kept in memory for matching, never written out.
+    #[serde(skip)]
+    pub secret: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finding")
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .field("rule", &self.rule)
+            .field("redacted", &self.redacted)
+            .finish()
+    }
+}
+
+/// The first 4 characters of a secret, then an ellipsis.
+pub fn redact(s: &str) -> String {
+    let head: String = s.chars().take(4).collect();
+    format!("{head}…")
+}
+
+/// Shannon entropy in bits per character.
+pub fn entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in s.bytes() {
+        counts[usize::from(b)] += 1;
+    }
+    let n = s.len() as f64;
+    counts.iter().filter(|c| **c > 0).map(|c| f64::from(*c) / n).map(|p| -p * p.log2()).sum()
+}
+
+/// How values may be written in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    /// Source code: only quoted literals are values.
+    Code,
+    /// Configuration: bare values too (`.env`, YAML, INI).
+    Config,
+    /// A Jupyter notebook: JSON whose strings hold code.
+    Notebook,
+}
+
+fn syntax_of(path: &str) -> Syntax {
+    let name = path.rsplit('/').next().unwrap_or(path).to_lowercase();
+    let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    if ext == "ipynb" {
+        return Syntax::Notebook;
+    }
+    if name.starts_with(".env") || name.ends_with(".env") {
+        return Syntax::Config;
+    }
+    match ext {
+        "py" | "js" | "mjs" | "cjs" | "ts" | "tsx" | "jsx" | "rs" | "go" | "java" | "kt" | "rb" | "php" | "cs"
+        | "swift" | "scala" | "c" | "cc" | "cpp" | "h" | "hpp" | "lua" | "pl" | "r" | "dart" => Syntax::Code,
+        _ => Syntax::Config,
+    }
+}
+
+/// Lock files: full of hashes, never of credentials.
+pub fn is_lock_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    matches!(
+        name,
+        "Cargo.lock"
+            | "package-lock.json"
+            | "npm-shrinkwrap.json"
+            | "yarn.lock"
+            | "pnpm-lock.yaml"
+            | "poetry.lock"
+            | "Pipfile.lock"
+            | "uv.lock"
+            | "go.sum"
+            | "composer.lock"
+            | "Gemfile.lock"
+            | "flake.lock"
+            | "packages.lock.json"
+    )
+}
+
+/// Values that are not credentials: placeholders, lookups, hashes, URLs, paths.
+fn is_decoy(value: &str) -> bool {
+    let v = value.trim();
+    let lower = v.to_lowercase();
+    const PLACEHOLDERS: [&str; 22] = [
+        "your",
+        "xxxx",
+        "changeme",
+        "change_me",
+        "change-me",
+        "example",
+        "placeholder",
+        "dummy",
+        "redacted",
+        "replace",
+        "insert",
+        "<",
+        ">",
+        "{{",
+        "}}",
+        "****",
+        "...",
+        "sample",
+        "todo",
+        "fixme",
+        "secret_here",
+        "key_here",
+    ];
+    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
+        return true;
+    }
+    const LOOKUPS: [&str; 6] = ["process.env", "os.environ", "getenv", "env(", "env::var", "secrets."];
+    if lower.starts_with('$') || lower.starts_with("%(") || LOOKUPS.iter().any(|p| lower.contains(p)) {
+        return true;
+    }
+    const PREFIXES: [&str; 10] =
+        ["sha1-", "sha256-", "sha384-", "sha512-", "data:", "http://", "https://", "file:", "/", "~/"];
+    if PREFIXES.iter().any(|p| lower.starts_with(p)) || lower.starts_with("./") || lower.starts_with("../") {
+        return true;
+    }
+    // One character repeated, or a run of one character class with no variety.
+    let distinct: HashSet<char> = v.chars().collect();
+    distinct.len() <= 3
+}
+
+/// A value in keyward's key or token shape (which the token rules have
+/// already judged with their checks).
+fn looks_like_keyward(value: &str) -> bool {
+    if value.starts_with("kwt_") {
+        return true;
+    }
+    value.split_once('_').is_some_and(|(p, rest)| {
+        keyward_core::access_key::valid_prefix(p)
+            && rest.len() == keyward_core::access_key::RANDOM_LEN + keyward_core::access_key::CHECKSUM_LEN
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// Checks a token rule's validator.
+fn validated(rule: &TokenRule, value: &str, after: &str) -> bool {
+    match rule.validate {
+        None => true,
+        Some(Validate::KeywardKey) => keyward_core::access_key::check_format(value).is_some(),
+        Some(Validate::KeywardToken) => {
+            let Some((payload, _mac)) = value.strip_prefix("kwt_").and_then(|b| b.split_once('.')) else {
+                return false;
+            };
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .ok()
+                .and_then(|j| serde_json::from_slice::<serde_json::Value>(&j).ok())
+                .is_some_and(|v| v.get("key").is_some() && v.get("exp").is_some())
+        }
+        Some(Validate::PemBody) => {
+            let window: String = after.chars().take(20_000).collect();
+            let Some(end) = window.find("-----END") else { return false };
+            let body = window[..end].replace("\\n", "\n");
+            if body.contains("...") || body.to_lowercase().contains("your") {
+                return false;
+            }
+            body.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/').count() >= 64
+        }
+    }
+}
+
+/// The scanner: rules with their prefilter, ready for many files.
+#[derive(Debug)]
+pub struct Detector {
+    rules: Rules,
+    /// Every token keyword and exchange alias, for one pass over a file.
+    prefilter: AhoCorasick,
+    /// For each prefilter pattern: `Ok(token rule index)` or `Err(exchange index)`.
+    owners: Vec<Result<usize, usize>>,
+    assignment: Regex,
+}
+
+/// What the prefilter saw in one file.
+struct Seen {
+    tokens: HashSet<usize>,
+    /// Per line (0-based), the exchanges named on it.
+    exchange_lines: Vec<Vec<usize>>,
+}
+
+impl Detector {
+    /// A detector over `rules`.
+    pub fn new(rules: Rules) -> Detector {
+        let mut patterns = Vec::new();
+        let mut owners = Vec::new();
+        for (i, t) in rules.tokens.iter().enumerate() {
+            for k in &t.keywords {
+                patterns.push(k.clone());
+                owners.push(Ok(i));
+            }
+        }
+        for (i, x) in rules.exchanges.iter().enumerate() {
+            for a in &x.aliases {
+                patterns.push(a.clone());
+                owners.push(Err(i));
+            }
+        }
+        let prefilter = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&patterns)
+            .unwrap_or_else(|_| AhoCorasick::new(Vec::<String>::new()).unwrap_or_else(|_| unreachable!()));
+        #[allow(clippy::unwrap_used)] // a constant pattern, covered by every test
+        let assignment = Regex::new(
+            r#"(?x)
+            ["']?(?P<name>[A-Za-z_$][A-Za-z0-9_$.\-]*)["']?
+            (?:\s*:\s*&?(?:'static\s+)?[A-Za-z_][\w<>]*)?   # a type annotation (Rust, TS)
+            \s*(?P<sep>=>|:=|==|=|:)\s*
+            (?:(?P<q>["'`])(?P<qv>[^"'`\r\n]{1,512}?)["'`]|(?P<bv>[^\s"'`,;\#\]\})]{1,512}))"#,
+        )
+        .unwrap();
+        Detector { rules, prefilter, owners, assignment }
+    }
+
+    /// The rules in use.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    fn prefilter(&self, text: &str, line_starts: &[usize]) -> Seen {
+        let mut seen = Seen { tokens: HashSet::new(), exchange_lines: vec![Vec::new(); line_starts.len()] };
+        let bytes = text.as_bytes();
+        for m in self.prefilter.find_overlapping_iter(text) {
+            match self.owners[m.pattern().as_usize()] {
+                Ok(t) => {
+                    seen.tokens.insert(t);
+                }
+                Err(x) => {
+                    // A whole word: `gate` in `gateway` is not Gate.
+                    let before = m.start().checked_sub(1).map(|i| bytes[i]);
+                    let after = bytes.get(m.end()).copied();
+                    let word = |b: Option<u8>| b.is_none_or(|b| !b.is_ascii_alphanumeric());
+                    if word(before) && (word(after) || after == Some(b'_')) {
+                        let line = line_starts.partition_point(|s| *s <= m.start()) - 1;
+                        if !seen.exchange_lines[line].contains(&x) {
+                            seen.exchange_lines[line].push(x);
+                        }
+                    }
+                }
+            }
+        }
+        seen
+    }
+
+    /// The exchange a value on `line` belongs to: named in its variable, on a line above, or in the path.
+    fn exchange_for(&self, name: &str, line: usize, seen: &Seen, path: &str) -> Option<usize> {
+        let lname = name.to_lowercase();
+        if let Some(i) = self.rules.exchanges.iter().position(|x| x.aliases.iter().any(|a| lname.contains(a.as_str())))
+        {
+            return Some(i);
+        }
+        for l in (line.saturating_sub(CONTEXT_LINES)..=line).rev() {
+            if let Some(x) = seen.exchange_lines.get(l).and_then(|v| v.first()) {
+                return Some(*x);
+            }
+        }
+        let lpath = path.to_lowercase();
+        self.rules.exchanges.iter().position(|x| x.aliases.iter().any(|a| lpath.contains(a.as_str())))
+    }
+
+    fn part_of(&self, name: &str) -> Option<Part> {
+        let last = name.rsplit('.').next().unwrap_or(name).to_lowercase();
+        if self.rules.passphrase_name.is_match(&last) {
+            Some(Part::Passphrase)
+        } else if self.rules.secret_name.is_match(&last) {
+            Some(Part::Secret)
+        } else if self.rules.key_name.is_match(&last) {
+            Some(Part::Key)
+        } else {
+            None
+        }
+    }
+
+    /// Every credential in `text`, a file at `path`.
+    pub fn scan_text(&self, path: &str, text: &str) -> Vec<Finding> {
+        if is_lock_file(path) {
+            return Vec::new();
+        }
+        let syntax = syntax_of(path);
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let seen = self.prefilter(text, &line_starts);
+        let mut found: Vec<Finding> = Vec::new();
+        let mut taken: HashSet<(usize, String)> = HashSet::new();
+        let new = |line: usize, rule: String, value: &str, exchange: Option<(String, Part)>| Finding {
+            file: path.to_string(),
+            line: line + 1,
+            rule,
+            redacted: redact(value),
+            part: exchange.as_ref().map(|e| e.1),
+            exchange: exchange.map(|e| e.0),
+            paired_with: Vec::new(),
+            commit: None,
+            secret: Zeroizing::new(value.to_string()),
+        };
+        for (i, raw) in text.split('\n').enumerate() {
+            let unescaped;
+            let line = if syntax == Syntax::Notebook {
+                unescaped = raw.replace("\\\"", "\"");
+                unescaped.as_str()
+            } else {
+                raw
+            };
+            for (ri, rule) in self.rules.tokens.iter().enumerate() {
+                if !rule.keywords.is_empty() && !seen.tokens.contains(&ri) {
+                    continue;
+                }
+                for c in rule.regex.captures_iter(line) {
+                    let Some(m) = c.get(1) else { continue };
+                    let after = &text[(line_starts[i] + m.end()).min(text.len())..];
+                    if validated(rule, m.as_str(), after) && taken.insert((i, m.as_str().to_string())) {
+                        found.push(new(i, rule.id.clone(), m.as_str(), rule.exchange.clone()));
+                    }
+                }
+            }
+            for c in self.assignment.captures_iter(line) {
+                if &c["sep"] == "==" {
+                    continue;
+                }
+                let (value, quoted) = match (c.name("qv"), c.name("bv")) {
+                    (Some(v), _) => (v.as_str(), true),
+                    (None, Some(v)) => (v.as_str(), false),
+                    _ => continue,
+                };
+                if (!quoted && syntax == Syntax::Code) || is_decoy(value) || taken.contains(&(i, value.to_string())) {
+                    continue;
+                }
+                let name = &c["name"];
+                if let Some(f) = self.assignment_finding(name, value, i, &seen, path) {
+                    taken.insert((i, value.to_string()));
+                    found.push(new(i, f.0, value, f.1));
+                }
+            }
+        }
+        self.pair(&mut found, &seen, path);
+        found
+    }
+
+    /// The rule (and exchange part) a value assigned to `name` is found by, if any.
+    fn assignment_finding(
+        &self,
+        name: &str,
+        value: &str,
+        line: usize,
+        seen: &Seen,
+        path: &str,
+    ) -> Option<(String, Option<(String, Part)>)> {
+        // keyward's formats are checked, not guessed: one that fails its
+        // checksum or structure is no keyward credential, and nothing else.
+        if looks_like_keyward(value) {
+            return None;
+        }
+        let random_enough = value.len() < 16 || entropy(value) >= 2.5;
+        if let (Some(part), Some(x)) = (self.part_of(name), self.exchange_for(name, line, seen, path)) {
+            let ex = &self.rules.exchanges[x];
+            if ex.shape(part).is_some_and(|re| re.is_match(value)) && random_enough {
+                return Some((format!("{}-{}", ex.id, part.as_str()), Some((ex.id.clone(), part))));
+            }
+        }
+        let lname = name.to_lowercase();
+        (self.rules.credential_name.is_match(&lname)
+            && value.len() >= self.rules.min_length
+            && entropy(value) >= self.rules.min_entropy
+            && !value.contains(' '))
+        .then(|| (self.rules.generic_id.clone(), None))
+    }
+
+    /// Pairs each exchange's parts found close together; a passphrase is
+    /// kept only beside a key or secret of its exchange. A private key near
+    /// a Coinbase key name is that key's secret.
+    fn pair(&self, found: &mut Vec<Finding>, seen: &Seen, path: &str) {
+        let near = |a: usize, b: usize| a.abs_diff(b) <= PAIR_LINES;
+        let coinbase_keys: Vec<usize> =
+            found.iter().filter(|f| f.exchange.as_deref() == Some("coinbase")).map(|f| f.line).collect();
+        for f in found.iter_mut().filter(|f| f.rule == "private-key" && f.exchange.is_none()) {
+            let in_context =
+                self.exchange_for("", f.line - 1, seen, path).is_some_and(|x| self.rules.exchanges[x].id == "coinbase");
+            if in_context || coinbase_keys.iter().any(|l| near(*l, f.line)) {
+                f.exchange = Some("coinbase".into());
+                f.part = Some(Part::Secret);
+            }
+        }
+        let parts: Vec<(usize, String, Part)> =
+            found.iter().filter_map(|f| Some((f.line, f.exchange.clone()?, f.part?))).collect();
+        for f in found.iter_mut() {
+            let (Some(ex), Some(part)) = (&f.exchange, f.part) else { continue };
+            f.paired_with = parts
+                .iter()
+                .filter(|(l, e, p)| e == ex && *p != part && near(*l, f.line))
+                .map(|(l, _, _)| *l)
+                .collect();
+        }
+        found.retain(|f| f.part != Some(Part::Passphrase) || !f.paired_with.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detector() -> Detector {
+        Detector::new(Rules::shipped().unwrap())
+    }
+
+    #[test]
+    fn entropy_and_redaction() {
+        assert!(entropy("aaaaaaaa") < 0.1);
+        assert!(entropy("Zx8Qp2Lm9Vb4Nc7K") > 3.5);
+        assert_eq!(redact("AbCdEfGh"), "AbCd…");
+    }
+
+    #[test]
+    fn decoys() {
+        for d in [
+            "YOUR_API_KEY",
+            "xxxxxxxxxxxxxxxx",
+            "<your-secret>",
+            "changeme",
+            "${BINANCE_SECRET}",
+            "sha512-abc",
+            "data:image/png;base64,iVBOR",
+            "https://example.org/a",
+        ] {
+            assert!(is_decoy(d), "{d}");
+        }
+        assert!(!is_decoy("Zx8Qp2Lm9Vb4Nc7KZx8Qp2Lm9Vb4Nc7K"));
+    }
+
+    #[test]
+    fn a_binance_pair_in_python() {
+        let key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+        let secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+        let text =
+            format!("import ccxt\nex = ccxt.binance({{\n    'apiKey': '{key}',\n    'secret': '{secret}',\n}})\n");
+        let f = detector().scan_text("bot.py", &text);
+        let rules: Vec<&str> = f.iter().map(|f| f.rule.as_str()).collect();
+        assert_eq!(rules, ["binance-key", "binance-secret"], "{f:?}");
+        assert_eq!(f[0].paired_with, vec![4]);
+    }
+}

@@ -1,0 +1,69 @@
+//! `keyward scan` through the binary: exit codes, the three formats, and
+//! only the redacted form of a secret in any output.
+
+use crate::harness::*;
+use serde_json::Value;
+
+fn scan(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["scan"];
+    all.extend_from_slice(args);
+    cli("http://127.0.0.1:1", None, &all, None)
+}
+
+#[test]
+fn exit_codes_formats_and_redaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean");
+    std::fs::create_dir_all(&clean).unwrap();
+    std::fs::write(clean.join("a.py"), "api_key = os.environ['API_KEY']\n").unwrap();
+    let o = scan(&[clean.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let dirty = dir.path().join("dirty");
+    std::fs::create_dir_all(&dirty).unwrap();
+    let secret = "Zx8Qp2Lm9Vb4Nc7KZx8Qp2Lm9Vb4Nc7K";
+    std::fs::write(dirty.join("bot.py"), format!("\nwebhook_secret = \"{secret}\"\n")).unwrap();
+    let p = dirty.to_str().unwrap();
+
+    let o = scan(&[p]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("bot.py:2: generic-credential Zx8Q…"), "{}", stdout(&o));
+
+    let o = scan(&[p, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = &v[0];
+    assert!(f["file"].as_str().unwrap().ends_with("bot.py"));
+    assert_eq!(
+        (f["line"].as_u64(), f["rule"].as_str(), f["redacted"].as_str()),
+        (Some(2), Some("generic-credential"), Some("Zx8Q…"))
+    );
+
+    let o = scan(&[p, "--format", "sarif"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let res = &v["runs"][0]["results"][0];
+    assert_eq!(res["ruleId"], "generic-credential");
+    assert_eq!(res["locations"][0]["physicalLocation"]["region"]["startLine"], 2);
+    let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r["id"] == "generic-credential"));
+
+    for fmt in ["text", "json", "sarif"] {
+        let o = scan(&[p, "--format", fmt]);
+        assert!(!stdout(&o).contains(secret) && !stderr(&o).contains(secret), "{fmt} showed the secret");
+    }
+
+    // Errors: 2.
+    assert_eq!(scan(&["/nonexistent/path"]).status.code(), Some(2));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[token]]\nid = 'x'\ndescription = 'x'\nregex = '('\n").unwrap();
+    let o = scan(&[p, "--rules", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("rule x: bad regex"), "{}", stderr(&o));
+    // A rule of one's own.
+    std::fs::write(dirty.join("acme.cfg"), "note: acme_0123456789abcdefghij\n").unwrap();
+    let mine = dir.path().join("mine.toml");
+    std::fs::write(&mine, "[[token]]\nid = 'acme-token'\ndescription = 'ACME'\nkeywords = ['acme_']\nregex = '\\b(acme_[a-z0-9]{20})\\b'\n").unwrap();
+    let o = scan(&[p, "--rules", mine.to_str().unwrap()]);
+    assert!(stdout(&o).contains("acme.cfg:1: acme-token acme…"), "{}", stdout(&o));
+}
