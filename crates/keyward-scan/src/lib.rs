@@ -7,13 +7,15 @@
 //!
 //! Rules are data ([`rules::SHIPPED`], extended with a file of one's own).
 //! A walk ([`scan_paths`]) honours `.gitignore`, runs files in parallel and
-//! skips (and counts) binary and huge files. Nothing here prints or logs a
+//! skips (and counts) binary and huge files; [`git`] reads every commit's
+//! additions, or the staged ones. Nothing here prints or logs a
 //! secret: a [`Finding`] shows its first 4 characters; the value stays in
 //! memory, zeroed on drop, for matching against a server.
 
 #![forbid(unsafe_code)]
 
 pub mod detect;
+pub mod git;
 pub mod report;
 pub mod rules;
 mod walk;

@@ -28,9 +28,29 @@ pub fn text(findings: &[Finding]) -> String {
     out
 }
 
-/// A JSON array of findings.
+/// A JSON array of findings, each with its fingerprint (what `--baseline` matches).
 pub fn json(findings: &[Finding]) -> Value {
-    json!(findings)
+    Value::Array(
+        findings
+            .iter()
+            .map(|f| {
+                let mut v = json!(f);
+                v["fingerprint"] = json!(fingerprint(f));
+                v
+            })
+            .collect(),
+    )
+}
+
+/// Drops the findings a baseline (an earlier `--format json` output) holds.
+pub fn without_baseline(findings: Vec<Finding>, baseline: &Value) -> Result<Vec<Finding>, String> {
+    let known: std::collections::HashSet<&str> = baseline
+        .as_array()
+        .ok_or("the baseline is not a JSON array (write one with --format json)")?
+        .iter()
+        .filter_map(|f| f["fingerprint"].as_str())
+        .collect();
+    Ok(findings.into_iter().filter(|f| !known.contains(fingerprint(f).as_str())).collect())
 }
 
 /// A SARIF 2.1.0 log with one run.

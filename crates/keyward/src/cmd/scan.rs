@@ -31,7 +31,10 @@ Exit code: 0 nothing found, 1 something found, 2 an error.
 Examples:
   keyward scan .
   keyward scan src config --format sarif > keyward.sarif
-  keyward scan . --rules my-rules.toml --format json")]
+  keyward scan . --rules my-rules.toml --format json
+  keyward scan --git .                 # every commit of every branch
+  keyward scan --install-hook .        # scan staged changes before each commit
+  keyward scan . --format json > baseline.json; keyward scan . --baseline baseline.json")]
 pub struct ScanArgs {
     /// Files or directories [default: .]. `.gitignore` is honoured.
     paths: Vec<PathBuf>,
@@ -41,6 +44,20 @@ pub struct ScanArgs {
     /// More rules (TOML, the shipped file's format); an id of a shipped rule replaces it.
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
+    /// Scan every commit of every branch instead of the files (a key committed
+    /// and deleted since is still found); PATH is the repository.
+    #[arg(long, conflicts_with = "staged")]
+    git: bool,
+    /// Scan only what is staged for the next commit (the pre-commit hook).
+    #[arg(long)]
+    staged: bool,
+    /// Install a git pre-commit hook in the repository at PATH that runs
+    /// `keyward scan --staged` and refuses a commit adding a credential.
+    #[arg(long, conflicts_with_all = ["git", "staged"])]
+    install_hook: bool,
+    /// Leave out findings already in this file (an earlier `--format json` output).
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
     /// Skip files larger than this many bytes (counted in the summary).
     #[arg(long, default_value_t = 10 * 1024 * 1024, value_name = "BYTES")]
     max_file_size: u64,
@@ -61,6 +78,12 @@ pub fn run(a: ScanArgs) -> Result<u8> {
             anyhow::bail!("{}: no such file or directory", p.display());
         }
     }
+    if a.install_hook {
+        let exe = std::env::current_exe().context("finding keyward's own path")?;
+        let hook = keyward_scan::git::install_hook(&paths[0], &exe)?;
+        println!("installed {}: each commit's staged changes are scanned first", hook.display());
+        return Ok(0);
+    }
     let started = std::time::Instant::now();
     let spinner = std::io::stderr().is_terminal().then(|| {
         let s = indicatif::ProgressBar::new_spinner();
@@ -68,7 +91,22 @@ pub fn run(a: ScanArgs) -> Result<u8> {
         s.enable_steady_tick(std::time::Duration::from_millis(120));
         s
     });
-    let r = scan_paths(&detector, &paths, &ScanOptions { max_file_size: a.max_file_size, threads: 0 });
+    let mut r = if a.git || a.staged {
+        let findings = if a.git {
+            keyward_scan::git::scan_history(&detector, &paths[0])?
+        } else {
+            keyward_scan::git::scan_staged(&detector, &paths[0])?
+        };
+        keyward_scan::ScanReport { findings, ..Default::default() }
+    } else {
+        scan_paths(&detector, &paths, &ScanOptions { max_file_size: a.max_file_size, threads: 0 })
+    };
+    if let Some(b) = &a.baseline {
+        let text = std::fs::read_to_string(b).with_context(|| format!("reading the baseline {}", b.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("the baseline {} is not JSON", b.display()))?;
+        r.findings = report::without_baseline(std::mem::take(&mut r.findings), &v).map_err(anyhow::Error::msg)?;
+    }
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
@@ -78,6 +116,11 @@ pub fn run(a: ScanArgs) -> Result<u8> {
         Format::Sarif => println!("{}", serde_json::to_string_pretty(&report::sarif(&r.findings, detector.rules()))?),
     }
     let secs = started.elapsed().as_secs_f64();
+    if a.git || a.staged {
+        let what = if a.git { "every commit" } else { "the staged changes" };
+        eprintln!("keyward scan: {} finding(s) in {what} of {} in {secs:.2} s", r.findings.len(), paths[0].display());
+        return Ok(u8::from(!r.findings.is_empty()));
+    }
     eprintln!(
         "keyward scan: {} finding(s) in {} file(s), {:.1} MB in {secs:.2} s; skipped {} binary and {} over {} bytes",
         r.findings.len(),

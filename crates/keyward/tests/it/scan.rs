@@ -67,3 +67,68 @@ fn exit_codes_formats_and_redaction() {
     let o = scan(&[p, "--rules", mine.to_str().unwrap()]);
     assert!(stdout(&o).contains("acme.cfg:1: acme-token acme…"), "{}", stdout(&o));
 }
+
+fn git(repo: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn history_staged_changes_hook_and_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    assert!(git(repo, &["init", "-q", "-b", "main"]).status.success());
+    let key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+    let secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+    std::fs::write(
+        repo.join("bot.py"),
+        format!("import ccxt\nx = ccxt.binance({{\n  'apiKey': '{key}',\n  'secret': '{secret}',\n}})\n"),
+    )
+    .unwrap();
+    assert!(git(repo, &["add", "bot.py"]).status.success());
+    assert!(git(repo, &["commit", "-q", "--no-verify", "-m", "add bot"]).status.success());
+    std::fs::write(
+        repo.join("bot.py"),
+        "import ccxt, os\nx = ccxt.binance({'apiKey': os.environ['K'], 'secret': os.environ['S']})\n",
+    )
+    .unwrap();
+    assert!(git(repo, &["commit", "-q", "--no-verify", "-am", "keys out"]).status.success());
+    let first = String::from_utf8(git(repo, &["rev-list", "--max-parents=0", "HEAD"]).stdout).unwrap();
+
+    let p = repo.to_str().unwrap();
+    assert_eq!(scan(&[p]).status.code(), Some(0), "the files hold no key any more");
+    let o = scan(&["--git", p, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rules: Vec<&str> = v.as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["binance-key", "binance-secret"], "{v}");
+    assert_eq!(v[0]["commit"], first.trim());
+    assert_eq!((v[0]["line"].as_u64(), v[1]["line"].as_u64()), (Some(3), Some(4)));
+
+    // The hook: a staged key refuses the commit.
+    let o = scan(&["--install-hook", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(repo.join("alerts.toml"), "webhook_token = \"Zx8Qp2Lm9Vb4Nc7KZx8Qp2Lm9Vb4Nc7K\"\n").unwrap();
+    assert!(git(repo, &["add", "alerts.toml"]).status.success());
+    assert_eq!(scan(&["--staged", p]).status.code(), Some(1));
+    let commit = git(repo, &["commit", "-q", "-m", "alerts"]);
+    assert!(!commit.status.success(), "the hook let a credential through");
+    let said = format!("{}{}", String::from_utf8_lossy(&commit.stdout), String::from_utf8_lossy(&commit.stderr));
+    assert!(said.contains("generic-credential"), "{said}");
+    // Another tool's hook is not replaced.
+    std::fs::write(repo.join(".git/hooks/pre-commit"), "#!/bin/sh\nexit 0\n").unwrap();
+    let o = scan(&["--install-hook", p]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not keyward's"), "{}", stderr(&o));
+
+    // A baseline: what was accepted once is not reported again.
+    let base = dir.path().join("baseline.json");
+    let o = scan(&["--git", p, "--format", "json"]);
+    std::fs::write(&base, &o.stdout).unwrap();
+    assert_eq!(scan(&["--git", p, "--baseline", base.to_str().unwrap()]).status.code(), Some(0));
+}
