@@ -132,3 +132,35 @@ fn history_staged_changes_hook_and_baseline() {
     std::fs::write(&base, &o.stdout).unwrap();
     assert_eq!(scan(&["--git", p, "--baseline", base.to_str().unwrap()]).status.code(), Some(0));
 }
+
+#[test]
+fn sarif_validates_against_the_official_schema() {
+    let schema = std::env::var("KEYWARD_TEST_SARIF_SCHEMA").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv-test/sarif-2.1.0-rtm.5.json").to_string()
+    });
+    assert!(std::path::Path::new(&schema).exists(), "no SARIF schema at {schema}: run ./test.sh once");
+    let py = std::env::var("KEYWARD_TEST_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv-test/bin/python").to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+    let secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+    std::fs::write(
+        dir.path().join("bot.py"),
+        format!("import ccxt\nx = ccxt.binance({{'apiKey': '{key}',\n 'secret': '{secret}'}})\n"),
+    )
+    .unwrap();
+    for (name, body) in [("empty", None), ("findings", Some(dir.path()))] {
+        let empty = tempfile::tempdir().unwrap();
+        let target = body.unwrap_or(empty.path());
+        let o = scan(&[target.to_str().unwrap(), "--format", "sarif"]);
+        let out = dir.path().join(format!("{name}.sarif"));
+        std::fs::write(&out, &o.stdout).unwrap();
+        let check = std::process::Command::new(&py)
+            .args(["-c", "import json, sys, jsonschema; jsonschema.Draft4Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2])))"])
+            .arg(&schema)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{name}: {}", String::from_utf8_lossy(&check.stderr));
+    }
+}
