@@ -80,7 +80,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     if let Command::Scan(args) = cli.command {
-        return match cmd::scan::run(args) {
+        return match cmd::scan::run(args, &cli.conn) {
             Ok(code) => std::process::ExitCode::from(code),
             Err(e) => {
                 eprintln!("error: {e:#}");

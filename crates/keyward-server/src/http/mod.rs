@@ -35,7 +35,8 @@ use std::time::Instant;
 /// error mapping at the edge.
 pub(crate) fn app(state: AppState) -> Router {
     use routes::{
-        accounts, audit, backup, keys, metrics, migrate_seal, proxy, rekey, roll, rotation, secrets, sign, sys, tokens,
+        accounts, audit, backup, keys, metrics, migrate_seal, proxy, rekey, roll, rotation, scan, secrets, sign, sys,
+        tokens,
     };
     Router::new()
         .route("/v1/sys/health", get(sys::health))
@@ -57,6 +58,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", get(keys::show).delete(keys::revoke))
         .route("/v1/keys/verify", post(keys::verify))
+        .route("/v1/scan/match", post(scan::match_found))
         .route("/v1/keys/{id}/revoke", post(keys::revoke))
         .route("/v1/keys/{id}/destroy", post(keys::destroy))
         .route("/v1/keys/{id}/disable", post(keys::disable))

@@ -11,6 +11,7 @@ use super::routes::keys::{ReportCompromised, RollKey};
 use super::routes::migrate_seal::{CurrentSeal, MigrateSealRequest};
 use super::routes::rekey::{RekeyStart, RekeyUpdate};
 use super::routes::roll::RollDue;
+use super::routes::scan::{FoundExchangeKey, MatchRequest};
 use super::routes::sign::SignRequest;
 use super::routes::sys::{RewrapRequest, UnsealRequest};
 use super::routes::tokens::TokenRequest;
@@ -167,6 +168,16 @@ pub(crate) const ROUTES: &[Route] = &[
     .sensitive()
     .body("MigrateSealRequest")
     .ok(200, None, "{from, seal_type, seal, removed_key_file?, unseal_key_file?, shares?, threshold?, encrypted?}"),
+    route(
+        "POST",
+        "/v1/scan/match",
+        "keys",
+        "Match what `keyward scan` found with the keys and exchange accounts this server holds",
+        "keys:admin",
+    )
+    .sensitive()
+    .body("MatchRequest")
+    .ok(200, None, "{keys: [{index, key_id, name, owner, namespace, state}], accounts: [{index, account, path, type, exchange, version}]}"),
     route("GET", "/v1/sys/status", "sys", "Health plus the keyring terms (and what each encrypts) and key count", "sys:admin"),
     route("GET", "/v1/secrets", "secrets", "List secrets the key may read or write", "any secret: scope")
         .query(&[("prefix", "only paths starting with this")]),
@@ -444,6 +455,8 @@ fn components() -> utoipa::openapi::Components {
         .schema_from::<RekeyStart>()
         .schema_from::<MigrateSealRequest>()
         .schema_from::<CurrentSeal>()
+        .schema_from::<MatchRequest>()
+        .schema_from::<FoundExchangeKey>()
         .schema_from::<RekeyUpdate>()
         .schema_from::<PutRequest>()
         .schema_from::<VersionsRequest>()

@@ -8,6 +8,7 @@ pub mod operator;
 pub mod rotation;
 pub mod run;
 pub mod scan;
+mod scan_server;
 mod seal;
 pub mod secret;
 mod secret_rotate;

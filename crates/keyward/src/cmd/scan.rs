@@ -58,13 +58,23 @@ pub struct ScanArgs {
     /// Leave out findings already in this file (an earlier `--format json` output).
     #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
+    /// Match the findings with the server at KEYWARD_ADDR (with KEYWARD_TOKEN,
+    /// keys:admin): each keyward key found is named by id, owner and state,
+    /// each exchange API key by the account that holds it.
+    #[arg(long)]
+    server: bool,
+    /// With --server: mark each keyward key found compromised (refused at
+    /// once, audited) and print the rotation command for each matched
+    /// exchange account.
+    #[arg(long, requires = "server")]
+    respond: bool,
     /// Skip files larger than this many bytes (counted in the summary).
     #[arg(long, default_value_t = 10 * 1024 * 1024, value_name = "BYTES")]
     max_file_size: u64,
 }
 
 /// Runs `keyward scan`; answers the exit code.
-pub fn run(a: ScanArgs) -> Result<u8> {
+pub fn run(a: ScanArgs, conn: &crate::client::Connection) -> Result<u8> {
     let extra = a
         .rules
         .as_ref()
@@ -110,10 +120,36 @@ pub fn run(a: ScanArgs) -> Result<u8> {
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
+    let matches = if a.server {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Some(rt.block_on(crate::cmd::scan_server::match_findings(conn, &r.findings, a.respond))?)
+    } else {
+        None
+    };
     match a.format {
-        Format::Text => print!("{}", report::text(&r.findings)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report::json(&r.findings))?),
+        Format::Text => {
+            print!("{}", report::text(&r.findings));
+            for (f, m) in r.findings.iter().zip(matches.iter().flat_map(|m| m.per_finding.iter())) {
+                if let Some(m) = m {
+                    println!("{}:{}: {}", f.file, f.line, describe_match(m));
+                }
+            }
+        }
+        Format::Json => {
+            let mut v = report::json(&r.findings);
+            if let (Some(arr), Some(m)) = (v.as_array_mut(), &matches) {
+                for (f, m) in arr.iter_mut().zip(&m.per_finding) {
+                    if let Some(m) = m {
+                        f["match"] = m.clone();
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?)
+        }
         Format::Sarif => println!("{}", serde_json::to_string_pretty(&report::sarif(&r.findings, detector.rules()))?),
+    }
+    for n in matches.iter().flat_map(|m| m.notes.iter()) {
+        eprintln!("keyward scan: {n}");
     }
     let secs = started.elapsed().as_secs_f64();
     if a.git || a.staged {
@@ -135,4 +171,13 @@ pub fn run(a: ScanArgs) -> Result<u8> {
     }
     // An incomplete scan is an error even when it found something.
     Ok(if !r.errors.is_empty() { 2 } else { u8::from(!r.findings.is_empty()) })
+}
+
+fn describe_match(m: &serde_json::Value) -> String {
+    let s = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+    if m.get("key_id").is_some() {
+        format!("this is keyward key {} ({}, owner {}), {}", s("key_id"), s("name"), s("owner"), s("state"))
+    } else {
+        format!("this API key is the one exchange account {} holds ({})", s("account"), s("path"))
+    }
 }

@@ -164,3 +164,63 @@ fn sarif_validates_against_the_official_schema() {
         assert!(check.status.success(), "{name}: {}", String::from_utf8_lossy(&check.stderr));
     }
 }
+
+#[test]
+fn findings_matched_with_the_server_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let admin = s.admin().to_string();
+    let (bot_id, bot) =
+        create_key(&s, serde_json::json!({"name": "grid-bot", "owner": "desk-a", "scopes": ["secret:read:apps/*"]}));
+    let api_key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+    exchange_account(
+        &s,
+        "binance-main",
+        "binance",
+        serde_json::json!({"api_key": api_key, "api_secret": "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"}),
+        "https://api.binance.com",
+    );
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("bot.py"),
+        format!("KEYWARD_TOKEN = \"{bot}\"\nimport ccxt\nx = ccxt.binance({{'apiKey': '{api_key}'}})\n"),
+    )
+    .unwrap();
+    let p = repo.to_str().unwrap();
+
+    let o = s.cli(Some(&admin), &["scan", p, "--server", "--format", "json"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let by_rule = |r: &str| {
+        v.as_array().unwrap().iter().find(|f| f["rule"] == r).cloned().unwrap_or_else(|| panic!("no {r} in {v}"))
+    };
+    let k = by_rule("keyward-access-key");
+    assert_eq!(
+        (k["match"]["key_id"].as_str(), k["match"]["owner"].as_str(), k["match"]["state"].as_str()),
+        (Some(bot_id.as_str()), Some("desk-a"), Some("active"))
+    );
+    let x = by_rule("binance-key");
+    assert_eq!(x["match"]["account"], "binance-main");
+    assert!(!o.stdout.windows(bot.len()).any(|w| w == bot.as_bytes()), "the key itself is printed");
+    assert_eq!(s.http("GET", "/v1/secrets/apps/x", Some(&bot), None).0, 404, "matching alone changes nothing");
+
+    // Without keys:admin the server refuses to match.
+    let o = s.cli(Some(&bot), &["scan", p, "--server"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("scope_missing"), "{}", stderr(&o));
+
+    // --respond: the leaked key is compromised at once; the account's rotation is spelled out.
+    let o = s.cli(Some(&admin), &["scan", p, "--server", "--respond"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains(&format!("this is keyward key {bot_id} (grid-bot, owner desk-a), compromised")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("keyward secret rotate exchanges/binance-main"), "{}", stderr(&o));
+    assert_error(&s.http("GET", "/v1/secrets/apps/x", Some(&bot), None), 401, "key_compromised");
+    let audit = stdout(&s.cli(Some(&admin), &["audit", "export"], None));
+    assert!(audit.contains("scan_match"), "the match is on the audit log");
+    assert!(!audit.contains(&bot), "the key reached the audit log");
+}

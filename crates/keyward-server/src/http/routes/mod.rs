@@ -12,6 +12,7 @@ pub(super) mod rekey;
 pub(super) mod roll;
 pub(super) mod rotate;
 pub(super) mod rotation;
+pub(super) mod scan;
 pub(super) mod secrets;
 pub(super) mod sign;
 pub(super) mod sys;
