@@ -209,14 +209,31 @@ pub struct Detector {
     rules: Rules,
     /// Every token keyword and exchange alias, for one pass over a file.
     prefilter: AhoCorasick,
-    /// For each prefilter pattern: `Ok(token rule index)` or `Err(exchange index)`.
-    owners: Vec<Result<usize, usize>>,
+    /// What each prefilter pattern stands for.
+    owners: Vec<Owner>,
+    /// The names' keywords: a line without one has no assignment to look at.
+    names: Option<AhoCorasick>,
     assignment: Regex,
+    /// The same pattern anchored at the start.
+    anchored: Regex,
+}
+
+/// What a prefilter pattern stands for.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    /// A token rule's keyword.
+    Token(usize),
+    /// An exchange's alias.
+    Exchange(usize),
+    /// A keyword of credential names.
+    Name,
 }
 
 /// What the prefilter saw in one file.
 struct Seen {
     tokens: HashSet<usize>,
+    /// Per line, whether a credential name's keyword occurs on it.
+    name_lines: Vec<bool>,
     /// Per line (0-based), the exchanges named on it.
     exchange_lines: Vec<Vec<usize>>,
 }
@@ -229,17 +246,22 @@ impl Detector {
         for (i, t) in rules.tokens.iter().enumerate() {
             for k in &t.keywords {
                 patterns.push(k.clone());
-                owners.push(Ok(i));
+                owners.push(Owner::Token(i));
             }
         }
         for (i, x) in rules.exchanges.iter().enumerate() {
             for a in &x.aliases {
                 patterns.push(a.clone());
-                owners.push(Err(i));
+                owners.push(Owner::Exchange(i));
             }
+        }
+        for k in &rules.name_keywords {
+            patterns.push(k.clone());
+            owners.push(Owner::Name);
         }
         let prefilter = AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&patterns)
             .unwrap_or_else(|_| AhoCorasick::new(Vec::<String>::new()).unwrap_or_else(|_| unreachable!()));
         #[allow(clippy::unwrap_used)] // a constant pattern, covered by every test
@@ -248,10 +270,45 @@ impl Detector {
             ["']?(?P<name>[A-Za-z_$][A-Za-z0-9_$.\-]*)["']?
             (?:\s*:\s*&?(?:'static\s+)?[A-Za-z_][\w<>]*)?   # a type annotation (Rust, TS)
             \s*(?P<sep>=>|:=|==|=|:)\s*
-            (?:(?P<q>["'`])(?P<qv>[^"'`\r\n]{1,512}?)["'`]|(?P<bv>[^\s"'`,;\#\]\})]{1,512}))"#,
+            (?:(?P<q>["'`])(?P<qv>[^"'`\r\n]{1,512}?)["'`]
+              # a bare value is the rest of the line (config style), not an expression
+              |(?P<bv>[^\s"'`,;\#\]\})(]{1,512})\s*(?:[,;]\s*)?(?:(?:\#|//).*)?$)"#,
         )
         .unwrap();
-        Detector { rules, prefilter, owners, assignment }
+        #[allow(clippy::unwrap_used)] // the same constant pattern, anchored
+        let anchored = Regex::new(&format!("^(?:{})", assignment.as_str())).unwrap();
+        let names = (!rules.name_keywords.is_empty())
+            .then(|| AhoCorasick::builder().ascii_case_insensitive(true).build(&rules.name_keywords).ok())
+            .flatten();
+        Detector { rules, prefilter, owners, names, assignment, anchored }
+    }
+
+    /// The assignments on a line whose name holds one of the names' keywords:
+    /// the anchored regex runs only where such a name starts, not at every
+    /// `word: word` of a prose file.
+    fn assignments<'l>(&self, line: &'l str) -> Vec<regex::Captures<'l>> {
+        let Some(names) = &self.names else { return self.assignment.captures_iter(line).collect() };
+        let bytes = line.as_bytes();
+        let ident = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'.' | b'-');
+        let mut out = Vec::new();
+        let mut covered = 0;
+        for m in names.find_iter(line) {
+            let mut start = m.start();
+            while start > 0 && ident(bytes[start - 1]) {
+                start -= 1;
+            }
+            if start > 0 && matches!(bytes[start - 1], b'"' | b'\'') {
+                start -= 1;
+            }
+            if start < covered {
+                continue;
+            }
+            if let Some(c) = self.anchored.captures(&line[start..]) {
+                covered = start + c.get(0).map_or(0, |g| g.end());
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// The rules in use.
@@ -260,14 +317,22 @@ impl Detector {
     }
 
     fn prefilter(&self, text: &str, line_starts: &[usize]) -> Seen {
-        let mut seen = Seen { tokens: HashSet::new(), exchange_lines: vec![Vec::new(); line_starts.len()] };
+        let mut seen = Seen {
+            tokens: HashSet::new(),
+            name_lines: vec![self.rules.name_keywords.is_empty(); line_starts.len()],
+            exchange_lines: vec![Vec::new(); line_starts.len()],
+        };
         let bytes = text.as_bytes();
         for m in self.prefilter.find_overlapping_iter(text) {
             match self.owners[m.pattern().as_usize()] {
-                Ok(t) => {
+                Owner::Token(t) => {
                     seen.tokens.insert(t);
                 }
-                Err(x) => {
+                Owner::Name => {
+                    let line = line_starts.partition_point(|s| *s <= m.start()) - 1;
+                    seen.name_lines[line] = true;
+                }
+                Owner::Exchange(x) => {
                     // A whole word: `gate` in `gateway` is not Gate.
                     let before = m.start().checked_sub(1).map(|i| bytes[i]);
                     let after = bytes.get(m.end()).copied();
@@ -320,7 +385,7 @@ impl Detector {
         }
         let syntax = syntax_of(path);
         let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
         let seen = self.prefilter(text, &line_starts);
         let mut found: Vec<Finding> = Vec::new();
         let mut taken: HashSet<(usize, String)> = HashSet::new();
@@ -335,7 +400,27 @@ impl Detector {
             commit: None,
             secret: Zeroizing::new(value.to_string()),
         };
-        for (i, raw) in text.split('\n').enumerate() {
+        // Token rules run once over the whole text.
+        for (ri, rule) in self.rules.tokens.iter().enumerate() {
+            if !rule.keywords.is_empty() && !seen.tokens.contains(&ri) {
+                continue;
+            }
+            let haystack: std::borrow::Cow<'_, str> =
+                if syntax == Syntax::Notebook { text.replace("\\\"", "\" ").into() } else { text.into() };
+            for c in rule.regex.captures_iter(&haystack) {
+                let Some(m) = c.get(1) else { continue };
+                let i = line_starts.partition_point(|s| *s <= m.start()) - 1;
+                if validated(rule, m.as_str(), &haystack[m.end()..]) && taken.insert((i, m.as_str().to_string())) {
+                    found.push(new(i, rule.id.clone(), m.as_str(), rule.exchange.clone()));
+                }
+            }
+        }
+        for (i, start) in line_starts.iter().enumerate() {
+            if !seen.name_lines[i] {
+                continue;
+            }
+            let end = line_starts.get(i + 1).map_or(text.len(), |e| e - 1);
+            let raw = &text[*start..end];
             let unescaped;
             let line = if syntax == Syntax::Notebook {
                 unescaped = raw.replace("\\\"", "\"");
@@ -343,19 +428,7 @@ impl Detector {
             } else {
                 raw
             };
-            for (ri, rule) in self.rules.tokens.iter().enumerate() {
-                if !rule.keywords.is_empty() && !seen.tokens.contains(&ri) {
-                    continue;
-                }
-                for c in rule.regex.captures_iter(line) {
-                    let Some(m) = c.get(1) else { continue };
-                    let after = &text[(line_starts[i] + m.end()).min(text.len())..];
-                    if validated(rule, m.as_str(), after) && taken.insert((i, m.as_str().to_string())) {
-                        found.push(new(i, rule.id.clone(), m.as_str(), rule.exchange.clone()));
-                    }
-                }
-            }
-            for c in self.assignment.captures_iter(line) {
+            for c in self.assignments(line) {
                 if &c["sep"] == "==" {
                     continue;
                 }
@@ -400,6 +473,15 @@ impl Detector {
             }
         }
         let lname = name.to_lowercase();
+        let lvalue = value.to_lowercase();
+        // A file name (`x.o`, `key.pem`) or a value that repeats its own name is no secret.
+        let file_like = lvalue
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| (1..=4).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_lowercase()));
+        let last = lname.rsplit('.').next().unwrap_or(&lname);
+        if file_like || (last.len() >= 4 && lvalue.contains(last)) {
+            return None;
+        }
         (self.rules.credential_name.is_match(&lname)
             && value.len() >= self.rules.min_length
             && entropy(value) >= self.rules.min_entropy

@@ -45,6 +45,8 @@ struct FileRules {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NamesSpec {
+    #[serde(default)]
+    keywords: Vec<String>,
     key: String,
     secret: String,
     passphrase: String,
@@ -171,6 +173,8 @@ pub struct Rules {
     pub passphrase_name: Regex,
     /// Credential-like names.
     pub credential_name: Regex,
+    /// Literals a line must hold for its assignments to be looked at (empty: every line).
+    pub name_keywords: Vec<String>,
     /// The generic rule's id.
     pub generic_id: String,
     /// The generic rule's description.
@@ -255,6 +259,7 @@ impl Rules {
             secret_name: compile("names.secret", &names.secret)?,
             passphrase_name: compile("names.passphrase", &names.passphrase)?,
             credential_name: compile("names.credential", &names.credential)?,
+            name_keywords: names.keywords.iter().map(|k| k.to_lowercase()).collect(),
             generic_id: generic.id,
             generic_description: generic.description,
             min_length: generic.min_length,

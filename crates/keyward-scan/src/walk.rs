@@ -15,11 +15,13 @@ pub struct ScanOptions {
     pub max_file_size: u64,
     /// Worker threads (0: one per core).
     pub threads: usize,
+    /// Counts files as they are done (for a progress display).
+    pub progress: Option<std::sync::Arc<AtomicU64>>,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        Self { max_file_size: 10 * 1024 * 1024, threads: 0 }
+        Self { max_file_size: 10 * 1024 * 1024, threads: 0, progress: None }
     }
 }
 
@@ -49,6 +51,9 @@ struct Tally {
 }
 
 fn scan_file(detector: &Detector, path: &Path, opts: &ScanOptions, tally: &Tally) -> Result<Vec<Finding>, String> {
+    if let Some(p) = &opts.progress {
+        p.fetch_add(1, Ordering::Relaxed);
+    }
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.len() > opts.max_file_size {
         tally.large.fetch_add(1, Ordering::Relaxed);

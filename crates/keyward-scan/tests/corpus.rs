@@ -261,7 +261,11 @@ fn gitignore_binary_and_huge_files() {
         .unwrap();
     write(dir.path(), "big.py", &format!("api_secret = \"{secret}\"\n{}", "#\n".repeat(600_000)));
     let detector = Detector::new(Rules::shipped().unwrap());
-    let r = scan_paths(&detector, &[dir.path().to_path_buf()], &ScanOptions { max_file_size: 1_000_000, threads: 2 });
+    let r = scan_paths(
+        &detector,
+        &[dir.path().to_path_buf()],
+        &ScanOptions { max_file_size: 1_000_000, threads: 2, progress: None },
+    );
     let files: Vec<&str> = r.findings.iter().map(|f| f.file.rsplit('/').next().unwrap()).collect();
     assert_eq!(files, ["kept.py"], "{:?}", r.findings);
     assert_eq!((r.skipped_binary, r.skipped_large), (1, 1));

@@ -95,10 +95,18 @@ pub fn run(a: ScanArgs, conn: &crate::client::Connection) -> Result<u8> {
         return Ok(0);
     }
     let started = std::time::Instant::now();
+    // A live count on a terminal; nothing when stderr is piped.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let spinner = std::io::stderr().is_terminal().then(|| {
         let s = indicatif::ProgressBar::new_spinner();
-        s.set_message("scanning…");
         s.enable_steady_tick(std::time::Duration::from_millis(120));
+        let (s2, done) = (s.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !s2.is_finished() {
+                s2.set_message(format!("scanning: {} files", done.load(std::sync::atomic::Ordering::Relaxed)));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
         s
     });
     let mut r = if a.git || a.staged {
@@ -109,7 +117,11 @@ pub fn run(a: ScanArgs, conn: &crate::client::Connection) -> Result<u8> {
         };
         keyward_scan::ScanReport { findings, ..Default::default() }
     } else {
-        scan_paths(&detector, &paths, &ScanOptions { max_file_size: a.max_file_size, threads: 0 })
+        scan_paths(
+            &detector,
+            &paths,
+            &ScanOptions { max_file_size: a.max_file_size, threads: 0, progress: Some(done.clone()) },
+        )
     };
     if let Some(b) = &a.baseline {
         let text = std::fs::read_to_string(b).with_context(|| format!("reading the baseline {}", b.display()))?;
