@@ -122,7 +122,7 @@ pub fn is_lock_file(path: &str) -> bool {
 fn is_decoy(value: &str) -> bool {
     let v = value.trim();
     let lower = v.to_lowercase();
-    const PLACEHOLDERS: [&str; 22] = [
+    const PLACEHOLDERS: [&str; 26] = [
         "your",
         "xxxx",
         "changeme",
@@ -143,8 +143,12 @@ fn is_decoy(value: &str) -> bool {
         "sample",
         "todo",
         "fixme",
-        "secret_here",
-        "key_here",
+        "_here",
+        "-here",
+        "fake",
+        "mock",
+        "goes-here",
+        "not-a-real",
     ];
     if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
         return true;
@@ -156,6 +160,10 @@ fn is_decoy(value: &str) -> bool {
     const PREFIXES: [&str; 10] =
         ["sha1-", "sha256-", "sha384-", "sha512-", "data:", "http://", "https://", "file:", "/", "~/"];
     if PREFIXES.iter().any(|p| lower.starts_with(p)) || lower.starts_with("./") || lower.starts_with("../") {
+        return true;
+    }
+    // An Ethereum-style address (0x + 40 hex) is public; a 64-hex private key is not.
+    if lower.len() == 42 && lower.starts_with("0x") && lower[2..].bytes().all(|b| b.is_ascii_hexdigit()) {
         return true;
     }
     // One character repeated, or a run of one character class with no variety.
@@ -198,7 +206,9 @@ fn validated(rule: &TokenRule, value: &str, after: &str) -> bool {
             if body.contains("...") || body.to_lowercase().contains("your") {
                 return false;
             }
-            body.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/').count() >= 64
+            let b64: Vec<char> = body.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/').collect();
+            // A body of `XXXX…` or `AAAA…` is an example, not a key.
+            b64.len() >= 64 && b64.iter().collect::<HashSet<_>>().len() > 8
         }
     }
 }
@@ -356,13 +366,19 @@ impl Detector {
         {
             return Some(i);
         }
-        for l in (line.saturating_sub(CONTEXT_LINES)..=line).rev() {
-            if let Some(x) = seen.exchange_lines.get(l).and_then(|v| v.first()) {
-                return Some(*x);
+        // The nearest line naming an exchange, above first (`ccxt.binance({` then
+        // its keys), then below (keys first, then the client built from them).
+        for d in 0..=CONTEXT_LINES {
+            for l in [line.checked_sub(d), (d > 0).then_some(line + d)].into_iter().flatten() {
+                if let Some(x) = seen.exchange_lines.get(l).and_then(|v| v.first()) {
+                    return Some(*x);
+                }
             }
         }
+        // A whole word of the path (`bots/okx/…`, `kraken_bot.py`), not `gateway/`.
         let lpath = path.to_lowercase();
-        self.rules.exchanges.iter().position(|x| x.aliases.iter().any(|a| lpath.contains(a.as_str())))
+        let words: Vec<&str> = lpath.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+        self.rules.exchanges.iter().position(|x| x.aliases.iter().any(|a| words.contains(&a.as_str())))
     }
 
     fn part_of(&self, name: &str) -> Option<Part> {
@@ -408,7 +424,7 @@ impl Detector {
             let haystack: std::borrow::Cow<'_, str> =
                 if syntax == Syntax::Notebook { text.replace("\\\"", "\" ").into() } else { text.into() };
             for c in rule.regex.captures_iter(&haystack) {
-                let Some(m) = c.get(1) else { continue };
+                let Some(m) = c.get(1).or_else(|| c.get(0)) else { continue };
                 let i = line_starts.partition_point(|s| *s <= m.start()) - 1;
                 if validated(rule, m.as_str(), &haystack[m.end()..]) && taken.insert((i, m.as_str().to_string())) {
                     found.push(new(i, rule.id.clone(), m.as_str(), rule.exchange.clone()));
@@ -534,6 +550,15 @@ mod tests {
     }
 
     #[test]
+    fn names_that_only_start_with_a_credential_word() {
+        let d = detector();
+        let text = "TOKEN_ADDRESS = \"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48\"\ntokenizer_name = \"distilbert-base-uncased\"\nsecret_name = \"prod/AppBeta/MySQL\"\napi_key = \"fake_api_key_for_tests\"\n";
+        assert!(d.scan_text("x.py", text).is_empty(), "{:?}", d.scan_text("x.py", text));
+        let real = "BOT_TOKEN_2 = \"Zx8Qp2Lm9Vb4Nc7KZx8Qp2Lm9Vb4Nc7K\"\n";
+        assert_eq!(d.scan_text("x.py", real).len(), 1);
+    }
+
+    #[test]
     fn decoys() {
         for d in [
             "YOUR_API_KEY",
@@ -548,6 +573,24 @@ mod tests {
             assert!(is_decoy(d), "{d}");
         }
         assert!(!is_decoy("Zx8Qp2Lm9Vb4Nc7KZx8Qp2Lm9Vb4Nc7K"));
+    }
+
+    #[test]
+    fn context_below_path_words_and_pgp_blocks() {
+        let d = detector();
+        let key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+        // The keys first, the client built from them below.
+        let f = d.scan_text("bot.py", &format!("API_KEY = '{key}'\n\nex = ccxt.binance({{'apiKey': API_KEY}})\n"));
+        assert_eq!(f.iter().map(|f| f.rule.as_str()).collect::<Vec<_>>(), ["binance-key"]);
+        // `gateway/` is not Gate; `gate/` is.
+        let hex = "9f3c1a7be2d54c8096a1f0e3b7c2d5a4";
+        assert!(d.scan_text("gateway/x.env", &format!("API_KEY={hex}\n")).iter().all(|f| f.rule != "gate-key"));
+        assert!(d.scan_text("bots/gate/x.env", &format!("API_KEY={hex}\n")).iter().any(|f| f.rule == "gate-key"));
+        let body: String = (0..4).map(|i| format!("{}\n", &key[i..i + 60])).collect();
+        let pgp = format!("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n{body}-----END PGP PRIVATE KEY BLOCK-----\n");
+        assert_eq!(d.scan_text("k.asc", &pgp).len(), 1);
+        let example = format!("-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n", "X".repeat(128));
+        assert!(d.scan_text("doc.md", &example).is_empty(), "an example body is no key");
     }
 
     #[test]

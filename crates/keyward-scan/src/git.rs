@@ -19,9 +19,11 @@ const CONTEXT: &str = "-U8";
 pub struct GitError(pub String);
 
 fn git(repo: &Path, args: &[&str]) -> Result<String, GitError> {
+    // Settings of the user's that change the patch format are overridden.
     let out = Command::new("git")
         .arg("-C")
         .arg(repo)
+        .args(["-c", "core.quotePath=false", "-c", "diff.noprefix=false", "-c", "diff.mnemonicPrefix=false"])
         .args(args)
         .output()
         .map_err(|e| GitError(format!("cannot run git: {e}")))?;
@@ -46,12 +48,51 @@ struct Hunk {
     added: HashSet<usize>,
 }
 
+/// `@@ -a,b +c,d @@`: (old lines, new start, new lines).
+fn hunk_header(range: &str) -> Option<(usize, usize, usize)> {
+    let mut parts = range.split_whitespace();
+    let count = |p: &str| -> Option<(usize, usize)> {
+        let mut it = p.split(',');
+        let start = it.next()?.parse().ok()?;
+        let n = it.next().map_or(Some(1), |n| n.parse().ok())?;
+        Some((start, n))
+    };
+    let (_, old) = count(parts.next()?.strip_prefix('-')?)?;
+    let (start, new) = count(parts.next()?.strip_prefix('+')?)?;
+    Some((old, start, new))
+}
+
 fn parse(patch: &str, commit_marker: bool) -> Vec<Hunk> {
     let mut hunks = Vec::new();
     let (mut commit, mut file): (Option<String>, Option<String>) = (None, None);
     let mut cur: Option<Hunk> = None;
-    let mut line_no = 0usize;
+    let (mut line_no, mut old_left, mut new_left) = (0usize, 0usize, 0usize);
     for l in patch.split('\n') {
+        // Inside a hunk, its header's counts say what each line is: a removed
+        // `-- comment` reads `--- comment` and is still a removed line.
+        if old_left + new_left > 0 {
+            if let Some(h) = cur.as_mut() {
+                match l.chars().next() {
+                    Some('+') => {
+                        h.added.insert(line_no);
+                        h.text.push_str(&l[1..]);
+                        h.text.push('\n');
+                        line_no += 1;
+                        new_left = new_left.saturating_sub(1);
+                    }
+                    Some('-') => old_left = old_left.saturating_sub(1),
+                    Some('\\') => {}
+                    _ => {
+                        h.text.push_str(l.get(1..).unwrap_or(""));
+                        h.text.push('\n');
+                        line_no += 1;
+                        old_left = old_left.saturating_sub(1);
+                        new_left = new_left.saturating_sub(1);
+                    }
+                }
+            }
+            continue;
+        }
         if commit_marker && let Some(sha) = l.strip_prefix("\u{1e}commit ") {
             hunks.extend(cur.take());
             commit = Some(sha.trim().to_string());
@@ -59,19 +100,10 @@ fn parse(patch: &str, commit_marker: bool) -> Vec<Hunk> {
         } else if let Some(p) = l.strip_prefix("+++ ") {
             hunks.extend(cur.take());
             file = p.strip_prefix("b/").map(str::to_string);
-        } else if l.starts_with("--- ") || l.starts_with("diff --git ") || l.starts_with("index ") {
-            hunks.extend(cur.take());
         } else if let Some(range) = l.strip_prefix("@@ ") {
             hunks.extend(cur.take());
-            let Some(f) = &file else { continue };
-            // @@ -a,b +c,d @@
-            let start = range
-                .split_whitespace()
-                .find_map(|p| p.strip_prefix('+'))
-                .and_then(|p| p.split(',').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1usize);
-            line_no = start;
+            let (Some(f), Some((old, start, new))) = (&file, hunk_header(range)) else { continue };
+            (line_no, old_left, new_left) = (start, old, new);
             cur = Some(Hunk {
                 commit: commit.clone(),
                 file: f.clone(),
@@ -79,21 +111,8 @@ fn parse(patch: &str, commit_marker: bool) -> Vec<Hunk> {
                 text: String::new(),
                 added: HashSet::new(),
             });
-        } else if let Some(h) = cur.as_mut() {
-            match l.chars().next() {
-                Some('+') => {
-                    h.added.insert(line_no);
-                    h.text.push_str(&l[1..]);
-                    h.text.push('\n');
-                    line_no += 1;
-                }
-                Some(' ') => {
-                    h.text.push_str(&l[1..]);
-                    h.text.push('\n');
-                    line_no += 1;
-                }
-                _ => {}
-            }
+        } else {
+            hunks.extend(cur.take());
         }
     }
     hunks.extend(cur);
@@ -119,14 +138,37 @@ fn scan_hunks(detector: &Detector, hunks: Vec<Hunk>) -> Vec<Finding> {
 pub fn scan_history(detector: &Detector, repo: &Path) -> Result<Vec<Finding>, GitError> {
     let patch = git(
         repo,
-        &["log", "--all", "-p", CONTEXT, "--no-color", "--no-ext-diff", "--no-renames", "--format=%x1ecommit %H"],
+        &[
+            "log",
+            "--all",
+            "-p",
+            CONTEXT,
+            "--no-color",
+            "--no-ext-diff",
+            "--no-renames",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+            "--format=%x1ecommit %H",
+        ],
     )?;
     Ok(scan_hunks(detector, parse(&patch, true)))
 }
 
 /// Every credential the staged changes of `repo` add.
 pub fn scan_staged(detector: &Detector, repo: &Path) -> Result<Vec<Finding>, GitError> {
-    let patch = git(repo, &["diff", "--cached", CONTEXT, "--no-color", "--no-ext-diff", "--no-renames"])?;
+    let patch = git(
+        repo,
+        &[
+            "diff",
+            "--cached",
+            CONTEXT,
+            "--no-color",
+            "--no-ext-diff",
+            "--no-renames",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+        ],
+    )?;
     Ok(scan_hunks(detector, parse(&patch, false)))
 }
 
@@ -171,5 +213,14 @@ mod tests {
         assert_eq!((h[0].start, h[0].file.as_str(), h[0].commit.as_deref()), (3, "x.py", Some("abc")));
         assert_eq!(h[0].text, "ctx\nadded\nctx2\n");
         assert!(h[0].added.contains(&4) && h[0].added.len() == 1);
+    }
+
+    #[test]
+    fn a_removed_sql_comment_does_not_end_the_hunk() {
+        let patch = "+++ b/q.sql\n@@ -1 +1,2 @@\n--- old comment\n+-- new comment\n+secret = 'x'\n";
+        let h = parse(patch, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].text, "-- new comment\nsecret = 'x'\n");
+        assert!(h[0].added.contains(&1) && h[0].added.contains(&2));
     }
 }

@@ -93,10 +93,12 @@ pub fn sarif(findings: &[Finding], rules: &Rules) -> Value {
 }
 
 /// A stable id for a finding that reveals nothing of its secret beyond the
-/// redacted form already shown: SHA-256 of rule, file and that form.
+/// redacted form already shown: SHA-256 of rule, file, line, commit and that
+/// form (as gitleaks: a finding that moves is a new finding).
 pub fn fingerprint(f: &Finding) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in [f.rule.as_str(), f.file.as_str(), f.redacted.as_str()] {
+    let line = f.line.to_string();
+    for part in [f.rule.as_str(), f.file.as_str(), &line, f.commit.as_deref().unwrap_or(""), f.redacted.as_str()] {
         ctx.update(part.as_bytes());
         ctx.update(&[0]);
     }

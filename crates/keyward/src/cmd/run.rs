@@ -20,7 +20,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -222,6 +221,9 @@ fn spawn(a: &RunArgs, loaded: &Loaded, token: Option<&(Zeroizing<String>, String
     for (k, v) in &loaded.vars {
         cmd.env(k, v.as_str());
     }
+    // Its own process group: a signal reaches the whole tree (`sh -c`,
+    // npm), and a terminal's Ctrl-C reaches keyward only, which passes it on once.
+    cmd.process_group(0);
     cmd.kill_on_drop(false);
     cmd.spawn().with_context(|| format!("cannot start {}", a.command[0].to_string_lossy()))
 }
@@ -234,16 +236,9 @@ async fn mint(c: &Client, ttl: &str, addr: &str) -> Result<(Zeroizing<String>, S
 
 fn send(child: &tokio::process::Child, sig: Signal) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = kill(Pid::from_raw(pid), sig);
+        // The child leads its own group: signal every process in it.
+        let _ = kill(Pid::from_raw(-pid), sig);
     }
-}
-
-/// True when `sig` most likely came from our terminal, which sent it to the
-/// child too (same foreground process group): not forwarded twice.
-fn from_terminal(sig: Signal) -> bool {
-    matches!(sig, Signal::SIGINT | Signal::SIGQUIT)
-        && std::io::stdin().is_terminal()
-        && nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == nix::unistd::getpgrp())
 }
 
 fn code_of(status: std::process::ExitStatus) -> u8 {
@@ -304,9 +299,7 @@ pub async fn run(a: RunArgs, conn: &Connection) -> Result<u8> {
         tokio::select! {
             status = child.wait() => return Ok(code_of(status.context("waiting for the command")?)),
             Some(sig) = rx.recv() => {
-                if !from_terminal(sig) {
-                    send(&child, sig);
-                }
+                send(&child, sig);
             }
             _ = tick.tick(), if a.watch => {
                 let news = match changed(&c, &loaded.versions).await {
@@ -327,7 +320,10 @@ pub async fn run(a: RunArgs, conn: &Connection) -> Result<u8> {
                     eprintln!("keyward run: {path} is at version {v}: restarting the command");
                 }
                 if let Some(ttl) = &a.token_ttl {
-                    token = Some(mint(&c, ttl, &conn.addr).await?);
+                    match mint(&c, ttl, &conn.addr).await {
+                        Ok(t) => token = Some(t),
+                        Err(e) => { eprintln!("keyward run: no new token ({e:#}); the command keeps the old values"); continue; }
+                    }
                 }
                 stop(&mut child, grace).await;
                 loaded = fresh;

@@ -132,9 +132,18 @@ pub fn run(a: ScanArgs, conn: &crate::client::Connection) -> Result<u8> {
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
-    let matches = if a.server {
+    // The findings are printed even when the server cannot be asked (exit 2 then).
+    let mut server_failed = false;
+    let matches = if a.server && !r.findings.is_empty() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Some(rt.block_on(crate::cmd::scan_server::match_findings(conn, &r.findings, a.respond))?)
+        match rt.block_on(crate::cmd::scan_server::match_findings(conn, &r.findings, a.respond)) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("error: matching with the server: {e:#}");
+                server_failed = true;
+                None
+            }
+        }
     } else {
         None
     };
@@ -167,7 +176,7 @@ pub fn run(a: ScanArgs, conn: &crate::client::Connection) -> Result<u8> {
     if a.git || a.staged {
         let what = if a.git { "every commit" } else { "the staged changes" };
         eprintln!("keyward scan: {} finding(s) in {what} of {} in {secs:.2} s", r.findings.len(), paths[0].display());
-        return Ok(u8::from(!r.findings.is_empty()));
+        return Ok(if server_failed { 2 } else { u8::from(!r.findings.is_empty()) });
     }
     eprintln!(
         "keyward scan: {} finding(s) in {} file(s), {:.1} MB in {secs:.2} s; skipped {} binary and {} over {} bytes",
@@ -182,7 +191,7 @@ pub fn run(a: ScanArgs, conn: &crate::client::Connection) -> Result<u8> {
         eprintln!("keyward scan: {e}");
     }
     // An incomplete scan is an error even when it found something.
-    Ok(if !r.errors.is_empty() { 2 } else { u8::from(!r.findings.is_empty()) })
+    Ok(if !r.errors.is_empty() || server_failed { 2 } else { u8::from(!r.findings.is_empty()) })
 }
 
 fn describe_match(m: &serde_json::Value) -> String {

@@ -230,6 +230,16 @@ fn each_signal_reaches_the_command_and_its_code_comes_back() {
         r.wait_for(&format!("got {n}"));
         assert_eq!(r.code(), Some(100 + n), "SIG{sig}");
     }
+    // A command started through a shell: the signal reaches the whole group.
+    let mut r = Running::start(
+        &s,
+        &admin,
+        &["--env", "P=apps/db#password", "--", "sh", "-c", "python3 -c \"$1\"; exit $?", "sh", HANDLER],
+    );
+    r.wait_for("ready");
+    r.signal("TERM");
+    r.wait_for("got 15");
+    assert!(r.code().is_some());
     // A command that does not catch TERM dies of it: 128 + 15.
     let mut r =
         Running::start(&s, &admin, &["--env", "P=apps/db#password", "--", "sh", "-c", "echo ready; exec sleep 30"]);

@@ -205,6 +205,11 @@ fn findings_matched_with_the_server_and_answered() {
     assert!(!o.stdout.windows(bot.len()).any(|w| w == bot.as_bytes()), "the key itself is printed");
     assert_eq!(s.http("GET", "/v1/secrets/apps/x", Some(&bot), None).0, 404, "matching alone changes nothing");
 
+    // A found key never travels in the clear over a network.
+    let o = cli("http://192.0.2.1:8300", Some(&admin), &["scan", p, "--server"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("only allowed to loopback"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("keyward-access-key"), "the findings are still printed");
     // Without keys:admin the server refuses to match.
     let o = s.cli(Some(&bot), &["scan", p, "--server"], None);
     assert_eq!(o.status.code(), Some(2));

@@ -15,7 +15,11 @@ use axum::extract::{Request, State};
 use keyward_core::scope::Need;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
+
+/// The fields of an account that hold its API key's public id.
+const KEY_FIELDS: &[&str] = &["api_key", "key", "key_name", "client_id"];
 
 /// At most this many values per request.
 const MAX: usize = 10_000;
@@ -79,12 +83,20 @@ pub(crate) async fn match_found(State(state): State<AppState>, caller: Caller, r
     if !body.exchange_keys.is_empty() {
         for meta in state.secrets.list(PREFIX).await? {
             let Some(name) = account_name(&meta.path) else { continue };
+            // Only accounts the caller may read are named back to it.
+            if !caller.may(Need::SecretRead(&meta.path)) {
+                continue;
+            }
             let Ok(v) = state.secrets.read(&caller.unsealed, &meta.path, None).await else { continue };
             for (i, found) in body.exchange_keys.iter().enumerate() {
+                // The key fields only (API key, Coinbase key name, Deribit client id).
                 let hit = v.data.0.iter().any(|(f, value)| {
-                    !SECRET_FIELDS.contains(&f.as_str()) && f != "base_url" && value.expose() == found.key
+                    KEY_FIELDS.contains(&f.as_str())
+                        && !SECRET_FIELDS.contains(&f.as_str())
+                        && bool::from(value.expose().as_bytes().ct_eq(found.key.as_bytes()))
                 });
                 if hit {
+                    tracing::info!(account = name, "a scan found this account's API key");
                     accounts.push(json!({
                         "index": i,
                         "account": name,
@@ -99,7 +111,8 @@ pub(crate) async fn match_found(State(state): State<AppState>, caller: Caller, r
     }
     caller.record.detail(
         json!({"change": "scan_match", "keys": body.keys.len(), "keys_matched": keys.len(),
-               "exchange_keys": body.exchange_keys.len(), "accounts_matched": accounts.len()})
+               "exchange_keys": body.exchange_keys.len(), "accounts_matched": accounts.len(),
+               "accounts": accounts.iter().map(|a| a["account"].clone()).collect::<Vec<_>>()})
         .to_string(),
     );
     Ok(Json(json!({"keys": keys, "accounts": accounts})))
