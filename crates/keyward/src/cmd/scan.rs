@@ -95,20 +95,8 @@ pub fn run(a: ScanArgs, conn: &crate::client::Connection) -> Result<u8> {
         return Ok(0);
     }
     let started = std::time::Instant::now();
-    // A live count on a terminal; nothing when stderr is piped.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.enable_steady_tick(std::time::Duration::from_millis(120));
-        let (s2, done) = (s.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !s2.is_finished() {
-                s2.set_message(format!("scanning: {} files", done.load(std::sync::atomic::Ordering::Relaxed)));
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        });
-        s
-    });
+    let spinner = spinner(&done);
     let mut r = if a.git || a.staged {
         let findings = if a.git {
             keyward_scan::git::scan_history(&detector, &paths[0])?
@@ -147,28 +135,7 @@ pub fn run(a: ScanArgs, conn: &crate::client::Connection) -> Result<u8> {
     } else {
         None
     };
-    match a.format {
-        Format::Text => {
-            print!("{}", report::text(&r.findings));
-            for (f, m) in r.findings.iter().zip(matches.iter().flat_map(|m| m.per_finding.iter())) {
-                if let Some(m) = m {
-                    println!("{}:{}: {}", f.file, f.line, describe_match(m));
-                }
-            }
-        }
-        Format::Json => {
-            let mut v = report::json(&r.findings);
-            if let (Some(arr), Some(m)) = (v.as_array_mut(), &matches) {
-                for (f, m) in arr.iter_mut().zip(&m.per_finding) {
-                    if let Some(m) = m {
-                        f["match"] = m.clone();
-                    }
-                }
-            }
-            println!("{}", serde_json::to_string_pretty(&v)?)
-        }
-        Format::Sarif => println!("{}", serde_json::to_string_pretty(&report::sarif(&r.findings, detector.rules()))?),
-    }
+    print_findings(a.format, &r.findings, matches.as_ref(), detector.rules())?;
     for n in matches.iter().flat_map(|m| m.notes.iter()) {
         eprintln!("keyward scan: {n}");
     }
@@ -192,6 +159,53 @@ pub fn run(a: ScanArgs, conn: &crate::client::Connection) -> Result<u8> {
     }
     // An incomplete scan is an error even when it found something.
     Ok(if !r.errors.is_empty() || server_failed { 2 } else { u8::from(!r.findings.is_empty()) })
+}
+
+/// A live count of files on a terminal; nothing when stderr is piped.
+fn spinner(done: &std::sync::Arc<std::sync::atomic::AtomicU64>) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(std::time::Duration::from_millis(120));
+        let (s2, done) = (s.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !s2.is_finished() {
+                s2.set_message(format!("scanning: {} files", done.load(std::sync::atomic::Ordering::Relaxed)));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        s
+    })
+}
+
+fn print_findings(
+    format: Format,
+    findings: &[keyward_scan::Finding],
+    matches: Option<&crate::cmd::scan_server::Matches>,
+    rules: &Rules,
+) -> Result<()> {
+    match format {
+        Format::Text => {
+            print!("{}", report::text(findings));
+            for (f, m) in findings.iter().zip(matches.into_iter().flat_map(|m| m.per_finding.iter())) {
+                if let Some(m) = m {
+                    println!("{}:{}: {}", f.file, f.line, describe_match(m));
+                }
+            }
+        }
+        Format::Json => {
+            let mut v = report::json(findings);
+            if let (Some(arr), Some(m)) = (v.as_array_mut(), matches) {
+                for (f, m) in arr.iter_mut().zip(&m.per_finding) {
+                    if let Some(m) = m {
+                        f["match"] = m.clone();
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?)
+        }
+        Format::Sarif => println!("{}", serde_json::to_string_pretty(&report::sarif(findings, rules))?),
+    }
+    Ok(())
 }
 
 fn describe_match(m: &serde_json::Value) -> String {
