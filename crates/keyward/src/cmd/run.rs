@@ -103,7 +103,8 @@ fn var_of(prefix: &str, field: &str) -> String {
 }
 
 fn sources(a: &RunArgs) -> Result<Vec<Source>> {
-    let mut out = Vec::new();
+    // --env-from first: an explicit --env of the same variable is applied after it, and wins.
+    let mut out: Vec<Source> = a.env_from.iter().map(|p| Source::All { path: p.trim_matches('/').into() }).collect();
     for spec in &a.env {
         let Some((var, rest)) = spec.split_once('=') else { bail!("--env {spec:?}: write VAR=PATH#FIELD") };
         let Some((path, field)) = rest.rsplit_once('#') else {
@@ -116,9 +117,6 @@ fn sources(a: &RunArgs) -> Result<Vec<Source>> {
             bail!("--env {var}=…: both a path and a field are needed (VAR=PATH#FIELD)");
         }
         out.push(Source::Field { var: var.into(), path: path.trim_matches('/').into(), field: field.into() });
-    }
-    for path in &a.env_from {
-        out.push(Source::All { path: path.trim_matches('/').into() });
     }
     if out.is_empty() {
         bail!("nothing to put in the environment: give --env VAR=PATH#FIELD or --env-from PATH");
@@ -302,7 +300,11 @@ pub async fn run(a: RunArgs, conn: &Connection) -> Result<u8> {
                 send(&child, sig);
             }
             _ = tick.tick(), if a.watch => {
-                let news = match changed(&c, &loaded.versions).await {
+                // Bounded, so a hung server cannot hold back a signal for long.
+                let polled = tokio::time::timeout(Duration::from_secs(10), changed(&c, &loaded.versions))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the server did not answer within 10 s")));
+                let news = match polled {
                     Ok(n) => { warned = false; n }
                     Err(e) => {
                         // keyward being away for a moment is no reason to stop a bot.

@@ -70,6 +70,15 @@ fn secrets_reach_the_environment_and_nothing_else() {
     assert!(!s.log_text().contains(&pw), "the secret reached the server log");
     assert_on_no_disk(dir.path(), &pw);
 
+    // An explicit --env wins over --env-from for the same variable.
+    let o = run(
+        &s,
+        &admin,
+        &["--env-from", "apps/db", "--prefix", "DB_", "--env", "DB_USER=apps/db#password", "--", "python3", "-c", DUMP],
+    );
+    let env = serde_json::from_slice::<Value>(&o.stdout).unwrap()["env"].clone();
+    assert_eq!(env["DB_USER"], pw.as_str());
+
     // Kept on purpose.
     let o =
         run(&s, &admin, &["--env", "P=apps/db#password", "--keep-env", "KEYWARD_ADDR", "--", "python3", "-c", DUMP]);
