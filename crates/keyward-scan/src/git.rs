@@ -10,8 +10,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 
-/// Lines of context around each change.
-const CONTEXT: &str = "-U8";
+/// How every patch is asked for: 8 lines of context, plain text, no renames,
+/// the usual `a/`/`b/` prefixes whatever the user's settings.
+const PATCH: [&str; 6] = ["-U8", "--no-color", "--no-ext-diff", "--no-renames", "--src-prefix=a/", "--dst-prefix=b/"];
 
 /// Why history could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -136,39 +137,13 @@ fn scan_hunks(detector: &Detector, hunks: Vec<Hunk>) -> Vec<Finding> {
 
 /// Every credential any commit of any branch of `repo` added.
 pub fn scan_history(detector: &Detector, repo: &Path) -> Result<Vec<Finding>, GitError> {
-    let patch = git(
-        repo,
-        &[
-            "log",
-            "--all",
-            "-p",
-            CONTEXT,
-            "--no-color",
-            "--no-ext-diff",
-            "--no-renames",
-            "--src-prefix=a/",
-            "--dst-prefix=b/",
-            "--format=%x1ecommit %H",
-        ],
-    )?;
+    let patch = git(repo, &[&["log", "--all", "-p", "--format=%x1ecommit %H"][..], &PATCH].concat())?;
     Ok(scan_hunks(detector, parse(&patch, true)))
 }
 
 /// Every credential the staged changes of `repo` add.
 pub fn scan_staged(detector: &Detector, repo: &Path) -> Result<Vec<Finding>, GitError> {
-    let patch = git(
-        repo,
-        &[
-            "diff",
-            "--cached",
-            CONTEXT,
-            "--no-color",
-            "--no-ext-diff",
-            "--no-renames",
-            "--src-prefix=a/",
-            "--dst-prefix=b/",
-        ],
-    )?;
+    let patch = git(repo, &[&["diff", "--cached"][..], &PATCH].concat())?;
     Ok(scan_hunks(detector, parse(&patch, false)))
 }
 

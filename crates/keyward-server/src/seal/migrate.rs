@@ -95,6 +95,20 @@ impl Migrated {
     }
 }
 
+/// Refuses a share set that could not be split: the threshold is at least 2
+/// and at most the shares (rekey and migration alike).
+pub(super) fn check_share_counts(shares: u8, threshold: u8) -> Result<()> {
+    if threshold < 2 || shares < threshold {
+        return Err(Error::new(
+            Code::ShareMalformed,
+            format!(
+                "{shares} shares with a threshold of {threshold}: the threshold is at least 2 and at most the shares"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Splits `root` into a new share set, each share encrypted to its
 /// recipient when there are recipients. Answers the set id and the shares.
 pub(super) fn split_shares(
@@ -221,14 +235,7 @@ impl Barrier {
                 Ok(Migrated { kind, shares: Vec::new(), encrypted: false, key_file: None })
             }
             SealTarget::Shamir { shares, threshold, recipients } => {
-                if threshold < 2 || shares < threshold {
-                    return Err(Error::new(
-                        Code::ShareMalformed,
-                        format!(
-                            "{shares} shares with a threshold of {threshold}: the threshold is at least 2 and at most the shares"
-                        ),
-                    ));
-                }
+                check_share_counts(shares, threshold)?;
                 let (set_id, answered) = split_shares(&root, shares, threshold, &recipients)?;
                 Ok(Migrated {
                     kind: SealKind::Shamir { shares, threshold, set_id },

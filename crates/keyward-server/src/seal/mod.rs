@@ -398,14 +398,7 @@ impl Barrier {
                 }
             )));
         };
-        if threshold < 2 || shares < threshold {
-            return Err(Error::new(
-                Code::ShareMalformed,
-                format!(
-                    "{shares} shares with a threshold of {threshold}: the threshold is at least 2 and at most the shares"
-                ),
-            ));
-        }
+        migrate::check_share_counts(shares, threshold)?;
         let nonce = keyward_core::shamir::new_set_id()?;
         let progress = UnsealProgress::new(set_id, *old);
         *self.rekey.lock().map_err(|_| poisoned())? =
