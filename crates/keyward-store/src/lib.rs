@@ -4,13 +4,16 @@
 //! versions as envelope ciphertext, access keys as keyed hashes with a row
 //! MAC. It never sees a key, a plaintext secret or an access key, and so it
 //! can never log one. SQLite (WAL, synchronous writes) is the embedded
-//! default.
+//! default; PostgreSQL ([`PgStore`]) is the backend several nodes share.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod postgres;
 mod sqlite;
+mod tables;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -332,9 +335,81 @@ pub struct AuditQuery {
     pub newest: bool,
 }
 
+/// A change another node made to the shared database, heard through the
+/// backend (PostgreSQL `LISTEN/NOTIFY`, sent in the same transaction as the
+/// change). A node never hears its own changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// Access keys, order-usage counters or the key ledger moved.
+    Keys,
+    /// A secret at this path changed (written, deleted, destroyed,
+    /// promoted, rolled back or rewrapped).
+    Secret(String),
+    /// The seal record changed (term rotation, rekey, seal migration).
+    Seal,
+    /// A namespace was added.
+    Namespaces,
+    /// Changes may have been missed (the listener reconnected, or data was
+    /// restored from a snapshot): reread everything.
+    Resync,
+}
+
+impl Change {
+    /// The notification payload (without the sender's node id).
+    pub fn encode(&self) -> String {
+        match self {
+            Change::Keys => "keys".into(),
+            Change::Secret(path) => format!("secret:{path}"),
+            Change::Seal => "seal".into(),
+            Change::Namespaces => "ns".into(),
+            Change::Resync => "resync".into(),
+        }
+    }
+
+    /// Reads a payload written by [`Change::encode`]; anything else is a
+    /// [`Change::Resync`] (reread everything rather than miss a change).
+    pub fn decode(payload: &str) -> Self {
+        match payload {
+            "keys" => Change::Keys,
+            "seal" => Change::Seal,
+            "ns" => Change::Namespaces,
+            _ => match payload.strip_prefix("secret:") {
+                Some(path) => Change::Secret(path.to_string()),
+                None => Change::Resync,
+            },
+        }
+    }
+}
+
 /// The persistence interface. Every backend passes the same conformance suite.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// True for a backend several keyward nodes may share at once
+    /// (PostgreSQL): each node must then follow [`Store::changes`], take
+    /// nonces from [`Store::next_nonce`] and expect
+    /// [`StoreError::Conflict`] from [`Store::append_audit`].
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The changes other nodes make, for a shared backend (`None` for one
+    /// node alone). A lagging receiver, or a listener that lost its
+    /// connection, is followed by a [`Change::Resync`].
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+    /// The next nonce for `scope` (an exchange account): above every nonce
+    /// any node took for it and at least `floor`. Only shared backends
+    /// keep nonces; one node alone counts them in memory.
+    async fn next_nonce(&self, scope: &str, floor: u64) -> StoreResult<u64> {
+        let _ = (scope, floor);
+        Err(StoreError::Unavailable("this backend does not keep nonces".into()))
+    }
+    /// The key ledger's revision alone (cheap: the periodic resync reads it).
+    async fn ledger_rev(&self) -> StoreResult<Option<u64>> {
+        Ok(self.ledger_head().await?.map(|h| h.rev))
+    }
+
     /// Writes the seal record and the bootstrap key with the first ledger head at once; fails with
     /// [`StoreError::AlreadyInitialized`] if a seal record exists.
     async fn initialize(&self, seal: &SealRecord, bootstrap: &LedgerWrite) -> StoreResult<()>;
@@ -355,8 +430,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// read from the envelope header (`"KWE1" | term u32 BE | …`).
     async fn versions_by_term(&self) -> StoreResult<std::collections::BTreeMap<u32, u64>>;
     /// A consistent copy of the whole database, taken while others write
-    /// (SQLite: `VACUUM INTO`, one read transaction). Ciphertext stays
-    /// ciphertext: the copy holds nothing the database does not.
+    /// (SQLite: `VACUUM INTO`, one read transaction; PostgreSQL: its rows
+    /// copied in one repeatable-read transaction into a SQLite file of the
+    /// same schema, so a snapshot restores on either backend). Ciphertext
+    /// stays ciphertext: the copy holds nothing the database does not.
     async fn snapshot(&self) -> StoreResult<Vec<u8>>;
     /// What restoring `snapshot` would change for access keys: each key the
     /// current data has revoked, marked compromised or destroyed that the
@@ -433,7 +510,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// and the answer is [`StoreError::Conflict`] with the stored revision.
     async fn commit_ledger(&self, write: &LedgerWrite) -> StoreResult<()>;
 
-    /// Appends chained audit entries (and a checkpoint) in one durable transaction.
+    /// Appends chained audit entries (and a checkpoint) in one durable
+    /// transaction, only onto the stored head the first entry chains from:
+    /// otherwise [`StoreError::Conflict`] (with the stored head's sequence
+    /// number), nothing written. The head moves under a writer when another
+    /// node appended (a shared backend) or rows were edited underneath; the
+    /// writer chains the batch onto the new head and tries again, so the
+    /// nodes write one chain.
     async fn append_audit(
         &self,
         entries: &[keyward_core::audit::AuditEntry],

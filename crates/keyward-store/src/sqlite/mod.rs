@@ -7,7 +7,7 @@ use crate::{
     SecretMeta, Store, StoreError, StoreResult, VersionRecord,
 };
 use async_trait::async_trait;
-use keyward_core::audit::{AuditEntry, Checkpoint};
+use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
@@ -61,12 +61,29 @@ impl SqliteStore {
         Ok(Self { pool, dir })
     }
 
+    /// The pool, for the PostgreSQL backend's snapshots (rows copied into a
+    /// SQLite file of the current schema).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes every connection (a staged snapshot file can then be removed).
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Moves the WAL into the main file and truncates it, so overwritten
     /// pages do not linger in the log (after destroy).
     async fn checkpoint(&self) -> StoreResult<()> {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The schema versions a database of the current SQLite schema records in
+/// `_sqlx_migrations`, in order.
+pub(crate) fn migration_versions() -> Vec<i64> {
+    MIGRATOR.iter().filter(|m| !m.migration_type.is_down_migration()).map(|m| m.version).collect()
 }
 
 fn u64_of(v: i64) -> u64 {
@@ -261,7 +278,21 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock from the start, so the head read below
+        // cannot go stale before the insert (WAL would refuse the upgrade).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Only onto the stored head (rows edited underneath move it): the
+        // writer chains the batch onto what is stored and tries again.
+        if let Some(first) = entries.first() {
+            let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (seq, hash) =
+                row.map(|r| (u64_of(r.get("seq")), r.get::<Vec<u8>, _>("hash"))).unwrap_or_else(|| (0, genesis()));
+            if first.seq != seq.saturating_add(1) || first.prev_hash != hash {
+                return Err(StoreError::Conflict { current: seq });
+            }
+        }
         // Multi-row statements: one round through SQLite per 64 entries.
         for chunk in entries.chunks(64) {
             let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");

@@ -10,14 +10,11 @@ use sqlx::{Row, Sqlite, SqlitePool};
 use std::io::Write;
 use std::path::Path;
 
-/// The tables a restore replaces, parents before children. The seal record
-/// (`meta`) and the audit log are not among them: the restore keeps the
-/// current seal (shares rekeyed since stay valid) and the chain goes on.
-const RESTORED: &[&str] =
-    &["namespaces", "secrets", "secret_versions", "access_keys", "order_usage", "key_ledger", "key_ledger_parts"];
-
-/// States a restore would undo.
-const ENDED: &str = "('revoked', 'compromised', 'destroyed')";
+/// States a restore would undo, as an SQL list.
+fn ended() -> String {
+    let quoted: Vec<String> = crate::tables::ENDED_STATES.iter().map(|s| format!("'{s}'")).collect();
+    format!("({})", quoted.join(", "))
+}
 
 fn private_temp(dir: &Path) -> StoreResult<tempfile::NamedTempFile> {
     tempfile::Builder::new()
@@ -82,10 +79,11 @@ async fn detach(conn: &mut PoolConnection<Sqlite>) {
 
 pub(super) async fn revived(pool: &SqlitePool, dir: &Path, snapshot: &[u8]) -> StoreResult<Vec<RevivedKey>> {
     let (mut conn, _file) = attach(pool, dir, snapshot).await?;
+    let ended = ended();
     let rows = sqlx::query(&format!(
         "SELECT m.id, m.name, m.state AS state_now, b.state AS state_then FROM main.access_keys m \
          JOIN bk.access_keys b ON b.id = m.id \
-         WHERE m.state IN {ENDED} AND b.state NOT IN {ENDED} ORDER BY m.id"
+         WHERE m.state IN {ended} AND b.state NOT IN {ended} ORDER BY m.id"
     ))
     .fetch_all(&mut *conn)
     .await;
@@ -112,11 +110,14 @@ async fn copy_tables(conn: &mut PoolConnection<Sqlite>) -> StoreResult<()> {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut **conn).await?;
     let work = async {
         sqlx::query("PRAGMA defer_foreign_keys = ON").execute(&mut **conn).await?;
-        for t in RESTORED.iter().rev() {
-            sqlx::query(&format!("DELETE FROM main.{t}")).execute(&mut **conn).await?;
+        // Only the restored tables: the seal record (`meta`) and the audit
+        // log stay, so the current seal (shares rekeyed since stay valid)
+        // is kept and the chain goes on.
+        for t in crate::tables::restored().rev() {
+            sqlx::query(&format!("DELETE FROM main.{}", t.name)).execute(&mut **conn).await?;
         }
-        for t in RESTORED {
-            sqlx::query(&format!("INSERT INTO main.{t} SELECT * FROM bk.{t}")).execute(&mut **conn).await?;
+        for t in crate::tables::restored() {
+            sqlx::query(&format!("INSERT INTO main.{0} SELECT * FROM bk.{0}", t.name)).execute(&mut **conn).await?;
         }
         Ok::<_, StoreError>(())
     };

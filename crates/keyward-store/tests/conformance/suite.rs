@@ -1,66 +1,33 @@
-//! One conformance suite for every `Store` backend: what the server relies on.
+//! The behaviour every backend shares: each test here runs on SQLite and on
+//! PostgreSQL (see `support`).
 
-#![allow(clippy::unwrap_used)]
-
+use crate::support::{Fixture, audit_batch, boot, head, key, pending, seal, step, version};
+use keyward_core::audit::verify_chain;
 use keyward_store::{
-    KeyRecord, LedgerHead, LedgerPart, LedgerWrite, NamespaceRecord, NewVersion, OrderUsage, SealKind, SealRecord,
-    SqliteStore, Stage, Store, StoreError, StoredCiphertext,
+    AuditQuery, LedgerPart, LedgerWrite, NamespaceRecord, OrderUsage, SqliteStore, Store, StoreError, StoredCiphertext,
 };
 
-fn seal() -> SealRecord {
-    SealRecord { kind: SealKind::Keyfile, check: "00".repeat(32), created_ms: 1, active_term: 1, retired_terms: vec![] }
-}
-
-fn key(id: &str) -> KeyRecord {
-    KeyRecord {
-        id: id.into(),
-        hash: vec![id.len() as u8; 32],
-        name: "n".into(),
-        owner: None,
-        namespace: "keyward".into(),
-        policy: "{}".into(),
-        state: "active".into(),
-        created_ms: 5,
-        mac: vec![1; 32],
-        uses_remaining: None,
-        last_used_ms: None,
-        last_used_ip: None,
-    }
-}
-
-fn head(rev: u64) -> LedgerHead {
-    LedgerHead {
-        rev,
-        count: rev * 10,
-        mac: vec![7; 32],
-        parts: vec![LedgerPart { index: 0, bytes: vec![rev as u8; 40] }],
-    }
-}
-
-/// A ledger write from `from` to `from + 1` (the store checks only the revision).
-fn step(from: u64) -> LedgerWrite {
-    LedgerWrite { expected_rev: Some(from), head: head(from + 1), ..LedgerWrite::default() }
-}
-
-fn version(path: &str, v: u64, expected: u64) -> NewVersion {
-    NewVersion {
-        path: path.into(),
-        version: v,
-        expected_latest: expected,
-        stage: Stage::Current,
-        kind: None,
-        rotation_period_s: None,
-        created_ms: 10 * v as i64,
-        ciphertext: vec![v as u8; 8],
-    }
+/// The whole suite on one store, in order (each part builds on the data
+/// the one before left), then the same data through a second store.
+pub async fn whole_suite(f: &Fixture) {
+    let store = f.store();
+    conformance(store).await;
+    conformance_stages(store).await;
+    conformance_uses_and_namespaces(store).await;
+    conformance_terms(store).await;
+    conformance_snapshot(store).await;
+    // Opening it again keeps everything (durable, migrations idempotent).
+    let again = f.open_another().await;
+    assert_eq!(again.seal_record().await.unwrap().unwrap().active_term, 2);
+    assert_eq!(again.list_secrets("").await.unwrap().len(), 4);
+    assert_eq!(again.ledger_head().await.unwrap(), store.ledger_head().await.unwrap());
 }
 
 async fn conformance(store: &dyn Store) {
     // Initialisation happens once.
     assert!(store.seal_record().await.unwrap().is_none());
     assert!(store.ledger_head().await.unwrap().is_none());
-    let boot =
-        LedgerWrite { expected_rev: None, head: head(1), insert_keys: vec![key("key_boot")], ..Default::default() };
+    let boot = boot();
     store.initialize(&seal(), &boot).await.unwrap();
     assert_eq!(store.seal_record().await.unwrap(), Some(seal()));
     assert_eq!(store.ledger_head().await.unwrap(), Some(head(1)), "the first head is written with the seal");
@@ -154,10 +121,6 @@ async fn conformance(store: &dyn Store) {
     store.commit_ledger(&LedgerWrite { expected_rev: Some(3), head: h4, ..LedgerWrite::default() }).await.unwrap();
     let parts = store.ledger_head().await.unwrap().unwrap().parts;
     assert_eq!(parts, [head(3).parts[0].clone(), LedgerPart { index: 3, bytes: vec![9; 40] }]);
-}
-
-fn pending(path: &str, v: u64, expected: u64, replaces: Option<u64>) -> NewVersion {
-    NewVersion { stage: Stage::Pending { replaces }, ..version(path, v, expected) }
 }
 
 /// Staged rotation: pending versions, promotion, rollback, abandon.
@@ -276,20 +239,169 @@ async fn conformance_snapshot(store: &dyn Store) {
     assert_eq!(store.list_secrets("").await.unwrap().len(), secrets_before, "a refused restore changes nothing");
 }
 
-#[tokio::test]
-async fn sqlite_file() {
+/// The audit chain: appended in chunks, read back by query, checkpoints
+/// replaced by sequence number.
+pub async fn audit_chain(f: &Fixture) {
+    let store = f.store();
+    assert!(store.audit_head().await.unwrap().is_none());
+    let first = audit_batch(None, 100, "one");
+    let mut cp = keyward_core::audit::Checkpoint { seq: 100, hash: "aa".into(), time_ms: 5, signature: "s1".into() };
+    store.append_audit(&first, Some(&cp)).await.unwrap();
+    let head = store.audit_head().await.unwrap().unwrap();
+    assert_eq!(head, (100, first[99].hash.clone()));
+    let all = store.audit_entries(&AuditQuery { limit: 1_000, ..Default::default() }).await.unwrap();
+    assert_eq!(all, first, "read back whole, oldest first");
+    assert!(verify_chain(&all, 1, &keyward_core::audit::genesis()).is_ok());
+
+    let second = audit_batch(Some(head), 10, "two");
+    store.append_audit(&second, None).await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap().unwrap().0, 110);
+
+    let q = |q: AuditQuery| async move { store.audit_entries(&AuditQuery { limit: 1_000, ..q }).await.unwrap() };
+    let seqs = |v: Vec<keyward_core::audit::AuditEntry>| v.into_iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(q(AuditQuery { from_seq: Some(105), ..Default::default() }).await), [105, 106, 107, 108, 109, 110]);
+    let window = q(AuditQuery { since_ms: Some(1_010), until_ms: Some(1_012), ..Default::default() }).await;
+    assert_eq!(seqs(window), [11, 12, 13], "time_ms is 1000 + seq - 1");
+    let by_key = q(AuditQuery { key_id: Some("key_a".into()), ..Default::default() }).await;
+    assert!(by_key.len() == 34 + 4 && by_key.iter().all(|e| e.key_id == "key_a"), "{}", by_key.len());
+    // A prefix is a prefix: `_` and `%` are not wildcards.
+    let by_target = q(AuditQuery { target_prefix: Some("acct_two".into()), ..Default::default() }).await;
+    assert_eq!(seqs(by_target), [101, 103, 105, 107, 109]);
+    let by_pct = q(AuditQuery { target_prefix: Some("acct%".into()), ..Default::default() }).await;
+    assert_eq!(by_pct.len(), 55);
+    let denied = q(AuditQuery { decision: Some("deny".into()), ..Default::default() }).await;
+    assert!(denied.len() == 25 + 3 && denied.iter().all(|e| e.decision == "deny"));
+    let newest = store.audit_entries(&AuditQuery { limit: 3, newest: true, ..Default::default() }).await.unwrap();
+    assert_eq!(seqs(newest), [108, 109, 110], "the newest, still oldest first");
+    let oldest = store.audit_entries(&AuditQuery { limit: 2, ..Default::default() }).await.unwrap();
+    assert_eq!(seqs(oldest), [1, 2]);
+
+    // A checkpoint alone; one at a stored sequence number replaces it.
+    let later = keyward_core::audit::Checkpoint { seq: 110, hash: "bb".into(), time_ms: 6, signature: "s2".into() };
+    store.append_audit(&[], Some(&later)).await.unwrap();
+    cp.signature = "s1-again".into();
+    store.append_audit(&[], Some(&cp)).await.unwrap();
+    assert_eq!(store.audit_checkpoints().await.unwrap(), [cp, later]);
+}
+
+/// A snapshot whose schema is not the current one is refused by both
+/// restore and preview, and changes nothing.
+pub async fn snapshot_of_another_schema(f: &Fixture) {
+    let store = f.store();
+    store.initialize(&seal(), &boot()).await.unwrap();
+    store.insert_version(&version("kept", 1, 0)).await.unwrap();
+    let snap = store.snapshot().await.unwrap();
+    let future = with_extra_migration(&snap).await;
+    for refused in
+        [store.restore_snapshot(&future).await.unwrap_err(), store.snapshot_revived(&future).await.unwrap_err()]
+    {
+        assert!(matches!(&refused, StoreError::Corrupt(m) if m.contains("another schema version")), "{refused:?}");
+    }
+    let err = store.snapshot_revived(b"not a database either").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_) | StoreError::Unavailable(_)), "{err:?}");
+    if f.is_postgres() {
+        let err = store.restore_snapshot(b"not a database either").await.unwrap_err();
+        assert!(matches!(&err, StoreError::Corrupt(m) if m.contains("not a keyward database")), "{err:?}");
+    }
+    assert!(store.secret_meta("kept").await.unwrap().is_some());
+    // The untouched snapshot still restores.
+    store.insert_version(&version("later", 1, 0)).await.unwrap();
+    store.restore_snapshot(&snap).await.unwrap();
+    assert!(store.secret_meta("later").await.unwrap().is_none());
+}
+
+/// `snap` as a database that records one migration more than this build knows.
+pub async fn with_extra_migration(snap: &[u8]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
-    conformance(&store).await;
-    conformance_stages(&store).await;
-    conformance_uses_and_namespaces(&store).await;
-    conformance_terms(&store).await;
-    conformance_snapshot(&store).await;
-    // Reopening keeps everything (durable, migrations idempotent).
-    drop(store);
-    let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
-    assert_eq!(store.seal_record().await.unwrap().unwrap().active_term, 2);
-    assert_eq!(store.list_secrets("").await.unwrap().len(), 4);
+    let path = dir.path().join("future.db");
+    std::fs::write(&path, snap).unwrap();
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99999999999999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    std::fs::read(&path).unwrap()
+}
+
+/// Restoring a snapshot that holds a key since revoked names it first.
+pub async fn restore_revives(f: &Fixture) {
+    let store = f.store();
+    store.initialize(&seal(), &boot()).await.unwrap();
+    store.commit_ledger(&LedgerWrite { insert_keys: vec![key("key_x"), key("key_gone")], ..step(1) }).await.unwrap();
+    let snap = store.snapshot().await.unwrap();
+    let mut revoked = key("key_x");
+    revoked.state = "revoked".into();
+    store.commit_ledger(&LedgerWrite { update_keys: vec![revoked], ..step(2) }).await.unwrap();
+    let revived = store.snapshot_revived(&snap).await.unwrap();
+    assert_eq!(revived.len(), 1, "{revived:?}");
+    assert_eq!(
+        (revived[0].id.as_str(), revived[0].state_now.as_str(), revived[0].state_then.as_str()),
+        ("key_x", "revoked", "active")
+    );
+    store.restore_snapshot(&snap).await.unwrap();
+    assert_eq!(store.key("key_x").await.unwrap().unwrap().state, "active");
+    assert_eq!(store.ledger_head().await.unwrap(), Some(head(2)), "the ledger comes back with the keys");
+    assert_eq!(store.ledger_rev().await.unwrap(), Some(2));
+}
+
+/// Whether the backend is shared, and what only a shared one does.
+pub async fn sharing(f: &Fixture) {
+    let store = f.store();
+    assert_eq!(store.shared(), f.is_postgres());
+    assert_eq!(store.changes().is_some(), f.is_postgres());
+    assert_eq!(store.ledger_rev().await.unwrap(), None);
+    store.initialize(&seal(), &boot()).await.unwrap();
+    assert_eq!(store.ledger_rev().await.unwrap(), Some(1));
+    let nonce = store.next_nonce("binance-main", 7).await;
+    if f.is_postgres() {
+        assert_eq!(nonce.unwrap(), 7);
+        assert_eq!(store.next_nonce("binance-main", 0).await.unwrap(), 8);
+        assert_eq!(store.next_nonce("binance-main", 100).await.unwrap(), 100, "the floor wins when higher");
+        assert_eq!(store.next_nonce("other", 0).await.unwrap(), 0, "scopes count apart");
+        assert!(store.next_nonce("binance-main", u64::MAX).await.is_err(), "beyond what the store keeps");
+    } else {
+        assert!(matches!(nonce, Err(StoreError::Unavailable(_))));
+    }
+}
+
+/// Two stores writing version 1 of the same new secret at once: one wins.
+pub async fn first_version_race(f: &Fixture) {
+    let (a, b) = (f.shared(), f.open_another().await);
+    for i in 0..10 {
+        let path = format!("race/{i}");
+        let v = version(&path, 1, 0);
+        let (x, y) = tokio::join!(a.insert_version(&v), b.insert_version(&v));
+        let won = [&x, &y].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "{x:?} {y:?}");
+        let lost = if x.is_ok() { y } else { x };
+        assert!(matches!(lost, Err(StoreError::Conflict { current: 1 })), "{lost:?}");
+        assert_eq!(a.versions(&path).await.unwrap().len(), 1);
+    }
+}
+
+/// Two stores moving the ledger from the same revision: one wins, the other
+/// hears the revision it lost to.
+pub async fn ledger_race(f: &Fixture) {
+    let (a, b) = (f.shared(), f.open_another().await);
+    let first = LedgerWrite { expected_rev: None, head: head(1), ..Default::default() };
+    let (x, y) = tokio::join!(a.commit_ledger(&first), b.commit_ledger(&first));
+    assert!(x.is_ok() != y.is_ok(), "{x:?} {y:?}");
+    assert!(matches!(x.or(y), Ok(())));
+    for rev in 1..=10u64 {
+        let wa = LedgerWrite { insert_keys: vec![key(&format!("key_a{rev}"))], ..step(rev) };
+        let wb = LedgerWrite { insert_keys: vec![key(&format!("key_b{rev}"))], ..step(rev) };
+        let (x, y) = tokio::join!(a.commit_ledger(&wa), b.commit_ledger(&wb));
+        assert_eq!([&x, &y].iter().filter(|r| r.is_ok()).count(), 1, "{x:?} {y:?}");
+        let lost = if x.is_ok() { y } else { x };
+        assert!(matches!(lost, Err(StoreError::Conflict { current }) if current == rev + 1), "{lost:?}");
+    }
+    assert_eq!(a.ledger_rev().await.unwrap(), Some(11));
+    assert_eq!(b.list_keys().await.unwrap().len(), 10, "only the winners' keys");
 }
 
 #[tokio::test]
