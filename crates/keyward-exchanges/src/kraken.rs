@@ -127,6 +127,9 @@ impl Exchange for Kraken {
         CredentialCheck { method: Method::Post, path: "/0/private/Balance", query: &[], answer: AnswerShape::ErrorList }
     }
 
+    fn nonce_must_increase(&self) -> bool {
+        true
+    }
     fn key_header(&self) -> &'static str {
         "api-key"
     }

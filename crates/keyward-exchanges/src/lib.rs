@@ -151,6 +151,12 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     fn signature_binds_request(&self) -> bool {
         true
     }
+    /// True when the exchange refuses a nonce not above the last one it saw
+    /// for the key (Kraken): several keyward nodes on one database then
+    /// take the nonces of an account from one counter in the database.
+    fn nonce_must_increase(&self) -> bool {
+        false
+    }
     /// Key algorithms the exchange accepts for a key pair made by its user
     /// (`keyward account keygen`); empty when only the exchange makes keys.
     fn self_generated_keys(&self) -> &'static [KeyFamily] {

@@ -23,6 +23,7 @@ mod auth;
 mod config;
 mod error;
 mod exchange;
+mod follow;
 mod http;
 pub mod init;
 mod keys;
@@ -34,7 +35,7 @@ mod serve;
 
 pub use config::{AlertConfig, RuntimeConfig, SinkConfig, ThrottleConfig};
 pub use seal::hsm;
-pub use serve::{ConnectionLimits, ServerOptions, StartError, run};
+pub use serve::{ConnectionLimits, DatabaseUrl, ServerOptions, StartError, open_store, run};
 
 /// The OpenAPI document of the HTTP API (what `docs/openapi.json` holds).
 pub fn openapi_json() -> String {

@@ -48,6 +48,19 @@ fn marker(now: i64, signed: bool) -> AuditEntry {
     }
 }
 
+/// Replaces NUL characters (a request target may carry one) before the
+/// entry is chained: PostgreSQL text cannot hold NUL, and an entry no
+/// backend can store would hold the writer, and so every request, back.
+fn no_nul(e: &mut AuditEntry) {
+    let fields =
+        [&mut e.request_id, &mut e.key_id, &mut e.ip, &mut e.action, &mut e.target, &mut e.class, &mut e.decision];
+    for f in fields.into_iter().chain([&mut e.code, &mut e.detail]) {
+        if f.contains('\0') {
+            *f = f.replace('\0', "\u{fffd}");
+        }
+    }
+}
+
 /// Failed attempts after which waiting sensitive requests are answered (refused).
 const GIVE_UP_WAITERS_AFTER: u32 = 20;
 
@@ -221,6 +234,7 @@ impl Writer {
             if e.detail.is_empty() {
                 e.detail = "{}".into();
             }
+            no_nul(e);
         }
         let end = self.seq + entries.len() as u64;
         let due = end - self.last_checkpoint_seq >= CHECKPOINT_EVERY
@@ -237,15 +251,27 @@ impl Writer {
         let started = std::time::Instant::now();
         // Keep the batch until it is written: nothing is dropped.
         let mut attempts = 0u32;
+        let mut lost_races = 0u32;
         while let Err(e) = self.append(&entries, checkpoint.as_ref()).await {
-            // The stored head may have moved (another writer, or rows edited
-            // underneath): chain the batch onto what is stored.
+            // The stored head may have moved (another node's batch, or rows
+            // edited underneath): chain the batch onto what is stored.
             if let Ok(Some((hs, hh))) = self.store.audit_head().await
                 && (hs, &hh) != (self.seq, &self.hash)
             {
                 (s, h) = Self::chain(&mut entries, hs, &hh);
                 (self.seq, self.hash) = (hs, hh);
                 checkpoint = Self::sign(session.as_deref(), s, &h, now);
+            }
+            // Another node appended first (a shared database), or rows were
+            // edited underneath (verification will name them): not an outage.
+            if let StoreError::Conflict { current } = e
+                && lost_races < 1000
+            {
+                if !self.store.shared() {
+                    tracing::warn!(current, "the stored audit head is not the one keyward wrote; chaining onto it");
+                }
+                lost_races += 1;
+                continue;
             }
             if attempts == 0 {
                 self.raise_failure(&e);

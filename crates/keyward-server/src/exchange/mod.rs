@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::seal::{Barrier, Unsealed};
 use crate::secrets::{Secrets, Version};
 use keyward_core::clock::Clock;
+use keyward_store::Store;
 use references::References;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +60,8 @@ pub(crate) struct Handles {
     pub(crate) auditor: Arc<Auditor>,
     /// Upstream latency.
     pub(crate) metrics: Arc<Metrics>,
+    /// Nonces shared by several nodes (see [`Store::next_nonce`]).
+    pub(crate) store: Arc<dyn Store>,
 }
 
 /// The exchange service.
@@ -71,6 +74,7 @@ pub(crate) struct Exchanges {
     clock: Arc<dyn Clock>,
     auditor: Arc<Auditor>,
     metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
     client: reqwest::Client,
     /// Accounts by name, with the secret version each was built from.
     accounts: RwLock<HashMap<String, Built>>,
@@ -83,7 +87,7 @@ pub(crate) struct Exchanges {
 impl Exchanges {
     /// The service; `client` is the upstream client (see [`client`]).
     pub(crate) fn new(config: ExchangeConfig, handles: Handles, client: reqwest::Client) -> Self {
-        let Handles { secrets, barrier, keys, clock, auditor, metrics } = handles;
+        let Handles { secrets, barrier, keys, clock, auditor, metrics, store } = handles;
         Self {
             config,
             secrets,
@@ -92,6 +96,7 @@ impl Exchanges {
             clock,
             auditor,
             metrics,
+            store,
             client,
             accounts: RwLock::new(HashMap::new()),
             references: References::default(),

@@ -147,7 +147,8 @@ impl Exchanges {
             ));
         }
         let a = self.authorize(caller, Via::SignApi, account, creq, overrides).await?;
-        self.admit(caller, &a).await?;
+        let admission = self.admit(caller, &a).await?;
+        let a = self.with_shared_nonce(a, &admission, overrides).await?;
         Ok(Signed::new(a))
     }
 
@@ -163,6 +164,7 @@ impl Exchanges {
     ) -> Result<Answer> {
         let a = self.authorize(caller, Via::Proxy, account, creq, Overrides::default()).await?;
         let admission = self.admit(caller, &a).await?;
+        let a = self.with_shared_nonce(a, &admission, Overrides::default()).await?;
         let decision = match self.record_decision(caller, &a).await {
             Ok(entry) => entry,
             Err(e) => {
@@ -254,6 +256,35 @@ impl Exchanges {
                 Err(e)
             }
         }
+    }
+
+    /// Several nodes on one database: an exchange that refuses a nonce not
+    /// above the last (Kraken) gets one from the account's counter in the
+    /// database, taken once the request is admitted (a refused request
+    /// moves no counter), and the request is signed again with it.
+    async fn with_shared_nonce(
+        &self,
+        mut a: Authorized,
+        admission: &Admission,
+        overrides: Overrides,
+    ) -> Result<Authorized> {
+        if !self.store.shared()
+            || !a.account.exchange.nonce_must_increase()
+            || overrides.nonce.is_some()
+            || a.class == Class::Public
+        {
+            return Ok(a);
+        }
+        let floor = (self.clock.now_ms().max(0) as u64).saturating_mul(1000);
+        let nonce = match self.store.next_nonce(&a.name, floor).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.release(admission).await;
+                return Err(e.into());
+            }
+        };
+        a.out = self.outgoing(&a.name, &a.account, a.class, &a.creq, Overrides { nonce: Some(nonce), ..overrides })?;
+        Ok(a)
     }
 
     /// The guards with reference prices, fetched from the exchange's ticker

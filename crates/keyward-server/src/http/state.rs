@@ -47,6 +47,8 @@ pub(crate) struct Services {
     pub sinks: Arc<Sinks>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The store (for following other nodes on a shared database).
+    pub store: Arc<dyn Store>,
 }
 
 impl std::ops::Deref for AppState {
@@ -88,6 +90,7 @@ impl AppState {
                 clock: clock.clone(),
                 auditor: auditor.clone(),
                 metrics: metrics.clone(),
+                store: store.clone(),
             },
             client,
         );
@@ -103,6 +106,7 @@ impl AppState {
             auditor,
             sinks,
             metrics,
+            store,
         })))
     }
 

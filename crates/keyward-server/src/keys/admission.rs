@@ -110,16 +110,19 @@ impl Keys {
         add: i64,
         cap: i64,
     ) -> Result<bool> {
-        let mut turn = self.turn().await;
-        let stored = self.store.order_usage(key_id, day).await?;
-        let used = stored.unwrap_or(0);
-        if add < 0 || used.checked_add(add).is_none_or(|total| total > cap) {
-            return Ok(false);
-        }
-        let old = stored.map(|used| OrderUsage { key_id: key_id.to_string(), day, used });
-        let new = OrderUsage { key_id: key_id.to_string(), day, used: used + add };
-        self.commit(&mut turn, unsealed, Changes { usage: vec![(old, new)], ..Changes::default() }).await?;
-        Ok(true)
+        self.retrying(|| async {
+            let mut turn = self.turn().await;
+            let stored = self.store.order_usage(key_id, day).await?;
+            let used = stored.unwrap_or(0);
+            if add < 0 || used.checked_add(add).is_none_or(|total| total > cap) {
+                return Ok(false);
+            }
+            let old = stored.map(|used| OrderUsage { key_id: key_id.to_string(), day, used });
+            let new = OrderUsage { key_id: key_id.to_string(), day, used: used + add };
+            self.commit(&mut turn, unsealed, Changes { usage: vec![(old, new)], ..Changes::default() }).await?;
+            Ok(true)
+        })
+        .await
     }
 
     /// Gives back `amount` reserved with [`Keys::reserve_notional`] for an
@@ -132,11 +135,14 @@ impl Keys {
         day: i64,
         amount: i64,
     ) -> Result<()> {
-        let mut turn = self.turn().await;
-        let Some(used) = self.store.order_usage(key_id, day).await? else { return Ok(()) };
-        let old = OrderUsage { key_id: key_id.to_string(), day, used };
-        let new = OrderUsage { used: used.saturating_sub(amount.max(0)).max(0), ..old.clone() };
-        self.commit(&mut turn, unsealed, Changes { usage: vec![(Some(old), new)], ..Changes::default() }).await
+        self.retrying(|| async {
+            let mut turn = self.turn().await;
+            let Some(used) = self.store.order_usage(key_id, day).await? else { return Ok(()) };
+            let old = OrderUsage { key_id: key_id.to_string(), day, used };
+            let new = OrderUsage { used: used.saturating_sub(amount.max(0)).max(0), ..old.clone() };
+            self.commit(&mut turn, unsealed, Changes { usage: vec![(Some(old), new)], ..Changes::default() }).await
+        })
+        .await
     }
 
     /// Rate, then a use: the whole admission of a request with nothing of its own to reserve.

@@ -263,6 +263,22 @@ impl KeyIndex {
         idx
     }
 
+    /// The index over `records` as reread from the store, each entry
+    /// taking over the live state (limiter, last use) of its entry here.
+    pub(crate) fn reloaded(&self, records: &[KeyRecord], unsealed: &Unsealed, holds: impl Fn(&str) -> bool) -> Self {
+        let mut idx = Self { default_max_age_s: self.default_max_age_s, ..Self::default() };
+        for r in records {
+            let mut e = KeyEntry::from_checked(r, unsealed, holds(&r.id)).with_max_age(self.default_max_age_s);
+            if let Some(old) = self.by_id.get(&e.id) {
+                e.take_runtime_from(old);
+            }
+            let e = Arc::new(e);
+            idx.by_hash.insert(e.hash, e.clone());
+            idx.by_id.insert(e.id.clone(), e);
+        }
+        idx
+    }
+
     /// Adds or replaces an entry. A replaced entry hands over its last use.
     pub(crate) fn upsert(&mut self, e: KeyEntry) -> Arc<KeyEntry> {
         let mut e = e.with_max_age(self.default_max_age_s);

@@ -202,6 +202,11 @@ impl Ledger {
         l
     }
 
+    /// The revision held (`None` before the first head).
+    pub(crate) fn rev(&self) -> Option<u64> {
+        self.rev
+    }
+
     /// True when the part holding `key_id` matched at unseal.
     pub(crate) fn holds(&self, key_id: &str) -> bool {
         !self.broken[part_of(key_id)]
@@ -330,6 +335,16 @@ impl Ledger {
         let head = LedgerHead { rev, count, mac: u.row_mac(&head_input(rev, count, &digest)).to_vec(), parts };
         let next = Next { rev, parts: changed, keys: Vec::new(), counters: Vec::new() };
         (next, LedgerWrite { expected_rev: self.rev, head, ..LedgerWrite::default() })
+    }
+
+    /// The write that re-signs the head as it is at revision `to` (above
+    /// the held one), every part included: after a restore, so the head
+    /// moves past the one the restore replaced.
+    pub(crate) fn jump(&self, u: &Unsealed, to: u64) -> (Next, LedgerWrite) {
+        let at = Self { rev: Some(to.saturating_sub(1)), ..self.clone() };
+        let (next, mut write) = at.head_after(u, Vec::new(), true);
+        write.expected_rev = self.rev;
+        (next, write)
     }
 
     /// Freezes the part holding `key_id` (its rows were changed behind keyward's back).

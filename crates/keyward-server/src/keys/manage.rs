@@ -308,31 +308,40 @@ impl Keys {
         unsealed: &Unsealed,
         new: NewKey,
     ) -> Result<(Arc<KeyEntry>, AccessKeySecret)> {
+        self.retrying(|| self.create_once(unsealed, &new)).await
+    }
+
+    async fn create_once(&self, unsealed: &Unsealed, new: &NewKey) -> Result<(Arc<KeyEntry>, AccessKeySecret)> {
         let mut turn = self.turn().await;
         let now = self.clock.now_ms();
         let prefix = self.namespace_prefix(&new.namespace, now).await?;
         let secret = AccessKeySecret::generate(&prefix)?;
         let uses = new.policy.uses.map(|u| u.min(i64::MAX as u64) as i64);
-        let rec = new_record(unsealed, &secret, &new.name, new.owner, &new.namespace, &new.policy, uses, now)?;
+        let owner = new.owner.clone();
+        let rec = new_record(unsealed, &secret, &new.name, owner, &new.namespace, &new.policy, uses, now)?;
         self.commit(&mut turn, unsealed, Changes { insert_keys: vec![rec.clone()], ..Changes::default() }).await?;
         let entry = self.upsert(KeyEntry::from_record(&rec, unsealed))?;
         Ok((entry, secret))
     }
 
     /// Loads a key's row, checks its MAC, applies `change`, re-MACs, stores
-    /// it and updates the index before returning.
+    /// it and updates the index before returning. `change` runs again on
+    /// the row as reread when another node changed it meanwhile.
     pub(crate) async fn change(
         &self,
         _: &Admitted,
         unsealed: &Unsealed,
         id: &str,
-        change: impl FnOnce(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
+        change: impl Fn(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
     ) -> Result<Arc<KeyEntry>> {
-        let mut turn = self.turn().await;
-        let (stored, rec) = self.changed_row(unsealed, id, change).await?;
-        self.commit(&mut turn, unsealed, Changes { update_keys: vec![(stored, rec.clone())], ..Changes::default() })
-            .await?;
-        self.upsert(KeyEntry::from_record(&rec, unsealed))
+        self.retrying(|| async {
+            let mut turn = self.turn().await;
+            let (stored, rec) = self.changed_row(unsealed, id, &change).await?;
+            let changes = Changes { update_keys: vec![(stored, rec.clone())], ..Changes::default() };
+            self.commit(&mut turn, unsealed, changes).await?;
+            self.upsert(KeyEntry::from_record(&rec, unsealed))
+        })
+        .await
     }
 
     /// Reads a key's row, checks its MAC and applies `change`: the row as
@@ -341,7 +350,7 @@ impl Keys {
         &self,
         unsealed: &Unsealed,
         id: &str,
-        change: impl FnOnce(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
+        change: impl Fn(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
     ) -> Result<(KeyRecord, KeyRecord)> {
         let stored = self.store.key(id).await?.ok_or_else(|| Error::not_found(format!("no key {id:?}")))?;
         if !unsealed.verify_row_mac(&mac_input(&stored), &stored.mac) {
@@ -384,9 +393,13 @@ impl Keys {
         old: &KeyEntry,
         grace_ms: i64,
     ) -> Result<Rolled> {
+        self.retrying(|| self.roll_once(unsealed, &old.id, grace_ms)).await
+    }
+
+    async fn roll_once(&self, unsealed: &Unsealed, old_id: &str, grace_ms: i64) -> Result<Rolled> {
         let mut turn = self.turn().await;
         let now = self.clock.now_ms();
-        let current = self.by_id(&old.id)?.ok_or_else(|| Error::not_found(format!("no key {:?}", old.id)))?;
+        let current = self.by_id(old_id)?.ok_or_else(|| Error::not_found(format!("no key {old_id:?}")))?;
         if !current.rollable(now) {
             return Err(Error::new(Code::InvalidState, ROLL_REFUSED));
         }
@@ -404,7 +417,7 @@ impl Keys {
             .changed_row(unsealed, &old.id.clone(), move |rec, p| {
                 state_change(KeyState::parse(&rec.state).unwrap_or(KeyState::Revoked), KeyState::Active, &[])?;
                 p.grace_until_ms = Some(grace_until_ms);
-                p.rolled_to = Some(new_id);
+                p.rolled_to = Some(new_id.clone());
                 Ok(())
             })
             .await?;

@@ -9,6 +9,7 @@
 //! a key after its creation answer.
 
 mod admission;
+mod follow;
 mod index;
 pub(crate) mod ledger;
 mod manage;
@@ -16,6 +17,7 @@ mod uses;
 mod verify;
 
 pub(crate) use admission::{Admitted, RateInfo};
+pub(crate) use follow::{RESYNC_EVERY, STALE_AFTER};
 pub(crate) use index::{KeyEntry, KeyIndex, mac_input};
 pub(crate) use ledger::{Changes, Ledger};
 pub(crate) use manage::{CreateKey, CreateNamespace, ROLL_REFUSED, may_manage, new_record, state_change};
@@ -53,6 +55,8 @@ pub(crate) struct Keys {
     default_max_age_s: Option<u64>,
     /// Uses waiting for the next group commit (see [`uses`]).
     use_queue: std::sync::Mutex<Vec<uses::UseRequest>>,
+    /// Other nodes on the same database (see [`follow`]).
+    follow: follow::Follow,
 }
 
 /// How the key service runs.
@@ -77,13 +81,14 @@ impl Keys {
     /// as they are instead of refusing every key.
     pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: KeysConfig) -> Self {
         Self {
-            store,
             clock,
             index: RwLock::new(KeyIndex::default()),
             ledger: tokio::sync::Mutex::new(None),
             reseal_ledger: config.reseal_ledger,
             default_max_age_s: config.default_max_age_s,
             use_queue: std::sync::Mutex::new(Vec::new()),
+            follow: follow::Follow::new(store.shared()),
+            store,
         }
     }
 
@@ -224,6 +229,12 @@ impl Keys {
                     format!("the key ledger part holding key {id} failed its check at unseal: it cannot change"),
                 ));
             }
+            Err(ledger::Refused::Stale(id)) if self.follow.shared && self.store.ledger_rev().await? != ledger.rev() => {
+                // Another node wrote since this one last read: read again.
+                tracing::debug!(key_id = %id, "the key ledger moved on another node; rereading it");
+                self.refresh_locked(turn, unsealed).await?;
+                return Err(follow::moved());
+            }
             Err(ledger::Refused::Stale(id)) => {
                 // keyward keeps serving what it last wrote; the restart check
                 // will refuse the part, and nothing is written on top of it.
@@ -247,23 +258,19 @@ impl Keys {
             Err(StoreError::Conflict { current }) => {
                 // Written by someone else, or a commit whose answer was lost:
                 // take the stored head if it still holds over the stored rows.
-                tracing::warn!(expected = ?write.expected_rev, current, "the key ledger moved; reloading it");
-                **turn = self.reread(unsealed).await;
-                Err(Error::new(Code::StoreUnavailable, "the key ledger changed during this write; try again"))
+                if self.follow.shared {
+                    tracing::debug!(expected = ?write.expected_rev, current, "the key ledger moved; rereading it");
+                } else {
+                    tracing::warn!(expected = ?write.expected_rev, current, "the key ledger moved; reloading it");
+                }
+                // Kept as it was if the reread fails: the next write conflicts and rereads again.
+                if let Err(e) = self.refresh_locked(turn, unsealed).await {
+                    tracing::warn!(error = %e.message, "could not reread the key ledger");
+                }
+                Err(follow::moved())
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    async fn reread(&self, unsealed: &Unsealed) -> Option<Ledger> {
-        let records = self.store.list_keys().await.ok()?;
-        let usage = self.store.list_order_usage().await.ok()?;
-        let head = self.store.ledger_head().await.ok()??;
-        let (l, broken) = Ledger::check(unsealed, &head, &records, &usage);
-        if let Some(broken) = broken {
-            tracing::error!(why = broken.why, parts = broken.parts.len(), "the key ledger failed its check");
-        }
-        Some(l)
     }
 
     /// Replaces the index.
@@ -284,6 +291,7 @@ impl Keys {
 
     /// The key stored under this keyed hash.
     pub(crate) fn by_hash(&self, hash: &[u8; 32]) -> Result<Option<Arc<KeyEntry>>> {
+        self.follow.check()?;
         Ok(self.index.read().map_err(|_| poisoned())?.by_hash(hash))
     }
 

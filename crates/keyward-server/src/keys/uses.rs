@@ -5,7 +5,7 @@
 //! writes every queued use and answers each one, so a request that finds
 //! its answer already there returns at once.
 
-use super::{Changes, Keys, Turn};
+use super::{Changes, Keys, Turn, follow};
 use crate::error::{Error, Result};
 use crate::seal::Unsealed;
 use keyward_core::decision::DenyReason;
@@ -57,7 +57,7 @@ impl Keys {
             by_key.entry(r.key_id).or_default().push(r.answer);
         }
         let mut changes = Changes::default();
-        let mut granted: Vec<(oneshot::Sender<Result<i64>>, i64)> = Vec::new();
+        let mut granted: Vec<(String, oneshot::Sender<Result<i64>>, i64)> = Vec::new();
         for (id, answers) in by_key {
             let stored = match self.store.key(&id).await {
                 Ok(Some(row)) => row,
@@ -77,7 +77,7 @@ impl Keys {
                     let _ = a.send(Err(exhausted()));
                 } else {
                     left -= 1;
-                    granted.push((a, left));
+                    granted.push((id.clone(), a, left));
                 }
             }
             if Some(left) != stored.uses_remaining {
@@ -90,8 +90,15 @@ impl Keys {
         }
         // One write for every key in the batch: all granted, or none.
         match self.commit(turn, unsealed, changes).await {
-            Ok(()) => granted.into_iter().for_each(|(a, left)| drop(a.send(Ok(left)))),
-            Err(e) => granted.into_iter().for_each(|(a, _)| drop(a.send(Err(e.clone())))),
+            Ok(()) => granted.into_iter().for_each(|(_, a, left)| drop(a.send(Ok(left)))),
+            // Another node spent or changed one of these keys meanwhile: the
+            // rows were reread; the uses wait for the next turn, counted again.
+            Err(e) if follow::is_moved(&e) => {
+                if let Ok(mut q) = self.use_queue.lock() {
+                    q.extend(granted.into_iter().map(|(key_id, answer, _)| UseRequest { key_id, answer }));
+                }
+            }
+            Err(e) => granted.into_iter().for_each(|(_, a, _)| drop(a.send(Err(e.clone())))),
         }
     }
 }

@@ -324,6 +324,26 @@ impl Barrier {
         Ok(())
     }
 
+    /// Another node changed the seal record (a term rotated or retired):
+    /// puts in force a session over the same root key built for the record
+    /// as stored, so this node encrypts under the same term. A record of
+    /// another root key (the data was re-initialised) answers `sealed`:
+    /// the caller seals this node.
+    pub(crate) async fn follow_record(&self) -> Result<()> {
+        let Ok(current) = self.unsealed() else { return Ok(()) };
+        let record = self.record().await?;
+        let check = keyward_core::keyring::hex_decode(&record.check).unwrap_or_default();
+        if !current.keyring.root().matches_check(&check) {
+            tracing::error!("the seal record in the database belongs to another root key: sealing");
+            return Err(Error::sealed());
+        }
+        if record.active_term != current.active_term() || !record.retired_terms.is_empty() {
+            self.replace_session(&current, &record)?;
+            tracing::info!(term = record.active_term, "keyring terms follow the seal record another node wrote");
+        }
+        Ok(())
+    }
+
     /// Re-encrypts up to `limit` secret versions written under an older
     /// term with the active one, each replaced only if unchanged since it
     /// was read. Each batch is one durable transaction, so a rewrap stopped

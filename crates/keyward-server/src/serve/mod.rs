@@ -13,16 +13,21 @@ use std::sync::Arc;
 
 mod conn;
 mod frames;
+mod storage;
 
 pub use conn::ConnectionLimits;
+pub use storage::{DatabaseUrl, open_store};
 
 /// How to run the server.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// In memory, auto-unsealed, for trying things out.
     pub dev: bool,
-    /// The data directory.
+    /// The data directory (the SQLite database; the default unseal key
+    /// file sits beside it).
     pub data_dir: PathBuf,
+    /// A PostgreSQL database instead of the SQLite file: several nodes may share it.
+    pub database_url: Option<DatabaseUrl>,
     /// Where the unseal key file is (default: beside the data directory).
     pub unseal_key_file: Option<PathBuf>,
     /// Address to listen on.
@@ -97,6 +102,10 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
         let router = crate::http::metrics_app(state.clone());
         let limits = opts.connections;
         tokio::spawn(conn::serve(l, router, None, limits, std::future::pending()));
+    }
+    if let Some(changes) = state.store.changes() {
+        banner.push_str("keyward: the database is shared: this node follows the changes other nodes make\n");
+        tokio::spawn(crate::follow::run(state.clone(), changes));
     }
     let checker = state.clone();
     tokio::spawn(async move {
@@ -186,11 +195,12 @@ async fn open_dev(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Res
 }
 
 async fn open_data(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Result<(AppState, String), StartError> {
-    init::ensure_data_dir(&opts.data_dir).map_err(err)?;
     let key_file = opts.unseal_key_file.clone().unwrap_or_else(|| init::default_key_file(&opts.data_dir));
-    let db = init::database_file(&opts.data_dir);
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&db).await.map_err(|e| StartError(format!("cannot open {}: {e}", db.display())))?);
+    let store = open_store(opts.database_url.as_ref(), &opts.data_dir).await?;
+    let data = match &opts.database_url {
+        Some(url) => format!("the PostgreSQL database {}", url.redacted()),
+        None => opts.data_dir.display().to_string(),
+    };
     let mut banner = String::new();
     let record = match store.seal_record().await.map_err(err)? {
         Some(r) => r,
@@ -199,12 +209,11 @@ async fn open_data(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Re
                 .await
                 .map_err(err)?;
             banner = format!(
-                "keyward: initialised new data in {}\n\
+                "keyward: initialised new data in {data}\n\
                  Unseal key file: {} (mode 0600, beside the data directory, not inside it)\n\
                  WARNING: anyone who can read both the unseal key file and the data can read every secret.\n\
                  In production, initialise with Shamir shares (keyward operator init --shares 5 --threshold 3) or an HSM.\n\n\
                  Bootstrap admin key (shown once; it holds every scope, keep it safe):\n\n    export KEYWARD_TOKEN={}\n\n",
-                opts.data_dir.display(),
                 key_file.display(),
                 out.admin_key.expose()
             );
@@ -218,9 +227,8 @@ async fn open_data(opts: &ServerOptions, manual: Option<Arc<ManualClock>>) -> Re
             let root = init::read_key_file(&key_file).map_err(err)?;
             if !root.matches_check(&keyward_core::keyring::hex_decode(&record.check).unwrap_or_default()) {
                 return Err(StartError(format!(
-                    "the unseal key file {} does not belong to the data in {}",
+                    "the unseal key file {} does not belong to the data in {data}",
                     key_file.display(),
-                    opts.data_dir.display()
                 )));
             }
             state.unseal(root, &record).await.map_err(|e| err(e.message))?;

@@ -74,8 +74,14 @@ pub(crate) async fn restore(State(state): State<AppState>, caller: Caller, req: 
     super::record_change(&state, &caller, None, decided.to_string()).await?;
     caller.record.detail(json!({"change": "restored", "backup_created_ms": header.created_ms}).to_string());
     let _transition = state.barrier.transition().await;
+    let held = state.keys.rev().await;
     state.barrier.restore(&snapshot).await?;
     state.reload().await?;
+    // The restored ledger head moves past the one it replaced, so other
+    // nodes on a shared database take it (they refuse a head going back).
+    if let Some(held) = held {
+        state.keys.advance_past(&*state.barrier.unsealed()?, held).await?;
+    }
     tracing::warn!(backup = %rfc3339(header.created_ms), revived = ids.len(), "restored a backup");
     out["restored"] = json!(true);
     Ok(Json(out))
