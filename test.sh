@@ -3,7 +3,8 @@
 # tests that start the real keyward binary), including ccxt trading through
 # the proxy against the fake exchange. Installs ccxt from PyPI into
 # .venv-test on first use, and SoftHSM2 (Debian's softhsm2, for the HSM
-# seal's tests) when it is missing. Extra arguments go to `cargo test`.
+# seal's tests) and PostgreSQL (Debian's postgresql) when they are missing.
+# Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")"
 venv=.venv-test
@@ -30,5 +31,41 @@ if [ ! -s "$sarif_schema" ]; then
   rm -rf "$tmp"
 fi
 export KEYWARD_TEST_SARIF_SCHEMA="$sarif_schema"
+# PostgreSQL (Debian's postgresql): a throw-away server on a free loopback
+# port with one database for this run, stopped and removed when the tests
+# end. The conformance suite and the multi-node tests run against it; with
+# KEYWARD_TEST_BACKEND=postgres every integration test does.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/pg_ctl" ] || ! command -v psql >/dev/null; then
+  echo "== installing PostgreSQL (first run only)"
+  sudo_=""
+  [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq postgresql >/dev/null
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+fi
+pg_dir=$(mktemp -d /tmp/keyward-test-pg.XXXXXX)
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres "$pg_dir"
+  as_pg=(runuser -u postgres --)
+fi
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+stop_pg() {
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$pg_dir"
+}
+trap stop_pg EXIT
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U keyward --no-sync >"$pg_dir/initdb.log" 2>&1 \
+  || { cat "$pg_dir/initdb.log"; exit 1; }
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
+  -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=400" start >/dev/null
+pg_db="keyward_test_$$"
+psql "postgres://keyward@127.0.0.1:$pg_port/postgres" -qAtc "CREATE DATABASE $pg_db"
+export KEYWARD_TEST_DATABASE_URL="postgres://keyward@127.0.0.1:$pg_port/$pg_db"
+export KEYWARD_REQUIRE_POSTGRES=1
+export KEYWARD_TEST_PG_BIN="$pg_bin"
 export KEYWARD_TEST_PYTHON="$PWD/$venv/bin/python"
 cargo test --workspace --locked "$@"
+echo "== the integration tests again, with the data in PostgreSQL"
+KEYWARD_TEST_BACKEND=postgres cargo test -p keyward --test it --locked "$@"

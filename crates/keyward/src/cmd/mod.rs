@@ -3,6 +3,7 @@
 pub mod account;
 pub mod audit;
 mod backup;
+pub mod database;
 pub mod key;
 pub mod operator;
 pub mod rotation;

@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 use keyward_core::clock::{Clock, SystemClock};
 use keyward_core::custody;
 use keyward_server::init::{self, SealChoice};
-use keyward_store::SqliteStore;
 use reqwest::Method;
 use serde_json::json;
 use std::io::{BufRead, IsTerminal};
@@ -168,6 +167,9 @@ pub struct InitArgs {
     /// Data directory to initialise.
     #[arg(long, env = "KEYWARD_DATA", default_value = "./keyward-data")]
     data: PathBuf,
+    /// Initialise a PostgreSQL database instead (then start each node with the same URL).
+    #[command(flatten)]
+    database: crate::cmd::database::DatabaseArgs,
     /// Number of Shamir shares to print.
     #[arg(long, requires = "threshold", conflicts_with = "unseal_key_file")]
     shares: Option<u8>,
@@ -263,9 +265,8 @@ async fn init_local(a: InitArgs) -> Result<()> {
             );
         }
     }
-    init::ensure_data_dir(&a.data)?;
-    let db = init::database_file(&a.data);
-    let store = SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?;
+    let url = a.database.url(&Default::default())?;
+    let store = keyward_server::open_store(url.as_ref(), &a.data).await?;
     let recipients = custody::parse_recipients(&a.share_recipients)?;
     if !recipients.is_empty() && Some(recipients.len()) != a.shares.map(usize::from) {
         bail!(
@@ -274,7 +275,7 @@ async fn init_local(a: InitArgs) -> Result<()> {
             a.shares.unwrap_or(0)
         );
     }
-    let out = init::initialize(&store, &choice, SystemClock.now_ms()).await?;
+    let out = init::initialize(store.as_ref(), &choice, SystemClock.now_ms()).await?;
     let mut shares: Vec<Zeroizing<String>> = out.shares.iter().map(|s| s.encode()).collect();
     if !recipients.is_empty() {
         shares = shares

@@ -34,6 +34,8 @@ pub struct ServerArgs {
     /// Data directory [default: ./keyward-data].
     #[arg(long, env = "KEYWARD_DATA")]
     data: Option<PathBuf>,
+    #[command(flatten)]
+    database: crate::cmd::database::DatabaseArgs,
     /// Unseal key file [default: the data directory's name + .unseal.key, beside it].
     #[arg(long, env = "KEYWARD_UNSEAL_KEY_FILE")]
     unseal_key_file: Option<PathBuf>,
@@ -178,6 +180,8 @@ struct FileConfig {
     idle_timeout: Option<String>,
     #[serde(default)]
     auth_throttle: ThrottleFile,
+    #[serde(default)]
+    storage: crate::cmd::database::StorageFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,6 +321,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
     let opts = ServerOptions {
         dev: a.dev,
         data_dir: a.data.or(file.data).unwrap_or_else(|| PathBuf::from("./keyward-data")),
+        database_url: a.database.url(&file.storage)?,
         unseal_key_file: a.unseal_key_file.or(file.unseal_key_file),
         listen: a.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8300".into()),
         tls_cert: a.tls_cert.or(file.tls_cert),

@@ -250,6 +250,9 @@ fn a_platform_namespace_cannot_take_keywards_own_prefixes() {
 
 #[test]
 fn deleted_checkpoints_are_named() {
+    if crate::pg::sqlite_only() {
+        return;
+    }
     const T0: i64 = 1_900_000_000_000;
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &["--test-clock"]);

@@ -63,6 +63,12 @@ fn start_with(dir: &Path, extra: &[&str], nofile: Option<u32>, env: &[(&str, Opt
             c
         }
     };
+    if !extra.contains(&"--dev")
+        && !env.iter().any(|(k, _)| *k == "KEYWARD_DATABASE_URL")
+        && let Some(url) = crate::pg::database_for(&data)
+    {
+        cmd.env("KEYWARD_DATABASE_URL", url);
+    }
     for (k, v) in env {
         match v {
             Some(v) => cmd.env(k, v),
@@ -267,7 +273,9 @@ pub fn operator_init(dir: &Path, args: &[&str]) -> Value {
     let data = dir.join("keyward-data");
     let mut all = vec!["operator", "init", "--data", data.to_str().unwrap(), "--json"];
     all.extend_from_slice(args);
-    let o = cli("http://127.0.0.1:1", None, &all, None);
+    let url = crate::pg::database_for(&data);
+    let env: Vec<(&str, &str)> = url.iter().map(|u| ("KEYWARD_DATABASE_URL", u.as_str())).collect();
+    let o = cli_env("http://127.0.0.1:1", None, &all, None, &env);
     assert!(o.status.success(), "init failed: {}", stderr(&o));
     serde_json::from_slice(&o.stdout).unwrap()
 }

@@ -8,6 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 
 #[test]
 fn embedded_default_creates_data_and_a_key_file_beside_it() {
+    if crate::pg::sqlite_only() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &[]);
     assert!(s.banner.contains("Shamir"), "warning missing: {}", s.banner);
