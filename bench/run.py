@@ -115,12 +115,12 @@ def wrk(url, script, conns):
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_2xx": int(errors.group(1)) if errors else 0}
 
 
-def setup_keyward(binary=KEYWARD, name="kw"):
+def setup_keyward(binary=KEYWARD, name="kw", env=None):
     port = free_port()
     base = "http://127.0.0.1:%d" % port
     out = open(os.path.join(WORK, name + ".out"), "w+")
     p, startup = start([binary, "server", "--data", os.path.join(WORK, name + "-data"), "--listen", "127.0.0.1:%d" % port, "--log", "warn"],
-                       base + "/v1/sys/health", stdout=out)
+                       base + "/v1/sys/health", env=env, stdout=out)
     time.sleep(0.3)
     out.seek(0)
     admin = re.search(r"KEYWARD_TOKEN=(kw_\w+)", out.read()).group(1)

@@ -267,17 +267,19 @@ pub async fn run(a: RunArgs, conn: &Connection) -> Result<u8> {
         Some(ttl) => Some(mint(&c, ttl, &conn.addr).await?),
         None => None,
     };
-    let mut child = spawn(&a, &loaded, token.as_ref())?;
     let kinds = [
         (SignalKind::interrupt(), Signal::SIGINT),
         (SignalKind::terminate(), Signal::SIGTERM),
         (SignalKind::hangup(), Signal::SIGHUP),
         (SignalKind::quit(), Signal::SIGQUIT),
     ];
+    // Listening before the child starts: a signal sent once it runs is
+    // never the default action's (keyward dying, the child left behind).
     let mut streams = Vec::new();
     for (k, s) in kinds {
         streams.push((signal(k).context("cannot listen for signals")?, s));
     }
+    let mut child = spawn(&a, &loaded, token.as_ref())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (mut stream, sig) in streams {
         let tx = tx.clone();
