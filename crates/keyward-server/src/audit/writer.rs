@@ -11,7 +11,7 @@
 
 use super::Sinks;
 use crate::alerts::Alert;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::metrics::Metrics;
 use crate::seal::{Barrier, Unsealed};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis, sign_checkpoint};
@@ -73,6 +73,8 @@ pub(crate) struct Auditor {
     tx: mpsc::UnboundedSender<Queued>,
     store: Arc<dyn Store>,
     healthy: Arc<AtomicBool>,
+    /// The last failure was the database itself (not the audit log alone).
+    store_down: Arc<AtomicBool>,
     queued: Arc<AtomicU64>,
     /// Test hook (test-clock servers only): make every write fail.
     fail_writes: Arc<AtomicBool>,
@@ -93,6 +95,7 @@ impl Auditor {
             tx,
             store: store.clone(),
             healthy: Arc::new(AtomicBool::new(true)),
+            store_down: Arc::new(AtomicBool::new(false)),
             queued: Arc::new(AtomicU64::new(0)),
             fail_writes: Arc::new(AtomicBool::new(false)),
         });
@@ -103,6 +106,7 @@ impl Auditor {
             sinks,
             metrics,
             healthy: a.healthy.clone(),
+            store_down: a.store_down.clone(),
             queued: a.queued.clone(),
             fail_writes: a.fail_writes.clone(),
             seq: 0,
@@ -114,9 +118,25 @@ impl Auditor {
         a
     }
 
-    /// Refuses with `audit_unavailable` while the log cannot be written.
+    /// Refuses while the log cannot be written: `store_unavailable` when the
+    /// database cannot be reached, `audit_unavailable` when the log alone fails.
     pub(crate) fn check(&self) -> Result<()> {
-        if self.healthy.load(Ordering::Acquire) { Ok(()) } else { Err(Error::audit_unavailable()) }
+        if self.healthy.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        Err(self.refusal())
+    }
+
+    fn refusal(&self) -> Error {
+        if self.store_down.load(Ordering::Acquire) {
+            Error::new(
+                Code::StoreUnavailable,
+                "the database cannot be reached, so the audit log cannot be written: keyward refuses every request until it can",
+            )
+            .retry_after(1)
+        } else {
+            Error::audit_unavailable()
+        }
     }
 
     /// Entries waiting for the writer.
@@ -138,6 +158,7 @@ impl Auditor {
         // The writer answers once written, or false once it gave up waiting for the store.
         match tokio::time::timeout(Duration::from_secs(10), rx).await {
             Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) | Err(_) if self.store_down.load(Ordering::Acquire) => Err(self.refusal()),
             _ => Err(Error::audit_unavailable()),
         }
     }
@@ -166,6 +187,7 @@ struct Writer {
     sinks: Arc<Sinks>,
     metrics: Arc<Metrics>,
     healthy: Arc<AtomicBool>,
+    store_down: Arc<AtomicBool>,
     queued: Arc<AtomicU64>,
     fail_writes: Arc<AtomicBool>,
     seq: u64,
@@ -203,6 +225,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the audit log head; retrying");
+                    self.store_down.store(true, Ordering::Release);
                     self.healthy.store(false, Ordering::Release);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -276,6 +299,8 @@ impl Writer {
             if attempts == 0 {
                 self.raise_failure(&e);
             }
+            let hooked = self.fail_writes.load(Ordering::Acquire);
+            self.store_down.store(matches!(e, StoreError::Unavailable(_)) && !hooked, Ordering::Release);
             self.healthy.store(false, Ordering::Release);
             attempts += 1;
             // Sensitive requests waiting on this batch get their answer (refused).
