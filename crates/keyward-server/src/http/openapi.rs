@@ -178,7 +178,13 @@ pub(crate) const ROUTES: &[Route] = &[
     .sensitive()
     .body("MatchRequest")
     .ok(200, None, "{keys: [{index, key_id, name, owner, namespace, state}], accounts: [{index, account, path, type, exchange, version}]}"),
-    route("GET", "/v1/sys/status", "sys", "Health plus the keyring terms (and what each encrypts) and key count", "sys:admin"),
+    route(
+        "GET",
+        "/v1/sys/status",
+        "sys",
+        "Health plus the keyring terms (and what each encrypts), key count and storage (backend, shared, key-ledger revision)",
+        "sys:admin",
+    ),
     route("GET", "/v1/secrets", "secrets", "List secrets the key may read or write", "any secret: scope")
         .query(&[("prefix", "only paths starting with this")]),
     route(

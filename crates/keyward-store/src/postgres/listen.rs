@@ -6,6 +6,11 @@
 //! is retried forever with a backoff of at most a second. The task ends
 //! when the store's last clone is dropped (its stop signal resolves) or the
 //! pool is closed.
+//!
+//! A connection can also die without saying so (a network cut with no
+//! reset): every [`PING_EVERY`] the listener sends itself a `ping` through
+//! the pool, and when it has not heard its own ping for [`DEAF_AFTER`] it
+//! takes the connection for dead, reconnects and sends a resync.
 
 use super::CHANNEL;
 use crate::Change;
@@ -18,6 +23,15 @@ use tokio::sync::{broadcast, oneshot};
 /// The longest wait between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How often the listener pings itself.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// A listener that has not heard its own ping for this long is deaf.
+const DEAF_AFTER: Duration = Duration::from_secs(3);
+
+/// The payload of a ping (never a change).
+const PING: &str = "ping";
+
 /// A listener on the channel, on a connection of `pool`.
 pub(super) async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
@@ -29,6 +43,7 @@ pub(super) async fn subscribe(pool: &PgPool) -> Result<PgListener, sqlx::Error> 
 fn heard(payload: &str, node: &str) -> Option<Change> {
     match payload.split_once('|') {
         Some((from, _)) if from == node => None,
+        Some((_, PING)) => None,
         Some((_, change)) => Some(Change::decode(change)),
         // Not one of ours: reread everything rather than miss a change.
         None => Some(Change::Resync),
@@ -43,13 +58,28 @@ pub(super) async fn run(
     out: broadcast::Sender<Change>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let ping = format!("{node}|{PING}");
     loop {
+        let mut tick = tokio::time::interval(PING_EVERY);
+        let mut last_pong = tokio::time::Instant::now();
         loop {
             let next = tokio::select! {
                 _ = &mut stop => return,
                 next = listener.try_recv() => next,
+                _ = tick.tick() => {
+                    if last_pong.elapsed() > DEAF_AFTER {
+                        break;
+                    }
+                    let (pool, ping) = (pool.clone(), ping.clone());
+                    tokio::spawn(async move {
+                        let send = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(ping).execute(&pool);
+                        let _ = tokio::time::timeout(PING_EVERY, send).await;
+                    });
+                    continue;
+                }
             };
             match next {
+                Ok(Some(n)) if n.payload() == ping => last_pong = tokio::time::Instant::now(),
                 Ok(Some(n)) => {
                     if let Some(change) = heard(n.payload(), &node) {
                         // No receiver is no error: nobody follows yet.
@@ -95,5 +125,6 @@ mod tests {
         assert_eq!(heard("def|keys", "abc"), Some(Change::Keys));
         assert_eq!(heard("def|secret:a|b", "abc"), Some(Change::Secret("a|b".into())));
         assert_eq!(heard("garbage", "abc"), Some(Change::Resync));
+        assert_eq!(heard("def|ping", "abc"), None, "another node's ping is no change");
     }
 }

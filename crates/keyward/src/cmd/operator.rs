@@ -267,6 +267,7 @@ async fn init_local(a: InitArgs) -> Result<()> {
     }
     let url = a.database.url(&Default::default())?;
     let store = keyward_server::open_store(url.as_ref(), &a.data).await?;
+    let data = url.as_ref().map_or_else(|| a.data.display().to_string(), |u| u.redacted());
     let recipients = custody::parse_recipients(&a.share_recipients)?;
     if !recipients.is_empty() && Some(recipients.len()) != a.shares.map(usize::from) {
         bail!(
@@ -286,7 +287,7 @@ async fn init_local(a: InitArgs) -> Result<()> {
     }
     if a.json {
         let v = json!({
-            "data": a.data.display().to_string(),
+            "data": data,
             "seal_type": match &choice { SealChoice::Shamir { .. } => "shamir", SealChoice::Pkcs11 { .. } => "pkcs11", _ => "keyfile" },
             "shares": shares.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "threshold": a.threshold,
@@ -296,7 +297,7 @@ async fn init_local(a: InitArgs) -> Result<()> {
         });
         return print_json(&v);
     }
-    println!("keyward initialised {}", a.data.display());
+    println!("keyward initialised {data}");
     match &choice {
         SealChoice::Shamir { shares: n, threshold } => {
             println!(

@@ -248,7 +248,10 @@ pub async fn run(a: ServerArgs) -> Result<()> {
     };
     let connections = connection_limits(&a, &file)?;
     let log = a.log.or(file.log).unwrap_or_else(|| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&log)
+    // PostgreSQL's notices ("relation … already exists, skipping" on every
+    // start) are not keyward's news, unless asked for.
+    let directives = if log.contains("sqlx") { log.clone() } else { format!("{log},sqlx::postgres::notice=warn") };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .with_context(|| format!("--log {log:?} is not a log filter (e.g. info, or info,keyward_server=debug)"))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 

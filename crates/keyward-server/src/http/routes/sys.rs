@@ -215,6 +215,11 @@ pub(crate) async fn status(State(state): State<AppState>, caller: Caller) -> Api
     s["active_term"] = json!(active);
     s["terms"] = terms(&state, active).await?.0;
     s["access_keys"] = json!(state.keys.count());
+    s["storage"] = json!({
+        "backend": if state.store.shared() { "postgres" } else { "sqlite" },
+        "shared": state.store.shared(),
+        "key_ledger_rev": state.keys.rev().await,
+    });
     match &state.barrier.record().await?.kind {
         SealKind::Keyfile => {
             if let Some(f) = &state.config.unseal_key_file {
