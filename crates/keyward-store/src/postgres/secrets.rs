@@ -175,78 +175,61 @@ pub(super) async fn insert(pool: &PgPool, node: &str, vs: &[NewVersion]) -> Stor
 
 /// One version inside a transaction: `Ok(Err(Conflict))` when the version
 /// check fails (nothing was changed), `Err` when the transaction must abort.
+///
+/// One statement, one round trip: the metadata change (which locks the
+/// row, or for a new secret makes a concurrent insert of the same path wait
+/// and then do nothing) and the version row go together, and the metadata
+/// comes back as changed. Nothing matched: the version check failed.
 async fn insert_one(tx: &mut PgConnection, v: &NewVersion) -> StoreResult<StoreResult<SecretMeta>> {
     let version = v.version as i64;
-    // The first statement locks the metadata row (or, for a new secret,
-    // makes a concurrent insert of the same path wait and then do nothing).
-    let changed = match (&v.stage, v.expected_latest) {
-        (stage, 0) => {
-            let (current, pending) = match stage {
-                Stage::Current => (version, None),
-                Stage::Pending { .. } => (0, Some(version)),
-            };
-            sqlx::query(
-                "INSERT INTO secrets (path, kind, current_version, latest_version, pending_version, created_ms,
-                 updated_ms, rotation_period_s) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (path) DO NOTHING",
-            )
-            .bind(&v.path)
-            .bind(&v.kind)
-            .bind(current)
-            .bind(version)
-            .bind(pending)
-            .bind(v.created_ms)
-            .bind(v.created_ms)
-            .bind(v.rotation_period_s)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        }
-        (Stage::Current, expected) => sqlx::query(
-            "UPDATE secrets SET previous_version = NULLIF(current_version, 0), current_version = $1,
-             latest_version = $1, updated_ms = $2, kind = COALESCE($3, kind),
-             rotation_period_s = COALESCE($4, rotation_period_s)
-             WHERE path = $5 AND latest_version = $6 AND pending_version IS NULL",
-        )
-        .bind(version)
-        .bind(v.created_ms)
-        .bind(&v.kind)
-        .bind(v.rotation_period_s)
-        .bind(&v.path)
-        .bind(expected as i64)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected(),
-        (Stage::Pending { replaces }, expected) => sqlx::query(
-            "UPDATE secrets SET pending_version = $1, latest_version = $1, kind = COALESCE($2, kind),
-             rotation_period_s = COALESCE($3, rotation_period_s)
-             WHERE path = $4 AND latest_version = $5 AND pending_version IS NOT DISTINCT FROM $6",
-        )
-        .bind(version)
-        .bind(&v.kind)
-        .bind(v.rotation_period_s)
-        .bind(&v.path)
-        .bind(expected as i64)
-        .bind(replaces.map(|r| r as i64))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected(),
+    let (change, replaces) = match (&v.stage, v.expected_latest) {
+        (_, 0) => (
+            "INSERT INTO secrets (path, kind, current_version, latest_version, pending_version, created_ms,
+             updated_ms, rotation_period_s)
+             VALUES ($1, $3, CASE WHEN $6 THEN 0 ELSE $2 END, $2, CASE WHEN $6 THEN $2 END, $4, $4, $5)
+             ON CONFLICT (path) DO NOTHING",
+            None,
+        ),
+        (Stage::Current, _) => (
+            "UPDATE secrets SET previous_version = NULLIF(current_version, 0), current_version = $2,
+             latest_version = $2, updated_ms = $4, kind = COALESCE($3, kind),
+             rotation_period_s = COALESCE($5, rotation_period_s)
+             WHERE path = $1 AND latest_version = $7 AND pending_version IS NULL AND NOT $6",
+            None,
+        ),
+        (Stage::Pending { replaces }, _) => (
+            "UPDATE secrets SET pending_version = $2, latest_version = $2, kind = COALESCE($3, kind),
+             rotation_period_s = COALESCE($5, rotation_period_s)
+             WHERE path = $1 AND latest_version = $7 AND pending_version IS NOT DISTINCT FROM $8 AND $6",
+            *replaces,
+        ),
     };
-    if changed == 0 {
+    let sql = format!(
+        "WITH m AS ({change} RETURNING {COLS}),
+         v AS (INSERT INTO secret_versions (path, version, created_ms, ciphertext) SELECT path, $2, $4, $9 FROM m)
+         SELECT {COLS} FROM m"
+    );
+    let row = sqlx::query(&sql)
+        .bind(&v.path)
+        .bind(version)
+        .bind(&v.kind)
+        .bind(v.created_ms)
+        .bind(v.rotation_period_s)
+        .bind(matches!(v.stage, Stage::Pending { .. }))
+        .bind(v.expected_latest as i64)
+        .bind(replaces.map(|r| r as i64))
+        .bind(&v.ciphertext)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
         let latest = meta(&mut *tx, &v.path).await?.map(|m| m.latest_version).unwrap_or(0);
         return Ok(Err(StoreError::Conflict { current: latest }));
-    }
-    if let Stage::Pending { replaces: Some(old) } = v.stage {
+    };
+    if let Some(old) = replaces {
         // The pending version this one replaces was never used: it goes for good.
         destroy_in(tx, &v.path, &[old]).await?;
     }
-    sqlx::query("INSERT INTO secret_versions (path, version, created_ms, ciphertext) VALUES ($1, $2, $3, $4)")
-        .bind(&v.path)
-        .bind(version)
-        .bind(v.created_ms)
-        .bind(&v.ciphertext)
-        .execute(&mut *tx)
-        .await?;
-    Ok(meta(&mut *tx, &v.path).await?.ok_or(StoreError::NotFound))
+    Ok(Ok(meta_of(&row)))
 }
 
 /// Destroys versions under the metadata row's lock: the ciphertext goes

@@ -60,7 +60,10 @@ fn a_change_on_one_node_is_in_force_on_the_other_within_a_second() {
     let second = Duration::from_secs(1);
 
     let (st, status) = b.http("GET", "/v1/sys/status", Some(&admin), None);
-    assert_eq!((st, &status["storage"]["backend"], &status["storage"]["shared"]), (200, &json!("postgres"), &json!(true)));
+    assert_eq!(
+        (st, &status["storage"]["backend"], &status["storage"]["shared"]),
+        (200, &json!("postgres"), &json!(true))
+    );
 
     // A key made on A works on B; B reads what A wrote.
     assert!(within(second, || read(&b, &bot, "app/db").0 == 200).is_some(), "a key created on A never worked on B");
