@@ -393,3 +393,47 @@ fn the_daily_notional_cap_holds_across_nodes() {
     let placed = fake.log().iter().filter(|l| l["path"] == "/api/v3/order").count();
     assert_eq!(placed, 10, "refused orders reached the exchange");
 }
+
+#[test]
+fn the_database_url_comes_from_a_file_or_the_configuration_and_its_password_is_never_shown() {
+    let Some(url) = pg::fresh_database() else { return };
+    // Trust authentication ignores the password: it is there to be hidden.
+    let with_password = url.replacen("postgres://keyward@", "postgres://keyward:hunter2-not-shown@", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("db.url");
+    std::fs::write(&url_file, format!("# the shared database\n{with_password}\n")).unwrap();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let a = start_env(&da, &["--database-url-file", url_file.to_str().unwrap()], &[("KEYWARD_DATABASE_URL", None)]);
+    let admin = a.admin().to_string();
+    assert!(a.banner.contains("postgres://keyward:***@"), "{}", a.banner);
+    put(&a, &admin, "cfg/x", json!({"k": "from-a"}));
+    // Node B from a configuration file's [storage].
+    let key_file = da.join("keyward-data.unseal.key");
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "unseal_key_file = {:?}\n[storage]\nbackend = \"postgres\"\ndatabase_url_file = {:?}\n",
+            key_file.to_str().unwrap(),
+            url_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let b = start_env(&db, &["--config", config.to_str().unwrap()], &[("KEYWARD_DATABASE_URL", None)]);
+    assert_eq!(read(&b, &admin, "cfg/x").1["data"]["k"], "from-a");
+    for s in [&a, &b] {
+        let seen = format!("{}{}", s.banner, s.log_text());
+        assert!(!seen.contains("hunter2"), "the database password was shown");
+    }
+    // A URL that is not PostgreSQL's is refused without being echoed.
+    std::fs::write(&url_file, "mysql://root:hunter2-not-shown@db/x\n").unwrap();
+    let o = std::process::Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--database-url-file", url_file.to_str().unwrap()])
+        .env_remove("KEYWARD_DATABASE_URL")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("postgres://") && !err.contains("hunter2"), "{err}");
+}
