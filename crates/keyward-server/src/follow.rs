@@ -16,37 +16,82 @@
 use crate::http::AppState;
 use crate::keys::{RESYNC_EVERY, STALE_AFTER};
 use keyward_store::Change;
-use std::time::Instant;
-use tokio::sync::broadcast::{Receiver, error::RecvError};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+/// The most often a node rereads every key row: notices that arrive
+/// meanwhile wait and are put in force together, so another node's
+/// traffic (a use-limited key spending on every request) costs this node
+/// at most ten rereads a second, and a change is still in force well
+/// within a second.
+const KEY_REREAD_EVERY: Duration = Duration::from_millis(100);
+
+/// Changes heard and not yet put in force, merged.
+#[derive(Debug, Default)]
+struct Heard {
+    keys: bool,
+    seal: bool,
+    secrets: BTreeSet<String>,
+    everything: bool,
+}
+
+impl Heard {
+    fn add(&mut self, change: Result<Change, RecvError>) {
+        match change {
+            Ok(Change::Keys) => self.keys = true,
+            Ok(Change::Secret(path)) => drop(self.secrets.insert(path)),
+            Ok(Change::Seal) => self.seal = true,
+            Ok(Change::Namespaces) => {}
+            Ok(_) => self.everything = true,
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "fell behind the other nodes' changes: rereading everything");
+                self.everything = true;
+            }
+            Err(RecvError::Closed) => {}
+        }
+    }
+}
 
 /// Follows the other nodes until the process ends.
 pub(crate) async fn run(state: AppState, mut changes: Receiver<Change>) {
     let mut tick = tokio::time::interval(RESYNC_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    let mut last_reread = Instant::now().checked_sub(KEY_REREAD_EVERY).unwrap_or_else(Instant::now);
     loop {
-        let change = tokio::select! {
+        let mut heard = Heard::default();
+        tokio::select! {
             c = changes.recv() => match c {
-                Ok(c) => c,
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "fell behind the other nodes' changes: rereading everything");
-                    Change::Resync
-                }
                 Err(RecvError::Closed) => return,
+                c => heard.add(c),
             },
             _ = tick.tick() => {
                 let gap = last_heard.elapsed() > STALE_AFTER;
                 if resync(&state).await {
                     if gap {
                         tracing::info!("the shared database answers again: rereading everything");
-                        apply(&state, Change::Resync).await;
+                        apply(&state, Heard { everything: true, ..Heard::default() }).await;
                     }
                     last_heard = Instant::now();
                 }
                 continue;
             }
-        };
-        apply(&state, change).await;
+        }
+        if heard.keys || heard.everything {
+            tokio::time::sleep(KEY_REREAD_EVERY.saturating_sub(last_reread.elapsed())).await;
+            last_reread = Instant::now();
+        }
+        loop {
+            match changes.try_recv() {
+                Ok(c) => heard.add(Ok(c)),
+                Err(TryRecvError::Lagged(n)) => heard.add(Err(RecvError::Lagged(n))),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => return,
+            }
+        }
+        apply(&state, heard).await;
     }
 }
 
@@ -64,28 +109,21 @@ async fn resync(state: &AppState) -> bool {
     }
 }
 
-/// Puts one change heard from another node in force on this one.
-async fn apply(state: &AppState, change: Change) {
+/// Puts what was heard from other nodes in force on this one.
+async fn apply(state: &AppState, heard: Heard) {
     let Ok(unsealed) = state.barrier.unsealed() else { return };
-    let keys = |why: &'static str| {
-        let (state, unsealed) = (state.clone(), unsealed.clone());
-        async move {
-            if let Err(e) = state.keys.refresh(&unsealed).await {
-                tracing::warn!(error = %e.message, why, "could not reread the access keys");
-            }
-        }
-    };
-    match change {
-        Change::Keys => keys("another node changed keys").await,
-        Change::Secret(path) => state.secrets.forget(&path),
-        Change::Seal => follow_seal(state).await,
-        Change::Resync => {
-            follow_seal(state).await;
-            state.secrets.forget_all();
-            keys("resync").await;
-        }
-        // Namespaces are read from the database when used.
-        _ => {}
+    if heard.seal || heard.everything {
+        follow_seal(state).await;
+    }
+    if heard.everything {
+        state.secrets.forget_all();
+    } else {
+        heard.secrets.iter().for_each(|p| state.secrets.forget(p));
+    }
+    if (heard.keys || heard.everything)
+        && let Err(e) = state.keys.refresh(&unsealed).await
+    {
+        tracing::warn!(error = %e.message, "could not reread the access keys");
     }
 }
 
