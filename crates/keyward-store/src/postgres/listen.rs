@@ -60,26 +60,26 @@ pub(super) async fn run(
 ) {
     let ping = format!("{node}|{PING}");
     loop {
-        let mut tick = tokio::time::interval(PING_EVERY);
-        let mut last_pong = tokio::time::Instant::now();
+        // Pings go out from their own task, so nothing ever cancels a
+        // receive half-way but the verdict that the connection is deaf.
+        let heard_at = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+        let deaf = Arc::new(tokio::sync::Notify::new());
+        let pinger = tokio::spawn(pinger(pool.clone(), ping.clone(), heard_at.clone(), deaf.clone()));
         loop {
             let next = tokio::select! {
-                _ = &mut stop => return,
-                next = listener.try_recv() => next,
-                _ = tick.tick() => {
-                    if last_pong.elapsed() > DEAF_AFTER {
-                        break;
-                    }
-                    let (pool, ping) = (pool.clone(), ping.clone());
-                    tokio::spawn(async move {
-                        let send = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(ping).execute(&pool);
-                        let _ = tokio::time::timeout(PING_EVERY, send).await;
-                    });
-                    continue;
+                _ = &mut stop => {
+                    pinger.abort();
+                    return;
                 }
+                _ = deaf.notified() => break,
+                next = listener.try_recv() => next,
             };
             match next {
-                Ok(Some(n)) if n.payload() == ping => last_pong = tokio::time::Instant::now(),
+                Ok(Some(n)) if n.payload() == ping => {
+                    if let Ok(mut at) = heard_at.lock() {
+                        *at = tokio::time::Instant::now();
+                    }
+                }
                 Ok(Some(n)) => {
                     if let Some(change) = heard(n.payload(), &node) {
                         // No receiver is no error: nobody follows yet.
@@ -90,10 +90,14 @@ pub(super) async fn run(
                 Ok(None) => {
                     let _ = out.send(Change::Resync);
                 }
-                Err(sqlx::Error::PoolClosed) => return,
+                Err(sqlx::Error::PoolClosed) => {
+                    pinger.abort();
+                    return;
+                }
                 Err(_) => break,
             }
         }
+        pinger.abort();
         drop(listener);
         let mut backoff = Duration::from_millis(50);
         listener = loop {
@@ -112,6 +116,27 @@ pub(super) async fn run(
             }
         };
         let _ = out.send(Change::Resync);
+    }
+}
+
+/// Sends a ping every [`PING_EVERY`]; wakes `deaf` once the listener has
+/// not heard one for [`DEAF_AFTER`].
+async fn pinger(
+    pool: PgPool,
+    ping: String,
+    heard_at: Arc<std::sync::Mutex<tokio::time::Instant>>,
+    deaf: Arc<tokio::sync::Notify>,
+) {
+    let mut tick = tokio::time::interval(PING_EVERY);
+    loop {
+        tick.tick().await;
+        let silent = heard_at.lock().map(|at| at.elapsed() > DEAF_AFTER).unwrap_or(true);
+        if silent {
+            deaf.notify_one();
+            return;
+        }
+        let send = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&ping).execute(&pool);
+        let _ = tokio::time::timeout(PING_EVERY, send).await;
     }
 }
 
