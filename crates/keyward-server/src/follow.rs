@@ -103,7 +103,7 @@ async fn resync(state: &AppState) -> bool {
     match state.keys.resync(&unsealed).await {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %e.message, "cannot reach the shared database");
+            tracing::warn!(error = %e.message, "cannot follow the shared database");
             false
         }
     }

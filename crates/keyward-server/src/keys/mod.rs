@@ -100,6 +100,8 @@ impl Keys {
         let mut records = self.store.list_keys().await?;
         let usage = self.store.list_order_usage().await?;
         let head = self.store.ledger_head().await?;
+        // Just read: fresh (a node unsealed long after it started).
+        self.follow.heard();
         let (mut ledger, broken) = match &head {
             Some(h) => Ledger::check(unsealed, h, &records, &usage),
             None => self.first_ledger(unsealed, &mut records, &usage).await?,

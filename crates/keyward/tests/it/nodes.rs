@@ -437,3 +437,34 @@ fn the_database_url_comes_from_a_file_or_the_configuration_and_its_password_is_n
     let err = stderr(&o);
     assert!(!o.status.success() && err.contains("postgres://") && !err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn a_node_unsealed_long_after_it_started_serves_at_once() {
+    let Some(url) = pg::fresh_database() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("keyward-data");
+    let env = [("KEYWARD_DATABASE_URL", url.as_str())];
+    let o = cli_env(
+        "http://127.0.0.1:1",
+        None,
+        &["operator", "init", "--data", data.to_str().unwrap(), "--shares", "3", "--threshold", "2", "--json"],
+        None,
+        &env,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let init: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(init["data"], url.as_str(), "init names the database, not a directory");
+    let admin = init["admin_key"].as_str().unwrap().to_string();
+    let s = start_env(dir.path(), &[], &[("KEYWARD_DATABASE_URL", Some(url.as_str()))]);
+    // Sealed for longer than the stale bound: the unseal itself is news from the database.
+    std::thread::sleep(Duration::from_millis(2500));
+    let shares = init["shares"].as_array().unwrap();
+    let o = s.cli(
+        None,
+        &["operator", "unseal"],
+        Some(&format!("{}\n{}\n", shares[0].as_str().unwrap(), shares[2].as_str().unwrap())),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (st, v) = s.http("GET", "/v1/keys", Some(&admin), None);
+    assert_eq!(st, 200, "right after the unseal: {v}");
+}
