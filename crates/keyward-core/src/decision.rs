@@ -39,6 +39,15 @@ pub enum DenyReason {
     ExchangeBudget,
     /// Too many failed authentications from the address.
     AuthThrottled,
+    /// The exchange account is frozen (`keyward account freeze`): nothing
+    /// is signed for it until it is unfrozen.
+    AccountFrozen,
+    /// A withdrawal to an address not on the account's allowlist, beyond
+    /// its cap, or one keyward cannot read strictly.
+    WithdrawPolicy,
+    /// The change needs approvals, and this one may not be given (the
+    /// requester's own, or a key that approved already).
+    ApprovalRefused,
 }
 
 impl DenyReason {
@@ -62,6 +71,9 @@ impl DenyReason {
             DenyReason::OrderGuard => "order_guard",
             DenyReason::ExchangeBudget => "exchange_budget",
             DenyReason::AuthThrottled => "auth_throttled",
+            DenyReason::AccountFrozen => "account_frozen",
+            DenyReason::WithdrawPolicy => "withdraw_policy",
+            DenyReason::ApprovalRefused => "approval_refused",
         }
     }
 }

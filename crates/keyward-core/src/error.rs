@@ -48,7 +48,7 @@ pub enum CoreError {
     InvalidPath(&'static str),
     /// A scope string does not parse.
     #[error(
-        "invalid scope {scope:?}: {reason}; accepted forms: secret:read:<glob>, secret:write:<glob>, account:<glob>:<class>, key:admin, key:verify:<namespace>, audit:read, sys:metrics, sys:admin"
+        "invalid scope {scope:?}: {reason}; accepted forms: secret:read:<glob>, secret:write:<glob>, account:<glob>:<class>, key:admin, key:verify:<namespace>, audit:read, sys:metrics, sys:admin, approve"
     )]
     InvalidScope {
         /// The scope as given.

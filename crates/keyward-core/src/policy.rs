@@ -50,6 +50,14 @@ pub struct KeyPolicy {
     /// rolled before. Without one, the server's `--key-max-age` applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age_s: Option<u64>,
+    /// Set on a key created `disabled` because its scopes need approvals:
+    /// the approval that enables it. Nothing else may enable it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_approval: Option<String>,
+    /// The frozen accounts whose freeze disabled this key; unfreezing the
+    /// last of them enables it again. Nothing else may enable it meanwhile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen_by: Vec<String>,
 }
 
 impl KeyPolicy {

@@ -129,6 +129,11 @@ pub enum Scope {
     SysMetrics,
     /// `sys:admin`
     SysAdmin,
+    /// `approve`: approve or reject changes that need M of N approvals
+    /// (withdraw, transfer, export or admin grants, withdrawal addresses and
+    /// caps, upstreams, unfreezing). Never covered by any other scope: only
+    /// `sys:admin` may hand it out, and only while approvals are not in force.
+    Approve,
 }
 
 /// What a request needs; matched against a key's scopes.
@@ -150,6 +155,8 @@ pub enum Need<'a> {
     SysMetrics,
     /// Operate the server.
     SysAdmin,
+    /// Approve a change waiting for approvals.
+    Approve,
 }
 
 /// `*` matches any run of characters; everything else matches itself.
@@ -212,7 +219,8 @@ impl Scope {
             (Scope::KeyAdmin, Need::KeyAdmin)
             | (Scope::AuditRead, Need::AuditRead)
             | (Scope::SysMetrics, Need::SysMetrics)
-            | (Scope::SysAdmin, Need::SysAdmin) => true,
+            | (Scope::SysAdmin, Need::SysAdmin)
+            | (Scope::Approve, Need::Approve) => true,
             (Scope::KeyVerify(g), Need::KeyVerify(ns)) => glob_match(g, ns),
             _ => false,
         }
@@ -230,7 +238,21 @@ impl Scope {
         }
     }
 
-    /// Scopes of the bootstrap admin key: every scope there is.
+    /// True when this scope lets a key move funds out of an account, change
+    /// it or read its secrets (`withdraw`, `transfer`, `admin`, `export`,
+    /// or `*` on some account): granting it needs approvals where they are
+    /// in force.
+    pub fn is_sensitive_grant(&self) -> bool {
+        match self {
+            Scope::Account(_, ClassSel::Any) => true,
+            Scope::Account(_, ClassSel::One(c)) => c.is_sensitive(),
+            Scope::Approve => true,
+            _ => false,
+        }
+    }
+
+    /// Scopes of the bootstrap admin key: every scope there is but
+    /// `approve` (approvers are people's own keys, never the admin key).
     pub fn all() -> Vec<Scope> {
         vec![
             Scope::SysAdmin,
@@ -295,6 +317,7 @@ impl FromStr for Scope {
             ["audit", "read"] => Scope::AuditRead,
             ["sys", "metrics"] => Scope::SysMetrics,
             ["sys", "admin"] => Scope::SysAdmin,
+            ["approve"] => Scope::Approve,
             _ => return Err(bad("unknown scope")),
         };
         Ok(scope)
@@ -313,6 +336,7 @@ impl fmt::Display for Scope {
             Scope::AuditRead => f.write_str("audit:read"),
             Scope::SysMetrics => f.write_str("sys:metrics"),
             Scope::SysAdmin => f.write_str("sys:admin"),
+            Scope::Approve => f.write_str("approve"),
         }
     }
 }
@@ -350,6 +374,7 @@ mod tests {
             "audit:read",
             "sys:metrics",
             "sys:admin",
+            "approve",
         ] {
             assert_eq!(sc(s).to_string(), s);
         }
@@ -388,6 +413,8 @@ mod tests {
         assert!(!sc("account:*:cancel").covers(&sc("account:b:trade")));
         assert!(!sc("account:*:trade").covers(&sc("account:b:*")));
         assert!(!sc("key:admin").covers(&sc("sys:admin")));
+        assert!(!sc("sys:admin").covers(&sc("approve")), "only approve covers approve");
+        assert!(!all_covered(&Scope::all(), &[sc("approve")]), "the bootstrap admin is no approver");
         assert!(all_covered(&Scope::all(), &[sc("secret:read:x"), sc("sys:admin")]));
         assert!(!all_covered(&[sc("key:admin"), sc("secret:read:apps/*")], &[sc("secret:read:*")]));
     }

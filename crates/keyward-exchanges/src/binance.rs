@@ -9,10 +9,13 @@ use crate::canonical::encode_pairs;
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hex, hmac_sha256};
+use crate::funds::WithdrawFields;
+use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, flag};
 use crate::orders::{GuardError, Order, decimal, side};
+use crate::sweep::{DeadMan, Sweep, form, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, KeyFamily, Method, Outgoing, PrivateKey, SignContext,
-    SignError, h,
+    SignError, Withdrawal, h,
 };
 use rust_decimal::Decimal;
 
@@ -208,6 +211,53 @@ fn order(get: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Order>, GuardError>
     Ok(out)
 }
 
+/// Where a Binance withdrawal names each part. `walletType` (the source
+/// wallet), `transactionFeeFlag` (who bears an internal transfer's fee)
+/// and `withdrawOrderId` change neither destination nor amount; `name`
+/// (saves the address to the address book) and anything else is refused.
+const WITHDRAW: WithdrawFields = WithdrawFields {
+    asset: "coin",
+    amount: "amount",
+    address: "address",
+    network: Some("network"),
+    memo: Some("addressTag"),
+    harmless: &["withdrawOrderId", "walletType", "transactionFeeFlag"],
+};
+
+const SETTINGS: KeySettings = KeySettings {
+    page: "Binance's API Management page (Edit restrictions)",
+    withdraw: "Enable Withdrawals",
+    transfer: "Permits Universal Transfer",
+    margin: "Enable Margin Loan, Repay & Transfer",
+    futures: "Enable Futures",
+    trade: "Enable Spot & Margin Trading",
+    ip: "Restrict access to trusted IPs only",
+};
+
+/// `GET /sapi/v1/account/apiRestrictions`: booleans per permission and
+/// `ipRestrict`; the trusted addresses themselves are not listed.
+fn key_info(v: &serde_json::Value, _api_key: &str) -> Result<KeyInfo, String> {
+    if !v.is_object() || v.get("ipRestrict").is_none() {
+        return Err("the answer has no ipRestrict".into());
+    }
+    let f = |name: &str| flag(v.get(name));
+    let either = |a: Option<bool>, b: Option<bool>| match (a, b) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (None, None) => None,
+        _ => Some(false),
+    };
+    Ok(KeyInfo {
+        withdraw: f("enableWithdrawals"),
+        transfer: either(f("permitsUniversalTransfer"), f("enableInternalTransfer")),
+        margin: f("enableMargin"),
+        futures: f("enableFutures"),
+        trade: either(f("enableSpotAndMarginTrading"), f("enableFutures")),
+        ip_restricted: f("ipRestrict"),
+        ips: Vec::new(),
+        expires_ms: v.get("tradingAuthorityExpirationTime").and_then(serde_json::Value::as_i64).filter(|t| *t > 0),
+    })
+}
+
 impl Exchange for Binance {
     fn kind(&self) -> &'static str {
         "binance"
@@ -375,6 +425,56 @@ impl Exchange for Binance {
             Some(_) => Ok(()),
             None => creds.secret().map(|_| ()),
         }
+    }
+
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
+        match (req.method, req.path.as_str()) {
+            (Post, "/sapi/v1/capital/withdraw/apply") => WITHDRAW.read(req).map(Some),
+            (Get, "/sapi/v1/capital/withdraw/history" | "/sapi/v1/capital/withdraw/address/list") => Ok(None),
+            _ => Err(GuardError(format!(
+                "{} {} sends funds to no address keyward can hold to an allowlist (a gift card is a bearer code)",
+                req.method.as_str(),
+                req.path
+            ))),
+        }
+    }
+
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        Some(KeyInfoCall {
+            request: request("GET", "/sapi/v1/account/apiRestrictions", &[], None),
+            answer: self.credential_check().answer,
+            parse: key_info,
+            settings: SETTINGS,
+        })
+    }
+
+    /// Spot, then USD-M futures: both need a symbol, so the open orders
+    /// (of every symbol) are listed first.
+    fn cancel_all(&self) -> Vec<Sweep> {
+        vec![
+            Sweep::per_symbol(request("GET", "/api/v3/openOrders", &[], None), &[], "symbol", |s| {
+                request("DELETE", "/api/v3/openOrders", &[("symbol", s)], None)
+            }),
+            Sweep::per_symbol(request("GET", "/fapi/v1/openOrders", &[], None), &[], "symbol", |s| {
+                request("DELETE", "/fapi/v1/allOpenOrders", &[("symbol", s)], None)
+            }),
+        ]
+    }
+
+    /// USD-M futures only (spot has no countdown), one timer per symbol
+    /// with open orders.
+    fn dead_man(&self) -> Option<DeadMan> {
+        Some(DeadMan {
+            name: "POST /fapi/v1/countdownCancelAll (USD-M futures, per symbol with open orders)",
+            min_s: 10,
+            max_s: 3600,
+            arm: |timeout_s| {
+                let ms = (u64::from(timeout_s) * 1000).to_string();
+                vec![Sweep::per_symbol(request("GET", "/fapi/v1/openOrders", &[], None), &[], "symbol", move |s| {
+                    form("POST", "/fapi/v1/countdownCancelAll", &[("symbol", s), ("countdownTime", &ms)])
+                })]
+            },
+        })
     }
 
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {

@@ -8,10 +8,14 @@
 
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
+use crate::funds::WithdrawFields;
+use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{b64, hmac_sha256};
+use crate::orders::GuardError;
+use crate::sweep::{Sweep, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, KeyFamily, Method, Outgoing, PrivateKey, SignContext,
-    SignError, h,
+    SignError, Withdrawal, h,
 };
 
 /// Bitget.
@@ -67,6 +71,7 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/api/v2/spot/trade/cancel-symbol-order", Cancel),
     ep(Post, "/api/v2/mix/order/cancel-order", Cancel),
     ep(Post, "/api/v2/mix/order/batch-cancel-orders", Cancel),
+    ep(Post, "/api/v2/mix/order/cancel-all-orders", Cancel),
     ep(Post, "/api/v2/spot/wallet/withdrawal", Withdraw),
     ep(Post, "/api/v2/spot/wallet/cancel-withdrawal", Withdraw),
     ep(Get, "/api/v2/spot/wallet/withdrawal-records", Withdraw),
@@ -81,6 +86,71 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/api/v2/user/create-virtual-subaccount-apikey", Admin),
     ep(Post, "/api/v2/user/modify-virtual-subaccount-apikey", Admin),
 ];
+
+/// `POST /api/v2/spot/wallet/withdrawal`: `transferType` `on_chain` to
+/// `address` on `chain`, or `internal_transfer` to a Bitget user by
+/// `innerToType` (`uid`, `email`, `mobile` with `areaCode`).
+const WITHDRAW: WithdrawFields = WithdrawFields {
+    asset: "coin",
+    amount: "size",
+    address: "address",
+    network: Some("chain"),
+    memo: Some("tag"),
+    harmless: &[
+        "transferType",
+        "innerToType",
+        "areaCode",
+        "remark",
+        "clientOid",
+        "memberCode",
+        "identityType",
+        "companyName",
+        "firstName",
+        "lastName",
+    ],
+};
+
+const SETTINGS: KeySettings = KeySettings {
+    page: "Bitget's API management page",
+    withdraw: "Wallet: Withdraw",
+    transfer: "Wallet: Transfer",
+    margin: "Margin (read and write)",
+    futures: "Futures Orders (read and write)",
+    trade: "Spot (read and write)",
+    ip: "Linked IP address",
+};
+
+/// `GET /api/v2/spot/account/info`: `authorities` codes (`wwow` wallet
+/// withdrawal, `wtow` wallet transfer, `stow` spot, `smow` margin, `coow`
+/// and `cpow` futures; read-only codes end in `r`) and `ips`.
+fn key_info(v: &serde_json::Value, _api_key: &str) -> Result<KeyInfo, String> {
+    let d = v.get("data").filter(|d| d.is_object()).ok_or("the answer has no data")?;
+    let auth: Vec<&str> = d
+        .get("authorities")
+        .and_then(serde_json::Value::as_array)
+        .ok_or("the answer has no authorities")?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    // Some answers carry only the coarse `trade` / `readonly`.
+    let coded = auth.iter().any(|a| a.len() == 4 && a.ends_with(['w', 'r']));
+    let has = |code: &str| coded.then(|| auth.contains(&code));
+    let ips = address_list(d.get("ips"));
+    Ok(KeyInfo {
+        withdraw: has("wwow"),
+        transfer: has("wtow"),
+        margin: has("smow"),
+        futures: has("coow").zip(has("cpow")).map(|(a, b)| a || b),
+        trade: if coded {
+            Some(["stow", "smow", "coow", "cpow"].iter().any(|c| auth.contains(c)))
+        } else {
+            Some(auth.contains(&"trade"))
+        },
+        ip_restricted: Some(!ips.is_empty()),
+        ips,
+        expires_ms: None,
+    })
+}
 
 impl Exchange for Bitget {
     fn kind(&self) -> &'static str {
@@ -126,6 +196,67 @@ impl Exchange for Bitget {
     fn self_generated_keys(&self) -> &'static [KeyFamily] {
         &[KeyFamily::Rsa]
     }
+    /// An internal transfer reads as network `internal-<innerToType>`; a
+    /// mobile number as `AREA-NUMBER`.
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
+        match (req.method, req.path.as_str()) {
+            (Post, "/api/v2/spot/wallet/withdrawal") => {
+                let mut w = WITHDRAW.read(req)?;
+                match req.param("transferType").as_deref() {
+                    Some("on_chain") => {
+                        if req.param("innerToType").is_some() || req.param("areaCode").is_some() {
+                            return Err(GuardError("innerToType and areaCode belong to internal transfers".into()));
+                        }
+                    }
+                    Some("internal_transfer") => {
+                        let to = req.param("innerToType").unwrap_or_else(|| "uid".into());
+                        if !matches!(to.as_str(), "uid" | "email" | "mobile") {
+                            return Err(GuardError(format!("innerToType {to:?} is not uid, email or mobile")));
+                        }
+                        if let Some(area) = req.param("areaCode") {
+                            w.address = format!("{area}-{}", w.address);
+                        }
+                        w.network = Some(format!("internal-{to}"));
+                    }
+                    other => return Err(GuardError(format!("transferType {other:?} is not on_chain or internal_transfer"))),
+                }
+                Ok(Some(w))
+            }
+            (Post, "/api/v2/spot/wallet/cancel-withdrawal") | (Get, "/api/v2/spot/wallet/withdrawal-records") => Ok(None),
+            _ => Err(GuardError(format!("keyward does not read {} {}", req.method.as_str(), req.path))),
+        }
+    }
+
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        Some(KeyInfoCall {
+            request: request("GET", "/api/v2/spot/account/info", &[], None),
+            answer: self.credential_check().answer,
+            parse: key_info,
+            settings: SETTINGS,
+        })
+    }
+
+    /// Spot needs a symbol: the unfilled orders (of every symbol) are
+    /// listed first; futures cancel by product type.
+    fn cancel_all(&self) -> Vec<Sweep> {
+        let mix = |product: &str| {
+            Sweep::Call(request(
+                "POST",
+                "/api/v2/mix/order/cancel-all-orders",
+                &[],
+                Some(serde_json::json!({"productType": product})),
+            ))
+        };
+        vec![
+            Sweep::per_symbol(request("GET", "/api/v2/spot/trade/unfilled-orders", &[], None), &["data"], "symbol", |s| {
+                request("POST", "/api/v2/spot/trade/cancel-symbol-order", &[], Some(serde_json::json!({"symbol": s})))
+            }),
+            mix("USDT-FUTURES"),
+            mix("USDC-FUTURES"),
+            mix("COIN-FUTURES"),
+        ]
+    }
+
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
         if matches!(req.body, Body::Form(_)) {
             return Err(SignError::Request("Bitget takes JSON bodies".into()));

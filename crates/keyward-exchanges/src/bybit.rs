@@ -6,10 +6,13 @@
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hex, hmac_sha256};
+use crate::funds::WithdrawFields;
+use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list, flag};
 use crate::orders::{GuardError, Order, Side, decimal, json_decimal, side, text};
+use crate::sweep::{Sweep, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, KeyFamily, Method, Outgoing, PrivateKey, SignContext,
-    SignError, h,
+    SignError, Withdrawal, h,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -111,6 +114,63 @@ fn order(category: &str, o: &Value, amend: bool) -> Result<Vec<Order>, GuardErro
     }
     out.insert(0, parent);
     Ok(out)
+}
+
+/// Where a Bybit withdrawal names each part; `forceChain` decides how
+/// `address` is read (see [`Bybit::withdrawal`]).
+const WITHDRAW: WithdrawFields = WithdrawFields {
+    asset: "coin",
+    amount: "amount",
+    address: "address",
+    network: Some("chain"),
+    memo: Some("tag"),
+    harmless: &["timestamp", "accountType", "feeType", "requestId", "forceChain", "transactionPurpose", "questionnaire"],
+};
+
+const SETTINGS: KeySettings = KeySettings {
+    page: "Bybit's API management page",
+    withdraw: "Withdrawal",
+    transfer: "Account Transfer",
+    margin: "",
+    futures: "Contracts",
+    trade: "Read-Write",
+    ip: "IP access restrictions (Only IPs with permissions granted are allowed to access the OpenAPI)",
+};
+
+/// `GET /v5/user/query-api`: permissions as lists per area, `ips` (`["*"]`:
+/// not bound), `expiredAt` for keys bound to no address.
+fn key_info(v: &Value, _api_key: &str) -> Result<KeyInfo, String> {
+    let r = v.get("result").filter(|r| r.is_object()).ok_or("the answer has no result")?;
+    let perms = r.get("permissions").ok_or("the answer has no permissions")?;
+    let has = |area: &str, p: &str| {
+        perms.get(area).and_then(Value::as_array).map(|a| a.iter().any(|x| x.as_str() == Some(p)))
+    };
+    let any_in = |area: &str| perms.get(area).and_then(Value::as_array).map(|a| !a.is_empty());
+    let transfer = match (has("Wallet", "AccountTransfer"), has("Wallet", "SubMemberTransfer"), has("Wallet", "SubMemberTransferList")) {
+        (Some(a), Some(b), Some(c)) => Some(a || b || c),
+        (a, b, c) => a.or(b).or(c).filter(|x| *x),
+    };
+    let ips = address_list(r.get("ips"));
+    let unbound = ips.is_empty() || ips.iter().any(|i| i == "*");
+    let expires_ms = r
+        .get("expiredAt")
+        .and_then(Value::as_str)
+        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .filter(|ms| *ms > 0);
+    Ok(KeyInfo {
+        withdraw: has("Wallet", "Withdraw"),
+        transfer,
+        margin: None,
+        futures: match (any_in("ContractTrade"), any_in("Derivatives")) {
+            (Some(a), Some(b)) => Some(a || b),
+            (a, b) => a.or(b),
+        },
+        trade: flag(r.get("readOnly")).map(|read_only| !read_only),
+        ip_restricted: Some(!unbound),
+        ips: if unbound { Vec::new() } else { ips },
+        expires_ms,
+    })
 }
 
 impl Exchange for Bybit {
@@ -263,6 +323,64 @@ impl Exchange for Bybit {
             Some(_) => Err(SignError::Field { field: "private_key", reason: "Bybit takes RSA keys".into() }),
             None => creds.secret().map(|_| ()),
         }
+    }
+
+    /// `forceChain` 0 (default) or 1 sends to the address on its chain; 2
+    /// sends to the Bybit account of the UID in `address`, read as network
+    /// `UID` (an allowlist entry must name that network).
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
+        match (req.method, req.path.as_str()) {
+            (Post, "/v5/asset/withdraw/create") => {
+                let mut w = WITHDRAW.read(req)?;
+                match req.param("forceChain").as_deref() {
+                    None | Some("0") | Some("1") => {}
+                    Some("2") => w.network = Some("UID".into()),
+                    Some(other) => return Err(GuardError(format!("forceChain {other:?} is not 0, 1 or 2"))),
+                }
+                Ok(Some(w))
+            }
+            (Post, "/v5/asset/withdraw/cancel") | (Get, "/v5/asset/withdraw/query-record") => Ok(None),
+            _ => Err(GuardError(format!("keyward does not read {} {}", req.method.as_str(), req.path))),
+        }
+    }
+
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        Some(KeyInfoCall {
+            request: request("GET", "/v5/user/query-api", &[], None),
+            answer: self.credential_check().answer,
+            parse: key_info,
+            settings: SETTINGS,
+        })
+    }
+
+    /// Spot (normal, TP/SL and stop orders: each filter is its own call),
+    /// USDT and USDC linear contracts, and options. Inverse contracts need a
+    /// symbol or coin and are left to the bot.
+    fn cancel_all(&self) -> Vec<Sweep> {
+        let spot = |filter: &str| {
+            Sweep::Call(request(
+                "POST",
+                "/v5/order/cancel-all",
+                &[],
+                Some(serde_json::json!({"category": "spot", "orderFilter": filter})),
+            ))
+        };
+        let linear = |coin: &str| {
+            Sweep::Call(request(
+                "POST",
+                "/v5/order/cancel-all",
+                &[],
+                Some(serde_json::json!({"category": "linear", "settleCoin": coin})),
+            ))
+        };
+        vec![
+            spot("Order"),
+            spot("tpslOrder"),
+            spot("StopOrder"),
+            linear("USDT"),
+            linear("USDC"),
+            Sweep::Call(request("POST", "/v5/order/cancel-all", &[], Some(serde_json::json!({"category": "option"})))),
+        ]
     }
 
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {

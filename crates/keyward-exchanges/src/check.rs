@@ -92,10 +92,19 @@ impl CredentialCheck {
 
     /// Whether the exchange accepted the credentials; when not, what it said.
     pub fn accepted(&self, status: u16, body: &[u8]) -> Result<(), String> {
+        self.answer.accepted(status, body)
+    }
+}
+
+impl AnswerShape {
+    /// Whether the exchange did what was asked; when not, what it said
+    /// (its own words, trimmed).
+    pub fn accepted(&self, status: u16, body: &[u8]) -> Result<(), String> {
         let json: Option<Value> = serde_json::from_slice(body).ok();
         let field = |name: &str| json.as_ref().and_then(|j| j.get(name)).and_then(text);
         let ok_status = (200..300).contains(&status);
-        let refusal = match self.answer {
+        let refusal = match *self {
+
             AnswerShape::Status { code, message } if !ok_status => Some(joined(field(code), field(message))),
             AnswerShape::Status { .. } => None,
             AnswerShape::CodeField { code, ok, message } => {

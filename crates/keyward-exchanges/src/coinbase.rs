@@ -8,8 +8,12 @@
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
 use crate::credentials::PrivateKey;
+use crate::funds::WithdrawFields;
+use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, flag};
 use crate::mac::b64_decode;
-use crate::{CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+use crate::orders::GuardError;
+use crate::sweep::{Sweep, list_at, request};
+use crate::{CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::Ed25519KeyPair;
@@ -47,6 +51,7 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v3/brokerage/orders/historical/{}", Read),
     ep(Get, "/api/v3/brokerage/transaction_summary", Read),
     ep(Get, "/api/v3/brokerage/portfolios", Read),
+    ep(Get, "/api/v3/brokerage/key_permissions", Read),
     ep(Get, "/v2/accounts", Read),
     ep(Get, "/v2/accounts/{}", Read),
     ep(Get, "/v2/accounts/{}/addresses", Read),
@@ -61,12 +66,68 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/v2/accounts/{}/transactions", Withdraw),
     ep(Get, "/v2/accounts/{}/transactions", Withdraw),
     ep(Post, "/v2/accounts/{}/withdrawals", Withdraw),
+    ep(Post, "/v2/accounts/{}/withdrawals/{}/commit", Withdraw),
     ep(Post, "/v2/accounts/{}/deposits", Transfer),
     ep(Post, "/api/v3/brokerage/portfolios/move_funds", Transfer),
     ep(Post, "/api/v3/brokerage/convert/quote", Transfer),
     ep(Post, "/api/v3/brokerage/convert/trade/{}", Transfer),
     ep(Post, "/api/v3/brokerage/cfm/sweeps/schedule", Transfer),
 ];
+
+/// `POST /v2/accounts/{id}/transactions` with `type` `send`: crypto to
+/// `to` (an address, or a Coinbase user's email) on `network`.
+const SEND: WithdrawFields = WithdrawFields {
+    asset: "currency",
+    amount: "amount",
+    address: "to",
+    network: Some("network"),
+    memo: Some("destination_tag"),
+    harmless: &["type", "description", "skip_notifications", "idem", "travel_rule_data"],
+};
+
+/// `POST /v2/accounts/{id}/withdrawals`: fiat to a payment method (its id
+/// is the destination an allowlist entry holds).
+const FIAT: WithdrawFields = WithdrawFields {
+    asset: "currency",
+    amount: "amount",
+    address: "payment_method",
+    network: None,
+    memo: None,
+    harmless: &["commit"],
+};
+
+const SETTINGS: KeySettings = KeySettings {
+    page: "the Coinbase Developer Platform's API key page",
+    withdraw: "Transfer",
+    transfer: "Transfer",
+    margin: "",
+    futures: "",
+    trade: "Trade",
+    ip: "IP allowlist",
+};
+
+/// `GET /api/v3/brokerage/key_permissions`: `can_view`, `can_trade`,
+/// `can_transfer` (sending and withdrawing). The IP allowlist and any
+/// expiry are not exposed.
+fn key_info(v: &serde_json::Value, _api_key: &str) -> Result<KeyInfo, String> {
+    if v.get("can_view").is_none() && v.get("can_trade").is_none() {
+        return Err("the answer has no can_view or can_trade".into());
+    }
+    let transfer = flag(v.get("can_transfer"));
+    Ok(KeyInfo { withdraw: transfer, transfer, trade: flag(v.get("can_trade")), ..KeyInfo::default() })
+}
+
+/// The open orders' ids from a listing, cancelled 100 at a time.
+fn cancel_listed(body: &[u8]) -> Result<Vec<CanonicalRequest>, String> {
+    let mut ids = Vec::new();
+    for o in list_at(body, &["orders"])? {
+        ids.push(o.get("order_id").and_then(serde_json::Value::as_str).ok_or("an open order without order_id")?.to_string());
+    }
+    Ok(ids
+        .chunks(100)
+        .map(|c| request("POST", "/api/v3/brokerage/orders/batch_cancel", &[], Some(json!({"order_ids": c}))))
+        .collect())
+}
 
 /// The signing key: the PEM `private_key` (EC P-256 or Ed25519), or an
 /// Ed25519 key given base64 in `api_secret` (seed, or seed and public key).
@@ -150,6 +211,38 @@ impl Exchange for Coinbase {
         let creds = Credentials::from_fields(get)?;
         jwt_key(&creds).map(|_| ())
     }
+    /// A commit carries out a fiat withdrawal made (and checked) before.
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
+        let segments: Vec<&str> = req.path.split('/').collect();
+        match (req.method, segments.as_slice()) {
+            (Method::Post, ["", "v2", "accounts", _, "transactions"]) => match req.param("type").as_deref() {
+                Some("send") => SEND.read(req).map(Some),
+                other => Err(GuardError(format!("keyward reads sends (type send), not type {other:?}"))),
+            },
+            (Method::Post, ["", "v2", "accounts", _, "withdrawals"]) => FIAT.read(req).map(Some),
+            (Method::Post, ["", "v2", "accounts", _, "withdrawals", _, "commit"]) => Ok(None),
+            (Method::Get, ["", "v2", "accounts", _, "transactions"]) => Ok(None),
+            _ => Err(GuardError(format!("keyward does not read {} {}", req.method.as_str(), req.path))),
+        }
+    }
+
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        Some(KeyInfoCall {
+            request: request("GET", "/api/v3/brokerage/key_permissions", &[], None),
+            answer: self.credential_check().answer,
+            parse: key_info,
+            settings: SETTINGS,
+        })
+    }
+
+    /// Coinbase has no cancel-all: the open orders are listed, then cancelled by id.
+    fn cancel_all(&self) -> Vec<Sweep> {
+        vec![Sweep::listed(
+            request("GET", "/api/v3/brokerage/orders/historical/batch", &[("order_status", "OPEN")], None),
+            cancel_listed,
+        )]
+    }
+
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
         let token = jwt(creds, req.method.as_str(), &req.path, ctx)?;
         Ok(Outgoing {

@@ -5,8 +5,14 @@
 
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
+use crate::funds::WithdrawFields;
+use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{hex, hmac_sha256};
-use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+use crate::orders::GuardError;
+use crate::sweep::{Sweep, request};
+use crate::{
+    Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
+};
 
 /// Deribit.
 #[derive(Debug, Clone, Copy)]
@@ -56,14 +62,75 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v2/private/get_withdrawals", Withdraw),
     ep(Get, "/api/v2/private/add_to_address_book", Withdraw),
     ep(Get, "/api/v2/private/submit_transfer_to_subaccount", Transfer),
-    ep(Get, "/api/v2/private/submit_transfer_to_user", Transfer),
+    // Funds to another Deribit user: a withdrawal by destination.
+    ep(Get, "/api/v2/private/submit_transfer_to_user", Withdraw),
     ep(Get, "/api/v2/private/submit_transfer_between_subaccounts", Transfer),
     ep(Get, "/api/v2/private/get_transfers", Transfer),
     ep(Get, "/api/v2/private/execute_block_trade", Transfer),
     ep(Get, "/api/v2/private/verify_block_trade", Transfer),
     ep(Get, "/api/v2/private/create_api_key", Admin),
     ep(Get, "/api/v2/private/edit_api_key", Admin),
+    // Every key of the account, their scopes and trusted addresses (keyward account check reads it).
+    ep(Get, "/api/v2/private/list_api_keys", Admin),
 ];
+
+/// `private/withdraw`: to an address in Deribit's address book.
+const WITHDRAW: WithdrawFields = WithdrawFields {
+    asset: "currency",
+    amount: "amount",
+    address: "address",
+    network: None,
+    memo: None,
+    harmless: &["priority", "tfa"],
+};
+
+/// `private/submit_transfer_to_user`: to another Deribit user.
+const TO_USER: WithdrawFields = WithdrawFields {
+    asset: "currency",
+    amount: "amount",
+    address: "destination",
+    network: None,
+    memo: None,
+    harmless: &[],
+};
+
+const SETTINGS: KeySettings = KeySettings {
+    page: "Deribit's API page (Account → API, the key's scopes)",
+    withdraw: "Wallet: read_write",
+    transfer: "Wallet: read_write",
+    margin: "",
+    futures: "",
+    trade: "Trade: read_write",
+    ip: "IP whitelist",
+};
+
+/// `private/list_api_keys`: every key of the account; ours is the one whose
+/// `client_id` is the account's key. `max_scope` is space-separated
+/// (`wallet:read_write` lets it withdraw), `ip_whitelist` a list.
+fn key_info(v: &serde_json::Value, api_key: &str) -> Result<KeyInfo, String> {
+    let keys = v.get("result").and_then(serde_json::Value::as_array).ok_or("the answer has no result")?;
+    let key = keys
+        .iter()
+        .find(|k| k.get("client_id").and_then(serde_json::Value::as_str) == Some(api_key))
+        .ok_or("the account's key is not among those Deribit lists")?;
+    let scope: Vec<String> = match key.get("max_scope") {
+        Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        _ => return Err("the key has no max_scope".into()),
+    };
+    let has = |s: &str| Some(scope.iter().any(|x| x == s));
+    let ips = address_list(key.get("ip_whitelist"));
+    Ok(KeyInfo {
+        withdraw: has("wallet:read_write"),
+        transfer: has("wallet:read_write"),
+        margin: None,
+        futures: None,
+        trade: has("trade:read_write"),
+        ip_restricted: Some(!ips.is_empty()),
+        ips,
+        expires_ms: None,
+    })
+}
 
 impl Exchange for Deribit {
     fn kind(&self) -> &'static str {
@@ -95,6 +162,34 @@ impl Exchange for Deribit {
     fn auth_headers(&self) -> &'static [&'static str] {
         &["authorization"]
     }
+    /// A transfer to another user reads as network `deribit-user`.
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
+        match req.path.as_str() {
+            "/api/v2/private/withdraw" => WITHDRAW.read(req).map(Some),
+            "/api/v2/private/submit_transfer_to_user" => {
+                TO_USER.read(req).map(|w| Some(Withdrawal { network: Some("deribit-user".into()), ..w }))
+            }
+            "/api/v2/private/cancel_withdrawal" | "/api/v2/private/get_withdrawals" => Ok(None),
+            _ => Err(GuardError(format!(
+                "{}: Deribit's address book is kept on Deribit's website; keyward's allowlist is the account's own",
+                req.path
+            ))),
+        }
+    }
+
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        Some(KeyInfoCall {
+            request: request("GET", "/api/v2/private/list_api_keys", &[], None),
+            answer: self.credential_check().answer,
+            parse: key_info,
+            settings: SETTINGS,
+        })
+    }
+
+    fn cancel_all(&self) -> Vec<Sweep> {
+        vec![Sweep::Call(request("GET", "/api/v2/private/cancel_all", &[], None))]
+    }
+
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
         if matches!(req.body, Body::Form(_)) {
             return Err(SignError::Request("Deribit takes query parameters or JSON-RPC bodies".into()));

@@ -4,8 +4,14 @@
 
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
+use crate::funds::WithdrawFields;
+use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{hex, hmac_sha512, sha512};
-use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+use crate::orders::GuardError;
+use crate::sweep::{DeadMan, Sweep, request};
+use crate::{
+    Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
+};
 
 /// Gate.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +32,8 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v4/futures/usdt/tickers", Public),
     ep(Get, "/api/v4/futures/usdt/order_book", Public),
     ep(Get, "/api/v4/spot/accounts", Read),
+    // The key's trusted addresses and account mode (ccxt reads it when it loads markets).
+    ep(Get, "/api/v4/account/detail", Read),
     ep(Get, "/api/v4/spot/orders", Read),
     ep(Get, "/api/v4/spot/orders/{}", Read),
     ep(Get, "/api/v4/spot/open_orders", Read),
@@ -49,7 +57,11 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/api/v4/spot/cancel_batch_orders", Cancel),
     ep(Delete, "/api/v4/futures/usdt/orders", Cancel),
     ep(Delete, "/api/v4/futures/usdt/orders/{}", Cancel),
+    ep(Post, "/api/v4/spot/countdown_cancel_all", Cancel),
+    ep(Post, "/api/v4/futures/usdt/countdown_cancel_all", Cancel),
     ep(Post, "/api/v4/withdrawals", Withdraw),
+    // A transfer to another Gate user by UID.
+    ep(Post, "/api/v4/withdrawals/push", Withdraw),
     ep(Delete, "/api/v4/withdrawals/{}", Withdraw),
     ep(Get, "/api/v4/wallet/withdrawals", Withdraw),
     ep(Post, "/api/v4/wallet/transfers", Transfer),
@@ -61,6 +73,46 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/api/v4/unified/loans", Borrow),
     ep(Post, "/api/v4/sub_accounts/{}/keys", Admin),
 ];
+
+/// `POST /api/v4/withdrawals`: on-chain (or to a Gate address, free).
+const WITHDRAW: WithdrawFields = WithdrawFields {
+    asset: "currency",
+    amount: "amount",
+    address: "address",
+    network: Some("chain"),
+    memo: Some("memo"),
+    harmless: &["withdraw_order_id"],
+};
+
+/// `POST /api/v4/withdrawals/push`: to another Gate user, by UID.
+const PUSH: WithdrawFields = WithdrawFields {
+    asset: "currency",
+    amount: "amount",
+    address: "receive_uid",
+    network: None,
+    memo: None,
+    harmless: &[],
+};
+
+const SETTINGS: KeySettings = KeySettings {
+    page: "Gate's API key management page (APIv4 keys)",
+    withdraw: "Withdrawal",
+    transfer: "Wallet",
+    margin: "Margin",
+    futures: "Perpetual Futures",
+    trade: "Spot/Margin Trade",
+    ip: "IP Permissions (bind IP)",
+};
+
+/// `GET /api/v4/account/detail`: the key's `ip_whitelist`; Gate says
+/// nothing there of its permissions.
+fn key_info(v: &serde_json::Value, _api_key: &str) -> Result<KeyInfo, String> {
+    if !v.is_object() || v.get("ip_whitelist").is_none() && v.get("user_id").is_none() {
+        return Err("the answer has no ip_whitelist".into());
+    }
+    let ips = address_list(v.get("ip_whitelist"));
+    Ok(KeyInfo { ip_restricted: Some(!ips.is_empty()), ips, ..KeyInfo::default() })
+}
 
 impl Exchange for Gate {
     fn kind(&self) -> &'static str {
@@ -100,6 +152,51 @@ impl Exchange for Gate {
     fn auth_headers(&self) -> &'static [&'static str] {
         &["key", "sign", "timestamp"]
     }
+    /// A UID transfer reads as network `UID`.
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
+        match (req.method, req.path.as_str()) {
+            (Post, "/api/v4/withdrawals") => WITHDRAW.read(req).map(Some),
+            (Post, "/api/v4/withdrawals/push") => {
+                PUSH.read(req).map(|w| Some(Withdrawal { network: Some("UID".into()), ..w }))
+            }
+            (Delete, _) | (Get, "/api/v4/wallet/withdrawals") => Ok(None),
+            _ => Err(GuardError(format!("keyward does not read {} {}", req.method.as_str(), req.path))),
+        }
+    }
+
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        Some(KeyInfoCall {
+            request: request("GET", "/api/v4/account/detail", &[], None),
+            answer: self.credential_check().answer,
+            parse: key_info,
+            settings: SETTINGS,
+        })
+    }
+
+    /// Spot (every pair and account) and USDT futures (every contract).
+    fn cancel_all(&self) -> Vec<Sweep> {
+        vec![
+            Sweep::Call(request("DELETE", "/api/v4/spot/orders", &[], None)),
+            Sweep::Call(request("DELETE", "/api/v4/futures/usdt/orders", &[], None)),
+        ]
+    }
+
+    /// Spot and USDT futures, each its own timer; at least 5 seconds, 0 disarms.
+    fn dead_man(&self) -> Option<DeadMan> {
+        Some(DeadMan {
+            name: "POST /api/v4/spot/countdown_cancel_all and /api/v4/futures/usdt/countdown_cancel_all",
+            min_s: 5,
+            max_s: 86_400,
+            arm: |timeout_s| {
+                let body = serde_json::json!({"timeout": timeout_s});
+                vec![
+                    Sweep::Call(request("POST", "/api/v4/spot/countdown_cancel_all", &[], Some(body.clone()))),
+                    Sweep::Call(request("POST", "/api/v4/futures/usdt/countdown_cancel_all", &[], Some(body))),
+                ]
+            },
+        })
+    }
+
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
         if matches!(req.body, Body::Form(_)) {
             return Err(SignError::Request("Gate takes JSON bodies".into()));

@@ -7,8 +7,13 @@ use crate::canonical::encode_pairs;
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, b64_decode, hmac_sha512, sha256};
+use crate::funds::WithdrawFields;
+use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::orders::{GuardError, Order, decimal, param_decimal, side};
-use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+use crate::sweep::{DeadMan, Sweep, form};
+use crate::{
+    Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
+};
 use rust_decimal::Decimal;
 
 /// Kraken.
@@ -61,6 +66,8 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/0/private/WalletTransfer", Transfer),
     ep(Post, "/0/private/AccountTransfer", Transfer),
     ep(Post, "/0/private/CreateSubaccount", Admin),
+    // What the key itself may do (keyward account check reads it).
+    ep(Post, "/0/private/GetApiKeyInfo", Admin),
     // A WebSocket token would let its holder trade outside keyward.
     ep(Post, "/0/private/GetWebSocketsToken", Admin),
 ];
@@ -93,6 +100,56 @@ fn close_orders(req: &CanonicalRequest, parent: Order) -> Result<Vec<Order>, Gua
     }
     out.insert(0, parent);
     Ok(out)
+}
+
+/// Where a Kraken withdrawal names each part. Its destination is `key`,
+/// the name of a withdrawal address approved on Kraken's website (that name
+/// is what an allowlist entry holds); `address` only makes Kraken check the
+/// key's address, and `max_fee` caps the fee.
+const WITHDRAW: WithdrawFields = WithdrawFields {
+    asset: "asset",
+    amount: "amount",
+    address: "key",
+    network: None,
+    memo: None,
+    harmless: &["address", "max_fee", "aclass", "nonce", "otp"],
+};
+
+const SETTINGS: KeySettings = KeySettings {
+    page: "Kraken's API key settings (Settings → API)",
+    withdraw: "Withdraw Funds",
+    transfer: "Withdraw Funds",
+    margin: "",
+    futures: "",
+    trade: "Create & Modify Orders",
+    ip: "IP allowlist",
+};
+
+/// `POST /0/private/GetApiKeyInfo`: `permissions` (`withdraw-funds`,
+/// `modify-trades`, …), `ipAllowlist` (empty: any address), `validUntil`
+/// (Unix seconds, `"0"`: no expiry).
+fn key_info(v: &serde_json::Value, _api_key: &str) -> Result<KeyInfo, String> {
+    let r = v.get("result").filter(|r| r.is_object()).ok_or("the answer has no result")?;
+    let perms: Vec<&str> = r
+        .get("permissions")
+        .and_then(serde_json::Value::as_array)
+        .ok_or("the answer has no permissions")?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let ips = address_list(r.get("ipAllowlist"));
+    let until = r.get("validUntil").and_then(|t| t.as_str().and_then(|s| s.parse::<i64>().ok()).or(t.as_i64()));
+    Ok(KeyInfo {
+        withdraw: Some(perms.contains(&"withdraw-funds")),
+        // Transfers to the futures wallet need the withdrawal permission.
+        transfer: Some(perms.contains(&"withdraw-funds")),
+        margin: None,
+        futures: None,
+        trade: Some(perms.contains(&"modify-trades")),
+        ip_restricted: Some(!ips.is_empty()),
+        ips,
+        expires_ms: until.filter(|t| *t > 0).map(|t| t * 1000),
+    })
 }
 
 impl Exchange for Kraken {
@@ -195,6 +252,48 @@ impl Exchange for Kraken {
         let creds = Credentials::from_fields(get)?;
         b64_decode(creds.secret()?).ok_or(SignError::Field { field: "api_secret", reason: "not base64".into() })?;
         Ok(())
+    }
+
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
+        match req.path.as_str() {
+            "/0/private/Withdraw" => {
+                if req.param("aclass").is_some_and(|c| c != "currency") {
+                    return Err(GuardError("keyward reads currency withdrawals only (aclass currency)".into()));
+                }
+                WITHDRAW.read(req).map(Some)
+            }
+            "/0/private/WithdrawMethods"
+            | "/0/private/WithdrawAddresses"
+            | "/0/private/WithdrawInfo"
+            | "/0/private/WithdrawStatus"
+            | "/0/private/WithdrawCancel" => Ok(None),
+            _ => Err(GuardError(format!("keyward does not read {}", req.path))),
+        }
+    }
+
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        Some(KeyInfoCall {
+            request: form("POST", "/0/private/GetApiKeyInfo", &[]),
+            answer: self.credential_check().answer,
+            parse: key_info,
+            settings: SETTINGS,
+        })
+    }
+
+    fn cancel_all(&self) -> Vec<Sweep> {
+        vec![Sweep::Call(form("POST", "/0/private/CancelAll", &[]))]
+    }
+
+    /// Account-wide; Kraken recommends 60 seconds, re-armed every 15 to 30.
+    fn dead_man(&self) -> Option<DeadMan> {
+        Some(DeadMan {
+            name: "POST /0/private/CancelAllOrdersAfter",
+            min_s: 10,
+            max_s: 86_399,
+            arm: |timeout_s| {
+                vec![Sweep::Call(form("POST", "/0/private/CancelAllOrdersAfter", &[("timeout", &timeout_s.to_string())]))]
+            },
+        })
     }
 
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {

@@ -5,7 +5,14 @@
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hmac_sha256};
-use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+use crate::funds::WithdrawFields;
+use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
+use crate::orders::GuardError;
+use crate::sweep::{DeadMan, Sweep, request};
+use crate::{
+    Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
+};
+use serde_json::Value;
 
 /// KuCoin.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +66,15 @@ static CATALOG: &[Endpoint] = &[
     ep(Delete, "/api/v1/order/client-order/{}", Cancel),
     ep(Delete, "/api/v1/hf/orders/{}", Cancel),
     ep(Delete, "/api/v1/hf/orders/cancelAll", Cancel),
+    ep(Delete, "/api/v1/hf/orders", Cancel),
+    ep(Get, "/api/v1/hf/orders/active/symbols", Read),
+    // The HF dead-man switch ("Disconnection Protect").
+    ep(Post, "/api/v1/hf/orders/dead-cancel-all", Cancel),
+    ep(Get, "/api/v1/hf/orders/dead-cancel-all/query", Read),
+    // What the key itself may do (keyward account check reads it).
+    ep(Get, "/api/v1/user/api-key", Admin),
+    // ccxt's withdraw() calls v3.
+    ep(Post, "/api/v3/withdrawals", Withdraw),
     ep(Post, "/api/v1/withdrawals", Withdraw),
     ep(Get, "/api/v1/withdrawals", Withdraw),
     ep(Get, "/api/v1/withdrawals/quotas", Withdraw),
@@ -72,6 +88,60 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/api/v1/bullet-private", Admin),
     ep(Post, "/api/v1/bullet-public", Admin),
 ];
+
+/// `POST /api/v1/withdrawals`: an on-chain address (or a KuCoin one with
+/// `isInner`).
+const WITHDRAW_V1: WithdrawFields = WithdrawFields {
+    asset: "currency",
+    amount: "amount",
+    address: "address",
+    network: Some("chain"),
+    memo: Some("memo"),
+    harmless: &["isInner", "remark", "feeDeductType"],
+};
+
+/// `POST /api/v3/withdrawals`: `toAddress` read as `withdrawType` says.
+const WITHDRAW_V3: WithdrawFields = WithdrawFields {
+    asset: "currency",
+    amount: "amount",
+    address: "toAddress",
+    network: Some("chain"),
+    memo: Some("memo"),
+    harmless: &["withdrawType", "isInner", "remark", "feeDeductType"],
+};
+
+const SETTINGS: KeySettings = KeySettings {
+    page: "KuCoin's API management page",
+    withdraw: "Withdrawal",
+    transfer: "Flex Transfers",
+    margin: "Margin Trading",
+    futures: "Futures Trading",
+    trade: "Spot Trading",
+    ip: "IP Restriction",
+};
+
+/// `GET /api/v1/user/api-key`: `permission` (`General,Spot,Margin,Futures,
+/// InnerTransfer,Transfer,Earn`; `Transfer` is the website's
+/// "Withdrawal"), `ipWhitelist` (comma-separated, masked: `203.**.154`).
+fn key_info(v: &Value, _api_key: &str) -> Result<KeyInfo, String> {
+    let d = v.get("data").filter(|d| d.is_object()).ok_or("the answer has no data")?;
+    let perm = d.get("permission").and_then(Value::as_str).ok_or("the answer has no permission")?;
+    let perms: Vec<&str> = perm.split(',').map(str::trim).collect();
+    let has = |p: &str| Some(perms.contains(&p));
+    let ips = address_list(d.get("ipWhitelist"));
+    // Masked addresses cannot be compared with keyward's.
+    let masked = ips.iter().any(|i| i.contains('*'));
+    Ok(KeyInfo {
+        withdraw: has("Transfer"),
+        transfer: has("InnerTransfer"),
+        margin: has("Margin"),
+        futures: has("Futures"),
+        trade: Some(perms.iter().any(|p| matches!(*p, "Spot" | "Margin" | "Futures"))),
+        ip_restricted: Some(!ips.is_empty()),
+        ips: if masked { Vec::new() } else { ips },
+        expires_ms: None,
+    })
+}
 
 impl Exchange for Kucoin {
     fn kind(&self) -> &'static str {
@@ -124,6 +194,60 @@ impl Exchange for Kucoin {
             None | Some("2") | Some("3") => Ok(()),
             Some(_) => Err(SignError::Field { field: "key_version", reason: "must be 2 or 3".into() }),
         }
+    }
+
+    /// v3's `withdrawType` `UID`, `MAIL` or `PHONE` sends to a KuCoin user:
+    /// the network reads `uid`, `mail` or `phone`.
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
+        match (req.method, req.path.as_str()) {
+            (Post, "/api/v1/withdrawals") => WITHDRAW_V1.read(req).map(Some),
+            (Post, "/api/v3/withdrawals") => {
+                let mut w = WITHDRAW_V3.read(req)?;
+                match req.param("withdrawType").as_deref() {
+                    Some("ADDRESS") => {}
+                    Some(kind @ ("UID" | "MAIL" | "PHONE")) => w.network = Some(kind.to_ascii_lowercase()),
+                    other => return Err(GuardError(format!("withdrawType {other:?} is not ADDRESS, UID, MAIL or PHONE"))),
+                }
+                Ok(Some(w))
+            }
+            (Get, "/api/v1/withdrawals" | "/api/v1/withdrawals/quotas") | (Delete, _) => Ok(None),
+            _ => Err(GuardError(format!("keyward does not read {} {}", req.method.as_str(), req.path))),
+        }
+    }
+
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        Some(KeyInfoCall {
+            request: request("GET", "/api/v1/user/api-key", &[], None),
+            answer: self.credential_check().answer,
+            parse: key_info,
+            settings: SETTINGS,
+        })
+    }
+
+    /// High-frequency orders of every symbol, then classic spot orders.
+    fn cancel_all(&self) -> Vec<Sweep> {
+        vec![
+            Sweep::Call(request("DELETE", "/api/v1/hf/orders/cancelAll", &[], None)),
+            Sweep::Call(request("DELETE", "/api/v1/orders", &[], None)),
+        ]
+    }
+
+    /// HF orders; 5 to 86,400 seconds, and -1 (not 0) disarms.
+    fn dead_man(&self) -> Option<DeadMan> {
+        Some(DeadMan {
+            name: "POST /api/v1/hf/orders/dead-cancel-all (high-frequency orders)",
+            min_s: 5,
+            max_s: 86_400,
+            arm: |timeout_s| {
+                let timeout = if timeout_s == 0 { -1 } else { i64::from(timeout_s) };
+                vec![Sweep::Call(request(
+                    "POST",
+                    "/api/v1/hf/orders/dead-cancel-all",
+                    &[],
+                    Some(serde_json::json!({"timeout": timeout})),
+                ))]
+            },
+        })
     }
 
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {

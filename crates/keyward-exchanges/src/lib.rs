@@ -19,18 +19,24 @@ pub mod check;
 pub mod coinbase;
 pub mod credentials;
 pub mod deribit;
+pub mod funds;
 pub mod gate;
 pub mod keygen;
+pub mod keyinfo;
 pub mod kraken;
 pub mod kucoin;
 pub mod mac;
 pub mod okx;
 pub mod orders;
+pub mod sweep;
 
 pub use canonical::{Body, CanonicalRequest, Method, NotCanonical};
 pub use catalog::Endpoint;
 pub use check::{AnswerShape, CredentialCheck};
 pub use credentials::{Credentials, PrivateKey};
+pub use funds::Withdrawal;
+pub use keyinfo::{KeyInfo, KeyInfoCall, KeySettings};
+pub use sweep::{DeadMan, Sweep};
 pub use keygen::{KeyAlg, KeyFamily, KeyPair};
 pub use keyward_core::scope::Class;
 
@@ -190,6 +196,35 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     }
     /// Reads the exchange's usage headers on an answer (public calls included).
     fn usage(&self, _path: &str, _header: &dyn Fn(&str) -> Option<String>, _now_ms: i64) -> Option<Usage> {
+        None
+    }
+    /// The withdrawal a withdraw-class request makes, read strictly for
+    /// the account's address allowlist and caps: `Ok(None)` for a
+    /// withdraw-class call that moves nothing (history, quotas, a
+    /// cancellation), an error for anything keyward cannot read (refused
+    /// with `withdraw_policy`).
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, orders::GuardError> {
+        Err(orders::GuardError(format!(
+            "keyward does not read {} withdrawals at {} {}",
+            self.kind(),
+            req.method.as_str(),
+            req.path
+        )))
+    }
+    /// The exchange's key-information call (what its API key may do), when
+    /// it has one; `creds` gives the key for exchanges that take it as a
+    /// parameter.
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        None
+    }
+    /// The calls that cancel every open order on the account (spot and the
+    /// derivatives the catalog lists).
+    fn cancel_all(&self) -> Vec<Sweep> {
+        Vec::new()
+    }
+    /// The exchange's cancel-on-disconnect timer, where it has one that a
+    /// REST call arms.
+    fn dead_man(&self) -> Option<DeadMan> {
         None
     }
     /// Signs a canonical request.

@@ -5,8 +5,13 @@
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
 use crate::mac::{b64, hmac_sha256};
+use crate::funds::WithdrawFields;
+use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::orders::{GuardError, Order, Side, decimal, json_decimal, json_orders, side, text};
-use crate::{Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, h};
+use crate::sweep::{DeadMan, Sweep, list_at, request};
+use crate::{
+    Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
+};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -65,6 +70,8 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/api/v5/trade/cancel-batch-orders", Cancel),
     ep(Post, "/api/v5/trade/cancel-algos", Cancel),
     ep(Post, "/api/v5/trade/mass-cancel", Cancel),
+    ep(Post, "/api/v5/trade/cancel-all-after", Cancel),
+    ep(Post, "/api/v5/asset/withdrawal-lightning", Withdraw),
     ep(Post, "/api/v5/asset/withdrawal", Withdraw),
     ep(Post, "/api/v5/asset/cancel-withdrawal", Withdraw),
     ep(Get, "/api/v5/asset/withdrawal-history", Withdraw),
@@ -201,6 +208,61 @@ fn attached(parent: &Order, o: &Value, size: Option<rust_decimal::Decimal>) -> R
     Ok(out)
 }
 
+/// Where an OKX withdrawal names each part: `toAddr` is the address, with
+/// a memo after a `:` on chains that take one (`address:tag`); `dest` 4 is
+/// on-chain, 3 an OKX account (see [`Okx::withdrawal`]).
+const WITHDRAW: WithdrawFields = WithdrawFields {
+    asset: "ccy",
+    amount: "amt",
+    address: "toAddr",
+    network: Some("chain"),
+    memo: None,
+    harmless: &["dest", "clientId", "fee", "toAddrType", "areaCode", "rcvrInfo"],
+};
+
+const SETTINGS: KeySettings = KeySettings {
+    page: "OKX's API management page",
+    withdraw: "Withdraw",
+    transfer: "",
+    margin: "",
+    futures: "",
+    trade: "Trade",
+    ip: "IP address (linked IP addresses)",
+};
+
+/// `GET /api/v5/account/config`: `perm` (`read_only,withdraw,trade`) and
+/// `ip` (comma-separated, `""`: none bound) of the calling key. OKX has no
+/// separate transfer or margin permission (both are `trade`), and no expiry.
+fn key_info(v: &Value, _api_key: &str) -> Result<KeyInfo, String> {
+    let d = v.get("data").and_then(|d| d.get(0)).ok_or("the answer has no data")?;
+    let perm = d.get("perm").and_then(Value::as_str).ok_or("the answer has no perm")?;
+    let perms: Vec<&str> = perm.split(',').map(str::trim).collect();
+    let ips = address_list(d.get("ip"));
+    Ok(KeyInfo {
+        withdraw: Some(perms.contains(&"withdraw")),
+        transfer: None,
+        margin: None,
+        futures: None,
+        trade: Some(perms.contains(&"trade")),
+        ip_restricted: Some(!ips.is_empty()),
+        ips,
+        expires_ms: None,
+    })
+}
+
+/// Batches of `size` `{instId, <id>}` objects from a listing.
+fn batches(body: &[u8], id: &'static str, size: usize, path: &'static str) -> Result<Vec<CanonicalRequest>, String> {
+    let orders = list_at(body, &["data"])?;
+    let mut items = Vec::new();
+    for o in &orders {
+        let (Some(inst), Some(oid)) = (o.get("instId").and_then(Value::as_str), o.get(id).and_then(Value::as_str)) else {
+            return Err(format!("an open order without instId or {id}"));
+        };
+        items.push(serde_json::json!({"instId": inst, id: oid}));
+    }
+    Ok(items.chunks(size).map(|c| request("POST", path, &[], Some(Value::Array(c.to_vec())))).collect())
+}
+
 impl Exchange for Okx {
     fn kind(&self) -> &'static str {
         "okx"
@@ -277,6 +339,93 @@ impl Exchange for Okx {
         creds.secret()?;
         creds.passphrase()?;
         Ok(())
+    }
+
+    /// `dest` 4 (on-chain): `toAddr` is `address[:memo]`. `dest` 3 (an OKX
+    /// account by email, phone with `areaCode`, account name, or with
+    /// `toAddrType` 2 a UID): the network reads `internal` (or
+    /// `internal-uid`), and a phone's address reads `AREA-PHONE`.
+    fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
+        match (req.method, req.path.as_str()) {
+            (Post, "/api/v5/asset/withdrawal") => {
+                let mut w = WITHDRAW.read(req)?;
+                let to_type = req.param("toAddrType");
+                match (req.param("dest").as_deref(), to_type.as_deref()) {
+                    (Some("4"), None | Some("1")) => {
+                        if req.param("areaCode").is_some() {
+                            return Err(GuardError("areaCode belongs to internal transfers (dest 3)".into()));
+                        }
+                        if let Some((address, memo)) = w.address.split_once(':') {
+                            w.memo = Some(memo.to_string()).filter(|m| !m.is_empty());
+                            w.address = address.to_string();
+                        }
+                    }
+                    (Some("3"), None | Some("1") | Some("2")) => {
+                        w.network = Some(if to_type.as_deref() == Some("2") { "internal-uid" } else { "internal" }.into());
+                        if let Some(area) = req.param("areaCode") {
+                            w.address = format!("{area}-{}", w.address);
+                        }
+                    }
+                    (dest, kind) => {
+                        return Err(GuardError(format!(
+                            "dest {dest:?} with toAddrType {kind:?}: keyward reads dest 4 (on-chain) and 3 (an OKX account)"
+                        )));
+                    }
+                }
+                Ok(Some(w))
+            }
+            (Post, "/api/v5/asset/cancel-withdrawal") | (Get, "/api/v5/asset/withdrawal-history") => Ok(None),
+            _ => Err(GuardError(format!(
+                "{} {} pays to no address keyward can hold to an allowlist (a Lightning invoice)",
+                req.method.as_str(),
+                req.path
+            ))),
+        }
+    }
+
+    fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
+        Some(KeyInfoCall {
+            request: request("GET", "/api/v5/account/config", &[], None),
+            answer: self.credential_check().answer,
+            parse: key_info,
+            settings: SETTINGS,
+        })
+    }
+
+    /// OKX has no cancel-all: the pending orders are listed (100 a page)
+    /// and cancelled 20 at a time, then the algo orders (trigger, TP/SL,
+    /// trailing) 10 at a time.
+    fn cancel_all(&self) -> Vec<Sweep> {
+        let algo = |kinds: &'static str| {
+            Sweep::listed(request("GET", "/api/v5/trade/orders-algo-pending", &[("ordType", kinds)], None), |b| {
+                batches(b, "algoId", 10, "/api/v5/trade/cancel-algos")
+            })
+        };
+        vec![
+            Sweep::listed(request("GET", "/api/v5/trade/orders-pending", &[("limit", "100")], None), |b| {
+                batches(b, "ordId", 20, "/api/v5/trade/cancel-batch-orders")
+            }),
+            algo("conditional,oco"),
+            algo("trigger"),
+            algo("move_order_stop"),
+        ]
+    }
+
+    /// Account-wide; 10 to 120 seconds, 0 disarms.
+    fn dead_man(&self) -> Option<DeadMan> {
+        Some(DeadMan {
+            name: "POST /api/v5/trade/cancel-all-after",
+            min_s: 10,
+            max_s: 120,
+            arm: |timeout_s| {
+                vec![Sweep::Call(request(
+                    "POST",
+                    "/api/v5/trade/cancel-all-after",
+                    &[],
+                    Some(serde_json::json!({"timeOut": timeout_s.to_string()})),
+                ))]
+            },
+        })
     }
 
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {

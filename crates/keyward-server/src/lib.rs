@@ -21,6 +21,7 @@ mod alerts;
 mod audit;
 mod auth;
 mod config;
+mod controls;
 mod error;
 mod exchange;
 mod follow;

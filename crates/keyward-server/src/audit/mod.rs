@@ -158,6 +158,11 @@ impl Record {
         self.with(|n| n.recorded = true);
     }
 
+    /// The request's id.
+    pub(crate) fn request_id(&self) -> String {
+        self.0.lock().map(|n| n.request_id.clone()).unwrap_or_default()
+    }
+
     /// What was noted so far.
     pub(crate) fn note(&self) -> Note {
         self.0.lock().map(|n| n.clone()).unwrap_or_default()

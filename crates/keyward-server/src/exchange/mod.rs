@@ -20,6 +20,7 @@ pub(crate) use forward::{AnswerBody, client, forwardable};
 pub(crate) use pipeline::{Overrides, Signed, check_account_name};
 
 use crate::audit::Auditor;
+use crate::controls::Controls;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
@@ -62,6 +63,8 @@ pub(crate) struct Handles {
     pub(crate) metrics: Arc<Metrics>,
     /// Nonces shared by several nodes (see [`Store::next_nonce`]).
     pub(crate) store: Arc<dyn Store>,
+    /// Frozen accounts, withdrawal allowlists and caps.
+    pub(crate) controls: Arc<Controls>,
 }
 
 /// The exchange service.
@@ -75,6 +78,7 @@ pub(crate) struct Exchanges {
     auditor: Arc<Auditor>,
     metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
+    controls: Arc<Controls>,
     client: reqwest::Client,
     /// Accounts by name, with the secret version each was built from.
     accounts: RwLock<HashMap<String, Built>>,
@@ -87,7 +91,7 @@ pub(crate) struct Exchanges {
 impl Exchanges {
     /// The service; `client` is the upstream client (see [`client`]).
     pub(crate) fn new(config: ExchangeConfig, handles: Handles, client: reqwest::Client) -> Self {
-        let Handles { secrets, barrier, keys, clock, auditor, metrics, store } = handles;
+        let Handles { secrets, barrier, keys, clock, auditor, metrics, store, controls } = handles;
         Self {
             config,
             secrets,
@@ -97,6 +101,7 @@ impl Exchanges {
             auditor,
             metrics,
             store,
+            controls,
             client,
             accounts: RwLock::new(HashMap::new()),
             references: References::default(),

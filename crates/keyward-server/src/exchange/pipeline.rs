@@ -18,6 +18,7 @@ use super::accounts::{Account, account_error};
 use super::forward::{self, Answer};
 use super::{Exchanges, PREFIX};
 use crate::audit::Verdict;
+use crate::controls::{Planned, Reserved};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::keys::Admitted;
@@ -64,6 +65,9 @@ struct Authorized {
     /// The key's guards and the orders they hold, when it has guards and
     /// this is a trade: what can be decided without a price was decided.
     guard: Option<GuardPlan>,
+    /// The withdrawal, when this is one, passed by the account's
+    /// allowlist; its cap is spent at admission.
+    withdrawal: Option<Planned>,
     /// The signed request (unsigned for public endpoints); it leaves
     /// keyward only once the request is admitted.
     out: Outgoing,
@@ -91,6 +95,8 @@ struct Reservation {
 struct Admission {
     _proof: Admitted,
     reservation: Option<Reservation>,
+    /// A withdrawal counted against its cap.
+    withdrawal: Option<Reserved>,
 }
 
 fn micros(d: Decimal) -> i64 {
@@ -122,6 +128,40 @@ fn guard_plan(caller: &Caller, account: &Account, creq: &CanonicalRequest) -> Re
     let limits = guard.limits().map_err(|e| Error::internal(&format!("a stored order guard is invalid: {e}")))?;
     limits.precheck(&orders).map_err(|r| refuse(r.0))?;
     Ok(Some(GuardPlan { limits, orders }))
+}
+
+/// The refusal of a frozen account.
+fn frozen(name: &str, f: &crate::controls::Frozen) -> Error {
+    let reason = f.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+    Error::new(
+        DenyReason::AccountFrozen,
+        format!(
+            "exchange account {name} is frozen since {}{reason}: nothing is signed for it until `keyward account unfreeze {name}` is approved",
+            keyward_core::clock::rfc3339(f.at_ms)
+        ),
+    )
+}
+
+/// A withdraw-class request read strictly and held to the account's
+/// allowlist (its cap is spent at admission). A call that moves nothing
+/// (history, quotas, a cancellation) needs no destination.
+fn withdrawal_plan(
+    caller: &Caller,
+    name: &str,
+    account: &Account,
+    controls: &crate::controls::AccountControls,
+    creq: &CanonicalRequest,
+) -> Result<Option<Planned>> {
+    let w = account.exchange.withdrawal(creq).map_err(|e| {
+        Error::new(DenyReason::WithdrawPolicy, format!("keyward reads withdrawals strictly and refuses this one: {e}"))
+    })?;
+    let Some(w) = w else { return Ok(None) };
+    caller.record.detail(
+        serde_json::json!({"withdrawal": {"asset": w.asset, "amount": w.amount.to_string(), "address": w.address,
+            "network": w.network, "memo": w.memo}})
+        .to_string(),
+    );
+    controls.plan_withdrawal(name, w).map(Some)
 }
 
 /// Checks an account name: one secret path segment under `exchanges/`
@@ -192,6 +232,10 @@ impl Exchanges {
             return Err(Error::scope_missing(format!("this key has no scope on account {name}")));
         }
         let account = self.account(&caller.unsealed, name).await?;
+        let controls = self.controls.get(&caller.unsealed, name).await?;
+        if let Some(f) = &controls.frozen {
+            return Err(frozen(name, f));
+        }
         let exchange = account.exchange;
         creq.remove_params(exchange.auth_params());
         let class = exchange.classify(&creq).ok_or_else(|| {
@@ -225,8 +269,9 @@ impl Exchanges {
         let base = account.base_url(&creq.path)?;
         let guard =
             if matches!(class, Class::Trade | Class::Borrow) { guard_plan(caller, &account, &creq)? } else { None };
+        let withdrawal = if class == Class::Withdraw { withdrawal_plan(caller, name, &account, &controls, &creq)? } else { None };
         let out = self.outgoing(name, &account, class, &creq, overrides)?;
-        Ok(Authorized { name: name.to_string(), account, class, creq, base, guard, out })
+        Ok(Authorized { name: name.to_string(), account, class, creq, base, guard, withdrawal, out })
     }
 
     /// Admission, last: rate, the account's shared exchange budget, the
@@ -249,10 +294,25 @@ impl Exchanges {
             None => None,
         };
         let reservation = self.reserve(caller, passed.as_ref(), now).await?;
+        let withdrawal = match &a.withdrawal {
+            Some(planned) => {
+                match self.controls.reserve(&caller.unsealed, &a.name, planned, &caller.record.request_id()).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.give_back(reservation.as_ref()).await;
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
         match caller.take_use(rate).await {
-            Ok(proof) => Ok(Admission { _proof: proof, reservation }),
+            Ok(proof) => Ok(Admission { _proof: proof, reservation, withdrawal }),
             Err(e) => {
                 self.give_back(reservation.as_ref()).await;
+                if let Some(w) = &withdrawal {
+                    self.controls.release(w).await;
+                }
                 Err(e)
             }
         }
@@ -332,6 +392,9 @@ impl Exchanges {
 
     async fn release(&self, admission: &Admission) {
         self.give_back(admission.reservation.as_ref()).await;
+        if let Some(w) = &admission.withdrawal {
+            self.controls.release(w).await;
+        }
     }
 
     /// What to send: public requests unsigned, everything else signed with

@@ -7,6 +7,7 @@ use crate::alerts::Alerts;
 use crate::audit::{Auditor, Sinks};
 use crate::auth::Auth;
 use crate::config::RuntimeConfig;
+use crate::controls::Controls;
 use crate::error::{Error, Result};
 use crate::exchange::{self, ExchangeConfig, Exchanges, Handles};
 use crate::keys::{Keys, KeysConfig};
@@ -41,6 +42,8 @@ pub(crate) struct Services {
     pub secrets: Arc<Secrets>,
     /// Exchange accounts: the sign API and the proxy.
     pub exchanges: Exchanges,
+    /// Frozen accounts, withdrawal allowlists and caps, dead-man timers.
+    pub controls: Arc<Controls>,
     /// The audit queue and writer.
     pub auditor: Arc<Auditor>,
     /// Audit sinks and alert rules.
@@ -81,6 +84,7 @@ impl AppState {
         let keys = Arc::new(Keys::new(store.clone(), clock.clone(), keys_config));
         let auth = Auth::new(keys.clone(), barrier.clone(), clock.clone(), config.throttle);
         let secrets = Arc::new(Secrets::start(store.clone(), clock.clone(), barrier.clone()));
+        let controls = Arc::new(Controls::new(secrets.clone(), clock.clone()));
         let exchanges = Exchanges::new(
             ExchangeConfig { allow_upstream: config.allow_upstream.clone(), allow_overrides: test_clock.is_some() },
             Handles {
@@ -91,6 +95,7 @@ impl AppState {
                 auditor: auditor.clone(),
                 metrics: metrics.clone(),
                 store: store.clone(),
+                controls: controls.clone(),
             },
             client,
         );
@@ -103,6 +108,7 @@ impl AppState {
             auth,
             secrets,
             exchanges,
+            controls,
             auditor,
             sinks,
             metrics,
@@ -138,6 +144,7 @@ impl AppState {
         self.keys.unload();
         self.secrets.forget_all();
         self.exchanges.forget_all();
+        self.controls.forget_all();
         Ok(())
     }
 }

@@ -170,6 +170,25 @@ impl KeyEntry {
                 reason,
                 format!("this key is past its maximum age; roll it (keyward key roll {}) before it is due", self.id),
             )),
+            Some((reason, _)) if self.state == KeyState::Disabled && self.policy.awaiting_approval.is_some() => {
+                Err(Error::new(
+                    reason,
+                    format!(
+                        "this key is disabled until approval {} is given (keyward approvals show {})",
+                        self.policy.awaiting_approval.as_deref().unwrap_or_default(),
+                        self.policy.awaiting_approval.as_deref().unwrap_or_default()
+                    ),
+                ))
+            }
+            Some((reason, _)) if self.state == KeyState::Disabled && !self.policy.frozen_by.is_empty() => {
+                Err(Error::new(
+                    reason,
+                    format!(
+                        "this key is disabled: exchange account {} is frozen",
+                        self.policy.frozen_by.join(", ")
+                    ),
+                ))
+            }
             Some((reason, why)) => Err(Error::new(reason, why)),
             None => Ok(()),
         }

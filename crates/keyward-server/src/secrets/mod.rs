@@ -53,8 +53,9 @@ pub(crate) struct Secrets {
     clock: Arc<dyn Clock>,
     barrier: Arc<Barrier>,
     writer: SecretWriter,
-    /// Decrypted current versions by path; dropped on any change and on seal.
-    current: RwLock<HashMap<String, Arc<Version>>>,
+    /// Decrypted current versions by path (`None`: known to have none);
+    /// dropped on any change and on seal.
+    current: RwLock<HashMap<String, Option<Arc<Version>>>>,
     /// Counts changes, so a read that raced a write does not cache the
     /// version it read before the write.
     changes: AtomicU64,
@@ -96,11 +97,28 @@ impl Secrets {
 
     /// The current version, from memory after its first read.
     pub(crate) async fn current(&self, unsealed: &Unsealed, path: &str) -> Result<Arc<Version>> {
+        match self.current_opt(unsealed, path).await? {
+            Some(v) => Ok(v),
+            // Not cached as absent by a read that found it: read again for the precise reason.
+            None => self.decrypt(unsealed, path, None).await,
+        }
+    }
+
+    /// The current version, or `None` when the secret does not exist, has
+    /// no current version yet, or its current version is deleted or
+    /// destroyed; from memory after the first read either way (a path read
+    /// on every request, such as an account's controls, costs no disk read
+    /// when it does not exist).
+    pub(crate) async fn current_opt(&self, unsealed: &Unsealed, path: &str) -> Result<Option<Arc<Version>>> {
         if let Some(v) = self.current.read().ok().and_then(|c| c.get(path).cloned()) {
             return Ok(v);
         }
         let generation = self.changes.load(Ordering::Acquire);
-        let v = self.decrypt(unsealed, path, None).await?;
+        let v = match self.decrypt(unsealed, path, None).await {
+            Ok(v) => Some(v),
+            Err(e) if matches!(e.code, Code::NotFound | Code::SecretDeleted | Code::SecretDestroyed) => None,
+            Err(e) => return Err(e),
+        };
         if let Ok(mut c) = self.current.write()
             && self.changes.load(Ordering::Acquire) == generation
             && self.barrier.is_current(unsealed)
@@ -192,6 +210,33 @@ impl Secrets {
             }
         }
         Err(Error::new(Code::CasMismatch, "too many concurrent writers; try again"))
+    }
+
+    /// Writes a new version of one of keyward's own documents (account
+    /// controls, approvals: see `controls`) if the latest version is still
+    /// `expected_latest`; `cas_mismatch` otherwise, for the caller to read
+    /// again. The caller authorized the request that changes the document;
+    /// the write may be part of admitting it (a withdrawal counted against
+    /// a cap), so it takes no admission proof.
+    pub(crate) async fn write_doc(
+        &self,
+        unsealed: &Arc<Unsealed>,
+        path: &str,
+        data: SecretData,
+        expected_latest: u64,
+    ) -> Result<u64> {
+        let job = WriteJob {
+            path: path.to_string(),
+            plain: data.encode(),
+            cas: Some(expected_latest),
+            stage: keyward_store::Stage::Current,
+            kind: None,
+            rotation_period_s: None,
+            unsealed: unsealed.clone(),
+        };
+        let result = self.writer.write(job).await;
+        self.forget(path);
+        result.map(|(_, v)| v)
     }
 
     /// Soft-deletes versions (the current one when `versions` is `None`);

@@ -6,6 +6,7 @@
 //! field marked non-exportable (a private key born in keyward) never.
 
 use crate::auth::Caller;
+use crate::controls::INTERNAL_PREFIX;
 use crate::error::{Code, Error};
 use crate::exchange::{SECRET_FIELDS, account_name};
 use crate::http::extract::{body_bytes, parse_json, parse_query, path_after};
@@ -78,6 +79,7 @@ pub(crate) async fn list(State(state): State<AppState>, caller: Caller, req: Req
         .list(prefix)
         .await?
         .iter()
+        .filter(|m| !m.path.starts_with(INTERNAL_PREFIX))
         .filter(|m| caller.may(Need::SecretRead(&m.path)) || caller.may(Need::SecretWrite(&m.path)))
         .map(|m| {
             let mut v = meta_json(m);
@@ -92,6 +94,15 @@ pub(crate) async fn list(State(state): State<AppState>, caller: Caller, req: Req
 pub(crate) async fn secret(State(state): State<AppState>, caller: Caller, req: Request) -> ApiResult<Response> {
     let path = SecretPath::parse(&path_after(req.uri().path(), PREFIX)?)?;
     caller.record.target(path.as_str());
+    if path.as_str().starts_with(INTERNAL_PREFIX) {
+        // Account controls and approvals change only through their own
+        // routes, each with its authorization and approvals.
+        return Err(Error::new(
+            Code::InvalidPath,
+            format!("paths under {INTERNAL_PREFIX} are keyward's own (account controls, approvals): use `keyward account` and `keyward approvals`"),
+        )
+        .into());
+    }
     let query = req.uri().query().map(str::to_string);
     match req.method().clone() {
         Method::GET => get(&state, &caller, &path, query.as_deref()).await,
