@@ -10,6 +10,15 @@ way the exchange would, answers the calls ccxt makes for load_markets,
 create_order and fetch_balance, and records every request it saw so a test
 can show what reached the "exchange" (GET /__log, POST /__reset).
 
+It also keeps what incident response needs: the open orders placed through
+it (cancelled by the exchanges' cancel-all calls), each exchange's
+key-information answer (POST /__keyinfo sets it: a broad key by default),
+and the dead-man timers (OKX cancel-all-after, Kraken CancelAllOrdersAfter,
+Binance futures countdownCancelAll): a timer that runs out cancels that
+exchange's open orders by itself, as the exchange would (GET /__state shows
+open orders, timers and what fired). /__control?fail=/a/path makes that
+path answer an error (a partial failure).
+
 Each exchange's credentials may be one set or a list of sets: a real
 exchange accepts every key registered on the account, old and new alike,
 while a rotation overlaps them. POST /__creds with a JSON object replaces
@@ -41,6 +50,64 @@ KRAKEN_NONCES = {"last": 0}
 ORDERS = {"n": 0}
 # Test controls: the weight Binance reports, and how far this "exchange's" clock is off.
 CONTROL = {"weight": 10, "skew_ms": 0, "delay_ms": 0}
+FAIL = set()
+# Open orders per exchange: {"binance": [{"symbol": .., "id": .., "market": "spot"|"futures"}], ...}
+OPEN = {}
+# Dead-man timers: {(exchange, scope): deadline_seconds}; FIRED: what ran out.
+TIMERS = {}
+FIRED = []
+# Key information per exchange (the exchange's own answer body); a broad key by default.
+KEYINFO = {
+    "binance": {"ipRestrict": False, "createTime": 1698645219000, "enableReading": True,
+                "enableWithdrawals": True, "enableInternalTransfer": True, "enableMargin": False,
+                "enableFutures": False, "permitsUniversalTransfer": True, "enableVanillaOptions": False,
+                "enableSpotAndMarginTrading": True, "enablePortfolioMarginTrading": False},
+    "bybit": {"retCode": 0, "retMsg": "", "result": {"id": "1", "readOnly": 0, "permissions": {
+        "ContractTrade": ["Order", "Position"], "Spot": ["SpotTrade"], "Wallet": ["AccountTransfer", "Withdraw"],
+        "Options": [], "Derivatives": []}, "ips": ["*"], "deadlineDay": 80, "expiredAt": "2099-01-01T00:00:00Z"}},
+    "okx": {"code": "0", "msg": "", "data": [{"perm": "read_only,withdraw,trade", "ip": "", "label": "k"}]},
+    "kraken": {"error": [], "result": {"apiKeyName": "k", "permissions": ["query-funds", "withdraw-funds",
+               "query-open-trades", "modify-trades"], "validUntil": "0", "ipAllowlist": []}},
+    "bitget": {"code": "00000", "msg": "success", "data": {"userId": "1", "ips": "",
+               "authorities": ["stor", "stow", "wtow", "wwow"]}},
+}
+
+
+def add_open(exchange, symbol, oid, market="spot"):
+    with LOCK:
+        OPEN.setdefault(exchange, []).append({"symbol": symbol, "id": str(oid), "market": market})
+
+
+def cancel_open(exchange, pred=lambda o: True):
+    """Cancels the open orders of `exchange` matching `pred`; returns them."""
+    with LOCK:
+        orders = OPEN.get(exchange, [])
+        gone = [o for o in orders if pred(o)]
+        OPEN[exchange] = [o for o in orders if not pred(o)]
+        return gone
+
+
+def arm(exchange, scope, seconds):
+    with LOCK:
+        if seconds <= 0:
+            TIMERS.pop((exchange, scope), None)
+        else:
+            TIMERS[(exchange, scope)] = time.time() + seconds
+
+
+def watch_timers():
+    """Runs out the dead-man timers: the exchange cancels by itself."""
+    while True:
+        time.sleep(0.1)
+        now = time.time()
+        with LOCK:
+            due = [k for k, t in TIMERS.items() if t <= now]
+            for k in due:
+                del TIMERS[k]
+        for exchange, scope in due:
+            gone = cancel_open(exchange, lambda o: scope == "*" or o["symbol"] == scope)
+            with LOCK:
+                FIRED.append({"exchange": exchange, "scope": scope, "at": now, "cancelled": len(gone)})
 
 
 def cred(exchange, key):
@@ -149,13 +216,29 @@ class Handler(BaseHTTPRequestHandler):
                 CREDS.update(json.loads(body or "{}"))
             return self.reply(200, {})
         if path == "/__control":
-            CONTROL.update({k: int(v) for k, v in urllib.parse.parse_qsl(query)})
-            return self.reply(200, CONTROL)
+            for k, v in urllib.parse.parse_qsl(query):
+                if k == "fail":
+                    FAIL.add(v)
+                elif k == "unfail":
+                    FAIL.discard(v)
+                else:
+                    CONTROL[k] = int(v)
+            return self.reply(200, dict(CONTROL, fail=sorted(FAIL)))
+        if path == "/__keyinfo":
+            with LOCK:
+                KEYINFO.update(json.loads(body or "{}"))
+            return self.reply(200, {})
+        if path == "/__state":
+            with LOCK:
+                return self.reply(200, {"open": OPEN, "timers": {"%s %s" % k: t - time.time() for k, t in TIMERS.items()},
+                                        "fired": FIRED})
         if CONTROL["delay_ms"]:
             time.sleep(CONTROL["delay_ms"] / 1000.0)
         with LOCK:
             LOG.append({"method": self.command, "path": path, "query": query, "body": body,
                         "headers": {k.lower(): v for k, v in self.headers.items()}})
+        if path in FAIL:
+            return self.reply(503, {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."})
         if path.startswith(("/api/v3/", "/sapi/", "/fapi/")):
             return self.binance(path, query, body)
         if path.startswith("/api/v5/"):
@@ -196,8 +279,36 @@ class Handler(BaseHTTPRequestHandler):
                                     "balances": [{"asset": "BTC", "free": "1.5", "locked": "0.0"},
                                                  {"asset": "USDT", "free": "10000.0", "locked": "0.0"}],
                                     "permissions": ["SPOT"]}, weight)
+        if path == "/sapi/v1/account/apiRestrictions":
+            return self.reply(200, KEYINFO["binance"], weight)
+        if path in ("/api/v3/openOrders", "/fapi/v1/openOrders") and self.command == "GET":
+            market = "spot" if path.startswith("/api/") else "futures"
+            with LOCK:
+                listed = [{"symbol": o["symbol"], "orderId": int(o["id"]), "status": "NEW"}
+                          for o in OPEN.get("binance", []) if o["market"] == market]
+            return self.reply(200, listed, weight)
+        if path in ("/api/v3/openOrders", "/fapi/v1/allOpenOrders") and self.command == "DELETE":
+            market = "spot" if path.startswith("/api/") else "futures"
+            gone = cancel_open("binance", lambda o: o["market"] == market and o["symbol"] == params.get("symbol"))
+            if path.startswith("/fapi/"):
+                return self.reply(200, {"code": 200, "msg": "The operation of cancel all open order is done."}, weight)
+            return self.reply(200, [{"symbol": o["symbol"], "orderId": int(o["id"]), "status": "CANCELED"} for o in gone], weight)
+        if path == "/fapi/v1/countdownCancelAll":
+            arm("binance", params.get("symbol"), int(params.get("countdownTime", "0")) / 1000.0)
+            return self.reply(200, {"symbol": params.get("symbol"), "countdownTime": params.get("countdownTime")}, weight)
+        if path == "/sapi/v1/capital/withdraw/apply":
+            return self.reply(200, {"id": "w%d" % next_order_id()}, weight)
+        if path == "/fapi/v1/order" and self.command == "POST":
+            oid = next_order_id()
+            add_open("binance", params.get("symbol"), oid, "futures")
+            return self.reply(200, {"symbol": params.get("symbol"), "orderId": oid, "status": "NEW",
+                                    "clientOrderId": "c%d" % oid, "price": params.get("price", "0"),
+                                    "origQty": params.get("quantity", "0"), "executedQty": "0",
+                                    "type": params.get("type"), "side": params.get("side"),
+                                    "updateTime": now_ms()}, weight)
         if path == "/api/v3/order" and self.command == "POST":
             oid = next_order_id()
+            add_open("binance", params.get("symbol"), oid, "spot")
             return self.reply(200, {"symbol": params.get("symbol"), "orderId": oid, "orderListId": -1,
                                     "clientOrderId": params.get("newClientOrderId", "c%d" % oid),
                                     "transactTime": now_ms(), "price": params.get("price", "0.00"),
@@ -238,8 +349,33 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/api/v5/trade/order", "/api/v5/trade/batch-orders") and self.command == "POST":
             orders = json.loads(body or "{}")
             orders = orders if isinstance(orders, list) else [orders]
-            return self.reply(200, {"code": "0", "msg": "", "data": [{"ordId": str(next_order_id()),
-                              "clOrdId": o.get("clOrdId", ""), "tag": "", "sCode": "0", "sMsg": ""} for o in orders]})
+            data = []
+            for o in orders:
+                oid = next_order_id()
+                add_open("okx", o.get("instId"), oid)
+                data.append({"ordId": str(oid), "clOrdId": o.get("clOrdId", ""), "tag": "", "sCode": "0", "sMsg": ""})
+            return self.reply(200, {"code": "0", "msg": "", "data": data})
+        if path == "/api/v5/account/config":
+            return self.reply(200, KEYINFO["okx"])
+        if path == "/api/v5/trade/orders-pending":
+            with LOCK:
+                listed = [{"instId": o["symbol"], "ordId": o["id"], "instType": "SPOT", "state": "live"}
+                          for o in OPEN.get("okx", [])][:100]
+            return self.reply(200, {"code": "0", "msg": "", "data": listed})
+        if path == "/api/v5/trade/cancel-batch-orders":
+            items = json.loads(body or "[]")
+            ids = {str(i.get("ordId")) for i in items}
+            cancel_open("okx", lambda o: o["id"] in ids)
+            return self.reply(200, {"code": "0", "msg": "", "data": [{"ordId": i.get("ordId"), "clOrdId": "",
+                                    "sCode": "0", "sMsg": ""} for i in items]})
+        if path == "/api/v5/trade/cancel-all-after":
+            arm("okx", "*", int(json.loads(body or "{}").get("timeOut", "0")))
+            return self.reply(200, {"code": "0", "msg": "", "data": [{"triggerTime": str(now_ms() // 1000),
+                                    "tag": "", "ts": str(now_ms() // 1000)}]})
+        if path == "/api/v5/asset/withdrawal":
+            w = json.loads(body or "{}")
+            return self.reply(200, {"code": "0", "msg": "", "data": [{"amt": w.get("amt"), "wdId": str(next_order_id()),
+                                    "ccy": w.get("ccy"), "clientId": "", "chain": w.get("chain", "")}]})
         return self.reply(200, {"code": "0", "msg": "", "data": []})
 
     # Bybit v5: hex HMAC-SHA256 over timestamp + key + recv window + query/body.
@@ -269,8 +405,17 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"retCode": 10004, "retMsg": "error sign!", "result": {}, "time": now_ms()})
         if path == "/v5/order/create":
             order = json.loads(body or "{}")
-            return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"orderId": str(next_order_id()),
+            oid = next_order_id()
+            add_open("bybit", order.get("symbol"), oid, order.get("category", "spot"))
+            return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"orderId": str(oid),
                               "orderLinkId": order.get("orderLinkId", "")}, "time": now_ms()}, limit)
+        if path == "/v5/user/query-api":
+            return self.reply(200, KEYINFO["bybit"], limit)
+        if path == "/v5/order/cancel-all":
+            req = json.loads(body or "{}")
+            gone = cancel_open("bybit", lambda o: o["market"] == req.get("category"))
+            return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"list": [
+                {"orderId": o["id"], "orderLinkId": ""} for o in gone], "success": "1"}, "time": now_ms()}, limit)
         if path == "/v5/account/wallet-balance":
             return self.reply(200, {"retCode": 0, "retMsg": "OK", "result": {"list": [{"accountType": "UNIFIED",
                               "totalEquity": "10000", "coin": [{"coin": "USDT", "equity": "10000", "walletBalance": "10000",
@@ -291,8 +436,20 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(400, {"code": "40009", "msg": "sign signature error", "requestTime": now_ms(), "data": None})
         if path == "/api/v2/spot/trade/place-order":
             order = json.loads(body or "{}")
+            oid = next_order_id()
+            add_open("bitget", order.get("symbol"), oid)
             return self.reply(200, {"code": "00000", "msg": "success", "requestTime": now_ms(), "data": {
-                "orderId": str(next_order_id()), "clientOid": order.get("clientOid", "")}})
+                "orderId": str(oid), "clientOid": order.get("clientOid", "")}})
+        if path == "/api/v2/spot/account/info":
+            return self.reply(200, dict(KEYINFO["bitget"], requestTime=now_ms()))
+        if path == "/api/v2/spot/trade/unfilled-orders":
+            with LOCK:
+                listed = [{"symbol": o["symbol"], "orderId": o["id"]} for o in OPEN.get("bitget", [])]
+            return self.reply(200, {"code": "00000", "msg": "success", "requestTime": now_ms(), "data": listed})
+        if path == "/api/v2/spot/trade/cancel-symbol-order":
+            symbol = json.loads(body or "{}").get("symbol")
+            cancel_open("bitget", lambda o: o["symbol"] == symbol)
+            return self.reply(200, {"code": "00000", "msg": "success", "requestTime": now_ms(), "data": {"symbol": symbol}})
         if path == "/api/v2/spot/account/assets":
             return self.reply(200, {"code": "00000", "msg": "success", "requestTime": now_ms(), "data": [
                 {"coin": "USDT", "available": "10000", "frozen": "0", "locked": "0", "uTime": str(now_ms())}]})
@@ -334,7 +491,19 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/0/private/BalanceEx":
             return self.reply(200, {"error": [], "result": {"XXBT": {"balance": "1.5", "hold_trade": "0"},
                                                             "ZUSD": {"balance": "10000.0", "hold_trade": "0"}}})
+        if path == "/0/private/GetApiKeyInfo":
+            return self.reply(200, KEYINFO["kraken"])
+        if path == "/0/private/CancelAll":
+            gone = cancel_open("kraken")
+            return self.reply(200, {"error": [], "result": {"count": len(gone)}})
+        if path == "/0/private/CancelAllOrdersAfter":
+            arm("kraken", "*", int(params.get("timeout", "0")))
+            return self.reply(200, {"error": [], "result": {"currentTime": "2026-12-05T10:00:00Z",
+                                    "triggerTime": "2026-12-05T10:01:00Z"}})
+        if path == "/0/private/Withdraw":
+            return self.reply(200, {"error": [], "result": {"refid": "FTQ%d" % next_order_id()}})
         if path == "/0/private/AddOrder":
+            add_open("kraken", params.get("pair"), next_order_id())
             return self.reply(200, {"error": [], "result": {"descr": {"order": "%s %s %s @ %s %s" % (
                                 params.get("type"), params.get("volume"), params.get("pair"),
                                 params.get("ordertype"), params.get("price", ""))},
@@ -343,6 +512,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    threading.Thread(target=watch_timers, daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print("listening on %d" % server.server_address[1], flush=True)
     server.serve_forever()

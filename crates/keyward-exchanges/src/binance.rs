@@ -8,9 +8,9 @@
 use crate::canonical::encode_pairs;
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
-use crate::mac::{b64, hex, hmac_sha256};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, flag};
+use crate::mac::{b64, hex, hmac_sha256};
 use crate::orders::{GuardError, Order, decimal, side};
 use crate::sweep::{DeadMan, Sweep, form, request};
 use crate::{
@@ -452,10 +452,10 @@ impl Exchange for Binance {
     /// (of every symbol) are listed first.
     fn cancel_all(&self) -> Vec<Sweep> {
         vec![
-            Sweep::per_symbol(request("GET", "/api/v3/openOrders", &[], None), &[], "symbol", |s| {
+            Sweep::per_symbol(request("GET", "/api/v3/openOrders", &[], None), &[], "symbol", "/api/", |s| {
                 request("DELETE", "/api/v3/openOrders", &[("symbol", s)], None)
             }),
-            Sweep::per_symbol(request("GET", "/fapi/v1/openOrders", &[], None), &[], "symbol", |s| {
+            Sweep::per_symbol(request("GET", "/fapi/v1/openOrders", &[], None), &[], "symbol", "/fapi/", |s| {
                 request("DELETE", "/fapi/v1/allOpenOrders", &[("symbol", s)], None)
             }),
         ]
@@ -470,9 +470,13 @@ impl Exchange for Binance {
             max_s: 3600,
             arm: |timeout_s| {
                 let ms = (u64::from(timeout_s) * 1000).to_string();
-                vec![Sweep::per_symbol(request("GET", "/fapi/v1/openOrders", &[], None), &[], "symbol", move |s| {
-                    form("POST", "/fapi/v1/countdownCancelAll", &[("symbol", s), ("countdownTime", &ms)])
-                })]
+                vec![Sweep::per_symbol(
+                    request("GET", "/fapi/v1/openOrders", &[], None),
+                    &[],
+                    "symbol",
+                    "/fapi/",
+                    move |s| form("POST", "/fapi/v1/countdownCancelAll", &[("symbol", s), ("countdownTime", &ms)]),
+                )]
             },
         })
     }

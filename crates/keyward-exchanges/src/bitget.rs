@@ -218,11 +218,15 @@ impl Exchange for Bitget {
                         }
                         w.network = Some(format!("internal-{to}"));
                     }
-                    other => return Err(GuardError(format!("transferType {other:?} is not on_chain or internal_transfer"))),
+                    other => {
+                        return Err(GuardError(format!("transferType {other:?} is not on_chain or internal_transfer")));
+                    }
                 }
                 Ok(Some(w))
             }
-            (Post, "/api/v2/spot/wallet/cancel-withdrawal") | (Get, "/api/v2/spot/wallet/withdrawal-records") => Ok(None),
+            (Post, "/api/v2/spot/wallet/cancel-withdrawal") | (Get, "/api/v2/spot/wallet/withdrawal-records") => {
+                Ok(None)
+            }
             _ => Err(GuardError(format!("keyward does not read {} {}", req.method.as_str(), req.path))),
         }
     }
@@ -248,9 +252,20 @@ impl Exchange for Bitget {
             ))
         };
         vec![
-            Sweep::per_symbol(request("GET", "/api/v2/spot/trade/unfilled-orders", &[], None), &["data"], "symbol", |s| {
-                request("POST", "/api/v2/spot/trade/cancel-symbol-order", &[], Some(serde_json::json!({"symbol": s})))
-            }),
+            Sweep::per_symbol(
+                request("GET", "/api/v2/spot/trade/unfilled-orders", &[], None),
+                &["data"],
+                "symbol",
+                "/api/v2/spot/",
+                |s| {
+                    request(
+                        "POST",
+                        "/api/v2/spot/trade/cancel-symbol-order",
+                        &[],
+                        Some(serde_json::json!({"symbol": s})),
+                    )
+                },
+            ),
             mix("USDT-FUTURES"),
             mix("USDC-FUTURES"),
             mix("COIN-FUTURES"),

@@ -5,9 +5,9 @@
 
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
-use crate::mac::{b64, hex, hmac_sha256};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list, flag};
+use crate::mac::{b64, hex, hmac_sha256};
 use crate::orders::{GuardError, Order, Side, decimal, json_decimal, side, text};
 use crate::sweep::{Sweep, request};
 use crate::{
@@ -124,7 +124,15 @@ const WITHDRAW: WithdrawFields = WithdrawFields {
     address: "address",
     network: Some("chain"),
     memo: Some("tag"),
-    harmless: &["timestamp", "accountType", "feeType", "requestId", "forceChain", "transactionPurpose", "questionnaire"],
+    harmless: &[
+        "timestamp",
+        "accountType",
+        "feeType",
+        "requestId",
+        "forceChain",
+        "transactionPurpose",
+        "questionnaire",
+    ],
 };
 
 const SETTINGS: KeySettings = KeySettings {
@@ -146,7 +154,11 @@ fn key_info(v: &Value, _api_key: &str) -> Result<KeyInfo, String> {
         perms.get(area).and_then(Value::as_array).map(|a| a.iter().any(|x| x.as_str() == Some(p)))
     };
     let any_in = |area: &str| perms.get(area).and_then(Value::as_array).map(|a| !a.is_empty());
-    let transfer = match (has("Wallet", "AccountTransfer"), has("Wallet", "SubMemberTransfer"), has("Wallet", "SubMemberTransferList")) {
+    let transfer = match (
+        has("Wallet", "AccountTransfer"),
+        has("Wallet", "SubMemberTransfer"),
+        has("Wallet", "SubMemberTransferList"),
+    ) {
         (Some(a), Some(b), Some(c)) => Some(a || b || c),
         (a, b, c) => a.or(b).or(c).filter(|x| *x),
     };

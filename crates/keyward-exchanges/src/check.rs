@@ -104,7 +104,6 @@ impl AnswerShape {
         let field = |name: &str| json.as_ref().and_then(|j| j.get(name)).and_then(text);
         let ok_status = (200..300).contains(&status);
         let refusal = match *self {
-
             AnswerShape::Status { code, message } if !ok_status => Some(joined(field(code), field(message))),
             AnswerShape::Status { .. } => None,
             AnswerShape::CodeField { code, ok, message } => {

@@ -121,7 +121,9 @@ fn key_info(v: &serde_json::Value, _api_key: &str) -> Result<KeyInfo, String> {
 fn cancel_listed(body: &[u8]) -> Result<Vec<CanonicalRequest>, String> {
     let mut ids = Vec::new();
     for o in list_at(body, &["orders"])? {
-        ids.push(o.get("order_id").and_then(serde_json::Value::as_str).ok_or("an open order without order_id")?.to_string());
+        ids.push(
+            o.get("order_id").and_then(serde_json::Value::as_str).ok_or("an open order without order_id")?.to_string(),
+        );
     }
     Ok(ids
         .chunks(100)

@@ -99,9 +99,7 @@ impl WithdrawFields {
                 ));
             }
         }
-        let get = |name: &str| {
-            req.param(name).filter(|v| !v.trim().is_empty())
-        };
+        let get = |name: &str| req.param(name).filter(|v| !v.trim().is_empty());
         for name in [self.asset, self.amount, self.address].into_iter().chain(self.network).chain(self.memo) {
             if let Body::Json(Value::Object(m)) = &req.body
                 && m.get(name).is_some_and(|v| !matches!(v, Value::String(_) | Value::Number(_) | Value::Null))
@@ -109,7 +107,8 @@ impl WithdrawFields {
                 return refuse(format!("the withdrawal's {name} is not text"));
             }
         }
-        let asset = plain(self.asset, &get(self.asset).ok_or_else(|| GuardError(format!("{} is missing", self.asset)))?)?;
+        let asset =
+            plain(self.asset, &get(self.asset).ok_or_else(|| GuardError(format!("{} is missing", self.asset)))?)?;
         let amount_text = get(self.amount).ok_or_else(|| GuardError(format!("{} is missing", self.amount)))?;
         let amount = decimal(self.amount, amount_text.trim())?;
         if amount <= Decimal::ZERO {

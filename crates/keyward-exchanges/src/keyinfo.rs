@@ -124,7 +124,8 @@ pub fn assess(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let page = settings.page;
-    let mut broader = |allowed: Option<bool>, needed: bool, setting: &str, what: &str| match allowed {
+    let mut broader = |allowed: Option<bool>, needed: bool, setting: &str, what: &str| {
+        match allowed {
         Some(true) if !needed => out.push(Finding {
             severity: Severity::Warning,
             setting: setting.to_string(),
@@ -138,6 +139,7 @@ pub fn assess(
             message: format!("{exchange} does not say whether its key allows {what}: check \"{setting}\" on {page}"),
         }),
         _ => {}
+    }
     };
     broader(info.withdraw, needs.withdraw, settings.withdraw, "withdrawals");
     broader(info.transfer, needs.transfer, settings.transfer, "transfers");
@@ -269,7 +271,10 @@ mod tests {
         let found = assess("binance", &broad, &S, needs, &egress, 0);
         let settings: Vec<_> =
             found.iter().filter(|f| f.severity == Severity::Warning).map(|f| f.setting.as_str()).collect();
-        assert_eq!(settings, ["Enable Withdrawals", "Permits Universal Transfer", "Restrict access to trusted IPs only"]);
+        assert_eq!(
+            settings,
+            ["Enable Withdrawals", "Permits Universal Transfer", "Restrict access to trusted IPs only"]
+        );
         assert!(found[0].message.contains("switch off \"Enable Withdrawals\""), "{}", found[0].message);
 
         let tight = KeyInfo {
@@ -288,7 +293,10 @@ mod tests {
         assert!(found[0].message.contains("not among"), "{found:?}");
         // A withdrawal that keyward keys may make is needed, so not a warning.
         let w = KeyInfo { withdraw: Some(true), ..tight };
-        assert_eq!(assess("binance", &w, &S, Needs { withdraw: true, trade: true, ..Needs::default() }, &egress, 0), []);
+        assert_eq!(
+            assess("binance", &w, &S, Needs { withdraw: true, trade: true, ..Needs::default() }, &egress, 0),
+            []
+        );
     }
 
     #[test]

@@ -6,9 +6,9 @@
 use crate::canonical::encode_pairs;
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
-use crate::mac::{b64, b64_decode, hmac_sha512, sha256};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
+use crate::mac::{b64, b64_decode, hmac_sha512, sha256};
 use crate::orders::{GuardError, Order, decimal, param_decimal, side};
 use crate::sweep::{DeadMan, Sweep, form};
 use crate::{
@@ -291,7 +291,11 @@ impl Exchange for Kraken {
             min_s: 10,
             max_s: 86_399,
             arm: |timeout_s| {
-                vec![Sweep::Call(form("POST", "/0/private/CancelAllOrdersAfter", &[("timeout", &timeout_s.to_string())]))]
+                vec![Sweep::Call(form(
+                    "POST",
+                    "/0/private/CancelAllOrdersAfter",
+                    &[("timeout", &timeout_s.to_string())],
+                ))]
             },
         })
     }

@@ -4,9 +4,9 @@
 
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
-use crate::mac::{b64, hmac_sha256};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
+use crate::mac::{b64, hmac_sha256};
 use crate::orders::GuardError;
 use crate::sweep::{DeadMan, Sweep, request};
 use crate::{
@@ -206,7 +206,9 @@ impl Exchange for Kucoin {
                 match req.param("withdrawType").as_deref() {
                     Some("ADDRESS") => {}
                     Some(kind @ ("UID" | "MAIL" | "PHONE")) => w.network = Some(kind.to_ascii_lowercase()),
-                    other => return Err(GuardError(format!("withdrawType {other:?} is not ADDRESS, UID, MAIL or PHONE"))),
+                    other => {
+                        return Err(GuardError(format!("withdrawType {other:?} is not ADDRESS, UID, MAIL or PHONE")));
+                    }
                 }
                 Ok(Some(w))
             }

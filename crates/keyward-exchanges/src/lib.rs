@@ -35,10 +35,10 @@ pub use catalog::Endpoint;
 pub use check::{AnswerShape, CredentialCheck};
 pub use credentials::{Credentials, PrivateKey};
 pub use funds::Withdrawal;
-pub use keyinfo::{KeyInfo, KeyInfoCall, KeySettings};
-pub use sweep::{DeadMan, Sweep};
 pub use keygen::{KeyAlg, KeyFamily, KeyPair};
+pub use keyinfo::{KeyInfo, KeyInfoCall, KeySettings};
 pub use keyward_core::scope::Class;
+pub use sweep::{DeadMan, Sweep};
 
 /// Why signing failed. Never carries secret material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,9 +4,9 @@
 
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
-use crate::mac::{b64, hmac_sha256};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
+use crate::mac::{b64, hmac_sha256};
 use crate::orders::{GuardError, Order, Side, decimal, json_decimal, json_orders, side, text};
 use crate::sweep::{DeadMan, Sweep, list_at, request};
 use crate::{
@@ -255,7 +255,8 @@ fn batches(body: &[u8], id: &'static str, size: usize, path: &'static str) -> Re
     let orders = list_at(body, &["data"])?;
     let mut items = Vec::new();
     for o in &orders {
-        let (Some(inst), Some(oid)) = (o.get("instId").and_then(Value::as_str), o.get(id).and_then(Value::as_str)) else {
+        let (Some(inst), Some(oid)) = (o.get("instId").and_then(Value::as_str), o.get(id).and_then(Value::as_str))
+        else {
             return Err(format!("an open order without instId or {id}"));
         };
         items.push(serde_json::json!({"instId": inst, id: oid}));
@@ -361,7 +362,8 @@ impl Exchange for Okx {
                         }
                     }
                     (Some("3"), None | Some("1") | Some("2")) => {
-                        w.network = Some(if to_type.as_deref() == Some("2") { "internal-uid" } else { "internal" }.into());
+                        w.network =
+                            Some(if to_type.as_deref() == Some("2") { "internal-uid" } else { "internal" }.into());
                         if let Some(area) = req.param("areaCode") {
                             w.address = format!("{area}-{}", w.address);
                         }

@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// Builds calls from a listing's answer body.
 pub type Then = Arc<dyn Fn(&[u8]) -> Result<Vec<CanonicalRequest>, String> + Send + Sync>;
 
+/// Builds the call for one symbol.
+pub type ForSymbol = Arc<dyn Fn(&str) -> CanonicalRequest + Send + Sync>;
+
 /// One step of a plan.
 #[derive(Clone)]
 pub enum Sweep {
@@ -31,6 +34,21 @@ pub enum Sweep {
         /// Builds the calls from the listing's answer body.
         then: Then,
     },
+    /// One call per symbol with open orders: the symbols the listing names,
+    /// and those of the orders keyward itself sent on paths starting with
+    /// `market` (so a listing that fails or lags still leaves none out).
+    PerSymbol {
+        /// The listing of open orders (every symbol).
+        list: CanonicalRequest,
+        /// Where the listing's orders are (object keys from the root).
+        path: &'static [&'static str],
+        /// The symbol field of each order.
+        field: &'static str,
+        /// The path prefix of the orders this covers (`/fapi/`).
+        market: &'static str,
+        /// The call for one symbol.
+        call: ForSymbol,
+    },
 }
 
 impl std::fmt::Debug for Sweep {
@@ -38,24 +56,31 @@ impl std::fmt::Debug for Sweep {
         match self {
             Sweep::Call(r) => write!(f, "Call({} {})", r.method.as_str(), r.path),
             Sweep::Listed { list, .. } => write!(f, "Listed({} {})", list.method.as_str(), list.path),
+            Sweep::PerSymbol { list, market, .. } => {
+                write!(f, "PerSymbol({} {}, {market})", list.method.as_str(), list.path)
+            }
         }
     }
 }
 
 impl Sweep {
     /// A listing, then the calls `then` builds from it.
-    pub fn listed(list: CanonicalRequest, then: impl Fn(&[u8]) -> Result<Vec<CanonicalRequest>, String> + Send + Sync + 'static) -> Self {
+    pub fn listed(
+        list: CanonicalRequest,
+        then: impl Fn(&[u8]) -> Result<Vec<CanonicalRequest>, String> + Send + Sync + 'static,
+    ) -> Self {
         Sweep::Listed { list, then: Arc::new(then) }
     }
 
-    /// A listing of orders with a symbol field, then one call per symbol.
+    /// One call per symbol with open orders in `market` (see [`Sweep::PerSymbol`]).
     pub fn per_symbol(
         list: CanonicalRequest,
         path: &'static [&'static str],
         field: &'static str,
+        market: &'static str,
         call: impl Fn(&str) -> CanonicalRequest + Send + Sync + 'static,
     ) -> Self {
-        Self::listed(list, move |body| Ok(distinct(body, path, field)?.iter().map(|s| call(s)).collect()))
+        Sweep::PerSymbol { list, path, field, market, call: Arc::new(call) }
     }
 }
 

@@ -33,7 +33,12 @@ fn every_exchange_reads_its_withdrawals_as_ccxt_and_the_docs_send_them() {
     let cases = [
         (
             "binance",
-            req("POST", "/sapi/v1/capital/withdraw/apply", Some("coin=BTC&address=bc1qcold&amount=0.5&network=BTC"), None),
+            req(
+                "POST",
+                "/sapi/v1/capital/withdraw/apply",
+                Some("coin=BTC&address=bc1qcold&amount=0.5&network=BTC"),
+                None,
+            ),
             ("BTC", "0.5", "bc1qcold", s("BTC"), None),
         ),
         (
@@ -42,7 +47,9 @@ fn every_exchange_reads_its_withdrawals_as_ccxt_and_the_docs_send_them() {
                 "POST",
                 "/v5/asset/withdraw/create",
                 None,
-                Some(json!({"coin":"USDT","chain":"ETH","address":"0xabc","tag":"7","amount":"10","timestamp":1,"accountType":"UTA"})),
+                Some(
+                    json!({"coin":"USDT","chain":"ETH","address":"0xabc","tag":"7","amount":"10","timestamp":1,"accountType":"UTA"}),
+                ),
             ),
             ("USDT", "10", "0xabc", s("ETH"), s("7")),
         ),
@@ -98,7 +105,12 @@ fn every_exchange_reads_its_withdrawals_as_ccxt_and_the_docs_send_them() {
         ),
         (
             "gate",
-            req("POST", "/api/v4/withdrawals/push", None, Some(json!({"receive_uid":12345,"currency":"USDT","amount":"1"}))),
+            req(
+                "POST",
+                "/api/v4/withdrawals/push",
+                None,
+                Some(json!({"receive_uid":12345,"currency":"USDT","amount":"1"})),
+            ),
             ("USDT", "1", "12345", s("UID"), None),
         ),
         (
@@ -155,7 +167,9 @@ fn transfers_to_other_users_name_their_kind_of_destination() {
         "POST",
         "/api/v2/spot/wallet/withdrawal",
         None,
-        Some(json!({"coin":"USDT","transferType":"internal_transfer","innerToType":"email","address":"a@b.c","size":"1"})),
+        Some(
+            json!({"coin":"USDT","transferType":"internal_transfer","innerToType":"email","address":"a@b.c","size":"1"}),
+        ),
     );
     assert_eq!(read("bitget", &bitget_inner).3, s("internal-email"));
 }
@@ -163,7 +177,10 @@ fn transfers_to_other_users_name_their_kind_of_destination() {
 #[test]
 fn what_cannot_be_read_strictly_is_refused() {
     let refused = [
-        ("binance", req("POST", "/sapi/v1/capital/withdraw/apply", Some("coin=BTC&address=x&amount=1&name=mine"), None)),
+        (
+            "binance",
+            req("POST", "/sapi/v1/capital/withdraw/apply", Some("coin=BTC&address=x&amount=1&name=mine"), None),
+        ),
         ("binance", req("POST", "/sapi/v1/capital/withdraw/apply", Some("coin=BTC&address=x&amount=1e2"), None)),
         ("binance", req("POST", "/sapi/v1/giftcard/createCode", Some("token=BTC&amount=1"), None)),
         (
@@ -172,22 +189,43 @@ fn what_cannot_be_read_strictly_is_refused() {
                 "POST",
                 "/v5/asset/withdraw/create",
                 None,
-                Some(json!({"coin":"USDT","address":"x","amount":"1","timestamp":1,"accountType":"UTA","forceChain":9})),
+                Some(
+                    json!({"coin":"USDT","address":"x","amount":"1","timestamp":1,"accountType":"UTA","forceChain":9}),
+                ),
             ),
         ),
-        ("okx", req("POST", "/api/v5/asset/withdrawal", None, Some(json!({"ccy":"BTC","toAddr":"x","amt":"1","dest":"2"})))),
+        (
+            "okx",
+            req("POST", "/api/v5/asset/withdrawal", None, Some(json!({"ccy":"BTC","toAddr":"x","amt":"1","dest":"2"}))),
+        ),
         ("okx", req("POST", "/api/v5/asset/withdrawal-lightning", None, Some(json!({"ccy":"BTC","invoice":"lnbc1"})))),
         ("kraken", form("/0/private/Withdraw", "asset=XBT&key=k&amount=1&aclass=tokenized_asset")),
-        ("kucoin", req("POST", "/api/v3/withdrawals", None, Some(json!({"currency":"USDT","toAddress":"x","amount":"1"})))),
+        (
+            "kucoin",
+            req("POST", "/api/v3/withdrawals", None, Some(json!({"currency":"USDT","toAddress":"x","amount":"1"}))),
+        ),
         (
             "bitget",
             req("POST", "/api/v2/spot/wallet/withdrawal", None, Some(json!({"coin":"USDT","address":"x","size":"1"}))),
         ),
-        ("gate", req("POST", "/api/v4/withdrawals", None, Some(json!({"currency":"USDT","address":"x","amount":"1","to":"y"})))),
+        (
+            "gate",
+            req(
+                "POST",
+                "/api/v4/withdrawals",
+                None,
+                Some(json!({"currency":"USDT","address":"x","amount":"1","to":"y"})),
+            ),
+        ),
         ("deribit", req("GET", "/api/v2/private/add_to_address_book", Some("currency=BTC&address=x"), None)),
         (
             "coinbase",
-            req("POST", "/v2/accounts/a/transactions", None, Some(json!({"type":"request","to":"x","amount":"1","currency":"BTC"}))),
+            req(
+                "POST",
+                "/v2/accounts/a/transactions",
+                None,
+                Some(json!({"type":"request","to":"x","amount":"1","currency":"BTC"})),
+            ),
         ),
     ];
     for (kind, r) in refused {
@@ -255,12 +293,18 @@ fn key_information_reads_each_exchanges_documented_answer() {
     assert_eq!((bybit.withdraw, bybit.transfer, bybit.trade), (Some(false), Some(true), Some(false)));
     assert_eq!(bybit.ips, ["18.181.170.164", "13.212.45.47"]);
     assert_eq!(bybit.expires_ms, None, "the 1970 sentinel is no expiry");
-    let unbound = parse("bybit", json!({"result":{"readOnly":0,"permissions":{"Wallet":["Withdraw"]},"ips":["*"]}}), "k");
+    let unbound =
+        parse("bybit", json!({"result":{"readOnly":0,"permissions":{"Wallet":["Withdraw"]},"ips":["*"]}}), "k");
     assert_eq!((unbound.withdraw, unbound.ip_restricted), (Some(true), Some(false)));
 
-    let okx = parse("okx", json!({"code":"0","data":[{"perm":"read_only,withdraw,trade","ip":"","label":"v5 test"}],"msg":""}), "k");
+    let okx = parse(
+        "okx",
+        json!({"code":"0","data":[{"perm":"read_only,withdraw,trade","ip":"","label":"v5 test"}],"msg":""}),
+        "k",
+    );
     assert_eq!((okx.withdraw, okx.trade, okx.ip_restricted), (Some(true), Some(true), Some(false)));
-    let bound = parse("okx", json!({"code":"0","data":[{"perm":"read_only,trade","ip":"117.37.203.58,117.37.203.57"}]}), "k");
+    let bound =
+        parse("okx", json!({"code":"0","data":[{"perm":"read_only,trade","ip":"117.37.203.58,117.37.203.57"}]}), "k");
     assert_eq!(bound.ips, ["117.37.203.58", "117.37.203.57"]);
 
     let kraken = parse(
@@ -269,7 +313,10 @@ fn key_information_reads_each_exchanges_documented_answer() {
                "validUntil":"0","ipAllowlist":[]}}),
         "k",
     );
-    assert_eq!((kraken.withdraw, kraken.trade, kraken.ip_restricted, kraken.expires_ms), (Some(true), Some(true), Some(false), None));
+    assert_eq!(
+        (kraken.withdraw, kraken.trade, kraken.ip_restricted, kraken.expires_ms),
+        (Some(true), Some(true), Some(false), None)
+    );
 
     let kucoin = parse(
         "kucoin",
@@ -317,11 +364,22 @@ fn key_information_reads_each_exchanges_documented_answer() {
 #[test]
 fn cancel_all_plans_list_then_cancel_where_a_symbol_is_needed() {
     let binance = by_kind("binance").unwrap().cancel_all();
-    let Sweep::Listed { list, then } = &binance[0] else { panic!("binance spot is listed first") };
-    assert_eq!(list.path, "/api/v3/openOrders");
-    let calls = then(br#"[{"symbol":"BTCUSDT","orderId":1},{"symbol":"ETHUSDT"},{"symbol":"BTCUSDT"}]"#).unwrap();
-    let symbols: Vec<_> = calls.iter().map(|c| (c.method.as_str(), c.path.as_str(), c.param("symbol").unwrap())).collect();
-    assert_eq!(symbols, [("DELETE", "/api/v3/openOrders", "BTCUSDT".into()), ("DELETE", "/api/v3/openOrders", "ETHUSDT".into())]);
+    let Sweep::PerSymbol { list, path, field, market, call } = &binance[0] else {
+        panic!("binance spot is per symbol")
+    };
+    assert_eq!((list.path.as_str(), *market), ("/api/v3/openOrders", "/api/"));
+    let symbols = keyward_exchanges::sweep::distinct(
+        br#"[{"symbol":"BTCUSDT","orderId":1},{"symbol":"ETHUSDT"},{"symbol":"BTCUSDT"}]"#,
+        path,
+        field,
+    )
+    .unwrap();
+    assert_eq!(symbols, ["BTCUSDT", "ETHUSDT"]);
+    let c = call("BTCUSDT");
+    assert_eq!(
+        (c.method.as_str(), c.path.as_str(), c.param("symbol").unwrap()),
+        ("DELETE", "/api/v3/openOrders", "BTCUSDT".into())
+    );
 
     let okx = by_kind("okx").unwrap().cancel_all();
     let Sweep::Listed { then, .. } = &okx[0] else { panic!() };
@@ -350,9 +408,10 @@ fn dead_man_timers_where_a_rest_call_arms_one() {
     assert_eq!((r.path.as_str(), r.param("timeOut").unwrap()), ("/api/v5/trade/cancel-all-after", "60".to_string()));
     let Sweep::Call(off) = &(by_kind("kucoin").unwrap().dead_man().unwrap().arm)(0)[0] else { panic!() };
     assert_eq!(off.param("timeout").unwrap(), "-1", "KuCoin disarms with -1");
-    let Sweep::Listed { then, .. } = &(by_kind("binance").unwrap().dead_man().unwrap().arm)(30)[0] else { panic!() };
-    let arms = then(br#"[{"symbol":"BTCUSDT"}]"#).unwrap();
-    assert_eq!(arms[0].param("countdownTime").unwrap(), "30000");
+    let Sweep::PerSymbol { call, market, .. } = &(by_kind("binance").unwrap().dead_man().unwrap().arm)(30)[0] else {
+        panic!()
+    };
+    assert_eq!((call("BTCUSDT").param("countdownTime").unwrap(), *market), ("30000".to_string(), "/fapi/"));
     // Every dead-man call is a catalogued cancel (a bot may make it too).
     for ex in registry() {
         if let Some(d) = ex.dead_man() {

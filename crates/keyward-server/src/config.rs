@@ -36,6 +36,29 @@ pub struct RuntimeConfig {
     pub reseal_key_ledger: bool,
     /// Maximum age of keyward's own keys that have none of their own.
     pub key_max_age: Option<Duration>,
+    /// M-of-N approvals.
+    pub approvals: ApprovalConfig,
+    /// keyward's egress addresses as exchanges see them (`account check`
+    /// compares them with a key's trusted addresses); empty: the local
+    /// address of the route to the exchange.
+    pub egress_ips: Vec<std::net::IpAddr>,
+    /// How often each exchange account's key is checked (`account check`).
+    pub account_check_every: Duration,
+}
+
+/// How approvals run.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalConfig {
+    /// M: the approvals a gated change needs (0: changes never wait).
+    pub required: u32,
+    /// How long a request waits for them.
+    pub ttl: Duration,
+}
+
+impl Default for ApprovalConfig {
+    fn default() -> Self {
+        Self { required: 2, ttl: Duration::from_secs(24 * 3600) }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -52,6 +75,9 @@ impl Default for RuntimeConfig {
             alerts: AlertConfig::default(),
             reseal_key_ledger: false,
             key_max_age: None,
+            approvals: ApprovalConfig::default(),
+            egress_ips: Vec::new(),
+            account_check_every: Duration::from_secs(24 * 3600),
         }
     }
 }

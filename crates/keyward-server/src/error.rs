@@ -66,6 +66,15 @@ pub(crate) enum Code {
     NamespaceExists,
     /// The data is already initialised.
     AlreadyInitialized,
+    /// The change waits for approvals (a key created for one cannot be
+    /// enabled by hand).
+    ApprovalRequired,
+    /// Fewer approver keys exist than a change needs.
+    ApprovalsUnavailable,
+    /// The approval request is no longer pending (applied, rejected, failed).
+    ApprovalClosed,
+    /// The approval request expired.
+    ApprovalExpired,
     /// The stored row of the key being changed failed its integrity check
     /// (`key_tampered`, as a conflict on the target, not a refusal of the caller).
     RowTampered,
@@ -137,6 +146,10 @@ impl Code {
             Code::NamespaceExists => "namespace_exists",
             Code::AlreadyInitialized => "already_initialized",
             Code::RowTampered => "key_tampered",
+            Code::ApprovalRequired => "approval_required",
+            Code::ApprovalsUnavailable => "approvals_unavailable",
+            Code::ApprovalClosed => "approval_closed",
+            Code::ApprovalExpired => "approval_expired",
             Code::ShareMalformed => "share_malformed",
             Code::BackupMalformed => "backup_malformed",
             Code::BackupTruncated => "backup_truncated",

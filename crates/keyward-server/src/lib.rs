@@ -18,6 +18,7 @@
 #![deny(unreachable_pub)]
 
 mod alerts;
+mod approvals;
 mod audit;
 mod auth;
 mod config;
@@ -26,6 +27,7 @@ mod error;
 mod exchange;
 mod follow;
 mod http;
+mod incident;
 pub mod init;
 mod keys;
 mod metrics;
@@ -34,7 +36,7 @@ mod seal;
 mod secrets;
 mod serve;
 
-pub use config::{AlertConfig, RuntimeConfig, SinkConfig, ThrottleConfig};
+pub use config::{AlertConfig, ApprovalConfig, RuntimeConfig, SinkConfig, ThrottleConfig};
 pub use seal::hsm;
 pub use serve::{ConnectionLimits, DatabaseUrl, ServerOptions, StartError, open_store, run};
 

@@ -49,6 +49,9 @@ pub(crate) struct Metrics {
     keys_expiring: Gauge,
     access_keys: Gauge,
     rotation_overdue: Gauge,
+    account_check_ok: Family<Labels, Gauge>,
+    account_check_warnings: Family<Labels, Gauge>,
+    dead_man_armed: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -80,7 +83,30 @@ impl Default for Metrics {
             "Secrets and access keys past their rotation date (see keyward rotation status)",
             rotation_overdue.clone(),
         );
+        let (account_check_ok, account_check_warnings, dead_man_armed) = (
+            Family::<Labels, Gauge>::default(),
+            Family::<Labels, Gauge>::default(),
+            Family::<Labels, Gauge>::default(),
+        );
+        registry.register(
+            "account_check_ok",
+            "1 when the exchange's own key is no broader than keyward's keys need (keyward account check), 0 when not or when the check failed",
+            account_check_ok.clone(),
+        );
+        registry.register(
+            "account_check_warnings",
+            "Exchange-side key settings broader than needed, per account",
+            account_check_warnings.clone(),
+        );
+        registry.register(
+            "dead_man_armed",
+            "1 while this node keeps the account's cancel-on-disconnect timer armed, 0 when arming it failed",
+            dead_man_armed.clone(),
+        );
         Self {
+            account_check_ok,
+            account_check_warnings,
+            dead_man_armed,
             registry,
             requests,
             request_seconds,
@@ -102,6 +128,26 @@ impl Metrics {
         let action = action.to_string();
         self.request_seconds.get_or_create(&ActionLabel { action: action.clone() }).observe(seconds);
         self.requests.get_or_create(&RequestLabels { action, decision, code }).inc();
+    }
+
+    /// The result of an account's key check.
+    pub(crate) fn account_check(&self, account: &str, ok: bool, warnings: usize) {
+        let label = vec![("account".to_string(), account.to_string())];
+        self.account_check_ok.get_or_create(&label).set(i64::from(ok));
+        self.account_check_warnings.get_or_create(&label).set(warnings as i64);
+    }
+
+    /// Whether an account's dead-man timer is armed on this node (`None`: no longer kept).
+    pub(crate) fn dead_man(&self, account: &str, armed: Option<bool>) {
+        let label = vec![("account".to_string(), account.to_string())];
+        match armed {
+            Some(ok) => {
+                self.dead_man_armed.get_or_create(&label).set(i64::from(ok));
+            }
+            None => {
+                self.dead_man_armed.remove(&label);
+            }
+        }
     }
 
     /// Times an exchange call.

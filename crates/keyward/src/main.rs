@@ -48,9 +48,13 @@ enum Command {
     /// Create, list, roll and revoke access keys; verify platform keys.
     #[command(subcommand)]
     Key(cmd::key::KeyCommand),
-    /// Exchange accounts: make a key pair inside keyward (keygen).
+    /// Exchange accounts: check what the exchange's key may do, freeze and
+    /// unfreeze, withdrawal addresses and caps, the dead-man timer, keygen.
     #[command(subcommand)]
     Account(cmd::account::AccountCommand),
+    /// Changes waiting for M-of-N approvals: list, show, approve, reject.
+    #[command(subcommand)]
+    Approvals(cmd::approvals::ApprovalsCommand),
     /// Sign an exchange request with an account's credentials.
     Sign(cmd::sign::SignArgs),
     /// Read, export and verify the audit log.
@@ -105,6 +109,7 @@ fn main() -> std::process::ExitCode {
             Command::Secret(c) => cmd::secret::run(c, &cli.conn).await,
             Command::Key(c) => cmd::key::run(c, &cli.conn).await,
             Command::Account(c) => cmd::account::run(c, &cli.conn).await,
+            Command::Approvals(c) => cmd::approvals::run(c, &cli.conn).await,
             Command::Sign(a) => cmd::sign::run(a, &cli.conn).await,
             Command::Audit(c) => cmd::audit::run(c, &cli.conn).await,
             Command::Rotation(c) => cmd::rotation::run(c, &cli.conn).await,

@@ -22,8 +22,8 @@ use crate::seal::Unsealed;
 use crate::secrets::{Secrets, Version};
 use keyward_core::clock::Clock;
 use keyward_core::secret::{SecretData, SecretValue};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
@@ -151,11 +151,11 @@ impl Controls {
         Ok(controls)
     }
 
-    /// Changes a document with check-and-set: reads the latest version,
-    /// applies `change` (which may refuse), writes it if nobody wrote
-    /// meanwhile, otherwise reads again. Returns the document as written
-    /// and what `change` returned.
-    async fn update_doc<T, R>(
+    /// Changes one of keyward's documents with check-and-set: reads the
+    /// latest version, applies `change` (which may refuse: nothing is
+    /// written), writes it if nobody wrote meanwhile, otherwise reads again.
+    /// Returns the document as written and what `change` returned.
+    pub(crate) async fn update_doc<T, R>(
         &self,
         unsealed: &Arc<Unsealed>,
         path: &str,
@@ -192,6 +192,23 @@ impl Controls {
         change: impl Fn(&mut AccountControls) -> Result<R>,
     ) -> Result<(AccountControls, R)> {
         self.update_doc(unsealed, &controls_path(account), change).await
+    }
+
+    /// One of keyward's documents as it stands (`None`: it does not exist).
+    pub(crate) async fn doc<T: DeserializeOwned + Default>(
+        &self,
+        unsealed: &Unsealed,
+        path: &str,
+    ) -> Result<Option<T>> {
+        match self.secrets.current_opt(unsealed, path).await? {
+            Some(v) => parse(path, Some(&v)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The paths of keyward's documents under `prefix` (which starts with [`INTERNAL_PREFIX`]).
+    pub(crate) async fn doc_paths(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.secrets.list(prefix).await?.into_iter().map(|m| m.path).collect())
     }
 
     /// Every account that has controls, with them.

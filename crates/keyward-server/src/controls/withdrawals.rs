@@ -71,7 +71,8 @@ fn refuse(message: String) -> Error {
 /// Addresses compare exactly, but for hex addresses (`0x…`), whose letters'
 /// case is only a checksum.
 fn same_address(a: &str, b: &str) -> bool {
-    let hex = |s: &str| s.len() > 2 && s[..2].eq_ignore_ascii_case("0x") && s[2..].bytes().all(|c| c.is_ascii_hexdigit());
+    let hex =
+        |s: &str| s.len() > 2 && s[..2].eq_ignore_ascii_case("0x") && s[2..].bytes().all(|c| c.is_ascii_hexdigit());
     if hex(a) && hex(b) { a.eq_ignore_ascii_case(b) } else { a == b }
 }
 
@@ -107,7 +108,8 @@ impl AccountControls {
         }
         let cap = match self.caps.get(&w.asset) {
             Some(c) => Some(
-                c.parse::<Decimal>().map_err(|_| Error::internal(&format!("the stored cap of {} is no decimal", w.asset)))?,
+                c.parse::<Decimal>()
+                    .map_err(|_| Error::internal(&format!("the stored cap of {} is no decimal", w.asset)))?,
             ),
             None => None,
         };
@@ -156,7 +158,11 @@ impl Controls {
             Ok(())
         })
         .await?;
-        Ok(Some(Reserved { account: account.to_string(), request_id: request_id.to_string(), unsealed: unsealed.clone() }))
+        Ok(Some(Reserved {
+            account: account.to_string(),
+            request_id: request_id.to_string(),
+            unsealed: unsealed.clone(),
+        }))
     }
 
     /// Gives a reservation back (the withdrawal went nowhere).

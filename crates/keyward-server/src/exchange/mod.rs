@@ -9,6 +9,7 @@
 
 pub(crate) mod accounts;
 mod check;
+mod direct;
 mod forward;
 mod pipeline;
 mod references;
@@ -16,6 +17,7 @@ mod upstream;
 
 pub(crate) use accounts::{Account, PREFIX, SECRET_FIELDS, account_name};
 pub(crate) use check::{CheckOutcome, Drain};
+pub(crate) use direct::CallResult;
 pub(crate) use forward::{AnswerBody, client, forwardable};
 pub(crate) use pipeline::{Overrides, Signed, check_account_name};
 
@@ -83,6 +85,8 @@ pub(crate) struct Exchanges {
     /// Accounts by name, with the secret version each was built from.
     accounts: RwLock<HashMap<String, Built>>,
     references: References,
+    /// Symbols of the orders sent per account (a freeze cancels on them).
+    traded: direct::Traded,
     budgets: Budgets,
     clocks: Clocks,
     nonce: AtomicU64,
@@ -105,6 +109,7 @@ impl Exchanges {
             client,
             accounts: RwLock::new(HashMap::new()),
             references: References::default(),
+            traded: direct::Traded::default(),
             budgets: Budgets::default(),
             clocks: Clocks::default(),
             nonce: AtomicU64::new(0),

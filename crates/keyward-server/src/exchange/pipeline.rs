@@ -18,8 +18,8 @@ use super::accounts::{Account, account_error};
 use super::forward::{self, Answer};
 use super::{Exchanges, PREFIX};
 use crate::audit::Verdict;
-use crate::controls::{Planned, Reserved};
 use crate::auth::Caller;
+use crate::controls::{Planned, Reserved};
 use crate::error::{Error, Result};
 use crate::keys::Admitted;
 use http::HeaderValue;
@@ -65,6 +65,8 @@ struct Authorized {
     /// The key's guards and the orders they hold, when it has guards and
     /// this is a trade: what can be decided without a price was decided.
     guard: Option<GuardPlan>,
+    /// The symbols a trade orders on.
+    symbols: Vec<String>,
     /// The withdrawal, when this is one, passed by the account's
     /// allowlist; its cap is spent at admission.
     withdrawal: Option<Planned>,
@@ -105,13 +107,15 @@ fn micros(d: Decimal) -> i64 {
 
 /// Order guards, as far as they go without a price: the orders as the
 /// exchange module reads them (strictly: what it cannot read is refused to
-/// a guarded key), then every limit a price is not needed for.
-fn guard_plan(caller: &Caller, account: &Account, creq: &CanonicalRequest) -> Result<Option<GuardPlan>> {
+/// a guarded key), then every limit a price is not needed for. Also the
+/// symbols the request orders on (a freeze cancels on them).
+fn guard_plan(caller: &Caller, account: &Account, creq: &CanonicalRequest) -> Result<(Option<GuardPlan>, Vec<String>)> {
     let exchange = account.exchange;
     let Some(guard) = caller.key.policy.order_guard() else {
         // No guards: the orders are still read, as far as possible, for the audit trail.
-        caller.record.detail(order_detail(&exchange.orders(creq).unwrap_or_default()));
-        return Ok(None);
+        let orders = exchange.orders(creq).unwrap_or_default();
+        caller.record.detail(order_detail(&orders));
+        return Ok((None, symbols(&orders)));
     };
     let refuse = |msg: String| Error::new(DenyReason::OrderGuard, msg);
     if let Some(name) = keyward_exchanges::orders::near_duplicate(creq) {
@@ -127,7 +131,14 @@ fn guard_plan(caller: &Caller, account: &Account, creq: &CanonicalRequest) -> Re
     caller.record.detail(order_detail(&orders));
     let limits = guard.limits().map_err(|e| Error::internal(&format!("a stored order guard is invalid: {e}")))?;
     limits.precheck(&orders).map_err(|r| refuse(r.0))?;
-    Ok(Some(GuardPlan { limits, orders }))
+    let traded = symbols(&orders);
+    Ok((Some(GuardPlan { limits, orders }), traded))
+}
+
+fn symbols(orders: &[Order]) -> Vec<String> {
+    let mut out: Vec<String> = orders.iter().map(|o| o.symbol.clone()).collect();
+    out.dedup();
+    out
 }
 
 /// The refusal of a frozen account.
@@ -267,11 +278,15 @@ impl Exchanges {
             )?;
         }
         let base = account.base_url(&creq.path)?;
-        let guard =
-            if matches!(class, Class::Trade | Class::Borrow) { guard_plan(caller, &account, &creq)? } else { None };
-        let withdrawal = if class == Class::Withdraw { withdrawal_plan(caller, name, &account, &controls, &creq)? } else { None };
+        let (guard, symbols) = if matches!(class, Class::Trade | Class::Borrow) {
+            guard_plan(caller, &account, &creq)?
+        } else {
+            (None, Vec::new())
+        };
+        let withdrawal =
+            if class == Class::Withdraw { withdrawal_plan(caller, name, &account, &controls, &creq)? } else { None };
         let out = self.outgoing(name, &account, class, &creq, overrides)?;
-        Ok(Authorized { name: name.to_string(), account, class, creq, base, guard, withdrawal, out })
+        Ok(Authorized { name: name.to_string(), account, class, creq, base, guard, symbols, withdrawal, out })
     }
 
     /// Admission, last: rate, the account's shared exchange budget, the
@@ -435,6 +450,7 @@ impl Exchanges {
         let out = a.out;
         let path = out.path.clone();
         let keep_body = matches!(a.class, Class::Trade | Class::Borrow);
+        self.traded.note(&a.name, &path, &a.symbols);
         let sent_at = std::time::Instant::now();
         match forward::send(&self.client, &a.base, out, client_headers, keep_body).await {
             Ok(answer) => {

@@ -80,7 +80,11 @@ pub(super) fn status(code: Code) -> StatusCode {
         | Code::NoRotation
         | Code::NamespaceExists
         | Code::AlreadyInitialized
-        | Code::RowTampered => StatusCode::CONFLICT,
+        | Code::RowTampered
+        | Code::ApprovalRequired
+        | Code::ApprovalsUnavailable
+        | Code::ApprovalClosed
+        | Code::ApprovalExpired => StatusCode::CONFLICT,
         Code::SecretDestroyed => StatusCode::GONE,
         Code::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Code::Sealed | Code::HsmUnavailable | Code::AuditUnavailable | Code::StoreUnavailable => {

@@ -18,6 +18,7 @@ mod state;
 mod tests;
 
 pub(crate) use error::{ApiError, ApiResult};
+pub(crate) use routes::approvals::expired as approval_expired;
 pub(crate) use state::AppState;
 
 use crate::audit::{Record, Verdict};
@@ -27,7 +28,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use keyward_core::decision::DenyReason;
 use std::time::Instant;
 
@@ -35,8 +36,8 @@ use std::time::Instant;
 /// error mapping at the edge.
 pub(crate) fn app(state: AppState) -> Router {
     use routes::{
-        accounts, audit, backup, keys, metrics, migrate_seal, proxy, rekey, roll, rotation, scan, secrets, sign, sys,
-        tokens,
+        accounts, approvals, audit, backup, controls, incident, keys, metrics, migrate_seal, proxy, rekey, roll,
+        rotation, scan, secrets, sign, sys, tokens,
     };
     Router::new()
         .route("/v1/sys/health", get(sys::health))
@@ -69,6 +70,17 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/auth/token", post(tokens::mint))
         .route("/v1/sign/{account}", post(sign::sign))
         .route("/v1/accounts/{name}/keygen", post(accounts::keygen))
+        .route("/v1/accounts/{name}", get(controls::show))
+        .route("/v1/accounts/{name}/check", get(incident::check).post(incident::check))
+        .route("/v1/accounts/{name}/freeze", post(incident::freeze))
+        .route("/v1/accounts/{name}/unfreeze", post(incident::unfreeze))
+        .route("/v1/accounts/{name}/addresses", post(controls::add_address).delete(controls::remove_address))
+        .route("/v1/accounts/{name}/caps/{asset}", put(controls::set_cap))
+        .route("/v1/accounts/{name}/dead-man", put(controls::dead_man))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::show))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/reject", post(approvals::reject))
         .route("/proxy/{account}/{*path}", any(proxy::proxy))
         .route("/v1/rotation", get(rotation::status))
         .route("/v1/rotation/roll", post(roll::roll_due))
@@ -102,12 +114,24 @@ fn action(method: &Method, route: Option<&str>) -> &'static str {
     ACTIONS[resource][verb]
 }
 
-const RESOURCES: [&str; 11] =
-    ["sys", "secrets", "keys", "namespaces", "auth", "sign", "proxy", "audit", "metrics", "rotation", "accounts"];
+const RESOURCES: [&str; 12] = [
+    "sys",
+    "secrets",
+    "keys",
+    "namespaces",
+    "auth",
+    "sign",
+    "proxy",
+    "audit",
+    "metrics",
+    "rotation",
+    "accounts",
+    "approvals",
+];
 const VERBS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
 /// Every action, by resource and verb (the last row and column: `other`).
 #[rustfmt::skip]
-const ACTIONS: [[&str; 8]; 12] = [
+const ACTIONS: [[&str; 8]; 13] = [
     ["sys.get", "sys.post", "sys.put", "sys.delete", "sys.patch", "sys.head", "sys.options", "sys.other"],
     ["secrets.get", "secrets.post", "secrets.put", "secrets.delete", "secrets.patch", "secrets.head", "secrets.options", "secrets.other"],
     ["keys.get", "keys.post", "keys.put", "keys.delete", "keys.patch", "keys.head", "keys.options", "keys.other"],
@@ -119,6 +143,7 @@ const ACTIONS: [[&str; 8]; 12] = [
     ["metrics.get", "metrics.post", "metrics.put", "metrics.delete", "metrics.patch", "metrics.head", "metrics.options", "metrics.other"],
     ["rotation.get", "rotation.post", "rotation.put", "rotation.delete", "rotation.patch", "rotation.head", "rotation.options", "rotation.other"],
     ["accounts.get", "accounts.post", "accounts.put", "accounts.delete", "accounts.patch", "accounts.head", "accounts.options", "accounts.other"],
+    ["approvals.get", "approvals.post", "approvals.put", "approvals.delete", "approvals.patch", "approvals.head", "approvals.options", "approvals.other"],
     ["other.get", "other.post", "other.put", "other.delete", "other.patch", "other.head", "other.options", "other.other"],
 ];
 

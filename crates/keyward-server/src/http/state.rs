@@ -4,12 +4,14 @@
 //! several services and are orchestrated here.
 
 use crate::alerts::Alerts;
+use crate::approvals::Approvals;
 use crate::audit::{Auditor, Sinks};
 use crate::auth::Auth;
 use crate::config::RuntimeConfig;
 use crate::controls::Controls;
 use crate::error::{Error, Result};
 use crate::exchange::{self, ExchangeConfig, Exchanges, Handles};
+use crate::incident::{Egress, Incident};
 use crate::keys::{Keys, KeysConfig};
 use crate::metrics::Metrics;
 use crate::seal::Barrier;
@@ -41,7 +43,11 @@ pub(crate) struct Services {
     /// Secrets.
     pub secrets: Arc<Secrets>,
     /// Exchange accounts: the sign API and the proxy.
-    pub exchanges: Exchanges,
+    pub exchanges: Arc<Exchanges>,
+    /// Freezing accounts, checking their keys, dead-man timers.
+    pub incident: Incident,
+    /// M-of-N approvals.
+    pub approvals: Approvals,
     /// Frozen accounts, withdrawal allowlists and caps, dead-man timers.
     pub controls: Arc<Controls>,
     /// The audit queue and writer.
@@ -85,7 +91,7 @@ impl AppState {
         let auth = Auth::new(keys.clone(), barrier.clone(), clock.clone(), config.throttle);
         let secrets = Arc::new(Secrets::start(store.clone(), clock.clone(), barrier.clone()));
         let controls = Arc::new(Controls::new(secrets.clone(), clock.clone()));
-        let exchanges = Exchanges::new(
+        let exchanges = Arc::new(Exchanges::new(
             ExchangeConfig { allow_upstream: config.allow_upstream.clone(), allow_overrides: test_clock.is_some() },
             Handles {
                 secrets: secrets.clone(),
@@ -98,7 +104,10 @@ impl AppState {
                 controls: controls.clone(),
             },
             client,
-        );
+        ));
+        let egress = Egress { given: config.egress_ips.clone() };
+        let incident = Incident::new(keys.clone(), controls.clone(), exchanges.clone(), clock.clone(), egress);
+        let approvals = Approvals::new(controls.clone(), keys.clone(), clock.clone(), config.approvals);
         Ok(Self(Arc::new(Services {
             clock,
             test_clock,
@@ -108,6 +117,8 @@ impl AppState {
             auth,
             secrets,
             exchanges,
+            incident,
+            approvals,
             controls,
             auditor,
             sinks,

@@ -33,6 +33,13 @@ pub(crate) struct Admitted {
 }
 
 impl Admitted {
+    /// keyward acting by itself on a schedule, for no request (the clean-up
+    /// of an approval request that expired): only the server's background
+    /// tasks make one, never a route.
+    pub(crate) fn by_keyward() -> Self {
+        Self { remaining: None, ratelimit: None }
+    }
+
     /// Uses left after this request (use-limited keys).
     pub(crate) fn remaining(&self) -> Option<i64> {
         self.remaining

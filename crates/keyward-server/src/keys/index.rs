@@ -183,10 +183,7 @@ impl KeyEntry {
             Some((reason, _)) if self.state == KeyState::Disabled && !self.policy.frozen_by.is_empty() => {
                 Err(Error::new(
                     reason,
-                    format!(
-                        "this key is disabled: exchange account {} is frozen",
-                        self.policy.frozen_by.join(", ")
-                    ),
+                    format!("this key is disabled: exchange account {} is frozen", self.policy.frozen_by.join(", ")),
                 ))
             }
             Some((reason, why)) => Err(Error::new(reason, why)),

@@ -65,6 +65,8 @@ pub(crate) struct NewKey {
     pub namespace: String,
     /// The policy it gets.
     pub policy: KeyPolicy,
+    /// Created disabled (waiting for approvals) instead of active.
+    pub disabled: bool,
 }
 
 /// Parses a CIDR or a bare address (taken as a single host).
@@ -168,7 +170,7 @@ impl CreateKey {
             max_age_s,
             ..KeyPolicy::default()
         };
-        Ok(NewKey { name: self.name, owner: self.owner, namespace, policy })
+        Ok(NewKey { name: self.name, owner: self.owner, namespace, policy, disabled: false })
     }
 
     fn expiry(&self, now_ms: i64) -> Result<Option<i64>> {
@@ -318,7 +320,11 @@ impl Keys {
         let secret = AccessKeySecret::generate(&prefix)?;
         let uses = new.policy.uses.map(|u| u.min(i64::MAX as u64) as i64);
         let owner = new.owner.clone();
-        let rec = new_record(unsealed, &secret, &new.name, owner, &new.namespace, &new.policy, uses, now)?;
+        let mut rec = new_record(unsealed, &secret, &new.name, owner, &new.namespace, &new.policy, uses, now)?;
+        if new.disabled {
+            rec.state = KeyState::Disabled.as_str().to_string();
+            rec.mac = unsealed.row_mac(&mac_input(&rec)).to_vec();
+        }
         self.commit(&mut turn, unsealed, Changes { insert_keys: vec![rec.clone()], ..Changes::default() }).await?;
         let entry = self.upsert(KeyEntry::from_record(&rec, unsealed))?;
         Ok((entry, secret))
@@ -344,13 +350,48 @@ impl Keys {
         .await
     }
 
+    /// [`Keys::change`] for several keys in one ledger write: every row
+    /// changes, or none does (a freeze disables every bot of an account in
+    /// one step). `change` returns false for a row it leaves as it is.
+    pub(crate) async fn change_many(
+        &self,
+        _: &Admitted,
+        unsealed: &Unsealed,
+        ids: &[String],
+        change: impl Fn(&mut KeyRecord, &mut KeyPolicy) -> Result<bool>,
+    ) -> Result<Vec<Arc<KeyEntry>>> {
+        self.retrying(|| async {
+            let mut turn = self.turn().await;
+            let mut update_keys = Vec::new();
+            for id in ids {
+                let mut touched = false;
+                let (stored, rec) = self
+                    .changed_row(unsealed, id, |r, p| {
+                        touched = change(r, p)?;
+                        Ok(())
+                    })
+                    .await?;
+                if touched {
+                    update_keys.push((stored, rec));
+                }
+            }
+            if update_keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows: Vec<KeyRecord> = update_keys.iter().map(|(_, r)| r.clone()).collect();
+            self.commit(&mut turn, unsealed, Changes { update_keys, ..Changes::default() }).await?;
+            rows.iter().map(|r| self.upsert(KeyEntry::from_record(r, unsealed))).collect()
+        })
+        .await
+    }
+
     /// Reads a key's row, checks its MAC and applies `change`: the row as
     /// stored and as it is to be written (re-MACed).
     pub(crate) async fn changed_row(
         &self,
         unsealed: &Unsealed,
         id: &str,
-        change: impl Fn(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
+        mut change: impl FnMut(&mut KeyRecord, &mut KeyPolicy) -> Result<()>,
     ) -> Result<(KeyRecord, KeyRecord)> {
         let stored = self.store.key(id).await?.ok_or_else(|| Error::not_found(format!("no key {id:?}")))?;
         if !unsealed.verify_row_mac(&mac_input(&stored), &stored.mac) {

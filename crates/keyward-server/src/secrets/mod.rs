@@ -11,7 +11,7 @@ mod rotate;
 mod writer;
 
 pub(crate) use requests::{NewSecret, PutRequest, VersionsRequest, parse_versions};
-pub(crate) use rotate::{RotatePlan, RotateRequest, StepRequest};
+pub(crate) use rotate::{RotatePlan, RotateRequest, Staging, StepRequest};
 
 use crate::error::{Code, Error, Result};
 use crate::keys::Admitted;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 mod conn;
 mod frames;
 mod storage;
+mod tasks;
 
 pub use conn::ConnectionLimits;
 pub use storage::{DatabaseUrl, open_store};
@@ -107,24 +108,7 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
         banner.push_str("keyward: the database is shared: this node follows the changes other nodes make\n");
         tokio::spawn(crate::follow::run(state.clone(), changes));
     }
-    let checker = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(checker.config.alerts.check_every);
-        loop {
-            tick.tick().await;
-            if !checker.barrier.is_sealed() {
-                checker.sinks.alerts.check_dates(&checker.keys, &checker.secrets, checker.clock.now_ms()).await;
-            }
-        }
-    });
-    let flusher = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            flusher.keys.flush_last_used().await;
-        }
-    });
+    tasks::start(&state);
     let app = crate::http::app(state.clone());
 
     let listener =

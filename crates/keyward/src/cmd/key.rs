@@ -410,6 +410,15 @@ async fn create(c: &Client, a: CreateArgs) -> Result<()> {
     if a.json {
         return print_json(&out);
     }
+    let waits = out["state"] == "pending_approval";
+    if waits {
+        eprintln!(
+            "key {} is created disabled and waits for approval {}: {}",
+            cell(&out["id"]),
+            cell(&out["approval"]["id"]),
+            cell(&out["message"])
+        );
+    }
     if a.quiet {
         println!("{}", cell(&out["key"]));
         return Ok(());

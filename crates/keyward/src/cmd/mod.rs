@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub mod account;
+pub mod approvals;
 pub mod audit;
 mod backup;
 pub mod database;

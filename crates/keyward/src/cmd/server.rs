@@ -143,6 +143,25 @@ pub struct ServerArgs {
     /// longer than --upstream-timeout [default: 75s].
     #[arg(long)]
     idle_timeout: Option<String>,
+    /// Approvals a gated change needs (granting withdraw, transfer, export,
+    /// admin or approve; withdrawal addresses and caps; upstreams;
+    /// unfreezing), in force once that many keys hold the approve scope;
+    /// 0 turns approvals off [default: 2].
+    #[arg(long)]
+    approvals: Option<u32>,
+    /// How long a change waits for its approvals before it expires [default: 24h].
+    #[arg(long)]
+    approval_ttl: Option<String>,
+    /// keyward's egress address as the exchanges see it (repeat; behind NAT,
+    /// the public one): `account check` looks for it among an exchange
+    /// key's trusted addresses [default: the local address of the route to
+    /// the exchange].
+    #[arg(long = "egress-ip")]
+    egress_ips: Vec<std::net::IpAddr>,
+    /// How often each exchange account's key is checked (account check),
+    /// with a metric and an alert when it fails [default: 24h].
+    #[arg(long)]
+    account_check_every: Option<String>,
     /// Tests only: the clock is set through POST /v1/sys/test-clock.
     #[arg(long, hide = true)]
     test_clock: bool,
@@ -182,6 +201,11 @@ struct FileConfig {
     auth_throttle: ThrottleFile,
     #[serde(default)]
     storage: crate::cmd::database::StorageFile,
+    approvals: Option<u32>,
+    approval_ttl: Option<String>,
+    #[serde(default)]
+    egress_ips: Vec<std::net::IpAddr>,
+    account_check_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -315,6 +339,17 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             .or(file.key_max_age.as_ref())
             .map(|s| secs("--key-max-age", s))
             .transpose()?,
+        approvals: keyward_server::ApprovalConfig {
+            required: a.approvals.or(file.approvals).unwrap_or(2),
+            ttl: pick(&a.approval_ttl, &file.approval_ttl, "--approval-ttl", Duration::from_secs(24 * 3600))?,
+        },
+        egress_ips: if a.egress_ips.is_empty() { file.egress_ips } else { a.egress_ips },
+        account_check_every: pick(
+            &a.account_check_every,
+            &file.account_check_every,
+            "--account-check-every",
+            Duration::from_secs(24 * 3600),
+        )?,
         ..RuntimeConfig::default()
     };
     if connections.idle <= runtime.upstream_timeout {

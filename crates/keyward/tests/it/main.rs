@@ -14,6 +14,7 @@ mod guards;
 mod hardening;
 mod harness;
 mod hsm;
+mod incident;
 mod key_terms;
 mod keygen;
 mod keys;

@@ -8,7 +8,9 @@
 //! and never authenticate to keyward's own API. Every check runs before
 //! admission, admission before any change.
 
+use super::approvals::{self, gated_scopes};
 use crate::alerts::Alert;
+use crate::approvals::PendingChange;
 use crate::audit::forensic;
 use crate::auth::Caller;
 use crate::error::{Code, Error};
@@ -21,10 +23,11 @@ use crate::keys::{
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use keyward_core::clock::rfc3339;
 use keyward_core::duration;
 use keyward_core::policy::KeyState;
-use keyward_core::scope::Need;
+use keyward_core::scope::{Need, Scope};
 use keyward_store::{AuditQuery, NamespaceRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -94,24 +97,46 @@ pub(super) fn refuse_token(caller: &Caller) -> Result<(), Error> {
     Ok(())
 }
 
-/// `POST /v1/keys`.
+/// `POST /v1/keys`. A key that may move funds out of an account, change
+/// it or read its secrets (`withdraw`, `transfer`, `admin`, `export`, `*`),
+/// or approve changes, is created disabled while approvals are in force,
+/// and enabled by the approval that completes its request (202).
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     StrictJson(req): StrictJson<CreateKey>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     caller.require(Need::KeyAdmin, "creating keys (key:admin)")?;
     refuse_token(&caller)?;
-    let new = req.plan(state.clock.now_ms())?;
+    let mut new = req.plan(state.clock.now_ms())?;
+    let mut gated = Vec::new();
     if new.namespace == KEYWARD_NAMESPACE {
-        caller.require_covers(&new.policy.scopes, "a key")?;
+        // `approve` is covered by no scope: sys:admin enrols approvers.
+        let (approve, rest): (Vec<Scope>, Vec<Scope>) =
+            new.policy.scopes.iter().cloned().partition(|s| *s == Scope::Approve);
+        caller.require_covers(&rest, "a key")?;
+        if !approve.is_empty() {
+            caller.require(Need::SysAdmin, "granting approve (sys:admin: approvers are enrolled by an operator)")?;
+        }
+        gated = gated_scopes(&new.policy.scopes);
     } else {
         let ns = &new.namespace;
         caller.require(Need::KeyVerify(ns), &format!("managing keys of namespace {ns} (key:verify:{ns})"))?;
     }
+    let waits = !gated.is_empty() && state.approvals.in_force();
+    let approval_id = if waits {
+        state.approvals.check_available(&caller.key.id)?;
+        let id = state.approvals.new_id()?;
+        new.policy.awaiting_approval = Some(id.clone());
+        new.disabled = true;
+        Some(id)
+    } else {
+        None
+    };
     caller.record.detail(change("created"));
     let admitted = caller.admit().await?;
     let opt_out = new.policy.allows_any_address();
+    let enrols = new.policy.scopes.contains(&Scope::Approve);
     let (entry, secret) = state.keys.create(&admitted, &caller.unsealed, new).await?;
     caller.record.target(entry.id.clone());
     if opt_out {
@@ -120,7 +145,28 @@ pub(crate) async fn create(
     tracing::info!(key_id = %entry.id, by = %caller.key.id, namespace = %entry.namespace, "access key created");
     let mut body = key_json(&entry, state.clock.now_ms());
     body["key"] = json!(secret.expose());
-    Ok((StatusCode::CREATED, Json(body)))
+    if let Some(id) = approval_id {
+        let summary = format!("enable key {} ({}) with {}", entry.id, entry.name, gated.join(", "));
+        let pending = PendingChange::ActivateKey { key_id: entry.id.clone(), name: entry.name.clone(), scopes: gated };
+        let approval = match approvals::request(&state, &caller, pending, summary, Some(id)).await {
+            Ok(a) => a,
+            Err(e) => {
+                // The key must not outlive the request it waits for.
+                let _ = state
+                    .keys
+                    .set_state(&admitted, &caller.unsealed, &entry.id, KeyState::Revoked, &[KeyState::Disabled])
+                    .await;
+                return Err(e.into());
+            }
+        };
+        return Ok(approvals::waiting(&approval, body));
+    }
+    if enrols {
+        let summary =
+            format!("key {} ({}) may now approve changes; enrolled by {}", entry.id, entry.name, caller.key.id);
+        state.sinks.alerts.raise(Alert::plain("approver_enrolled", entry.id.clone(), summary), state.clock.now_ms());
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// `GET /v1/keys[?owner=O][&state=S][&namespace=NS]`.
@@ -263,12 +309,36 @@ pub(crate) async fn disable(
     set_state(&state, &caller, &id, KeyState::Disabled, &[KeyState::Active]).await
 }
 
-/// `POST /v1/keys/{id}/enable`.
+/// `POST /v1/keys/{id}/enable`. A key waiting for approvals is enabled
+/// only by them, and one a freeze disabled only by unfreezing its account.
 pub(crate) async fn enable(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(k) = state.keys.by_id(&id)?.filter(|k| manageable(&caller, k)) {
+        if let Some(a) = &k.policy.awaiting_approval {
+            caller.record.target(id.clone());
+            return Err(Error::new(
+                Code::ApprovalRequired,
+                format!(
+                    "key {id} waits for approval {a}: it is enabled when that is approved (keyward approvals show {a})"
+                ),
+            )
+            .into());
+        }
+        if !k.policy.frozen_by.is_empty() {
+            caller.record.target(id.clone());
+            return Err(Error::new(
+                keyward_core::decision::DenyReason::AccountFrozen,
+                format!(
+                    "key {id} was disabled by the freeze of {}: unfreezing enables it again",
+                    k.policy.frozen_by.join(", ")
+                ),
+            )
+            .into());
+        }
+    }
     set_state(&state, &caller, &id, KeyState::Active, &[KeyState::Disabled]).await
 }
 

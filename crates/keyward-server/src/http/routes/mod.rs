@@ -2,8 +2,11 @@
 //! caller identified, authorizes, admits, then calls a service.
 
 pub(super) mod accounts;
+pub(crate) mod approvals;
 pub(super) mod audit;
 pub(super) mod backup;
+pub(super) mod controls;
+pub(super) mod incident;
 pub(super) mod keys;
 pub(super) mod metrics;
 pub(super) mod migrate_seal;
@@ -17,6 +20,7 @@ pub(super) mod secrets;
 pub(super) mod sign;
 pub(super) mod sys;
 pub(super) mod tokens;
+pub(super) mod upstream;
 
 use crate::audit::Verdict;
 use crate::auth::Caller;

@@ -125,6 +125,14 @@ pub(crate) async fn rotate(
         }
         check = Some(outcome);
     }
+    if account.is_some() {
+        let version = state.secrets.read(&unsealed, path.as_str(), Some(pending)).await?;
+        if super::upstream::must_wait(state, caller, path.as_str(), &version.data).await? {
+            return Ok(
+                super::upstream::request_promotion(state, caller, &admitted, path.as_str(), pending, false).await?
+            );
+        }
+    }
     let old = meta.current_version;
     let in_use = account.map(|n| state.exchanges.in_use(n)).unwrap_or_default();
     meta = state.secrets.promote(&admitted, path.as_str(), pending).await?;

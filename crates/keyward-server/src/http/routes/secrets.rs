@@ -273,11 +273,45 @@ async fn write(state: &AppState, caller: &Caller, path: &SecretPath, body: PutRe
     require_write(caller, path, "writing")?;
     let new = body.plan()?;
     if account_name(path.as_str()).is_some() {
-        let stored = state.secrets.meta(path.as_str()).await?.and_then(|m| m.kind);
-        let kind = new.kind.clone().or(stored).ok_or_else(|| {
+        let stored = state.secrets.meta(path.as_str()).await?;
+        let kind = new.kind.clone().or(stored.as_ref().and_then(|m| m.kind.clone())).ok_or_else(|| {
             Error::new(Code::AccountInvalid, "an exchange account needs --type (binance, okx, bybit, kraken, kucoin)")
         })?;
         state.exchanges.validate(&kind, &new.data)?;
+        let waits = super::upstream::must_wait(state, caller, path.as_str(), &new.data).await?;
+        if waits {
+            state.approvals.check_available(&caller.key.id)?;
+        }
+        if let (true, Some(m)) = (waits, &stored) {
+            if let Some(p) = m.pending_version {
+                return Err(Error::new(
+                    Code::RotationPending,
+                    format!("version {p} of {path} is pending: finish it or drop it (--abandon) before changing the upstream"),
+                )
+                .into());
+            }
+            if new.cas.is_some_and(|c| c != m.latest_version) {
+                return Err(Error::new(
+                    Code::CasMismatch,
+                    format!("check-and-set failed: the secret is at version {}", m.latest_version),
+                )
+                .into());
+            }
+        }
+        if waits {
+            // Staged as pending: the approval that completes its request promotes it.
+            let admitted = caller.admit().await?;
+            let plan = crate::secrets::RotatePlan {
+                changes: None,
+                kind: new.kind.clone(),
+                rotation_period_s: new.rotation_period_s,
+            };
+            let staging = crate::secrets::Staging { meta: stored, data: new.data, replaces: None };
+            let (_, version) = state.secrets.stage(&admitted, &caller.unsealed, path.as_str(), staging, &plan).await?;
+            return Ok(
+                super::upstream::request_promotion(state, caller, &admitted, path.as_str(), version, true).await?
+            );
+        }
     }
     let admitted = caller.admit().await?;
     let (meta, version) = state.secrets.write(&admitted, &caller.unsealed, path.as_str(), new).await?;
