@@ -3,6 +3,7 @@
 //! loopback port (see `harness`).
 
 mod access;
+mod approvals;
 mod at_rest;
 mod audit;
 mod backup;
@@ -35,3 +36,4 @@ mod sign;
 mod staged_rotation;
 mod tokens;
 mod verify_api;
+mod withdrawals;

@@ -318,7 +318,7 @@ async fn vote(
     let voted = match voted {
         Err(e) if e.code == Code::ApprovalExpired => {
             if let Ok(a) = state.approvals.get(&caller.unsealed, id).await {
-                clean_up(state, &admitted, &caller.unsealed, &a).await;
+                expired(state, &admitted, &caller.unsealed, &a).await;
             }
             return Err(e.into());
         }
