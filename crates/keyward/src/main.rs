@@ -53,7 +53,16 @@ enum Command {
     #[command(subcommand)]
     Account(cmd::account::AccountCommand),
     /// Changes waiting for M-of-N approvals: list, show, approve, reject.
-    #[command(subcommand)]
+    ///
+    /// Granting a key withdraw, transfer, export or admin on an account (or
+    /// the approve scope), adding a withdrawal address, raising or removing a
+    /// withdrawal cap, changing an account's upstream and unfreezing an
+    /// account wait for M approvals (keyward server --approvals M, 2 by
+    /// default) from keys holding the approve scope, each a distinct key
+    /// other than the requester's, once M such keys exist. The M-th approval
+    /// applies the change, once; a request expires unapproved after
+    /// --approval-ttl (24h); one rejection closes it.
+    #[command(subcommand, verbatim_doc_comment)]
     Approvals(cmd::approvals::ApprovalsCommand),
     /// Sign an exchange request with an account's credentials.
     Sign(cmd::sign::SignArgs),

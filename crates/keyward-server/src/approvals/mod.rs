@@ -156,6 +156,26 @@ impl Default for Approval {
     }
 }
 
+impl Approval {
+    /// Refuses an approval from the requester's own key, or a second one
+    /// from a key that approved already (`approval_refused`).
+    pub(crate) fn may_approve(&self, key_id: &str) -> Result<()> {
+        if key_id == self.requested_by {
+            return Err(Error::new(
+                DenyReason::ApprovalRefused,
+                format!("approval {} was requested by this key: approvals come from other approver keys", self.id),
+            ));
+        }
+        if self.approvals.iter().any(|v| v.key_id == key_id) {
+            return Err(Error::new(
+                DenyReason::ApprovalRefused,
+                format!("this key approved {} already: each approval comes from a distinct key", self.id),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What a vote did.
 #[derive(Debug)]
 pub(crate) enum Voted {
@@ -365,18 +385,7 @@ impl Approvals {
                     a.rejection = Some(vote);
                     return Ok(Step::Rejected);
                 }
-                if voter.key_id == a.requested_by {
-                    return Err(Error::new(
-                        DenyReason::ApprovalRefused,
-                        format!("approval {id} was requested by this key: approvals come from other approver keys"),
-                    ));
-                }
-                if a.approvals.iter().any(|v| v.key_id == voter.key_id) {
-                    return Err(Error::new(
-                        DenyReason::ApprovalRefused,
-                        format!("this key approved {id} already: each approval comes from a distinct key"),
-                    ));
-                }
+                a.may_approve(&voter.key_id)?;
                 a.approvals.push(vote);
                 if a.approvals.len() >= a.required as usize {
                     a.state = ApprovalState::Approved;

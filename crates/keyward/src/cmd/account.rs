@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 /// Exchange account commands.
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
-    /// Make an exchange API key pair inside keyward. The private key is born
-    /// here (OS CSPRNG) and stored as the pending version of
+    /// Make an exchange API key pair inside keyward (its private key never leaves).
+    ///
+    /// The private key is born here (OS CSPRNG) and stored as the pending version of
     /// exchanges/NAME, marked non-exportable: no scope, export and sys:admin
     /// included, ever reads it back. Only the public key is printed, as the
     /// exchange's key page takes it.
@@ -54,9 +55,11 @@ pub enum AccountCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Ask the exchange what the account's API key may do, through its own
-    /// key-information endpoint, and compare with what keyward's keys on the
-    /// account need. Each exchange-side setting broader than needed is a
+    /// Ask the exchange what its API key may do, against what keyward's keys need.
+    ///
+    /// Asks through the exchange's own key-information endpoint and
+    /// compares with what keyward's bot keys on the account need. Each
+    /// exchange-side setting broader than needed is a
     /// warning naming the setting as the exchange's API page names it
     /// ("Enable Withdrawals", …); so is a key usable from any address, one
     /// whose trusted addresses leave out keyward's, or one about to expire.
@@ -76,8 +79,10 @@ pub enum AccountCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Freeze an account in one step: every key with a scope on it (but
-    /// operators' keys) is disabled at once and answers key_disabled,
+    /// Freeze an account: its bot keys disabled, nothing signed, orders cancelled on request.
+    ///
+    /// In one step every key with a scope on it (but operators' keys) is
+    /// disabled at once and answers key_disabled,
     /// nothing is signed for it (account_frozen), and with --cancel-orders
     /// every open order is cancelled through the exchange's cancel-all
     /// calls. Audited, alerted, and answered with what was done and what
@@ -111,8 +116,9 @@ pub enum AccountCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Allow withdrawals of ASSET to ADDRESS. Withdrawals go only to
-    /// allowlisted destinations (anything else: withdraw_policy), matched on
+    /// Allow withdrawals of ASSET to ADDRESS (waits for approvals where in force).
+    ///
+    /// Withdrawals go only to allowlisted destinations (anything else: withdraw_policy), matched on
     /// asset, address, network (when given here) and memo (a destination
     /// without one takes withdrawals without a memo only). Waits for M
     /// approvals where approvals are in force.
@@ -153,8 +159,9 @@ pub enum AccountCommand {
         #[arg(long)]
         memo: Option<String>,
     },
-    /// Cap what may be withdrawn of ASSET over any 24 hours (`none`: no
-    /// cap). Lowering applies at once; raising or removing waits for M
+    /// Cap what may be withdrawn of ASSET over any 24 hours (`none`: no cap).
+    ///
+    /// Lowering applies at once; raising or removing waits for M
     /// approvals where approvals are in force.
     ///
     /// Example:
@@ -168,8 +175,9 @@ pub enum AccountCommand {
         /// The most per 24 hours, or none.
         amount: String,
     },
-    /// Keep the exchange's cancel-on-disconnect timer armed while keyward
-    /// runs: if keyward stops or is sealed, the exchange cancels the
+    /// Keep the exchange's cancel-on-disconnect timer armed while keyward runs.
+    ///
+    /// If keyward stops or is sealed, the exchange cancels the
     /// account's open orders by itself once TIMEOUT passes. `off` disarms.
     ///
     /// Timers: OKX cancel-all-after (10-120s), Kraken CancelAllOrdersAfter,

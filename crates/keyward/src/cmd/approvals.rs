@@ -8,17 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Approval commands.
-///
-/// Granting a key withdraw, transfer, export or admin on an account (or
-/// the approve scope), adding a withdrawal address, raising or removing a
-/// withdrawal cap, changing an account's upstream and unfreezing an account
-/// wait for M approvals (keyward server --approvals M, 2 by default) from
-/// keys holding the approve scope, each a distinct key other than the
-/// requester's, once M such keys exist. The M-th approval applies the
-/// change, once; a request expires unapproved after --approval-ttl (24h);
-/// one rejection closes it.
 #[derive(Debug, Subcommand)]
-#[command(verbatim_doc_comment)]
 pub enum ApprovalsCommand {
     /// Requests, newest first (pending ones unless --all).
     List {

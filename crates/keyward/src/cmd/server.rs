@@ -261,6 +261,36 @@ fn connection_limits(a: &ServerArgs, file: &FileConfig) -> Result<ConnectionLimi
     Ok(limits)
 }
 
+/// Logs go to stderr, filtered by `--log` (tracing env-filter syntax).
+fn init_logging(log: Option<String>) -> Result<()> {
+    let log = log.unwrap_or_else(|| "info".into());
+    // PostgreSQL's notices ("relation … already exists, skipping" on every
+    // start) are not keyward's news, unless asked for.
+    let directives = if log.contains("sqlx") { log.clone() } else { format!("{log},sqlx::postgres::notice=warn") };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .with_context(|| format!("--log {log:?} is not a log filter (e.g. info, or info,keyward_server=debug)"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    Ok(())
+}
+
+/// Approvals, egress addresses and the account-check period, from flags, then the file, then defaults.
+fn incident_settings(
+    a: &ServerArgs,
+    file: &FileConfig,
+) -> Result<(keyward_server::ApprovalConfig, Vec<std::net::IpAddr>, Duration)> {
+    let day = Duration::from_secs(24 * 3600);
+    let time = |flag: &Option<String>, file: &Option<String>, what: &str| -> Result<Duration> {
+        flag.as_ref().or(file.as_ref()).map(|s| secs(what, s)).transpose().map(|d| d.unwrap_or(day))
+    };
+    let approvals = keyward_server::ApprovalConfig {
+        required: a.approvals.or(file.approvals).unwrap_or(2),
+        ttl: time(&a.approval_ttl, &file.approval_ttl, "--approval-ttl")?,
+    };
+    let egress = if a.egress_ips.is_empty() { file.egress_ips.clone() } else { a.egress_ips.clone() };
+    let check_every = time(&a.account_check_every, &file.account_check_every, "--account-check-every")?;
+    Ok((approvals, egress, check_every))
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(a: ServerArgs) -> Result<()> {
     let file: FileConfig = match &a.config {
@@ -271,13 +301,8 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         None => FileConfig::default(),
     };
     let connections = connection_limits(&a, &file)?;
-    let log = a.log.or(file.log).unwrap_or_else(|| "info".into());
-    // PostgreSQL's notices ("relation … already exists, skipping" on every
-    // start) are not keyward's news, unless asked for.
-    let directives = if log.contains("sqlx") { log.clone() } else { format!("{log},sqlx::postgres::notice=warn") };
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
-        .with_context(|| format!("--log {log:?} is not a log filter (e.g. info, or info,keyward_server=debug)"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let (approvals, egress_ips, account_check_every) = incident_settings(&a, &file)?;
+    init_logging(a.log.or(file.log))?;
 
     let defaults = ThrottleConfig::default();
     let t = &file.auth_throttle;
@@ -339,17 +364,9 @@ pub async fn run(a: ServerArgs) -> Result<()> {
             .or(file.key_max_age.as_ref())
             .map(|s| secs("--key-max-age", s))
             .transpose()?,
-        approvals: keyward_server::ApprovalConfig {
-            required: a.approvals.or(file.approvals).unwrap_or(2),
-            ttl: pick(&a.approval_ttl, &file.approval_ttl, "--approval-ttl", Duration::from_secs(24 * 3600))?,
-        },
-        egress_ips: if a.egress_ips.is_empty() { file.egress_ips } else { a.egress_ips },
-        account_check_every: pick(
-            &a.account_check_every,
-            &file.account_check_every,
-            "--account-check-every",
-            Duration::from_secs(24 * 3600),
-        )?,
+        approvals,
+        egress_ips,
+        account_check_every,
         ..RuntimeConfig::default()
     };
     if connections.idle <= runtime.upstream_timeout {

@@ -312,6 +312,12 @@ async fn vote(
     reason: Option<String>,
 ) -> ApiResult<Response> {
     let voter = Voter { key_id: caller.key.id.clone(), name: caller.key.name.clone(), ip: caller.ip.to_string() };
+    // What can be refused is refused before anything is spent (the write
+    // checks again: another approval may land meanwhile).
+    let a = state.approvals.get(&caller.unsealed, id).await?;
+    if approve && a.state == crate::approvals::ApprovalState::Pending {
+        a.may_approve(&voter.key_id)?;
+    }
     // A token acts for its parent key: its approval is the parent's.
     let admitted = caller.admit().await?;
     let voted = state.approvals.vote(&caller.unsealed, id, &voter, approve, reason).await;
