@@ -384,7 +384,8 @@ async fn unfreeze(c: &Client, name: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn dead_man(c: &Client, name: &str, timeout: &str) -> Result<()> {
+/// Sets an account's dead-man timer (also `secret put --dead-man`).
+pub(crate) async fn dead_man(c: &Client, name: &str, timeout: &str) -> Result<()> {
     let t = if timeout.eq_ignore_ascii_case("off") { Value::Null } else { json!(timeout) };
     let out =
         c.call(Method::PUT, &format!("/v1/accounts/{}/dead-man", encode(name)), Some(&json!({"timeout": t}))).await?;

@@ -36,6 +36,11 @@ pub enum SecretCommand {
         /// Rotation period (e.g. 90d); the rotation due date follows from the last write.
         #[arg(long)]
         rotate_every: Option<String>,
+        /// For an exchange account (exchanges/NAME): keep the exchange's
+        /// cancel-on-disconnect timer armed at this timeout (e.g. 60s; `off`
+        /// disarms), as `keyward account dead-man NAME TIMEOUT` does.
+        #[arg(long, value_name = "TIMEOUT")]
+        dead_man: Option<String>,
     },
     /// Read a secret (the current version unless --version).
     Get {
@@ -158,8 +163,13 @@ pub enum SecretCommand {
 pub async fn run(cmd: SecretCommand, conn: &Connection) -> Result<()> {
     let c = Client::new(conn)?;
     match cmd {
-        SecretCommand::Put { path, fields, kind, cas, rotate_every } => {
-            put(&c, &path, &fields, kind, cas, rotate_every).await
+        SecretCommand::Put { path, fields, kind, cas, rotate_every, dead_man } => {
+            put(&c, &path, &fields, kind, cas, rotate_every).await?;
+            match (dead_man, path.strip_prefix("exchanges/")) {
+                (None, _) => Ok(()),
+                (Some(t), Some(account)) => super::account::dead_man(&c, account, &t).await,
+                (Some(_), None) => anyhow::bail!("--dead-man is for exchange accounts (exchanges/NAME)"),
+            }
         }
         SecretCommand::Get { path, version, field, json } => get(&c, &path, version, field, json).await,
         SecretCommand::List { prefix, json } => list(&c, prefix, json).await,
@@ -200,6 +210,15 @@ async fn put(
     // The body held secret values: clear them before anything else happens.
     zero_values(&mut body);
     let out = out?;
+    if out["state"] == "pending_approval" {
+        println!(
+            "{path}: version {} is staged: it changes the account's upstream and waits for approvals: {} ({})",
+            cell(&out["pending_version"]),
+            cell(&out["approval"]["id"]),
+            cell(&out["message"])
+        );
+        return Ok(());
+    }
     println!("wrote {path} version {}", cell(&out["version"]));
     Ok(())
 }

@@ -47,6 +47,15 @@ pub(super) async fn rotate(c: &Client, path: &str, fields: &[String], how: How) 
     if how.json {
         return print_json(&out);
     }
+    if out["state"] == "pending_approval" {
+        println!(
+            "{path}: version {} changes the account's upstream and waits for approvals: {} ({})",
+            cell(&out["pending_version"]),
+            cell(&out["approval"]["id"]),
+            cell(&out["message"])
+        );
+        return Ok(());
+    }
     if out["promoted"] != json!(true) {
         println!("staged {path} version {} as pending", cell(&out["pending_version"]));
         println!("{}", cell(&out["next"]));

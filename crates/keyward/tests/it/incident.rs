@@ -310,6 +310,16 @@ fn the_dead_man_timer_is_rearmed_while_keyward_runs_and_runs_out_when_it_stops()
     assert!(arms >= 3, "armed {arms} times in 9 s (every third of 10 s)");
     assert!(state(&fake)["fired"].as_array().unwrap().is_empty(), "the timer ran out while keyward ran");
     assert!(metrics_text(&s, s.admin()).contains("keyward_dead_man_armed{account=\"okx\"} 1"));
+    // Set with the account's own write too, and disarmed with `off`.
+    let fields = ["api_key=KRAKEN-REAL-KEY", "api_secret=-", &format!("base_url={}", fake.url)];
+    let mut args = vec!["secret", "put", "exchanges/kr", "--type", "kraken", "--dead-man", "30s"];
+    args.extend_from_slice(&fields);
+    let o = s.cli(Some(s.admin()), &args, Some(KRAKEN_SECRET));
+    assert!(o.status.success() && stdout(&o).contains("armed now"), "{}{}", stdout(&o), stderr(&o));
+    assert!(state(&fake)["timers"].as_object().unwrap().contains_key("kraken *"), "{}", state(&fake));
+    let o = s.cli(Some(s.admin()), &["account", "dead-man", "kr", "off"], None);
+    assert!(stdout(&o).contains("is off"), "{}", stdout(&o));
+    assert!(!state(&fake)["timers"].as_object().unwrap().contains_key("kraken *"), "{}", state(&fake));
     s.kill();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
