@@ -70,10 +70,10 @@ static CATALOG: &[Endpoint] = &[
     ep(Delete, "/api/v3/order", Cancel),
     ep(Delete, "/api/v3/openOrders", Cancel),
     ep(Delete, "/api/v3/orderList", Cancel),
-    // Listen keys open a WebSocket stream outside keyward.
-    ep(Post, "/api/v3/userDataStream", Admin),
-    ep(Put, "/api/v3/userDataStream", Admin),
-    ep(Delete, "/api/v3/userDataStream", Admin),
+    // Listen keys open the user-data stream: it only reads the account's events.
+    ep(Post, "/api/v3/userDataStream", Read),
+    ep(Put, "/api/v3/userDataStream", Read),
+    ep(Delete, "/api/v3/userDataStream", Read),
     // Wallet: what ccxt's fetchCurrencies, fetchTradingFees, fetchDepositAddress read.
     ep(Get, "/sapi/v1/system/status", Public),
     ep(Get, "/sapi/v1/capital/config/getall", Read),
@@ -108,12 +108,18 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/sapi/v1/margin/loan", Borrow),
     ep(Post, "/sapi/v1/margin/repay", Borrow),
     ep(Post, "/sapi/v1/margin/borrow-repay", Borrow),
-    // API-key management and listen keys.
+    // API-key management.
     ep(Get, "/sapi/v1/account/apiRestrictions", Admin),
-    ep(Post, "/sapi/v1/userDataStream", Admin),
-    ep(Put, "/sapi/v1/userDataStream", Admin),
-    ep(Delete, "/sapi/v1/userDataStream", Admin),
-    ep(Post, "/sapi/v1/userDataStream/isolated", Admin),
+    // Margin listen keys (the user-data stream only reads).
+    ep(Post, "/sapi/v1/userDataStream", Read),
+    ep(Put, "/sapi/v1/userDataStream", Read),
+    ep(Delete, "/sapi/v1/userDataStream", Read),
+    ep(Post, "/sapi/v1/userDataStream/isolated", Read),
+    ep(Put, "/sapi/v1/userDataStream/isolated", Read),
+    ep(Delete, "/sapi/v1/userDataStream/isolated", Read),
+    // Margin pairs (ccxt's load_markets reads them, signed).
+    ep(Get, "/sapi/v1/margin/allPairs", Read),
+    ep(Get, "/sapi/v1/margin/isolated/allPairs", Read),
     // Margin trading (an order may auto-borrow: see `classify`).
     ep(Get, "/sapi/v1/margin/account", Read),
     ep(Get, "/sapi/v1/margin/isolated/account", Read),
@@ -182,9 +188,9 @@ static CATALOG: &[Endpoint] = &[
     ep(Delete, "/fapi/v1/batchOrders", Cancel),
     ep(Delete, "/fapi/v1/allOpenOrders", Cancel),
     ep(Post, "/fapi/v1/countdownCancelAll", Cancel),
-    ep(Post, "/fapi/v1/listenKey", Admin),
-    ep(Put, "/fapi/v1/listenKey", Admin),
-    ep(Delete, "/fapi/v1/listenKey", Admin),
+    ep(Post, "/fapi/v1/listenKey", Read),
+    ep(Put, "/fapi/v1/listenKey", Read),
+    ep(Delete, "/fapi/v1/listenKey", Read),
 ];
 
 /// One order from its parameters (`get` reads a parameter by name), with
@@ -292,7 +298,7 @@ impl Exchange for Binance {
         CATALOG
     }
 
-    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+    fn classify_listed(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
         // An order that borrows is a loan, whatever its endpoint says: a
         // side effect other than none or repaying borrows.

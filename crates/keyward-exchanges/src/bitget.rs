@@ -41,6 +41,16 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v2/mix/market/tickers", Public),
     ep(Get, "/api/v2/mix/market/ticker", Public),
     ep(Get, "/api/v2/mix/market/merge-depth", Public),
+    ep(Get, "/api/v2/mix/market/candles", Public),
+    ep(Get, "/api/v2/mix/market/fills-history", Public),
+    ep(Get, "/api/v2/spot/market/fills-history", Public),
+    ep(Get, "/api/v2/margin/currencies", Public),
+    // Unified trading accounts (v3): market data.
+    ep(Get, "/api/v3/market/instruments", Public),
+    ep(Get, "/api/v3/market/tickers", Public),
+    ep(Get, "/api/v3/market/orderbook", Public),
+    ep(Get, "/api/v3/market/candles", Public),
+    ep(Get, "/api/v3/market/fills", Public),
     ep(Get, "/api/v2/spot/account/info", Read),
     ep(Get, "/api/v2/spot/account/assets", Read),
     ep(Get, "/api/v2/spot/account/bills", Read),
@@ -58,6 +68,21 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v2/mix/order/orders-pending", Read),
     ep(Get, "/api/v2/mix/order/orders-history", Read),
     ep(Get, "/api/v2/mix/order/fills", Read),
+    ep(Get, "/api/v2/mix/account/bill", Read),
+    ep(Get, "/api/v2/common/trade-rate", Read),
+    // Unified trading accounts (v3): ccxt asks for the settings first.
+    ep(Get, "/api/v3/account/settings", Read),
+    ep(Get, "/api/v3/account/assets", Read),
+    ep(Get, "/api/v3/account/fee-rate", Read),
+    ep(Get, "/api/v3/account/all-fee-rate", Read),
+    ep(Get, "/api/v3/account/deposit-address", Read),
+    ep(Get, "/api/v3/account/deposit-records", Read),
+    ep(Get, "/api/v3/account/financial-records", Read),
+    ep(Get, "/api/v3/position/current-position", Read),
+    ep(Get, "/api/v3/trade/order-info", Read),
+    ep(Get, "/api/v3/trade/unfilled-orders", Read),
+    ep(Get, "/api/v3/trade/history-orders", Read),
+    ep(Get, "/api/v3/trade/fills", Read),
     ep(Post, "/api/v2/spot/trade/place-order", Trade),
     ep(Post, "/api/v2/spot/trade/batch-orders", Trade),
     ep(Post, "/api/v2/spot/trade/cancel-replace-order", Trade),
@@ -66,15 +91,24 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/api/v2/mix/order/modify-order", Trade),
     ep(Post, "/api/v2/mix/account/set-leverage", Trade),
     ep(Post, "/api/v2/mix/account/set-margin-mode", Trade),
+    ep(Post, "/api/v3/trade/place-order", Trade),
+    ep(Post, "/api/v3/trade/modify-order", Trade),
+    ep(Post, "/api/v3/account/set-leverage", Trade),
     ep(Post, "/api/v2/spot/trade/cancel-order", Cancel),
     ep(Post, "/api/v2/spot/trade/batch-cancel-order", Cancel),
     ep(Post, "/api/v2/spot/trade/cancel-symbol-order", Cancel),
     ep(Post, "/api/v2/mix/order/cancel-order", Cancel),
     ep(Post, "/api/v2/mix/order/batch-cancel-orders", Cancel),
     ep(Post, "/api/v2/mix/order/cancel-all-orders", Cancel),
+    ep(Post, "/api/v3/trade/cancel-order", Cancel),
+    ep(Post, "/api/v3/trade/cancel-symbol-order", Cancel),
     ep(Post, "/api/v2/spot/wallet/withdrawal", Withdraw),
     ep(Post, "/api/v2/spot/wallet/cancel-withdrawal", Withdraw),
     ep(Get, "/api/v2/spot/wallet/withdrawal-records", Withdraw),
+    ep(Post, "/api/v3/account/withdrawal", Withdraw),
+    ep(Post, "/api/v3/account/cancel-withdrawal", Withdraw),
+    ep(Get, "/api/v3/account/withdrawal-records", Withdraw),
+    ep(Post, "/api/v3/account/transfer", Transfer),
     ep(Post, "/api/v2/spot/wallet/transfer", Transfer),
     ep(Post, "/api/v2/spot/wallet/subaccount-transfer", Transfer),
     ep(Get, "/api/v2/spot/account/transferRecords", Transfer),
@@ -200,7 +234,7 @@ impl Exchange for Bitget {
     /// mobile number as `AREA-NUMBER`.
     fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
         match (req.method, req.path.as_str()) {
-            (Post, "/api/v2/spot/wallet/withdrawal") => {
+            (Post, "/api/v2/spot/wallet/withdrawal" | "/api/v3/account/withdrawal") => {
                 let mut w = WITHDRAW.read(req)?;
                 match req.param("transferType").as_deref() {
                     Some("on_chain") => {

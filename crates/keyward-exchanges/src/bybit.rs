@@ -59,6 +59,9 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/v5/order/cancel-all", Cancel),
     ep(Post, "/v5/order/cancel-batch", Cancel),
     ep(Post, "/v5/order/disconnected-cancel-all", Cancel),
+    ep(Post, "/v5/account/set-margin-mode", Trade),
+    ep(Post, "/v5/position/switch-isolated", Trade),
+    ep(Get, "/v5/account/contract-transaction-log", Read),
     ep(Post, "/v5/asset/withdraw/create", Withdraw),
     ep(Post, "/v5/asset/withdraw/cancel", Withdraw),
     ep(Get, "/v5/asset/withdraw/query-record", Withdraw),
@@ -202,7 +205,7 @@ impl Exchange for Bybit {
         CATALOG
     }
 
-    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+    fn classify_listed(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
         // Spot margin orders borrow: isLeverage other than 0 (single and batch).
         let leveraged = crate::borrow::any(req, "isLeverage", &|v| crate::borrow::is_exactly(v, "0"));

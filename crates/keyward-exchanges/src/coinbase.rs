@@ -38,6 +38,8 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v3/brokerage/market/product_book", Public),
     ep(Get, "/v2/currencies", Public),
     ep(Get, "/v2/currencies/crypto", Public),
+    ep(Get, "/v2/exchange-rates", Public),
+    ep(Get, "/v2/time", Public),
     ep(Get, "/api/v3/brokerage/accounts", Read),
     ep(Get, "/api/v3/brokerage/accounts/{}", Read),
     ep(Get, "/api/v3/brokerage/products", Read),
@@ -52,6 +54,10 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v3/brokerage/transaction_summary", Read),
     ep(Get, "/api/v3/brokerage/portfolios", Read),
     ep(Get, "/api/v3/brokerage/key_permissions", Read),
+    ep(Get, "/api/v3/brokerage/cfm/balance_summary", Read),
+    ep(Get, "/api/v3/brokerage/cfm/positions", Read),
+    // Fiat withdrawals made: a read of withdrawals, classed with them.
+    ep(Get, "/v2/accounts/{}/withdrawals", Withdraw),
     ep(Get, "/v2/accounts", Read),
     ep(Get, "/v2/accounts/{}", Read),
     ep(Get, "/v2/accounts/{}/addresses", Read),
@@ -223,7 +229,7 @@ impl Exchange for Coinbase {
             },
             (Method::Post, ["", "v2", "accounts", _, "withdrawals"]) => FIAT.read(req).map(Some),
             (Method::Post, ["", "v2", "accounts", _, "withdrawals", _, "commit"]) => Ok(None),
-            (Method::Get, ["", "v2", "accounts", _, "transactions"]) => Ok(None),
+            (Method::Get, ["", "v2", "accounts", _, "transactions" | "withdrawals"]) => Ok(None),
             _ => Err(GuardError(format!("keyward does not read {} {}", req.method.as_str(), req.path))),
         }
     }

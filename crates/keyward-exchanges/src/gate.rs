@@ -28,9 +28,15 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v4/spot/order_book", Public),
     ep(Get, "/api/v4/spot/trades", Public),
     ep(Get, "/api/v4/spot/candlesticks", Public),
-    ep(Get, "/api/v4/futures/usdt/contracts", Public),
-    ep(Get, "/api/v4/futures/usdt/tickers", Public),
-    ep(Get, "/api/v4/futures/usdt/order_book", Public),
+    ep(Get, "/api/v4/futures/{}/contracts", Public),
+    ep(Get, "/api/v4/futures/{}/tickers", Public),
+    ep(Get, "/api/v4/futures/{}/order_book", Public),
+    // Every settle currency (usdt, btc): `{}`.
+    ep(Get, "/api/v4/futures/{}/candlesticks", Public),
+    ep(Get, "/api/v4/futures/{}/trades", Public),
+    ep(Get, "/api/v4/delivery/{}/contracts", Public),
+    ep(Get, "/api/v4/margin/currency_pairs", Public),
+    ep(Get, "/api/v4/options/underlyings", Public),
     ep(Get, "/api/v4/spot/accounts", Read),
     // The key's trusted addresses and account mode (ccxt reads it when it loads markets).
     ep(Get, "/api/v4/account/detail", Read),
@@ -42,23 +48,29 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v4/wallet/total_balance", Read),
     ep(Get, "/api/v4/wallet/deposit_address", Read),
     ep(Get, "/api/v4/wallet/deposits", Read),
-    ep(Get, "/api/v4/futures/usdt/accounts", Read),
-    ep(Get, "/api/v4/futures/usdt/positions", Read),
-    ep(Get, "/api/v4/futures/usdt/orders", Read),
-    ep(Get, "/api/v4/futures/usdt/orders/{}", Read),
-    ep(Get, "/api/v4/futures/usdt/my_trades", Read),
+    ep(Get, "/api/v4/futures/{}/accounts", Read),
+    ep(Get, "/api/v4/futures/{}/positions", Read),
+    ep(Get, "/api/v4/futures/{}/orders", Read),
+    ep(Get, "/api/v4/futures/{}/orders/{}", Read),
+    ep(Get, "/api/v4/futures/{}/my_trades", Read),
+    ep(Get, "/api/v4/futures/{}/my_trades_timerange", Read),
+    ep(Get, "/api/v4/futures/{}/account_book", Read),
+    ep(Get, "/api/v4/spot/account_book", Read),
+    ep(Get, "/api/v4/unified/accounts", Read),
     ep(Post, "/api/v4/spot/orders", Trade),
     ep(Post, "/api/v4/spot/batch_orders", Trade),
-    ep(Post, "/api/v4/futures/usdt/orders", Trade),
-    ep(Post, "/api/v4/futures/usdt/batch_orders", Trade),
-    ep(Post, "/api/v4/futures/usdt/positions/{}/leverage", Trade),
+    ep(Post, "/api/v4/futures/{}/orders", Trade),
+    ep(Post, "/api/v4/futures/{}/batch_orders", Trade),
+    // Amends a futures order (size, price).
+    ep(Put, "/api/v4/futures/{}/orders/{}", Trade),
+    ep(Post, "/api/v4/futures/{}/positions/{}/leverage", Trade),
     ep(Delete, "/api/v4/spot/orders", Cancel),
     ep(Delete, "/api/v4/spot/orders/{}", Cancel),
     ep(Post, "/api/v4/spot/cancel_batch_orders", Cancel),
-    ep(Delete, "/api/v4/futures/usdt/orders", Cancel),
-    ep(Delete, "/api/v4/futures/usdt/orders/{}", Cancel),
+    ep(Delete, "/api/v4/futures/{}/orders", Cancel),
+    ep(Delete, "/api/v4/futures/{}/orders/{}", Cancel),
     ep(Post, "/api/v4/spot/countdown_cancel_all", Cancel),
-    ep(Post, "/api/v4/futures/usdt/countdown_cancel_all", Cancel),
+    ep(Post, "/api/v4/futures/{}/countdown_cancel_all", Cancel),
     ep(Post, "/api/v4/withdrawals", Withdraw),
     // A transfer to another Gate user by UID.
     ep(Post, "/api/v4/withdrawals/push", Withdraw),
@@ -128,7 +140,7 @@ impl Exchange for Gate {
         CATALOG
     }
 
-    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+    fn classify_listed(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
         // A spot order on a margin, cross-margin or unified account borrows
         // what it lacks when auto_borrow is on: anything but false (single and batch).

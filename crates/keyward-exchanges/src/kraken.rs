@@ -169,7 +169,7 @@ impl Exchange for Kraken {
         CATALOG
     }
 
-    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+    fn classify_listed(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
         // Spot margin: an order with leverage other than `none` borrows
         // (single, batch, edit and amend alike).

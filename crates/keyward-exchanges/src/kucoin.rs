@@ -36,7 +36,37 @@ static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v1/market/histories", Public),
     ep(Get, "/api/v1/market/candles", Public),
     ep(Get, "/api/v1/prices", Public),
+    ep(Get, "/api/v3/margin/symbols", Public),
+    ep(Get, "/api/v1/isolated/symbols", Public),
+    // Unified trading accounts: market data.
+    ep(Get, "/api/ua/v1/market/instrument", Public),
+    ep(Get, "/api/ua/v1/market/ticker", Public),
+    ep(Get, "/api/ua/v1/market/orderbook", Public),
+    ep(Get, "/api/ua/v1/market/kline", Public),
+    ep(Get, "/api/ua/v1/market/trade", Public),
+    ep(Get, "/api/ua/v1/asset/currencies", Public),
     ep(Get, "/api/v1/accounts", Read),
+    // Named before the `{}` pattern below, which would take them for an id.
+    ep(Get, "/api/v1/accounts/ledgers", Read),
+    ep(Get, "/api/v1/accounts/transferable", Transfer),
+    ep(Get, "/api/v1/orders/byClientOid", Read),
+    ep(Delete, "/api/v1/orders/multi-cancel", Cancel),
+    // ccxt asks which kind of account the key trades (HF, unified) first.
+    ep(Get, "/api/v1/hf/accounts/opened", Read),
+    ep(Get, "/api/ua/v1/account/mode", Read),
+    ep(Get, "/api/v1/hf/accounts/ledgers", Read),
+    ep(Get, "/api/v3/market/orderbook/level2", Read),
+    // Unified trading accounts (`{}`: the account mode ccxt puts in the path).
+    ep(Get, "/api/ua/v1/account/balance", Read),
+    ep(Get, "/api/ua/v1/account/ledger", Read),
+    ep(Get, "/api/ua/v1/asset/deposit/address", Read),
+    ep(Get, "/api/ua/v1/user/fee-rate", Read),
+    ep(Get, "/api/ua/v1/{}/account/balance", Read),
+    ep(Get, "/api/ua/v1/{}/order/detail", Read),
+    ep(Get, "/api/ua/v1/{}/order/execution", Read),
+    ep(Get, "/api/ua/v1/{}/order/history", Read),
+    ep(Get, "/api/ua/v1/{}/order/open-list", Read),
+    ep(Get, "/api/ua/v1/{}/position/open-list", Read),
     ep(Get, "/api/v1/accounts/{}", Read),
     ep(Get, "/api/v1/base-fee", Read),
     ep(Get, "/api/v1/trade-fees", Read),
@@ -61,6 +91,10 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/api/v1/hf/orders/alter", Trade),
     ep(Post, "/api/v1/margin/order", Trade),
     ep(Post, "/api/v3/hf/margin/order", Trade),
+    ep(Post, "/api/ua/v1/{}/order/place", Trade),
+    ep(Post, "/api/ua/v1/{}/account/modify-leverage", Trade),
+    ep(Post, "/api/ua/v1/{}/order/cancel", Cancel),
+    ep(Post, "/api/ua/v1/{}/order/cancel-all", Cancel),
     ep(Delete, "/api/v1/orders/{}", Cancel),
     ep(Delete, "/api/v1/orders", Cancel),
     ep(Delete, "/api/v1/order/client-order/{}", Cancel),
@@ -160,7 +194,7 @@ impl Exchange for Kucoin {
         CATALOG
     }
 
-    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+    fn classify_listed(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
         // A margin order borrows unless autoBorrow is absent or false.
         if class == Trade && crate::borrow::any(req, "autoBorrow", &|v| *v == serde_json::Value::Bool(false)) {

@@ -136,10 +136,17 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     fn own_hosts(&self) -> &'static [&'static str];
     /// The endpoint catalog.
     fn catalog(&self) -> &'static [Endpoint];
-    /// The class of a request; `None` is `endpoint_unknown`. Exchanges whose
+    /// The class the exchange's own catalog gives a request. Exchanges whose
     /// class depends on a parameter (auto-borrow on a margin order) override this.
-    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+    fn classify_listed(&self, req: &CanonicalRequest) -> Option<Class> {
         catalog::lookup(self.catalog(), req.method, &req.path)
+    }
+    /// The class of a request: the exchange's catalog first, then the
+    /// fund-movers table (an endpoint the catalog does not list whose name
+    /// says it moves funds, manages keys or borrows); `None` is
+    /// `endpoint_unknown`. Not overridden.
+    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+        self.classify_listed(req).or_else(|| catalog::fund_mover(self.kind(), req.method, &req.path))
     }
     /// The signed read-class call (account or balance) that shows whether a
     /// set of credentials works, and how the exchange says it does not.

@@ -281,7 +281,7 @@ impl Exchange for Okx {
         CATALOG
     }
 
-    fn classify(&self, req: &CanonicalRequest) -> Option<Class> {
+    fn classify_listed(&self, req: &CanonicalRequest) -> Option<Class> {
         let class = crate::catalog::lookup(CATALOG, req.method, &req.path)?;
         if class == Trade {
             let any_borrow = match &req.body {
