@@ -18,7 +18,7 @@ use crate::{
 pub struct Gate;
 
 use Class::{Admin, Borrow, Cancel, Public, Read, Trade, Transfer, Withdraw};
-use Method::{Delete, Get, Post};
+use Method::{Delete, Get, Post, Put};
 
 static CATALOG: &[Endpoint] = &[
     ep(Get, "/api/v4/spot/time", Public),
