@@ -12,6 +12,7 @@ import json
 import ccxt
 
 T = 1700000000123  # frozen milliseconds
+HTX = {"apiKey": "htx-access-key-0123", "secret": "htx-secret-0123456789"}
 CASES = [
     # exchange, credentials, api section (or ccxt's [section, sub] list), ccxt path, method, params
     ("binance", {"apiKey": "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
@@ -54,6 +55,23 @@ CASES = [
      ["private", "spot"], "accounts", "GET", {"currency": "USDT"}),
     ("deribit", {"apiKey": "deribit-id", "secret": "deribit-secret-0123456789"},
      "private", "get_account_summary", "GET", {"currency": "BTC"}),
+    # HTX: the key, time and signature travel in the query; the host is signed.
+    ("htx", HTX, ["spot", "private"], "v1/order/orders/place", "POST",
+     {"account-id": "100009", "symbol": "btcusdt", "type": "buy-limit", "amount": "0.01", "price": "50000",
+      "client-order-id": "kw-1"}),
+    ("htx", HTX, ["spot", "private"], "v1/account/accounts", "GET", {}),
+    ("htx", HTX, ["spot", "private"], "v1/order/openOrders", "GET",
+     {"account-id": "100009", "symbol": "btcusdt", "side": "buy"}),
+    # A value that needs escaping (',' is %2C) and a camel-case name.
+    ("htx", HTX, ["spot", "private"], "v2/account/ledger", "GET",
+     {"accountId": "100009", "currency": "usdt", "transactTypes": "transfer,trade"}),
+    ("htx", HTX, ["spot", "private"], "v2/user/api-key", "GET", {"uid": "63628520", "accessKey": HTX["apiKey"]}),
+    ("htx", HTX, ["spot", "private"], "v2/algo-orders/cancel-all-after", "POST", {"timeout": 60}),
+    # The old-style section ccxt's createOrders uses: a JSON array body.
+    ("htx", HTX, ["private"], "order/batch-orders", "POST",
+     [{"account-id": "100009", "symbol": "btcusdt", "type": "sell-limit", "amount": "0.001", "price": "60000",
+       "client-order-id": "c1"},
+      {"account-id": "100009", "symbol": "btcusdt", "type": "buy-market", "amount": "25", "client-order-id": "c2"}]),
 ]
 
 
@@ -70,7 +88,8 @@ def main():
            "timestamp_ms": T, "vectors": []}
     for ex_id, creds, api, path, method, params in CASES:
         ex = freeze(getattr(ccxt, ex_id)(dict(creds)))
-        signed = ex.sign(path, api if isinstance(api, list) else [api], method, dict(params))
+        signed = ex.sign(path, api if isinstance(api, list) else [api], method,
+                         list(params) if isinstance(params, list) else dict(params))
         out["vectors"].append({
             "exchange": ex_id, "credentials": creds, "method": method,
             "url": signed["url"], "headers": signed.get("headers") or {}, "body": signed.get("body"),

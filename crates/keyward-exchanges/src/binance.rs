@@ -448,6 +448,7 @@ impl Exchange for Binance {
     fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
         Some(KeyInfoCall {
             request: request("GET", "/sapi/v1/account/apiRestrictions", &[], None),
+            first: None,
             answer: self.credential_check().answer,
             parse: key_info,
             settings: SETTINGS,

@@ -268,6 +268,7 @@ impl Exchange for Bitget {
     fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
         Some(KeyInfoCall {
             request: request("GET", "/api/v2/spot/account/info", &[], None),
+            first: None,
             answer: self.credential_check().answer,
             parse: key_info,
             settings: SETTINGS,

@@ -35,6 +35,10 @@ pub enum AnswerShape {
     ErrorList,
     /// JSON-RPC: acceptance is a 2xx answer without an `error` object.
     JsonRpc,
+    /// HTX: v1 endpoints answer `status` `ok` (a refusal: `status` `error`
+    /// with `err-code` and `err-msg`), v2 endpoints `code` 200 (a refusal:
+    /// another `code` with `message`); either with a 2xx status.
+    StatusOrCode,
 }
 
 /// The call that checks an account's credentials.
@@ -125,6 +129,15 @@ impl AnswerShape {
                 (!ok_status || error.is_some())
                     .then(|| error.and_then(|e| joined(e.get("code").and_then(text), e.get("message").and_then(text))))
             }
+            AnswerShape::StatusOrCode => {
+                let (status, code) = (field("status"), field("code"));
+                let ok = match status.as_deref() {
+                    Some(s) => s == "ok",
+                    None => code.as_deref() == Some("200"),
+                };
+                (!ok_status || !ok)
+                    .then(|| joined(field("err-code").or(code), field("err-msg").or_else(|| field("message"))))
+            }
         };
         match refusal {
             None if json.is_some() || body.is_empty() => Ok(()),
@@ -167,6 +180,22 @@ mod tests {
             Err("HTTP 200, EAPI:Invalid key".into())
         );
         assert!(kraken.accepted(200, b"not json").is_err());
+
+        let htx = check(AnswerShape::StatusOrCode);
+        assert_eq!(htx.accepted(200, br#"{"status":"ok","data":[]}"#), Ok(()));
+        assert_eq!(htx.accepted(200, br#"{"code":200,"message":"success","data":1}"#), Ok(()));
+        assert_eq!(
+            htx.accepted(
+                200,
+                br#"{"status":"error","err-code":"api-signature-not-valid","err-msg":"Signature not valid"}"#
+            ),
+            Err("HTTP 200, api-signature-not-valid: Signature not valid".into())
+        );
+        assert_eq!(
+            htx.accepted(200, br#"{"code":1003,"message":"invalid signature"}"#),
+            Err("HTTP 200, 1003: invalid signature".into())
+        );
+        assert!(htx.accepted(200, br#"{"data":1}"#).is_err(), "neither status nor code");
 
         let rpc = check(AnswerShape::JsonRpc);
         assert_eq!(rpc.accepted(200, br#"{"jsonrpc":"2.0","result":{}}"#), Ok(()));

@@ -237,6 +237,7 @@ impl Exchange for Coinbase {
     fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
         Some(KeyInfoCall {
             request: request("GET", "/api/v3/brokerage/key_permissions", &[], None),
+            first: None,
             answer: self.credential_check().answer,
             parse: key_info,
             settings: SETTINGS,

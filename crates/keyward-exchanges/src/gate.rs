@@ -179,6 +179,7 @@ impl Exchange for Gate {
     fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
         Some(KeyInfoCall {
             request: request("GET", "/api/v4/account/detail", &[], None),
+            first: None,
             answer: self.credential_check().answer,
             parse: key_info,
             settings: SETTINGS,

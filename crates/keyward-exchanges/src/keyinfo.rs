@@ -53,11 +53,26 @@ pub struct KeySettings {
     pub ip: &'static str,
 }
 
+/// A call made before the key-information call, whose answer completes it
+/// (HTX's key query needs the account's UID, which `GET /v2/user/uid` gives).
+#[derive(Debug, Clone)]
+pub struct FirstCall {
+    /// The signed read call.
+    pub request: CanonicalRequest,
+    /// The query parameters its answer gives the key-information call.
+    pub params: ParamsFrom,
+}
+
+/// Reads the query parameters a first call's answer gives.
+pub type ParamsFrom = fn(&Value) -> Result<Vec<(String, String)>, String>;
+
 /// How to ask an exchange about its key.
 #[derive(Debug, Clone)]
 pub struct KeyInfoCall {
     /// The signed read call.
     pub request: CanonicalRequest,
+    /// A call made first, whose answer gives `request` more parameters.
+    pub first: Option<FirstCall>,
     /// How the exchange says it refused.
     pub answer: AnswerShape,
     /// Reads the answer; the second argument is the account's API key (an

@@ -274,6 +274,7 @@ impl Exchange for Kraken {
     fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
         Some(KeyInfoCall {
             request: form("POST", "/0/private/GetApiKeyInfo", &[]),
+            first: None,
             answer: self.credential_check().answer,
             parse: key_info,
             settings: SETTINGS,

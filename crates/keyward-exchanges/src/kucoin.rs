@@ -254,6 +254,7 @@ impl Exchange for Kucoin {
     fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
         Some(KeyInfoCall {
             request: request("GET", "/api/v1/user/api-key", &[], None),
+            first: None,
             answer: self.credential_check().answer,
             parse: key_info,
             settings: SETTINGS,

@@ -21,6 +21,7 @@ pub mod credentials;
 pub mod deribit;
 pub mod funds;
 pub mod gate;
+pub mod htx;
 pub mod keygen;
 pub mod keyinfo;
 pub mod kraken;
@@ -36,7 +37,7 @@ pub use check::{AnswerShape, CredentialCheck};
 pub use credentials::{Credentials, PrivateKey};
 pub use funds::Withdrawal;
 pub use keygen::{KeyAlg, KeyFamily, KeyPair};
-pub use keyinfo::{KeyInfo, KeyInfoCall, KeySettings};
+pub use keyinfo::{FirstCall, KeyInfo, KeyInfoCall, KeySettings};
 pub use keyward_core::scope::Class;
 pub use sweep::{DeadMan, Sweep};
 
@@ -153,6 +154,17 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     fn credential_check(&self) -> CredentialCheck;
     /// The header the exchange's own clients put the API key in.
     fn key_header(&self) -> &'static str;
+    /// The query parameter the exchange's own clients put the API key in,
+    /// when they put it in the URL rather than a header (HTX's
+    /// `AccessKeyId`): the proxy looks for a keyward key there too.
+    fn key_param(&self) -> Option<&'static str> {
+        None
+    }
+    /// True when the signature covers the host the request goes to (HTX):
+    /// the server then signs with [`Exchange::sign_for`] and the upstream's host.
+    fn signs_host(&self) -> bool {
+        false
+    }
     /// Auth headers a client may send, removed before forwarding.
     fn auth_headers(&self) -> &'static [&'static str];
     /// Auth parameters a client may send (signature, timestamp, …), removed before signing.
@@ -234,6 +246,18 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     fn dead_man(&self) -> Option<DeadMan> {
         None
     }
+    /// Signs a canonical request bound for `host`, the upstream's host name
+    /// (lower-case, no port). Exchanges whose signature covers the host
+    /// override this; for the others it is [`Exchange::sign`].
+    fn sign_for(
+        &self,
+        _host: &str,
+        req: &CanonicalRequest,
+        creds: &Credentials,
+        ctx: &SignContext,
+    ) -> Result<Outgoing, SignError> {
+        self.sign(req, creds, ctx)
+    }
     /// Signs a canonical request.
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError>;
 }
@@ -247,6 +271,7 @@ pub fn registry() -> &'static [&'static dyn Exchange] {
         &coinbase::Coinbase,
         &deribit::Deribit,
         &gate::Gate,
+        &htx::Htx,
         &kraken::Kraken,
         &kucoin::Kucoin,
         &okx::Okx,

@@ -141,6 +141,17 @@ const ORDER_FIELDS: &[&str] = &[
     "amount",
     "auto_borrow",
     "account",
+    "account-id",
+    "stop-price",
+    "client-order-id",
+    "source",
+    "accountId",
+    "orderSide",
+    "orderPrice",
+    "orderSize",
+    "orderValue",
+    "clientOrderId",
+    "trailingRate",
 ];
 
 /// A name as an exchange's lenient parser might read it: lower case,

@@ -402,7 +402,7 @@ fn cancel_all_plans_list_then_cancel_where_a_symbol_is_needed() {
 #[test]
 fn dead_man_timers_where_a_rest_call_arms_one() {
     let with: Vec<_> = registry().iter().filter(|e| e.dead_man().is_some()).map(|e| e.kind()).collect();
-    assert_eq!(with, ["binance", "gate", "kraken", "kucoin", "okx"]);
+    assert_eq!(with, ["binance", "gate", "htx", "kraken", "kucoin", "okx"]);
     let okx = by_kind("okx").unwrap().dead_man().unwrap();
     let Sweep::Call(r) = &(okx.arm)(60)[0] else { panic!() };
     assert_eq!((r.path.as_str(), r.param("timeOut").unwrap()), ("/api/v5/trade/cancel-all-after", "60".to_string()));

@@ -215,7 +215,21 @@ impl Exchanges {
         name: &str,
         call: &KeyInfoCall,
     ) -> (CallResult, std::result::Result<KeyInfo, String>) {
-        let (result, reply) = self.report(unsealed, name, Class::Read, &call.request).await;
+        let mut request = call.request.clone();
+        if let Some(first) = &call.first {
+            let (result, reply) = self.report(unsealed, name, Class::Read, &first.request).await;
+            let params = match reply {
+                Some(reply) if result.ok => serde_json::from_slice::<serde_json::Value>(&reply.body)
+                    .map_err(|_| "the answer is not JSON".to_string())
+                    .and_then(|v| (first.params)(&v)),
+                _ => Err(result.error.clone().unwrap_or_else(|| "the exchange did not answer".into())),
+            };
+            match params {
+                Ok(p) => request.query.extend(p),
+                Err(e) => return (result, Err(e)),
+            }
+        }
+        let (result, reply) = self.report(unsealed, name, Class::Read, &request).await;
         let info = match reply {
             Some(reply) if result.ok => serde_json::from_slice::<serde_json::Value>(&reply.body)
                 .map_err(|_| "the answer is not JSON".to_string())

@@ -437,6 +437,13 @@ impl Exchanges {
             nonce: overrides.nonce.unwrap_or_else(|| self.next_nonce(now)),
             recv_window_ms: RECV_WINDOW_MS,
         };
+        if account.exchange.signs_host() {
+            // The signature covers the host the request goes to (HTX).
+            let base = account.base_url(&creq.path)?;
+            let host =
+                url::Url::parse(&base).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default();
+            return account.exchange.sign_for(&host, creq, &account.creds, &ctx).map_err(account_error);
+        }
         account.exchange.sign(creq, &account.creds, &ctx).map_err(account_error)
     }
 

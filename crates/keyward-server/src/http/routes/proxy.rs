@@ -70,7 +70,8 @@ async fn parse(parts: &Parts, body: Body) -> ApiResult<(String, CanonicalRequest
 
 /// The keyward key of a proxied request: a bearer token; the key name inside
 /// a JWT an exchange client built (Coinbase: `kid`); the `id` of a Deribit
-/// `deri-hmac-sha256` header; or the exchange's own API-key header.
+/// `deri-hmac-sha256` header; the exchange's own API-key header; or its
+/// API-key query parameter (HTX).
 fn credential(parts: &Parts) -> Result<Zeroizing<String>, Error> {
     if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
         let text = v.to_str().map_err(|_| Error::key_invalid("the Authorization header is not ASCII"))?;
@@ -89,11 +90,23 @@ fn credential(parts: &Parts) -> Result<Zeroizing<String>, Error> {
         .find_map(|ex| parts.headers.get(ex.key_header()))
         .and_then(|v| v.to_str().ok())
         .map(|v| Zeroizing::new(v.trim().to_string()))
+        .or_else(|| query_key(parts))
         .ok_or_else(|| {
             Error::key_invalid(
                 "no access key: send your keyward key as the exchange API key or as `Authorization: Bearer`",
             )
         })
+}
+
+/// A keyward key where an exchange's clients put the API key in the query
+/// (HTX's `AccessKeyId`). The parameter is an auth parameter of that
+/// exchange, so it never goes upstream: keyward sets the real key there.
+fn query_key(parts: &Parts) -> Option<Zeroizing<String>> {
+    let pairs = keyward_exchanges::canonical::parse_pairs(parts.uri.query()?).ok()?;
+    keyward_exchanges::registry()
+        .iter()
+        .filter_map(|ex| ex.key_param())
+        .find_map(|name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| Zeroizing::new(v.trim().to_string())))
 }
 
 /// The `kid` of a JWT's header, if `token` is a JWT: the key name an
