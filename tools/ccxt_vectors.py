@@ -13,6 +13,17 @@ import ccxt
 
 T = 1700000000123  # frozen milliseconds
 HTX = {"apiKey": "htx-access-key-0123", "secret": "htx-secret-0123456789"}
+# Coinbase CDP keys as Coinbase hands them out: an Ed25519 key (base64 of
+# seed and public key) and an EC P-256 key (SEC1 PEM, ccxt's `secret`).
+COINBASE_ED = {"apiKey": "3f7a4c1e-5b2d-4e8f-9a61-0c2b7d9e1f35",
+               "secret": "fVNgpStRGAC9pkjBjqr1lvpisnk5ce5rtaZ+1QCuWNfPJPiq8mr8VcyAu+qnYtYLDSSAe9oPKATMTrX/Mc5C2A=="}
+COINBASE_EC = {"apiKey": "organizations/5c1f0e2a-7d3b-4b8e-a0c9-2e6f4d8b1a73/apiKeys/9b2e6d4f-1c8a-4f3e-b7d0-5a9c2e8f6b14",
+               "secret": "-----BEGIN EC PRIVATE KEY-----\n"
+                         "MHcCAQEEIDtZnT4r656LQOMYNUI6j5IFCxvS0dvX4AjER83Qxtm+oAoGCCqGSM49\n"
+                         "AwEHoUQDQgAEIyhexokQ2yCZr8TVJgTMjbHiVpm8LasWAp4FHRWeTZGm3M1JyNoX\n"
+                         "miYEcgzC6EYNXRcKySCZRuR7bVOavvvjnA==\n"
+                         "-----END EC PRIVATE KEY-----\n"}
+NONCE = "6b6579776172642d6e6f6e63652d3031"  # ccxt's random_bytes(16), frozen
 CASES = [
     # exchange, credentials, api section (or ccxt's [section, sub] list), ccxt path, method, params
     ("binance", {"apiKey": "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
@@ -55,6 +66,15 @@ CASES = [
      ["private", "spot"], "accounts", "GET", {"currency": "USDT"}),
     ("deribit", {"apiKey": "deribit-id", "secret": "deribit-secret-0123456789"},
      "private", "get_account_summary", "GET", {"currency": "BTC"}),
+    # Coinbase: a JWT per request (EdDSA is deterministic: the whole token must match).
+    ("coinbase", COINBASE_ED, ["v3", "private"], "brokerage/orders", "POST",
+     {"client_order_id": "kw-1", "product_id": "BTC-USD", "side": "BUY",
+      "order_configuration": {"limit_limit_gtc": {"base_size": "0.01", "limit_price": "50000", "post_only": False}}}),
+    ("coinbase", COINBASE_ED, ["v3", "private"], "brokerage/accounts", "GET", {"limit": 250}),
+    ("coinbase", COINBASE_EC, ["v3", "private"], "brokerage/orders", "POST",
+     {"client_order_id": "kw-2", "product_id": "BTC-USD", "side": "SELL",
+      "order_configuration": {"market_market_ioc": {"base_size": "0.01"}}}),
+    ("coinbase", COINBASE_EC, ["v3", "private"], "brokerage/accounts", "GET", {"limit": 250}),
     # HTX: the key, time and signature travel in the query; the host is signed.
     ("htx", HTX, ["spot", "private"], "v1/order/orders/place", "POST",
      {"account-id": "100009", "symbol": "btcusdt", "type": "buy-limit", "amount": "0.01", "price": "50000",
@@ -80,6 +100,7 @@ def freeze(ex):
     ex.seconds = lambda: T // 1000
     ex.nonce = lambda: T
     ex.incrementing_nonce = lambda: T
+    ex.random_bytes = lambda n: NONCE
     return ex
 
 

@@ -11,12 +11,17 @@ use crate::check::{AnswerShape, CredentialCheck};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{b64, hmac_sha256};
-use crate::orders::GuardError;
+use crate::orders::{
+    GuardError, Order, OrdersRead, Side, decimal, json_decimal, list_of, objects, priced_like, required, side, text,
+    with_trigger,
+};
 use crate::sweep::{Sweep, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, KeyFamily, Method, Outgoing, PrivateKey, SignContext,
     SignError, Withdrawal, h,
 };
+use rust_decimal::Decimal;
+use serde_json::Value;
 
 /// Bitget.
 #[derive(Debug, Clone, Copy)]
@@ -186,6 +191,142 @@ fn key_info(v: &serde_json::Value, _api_key: &str) -> Result<KeyInfo, String> {
     })
 }
 
+/// Take-profit and stop-loss prices of a spot order (trigger and execution).
+const SPOT_TPSL: [&str; 4] =
+    ["presetTakeProfitPrice", "executeTakeProfitPrice", "presetStopLossPrice", "executeStopLossPrice"];
+/// The same on a futures order.
+const MIX_TPSL: [&str; 4] =
+    ["presetStopSurplusPrice", "presetStopLossPrice", "presetStopSurplusExecutePrice", "presetStopLossExecutePrice"];
+/// And on a futures amendment, where `0` deletes one.
+const MIX_NEW_TPSL: [&str; 2] = ["newPresetStopSurplusPrice", "newPresetStopLossPrice"];
+
+/// Each take-profit or stop-loss price among `names`: an order of the
+/// parent's size on the other side (`0` sets none: it deletes one).
+fn tp_sl(parent: &Order, o: &Value, names: &[&str]) -> OrdersRead {
+    let mut out = Vec::new();
+    for name in names {
+        if let Some(p) = json_decimal(o, name)?.filter(|p| !p.is_zero()) {
+            out.push(priced_like(parent, Some(p), None, true));
+        }
+    }
+    Ok(out)
+}
+
+/// `orderType` `limit` (which needs a price) or `market` (which takes none:
+/// Bitget ignores it, so one is refused rather than read).
+fn is_market(o: &Value, price: Option<Decimal>) -> Result<bool, GuardError> {
+    let market = match o.get("orderType").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+        Some("limit") => false,
+        Some("market") => true,
+        _ => return Err(GuardError("orderType is not limit or market".into())),
+    };
+    if market == price.is_some() {
+        return Err(GuardError("a limit order needs a price; a market one takes none".into()));
+    }
+    Ok(market)
+}
+
+/// The symbol of an item of a batch for `top`: the top-level one, which
+/// Bitget trades (unless the spot batch's `batchMode` is `multiple`); an
+/// item naming another is refused.
+fn item_symbol(item: &Value, top: &str, multiple: bool) -> Result<String, GuardError> {
+    match (item.get("symbol").and_then(text), multiple) {
+        (Some(own), true) => Ok(own),
+        (None, true) => Err(GuardError("a batch in multiple mode names each order's symbol".into())),
+        (Some(own), false) if own != top => Err(GuardError(format!("an order on {own} in a batch for {top}"))),
+        _ => Ok(top.to_string()),
+    }
+}
+
+/// A spot order: `size` is the quote amount of a market buy, base otherwise.
+fn spot(o: &Value, symbol: String) -> OrdersRead {
+    let side = side(o.get("side").and_then(text))?;
+    let price = json_decimal(o, "price")?;
+    let in_quote = is_market(o, price)? && side == Side::Buy;
+    let size = json_decimal(o, "size")?.ok_or_else(|| GuardError("the order has no size".into()))?;
+    let parent = Order {
+        symbol,
+        side: Some(side),
+        qty: (!in_quote).then_some(size),
+        quote_qty: in_quote.then_some(size),
+        price,
+        client_order_id: o.get("clientOid").and_then(text),
+        symbol_only: false,
+    };
+    let mut out = tp_sl(&parent, o, &SPOT_TPSL)?;
+    out.splice(0..0, with_trigger(parent, json_decimal(o, "triggerPrice")?));
+    Ok(out)
+}
+
+/// A futures order, sized in the base coin. In hedge mode `side` is the
+/// position's: `tradeSide` `close` trades the other way.
+fn mix(o: &Value, symbol: String) -> OrdersRead {
+    let mut side = side(o.get("side").and_then(text))?;
+    match o.get("tradeSide").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("open") => {}
+        Some("close") => side = if side == Side::Buy { Side::Sell } else { Side::Buy },
+        Some(other) => return Err(GuardError(format!("tradeSide {other:?} is not open or close"))),
+    }
+    let price = json_decimal(o, "price")?;
+    is_market(o, price)?;
+    let parent = Order {
+        symbol,
+        side: Some(side),
+        qty: Some(json_decimal(o, "size")?.ok_or_else(|| GuardError("the order has no size".into()))?),
+        quote_qty: None,
+        price,
+        client_order_id: o.get("clientOid").and_then(text),
+        symbol_only: false,
+    };
+    let mut out = tp_sl(&parent, o, &MIX_TPSL)?;
+    out.insert(0, parent);
+    Ok(out)
+}
+
+/// An amendment: a new size (base) and price for an order of `symbol`,
+/// whose side it does not restate, and its new take-profit and stop-loss.
+fn amend(o: &Value, size: &str, price: &str, tpsl: &[&str]) -> OrdersRead {
+    let parent = Order {
+        symbol: required(o, "symbol")?,
+        side: None,
+        qty: json_decimal(o, size)?,
+        quote_qty: None,
+        price: json_decimal(o, price)?,
+        client_order_id: o.get("clientOid").and_then(text),
+        symbol_only: false,
+    };
+    let mut out = tp_sl(&parent, o, tpsl)?;
+    out.insert(0, parent);
+    Ok(out)
+}
+
+/// A unified-account (v3) order: `qty` in the base coin, except a spot or
+/// margin market buy, whose unit Bitget does not document (it states no
+/// quantity guards can check); `takeProfit` and `stopLoss` trigger prices
+/// and their limit prices close it.
+fn unified(o: &Value) -> OrdersRead {
+    let side = side(o.get("side").and_then(text))?;
+    let price = json_decimal(o, "price")?;
+    let market = is_market(o, price)?;
+    let spot = matches!(
+        o.get("category").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref(),
+        Some("SPOT" | "MARGIN")
+    );
+    let qty = json_decimal(o, "qty")?.ok_or_else(|| GuardError("the order has no qty".into()))?;
+    let parent = Order {
+        symbol: required(o, "symbol")?,
+        side: Some(side),
+        qty: (!(spot && market && side == Side::Buy)).then_some(qty),
+        quote_qty: None,
+        price,
+        client_order_id: o.get("clientOid").and_then(text),
+        symbol_only: false,
+    };
+    let mut out = tp_sl(&parent, o, &["takeProfit", "stopLoss", "tpLimitPrice", "slLimitPrice"])?;
+    out.insert(0, parent);
+    Ok(out)
+}
+
 impl Exchange for Bitget {
     fn kind(&self) -> &'static str {
         "bitget"
@@ -206,6 +347,66 @@ impl Exchange for Bitget {
             query: &[],
             answer: AnswerShape::CodeField { code: "code", ok: "00000", message: "msg" },
         }
+    }
+
+    /// Spot and futures orders, batches and amendments (v2), unified-account
+    /// orders (v3); leverage and margin mode hold only the symbol.
+    fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
+        let o = objects(req, false)?[0];
+        let batch = |read: fn(&Value, String) -> OrdersRead, multiple: bool| -> OrdersRead {
+            let top = if multiple { String::new() } else { required(o, "symbol")? };
+            let mut out = Vec::new();
+            for item in list_of(o, "orderList")? {
+                out.extend(read(item, item_symbol(item, &top, multiple)?)?);
+            }
+            Ok(out)
+        };
+        match req.path.as_str() {
+            "/api/v2/spot/trade/place-order" => spot(o, required(o, "symbol")?),
+            "/api/v2/spot/trade/batch-orders" => match o.get("batchMode").and_then(Value::as_str) {
+                None | Some("single") => batch(spot, false),
+                Some("multiple") => batch(spot, true),
+                Some(other) => Err(GuardError(format!("batchMode {other:?} is not single or multiple"))),
+            },
+            "/api/v2/spot/trade/cancel-replace-order" => amend(o, "size", "price", &SPOT_TPSL),
+            "/api/v2/mix/order/place-order" => mix(o, required(o, "symbol")?),
+            "/api/v2/mix/order/batch-place-order" => batch(mix, false),
+            "/api/v2/mix/order/modify-order" => amend(o, "newSize", "newPrice", &MIX_NEW_TPSL),
+            "/api/v3/trade/place-order" => unified(o),
+            "/api/v3/trade/modify-order" => amend(o, "qty", "price", &[]),
+            "/api/v2/mix/account/set-leverage"
+            | "/api/v2/mix/account/set-margin-mode"
+            | "/api/v3/account/set-leverage" => {
+                Ok(vec![Order::symbol_only(crate::orders::required_symbol(req, "symbol")?)])
+            }
+            other => Err(GuardError(format!("keyward's guards do not read {other}"))),
+        }
+    }
+
+    /// Spot's ticker, or the futures product type's (which every futures
+    /// order names; a unified order's category is its product type).
+    fn ticker(&self, order_path: &str, symbol: &str, req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        let sym = crate::canonical::encode_component(symbol);
+        let product = req
+            .param("productType")
+            .or_else(|| req.param("category"))
+            .filter(|c| !matches!(c.to_ascii_uppercase().as_str(), "SPOT" | "MARGIN"));
+        match product {
+            Some(p) if order_path.starts_with("/api/v2/mix/") || order_path.starts_with("/api/v3/") => {
+                let q = format!("symbol={sym}&productType={}", crate::canonical::encode_component(&p));
+                CanonicalRequest::parse("GET", "/api/v2/mix/market/ticker", Some(&q), None, b"").ok()
+            }
+            _ => {
+                CanonicalRequest::parse("GET", "/api/v2/spot/market/tickers", Some(&format!("symbol={sym}")), None, b"")
+                    .ok()
+            }
+        }
+    }
+
+    /// `{"code":"00000","data":[{"symbol":"BTCUSDT","lastPr":"34413.1",…}]}`.
+    fn parse_ticker(&self, body: &[u8]) -> Option<Decimal> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        decimal("lastPr", v.get("data")?.get(0)?.get("lastPr")?.as_str()?).ok().filter(|p| *p > Decimal::ZERO)
     }
 
     fn key_header(&self) -> &'static str {

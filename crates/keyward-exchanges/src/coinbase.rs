@@ -1,22 +1,19 @@
 //! Coinbase Advanced Trade with CDP keys: every request carries its own JWT
-//! (`Authorization: Bearer`), signed ES256 (EC key, PEM) or EdDSA (Ed25519
-//! key, base64), with claims `sub`/`kid` = key name, `iss` = "cdp", `nbf`,
-//! `exp` (two minutes) and `uri` = "METHOD host/path". The JWT does not cover
-//! the body: a JWT handed out could carry another order, so the sign API
-//! refuses Coinbase accounts without `admin`.
+//! (`Authorization: Bearer`, see [`jwt`]), signed ES256 (EC key, PEM) or
+//! EdDSA (Ed25519 key, base64). The JWT does not cover the body: a JWT
+//! handed out could carry another order, so the sign API refuses Coinbase
+//! accounts without `admin`.
+
+pub mod jwt;
+mod orders;
 
 use crate::catalog::{Endpoint, ep};
 use crate::check::{AnswerShape, CredentialCheck};
-use crate::credentials::PrivateKey;
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, flag};
-use crate::mac::b64_decode;
 use crate::orders::GuardError;
 use crate::sweep::{Sweep, list_at, request};
 use crate::{CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature::Ed25519KeyPair;
 use serde_json::json;
 
 /// Coinbase Advanced Trade.
@@ -137,53 +134,6 @@ fn cancel_listed(body: &[u8]) -> Result<Vec<CanonicalRequest>, String> {
         .collect())
 }
 
-/// The signing key: the PEM `private_key` (EC P-256 or Ed25519), or an
-/// Ed25519 key given base64 in `api_secret` (seed, or seed and public key).
-enum JwtKey<'a> {
-    Pem(&'a PrivateKey),
-    Ed25519(Ed25519KeyPair),
-}
-
-fn jwt_key(creds: &Credentials) -> Result<JwtKey<'_>, SignError> {
-    if let Some(k) = &creds.private_key {
-        return match k {
-            PrivateKey::EcdsaP256(_) | PrivateKey::Ed25519(_) => Ok(JwtKey::Pem(k)),
-            PrivateKey::Rsa(_) => {
-                Err(SignError::Field { field: "private_key", reason: "Coinbase takes EC P-256 or Ed25519 keys".into() })
-            }
-        };
-    }
-    let raw = zeroize::Zeroizing::new(
-        b64_decode(creds.secret()?).ok_or(SignError::Field { field: "api_secret", reason: "not base64".into() })?,
-    );
-    let bad = || SignError::Field { field: "api_secret", reason: "not an Ed25519 key (32 or 64 bytes)".into() };
-    let pair = match raw.len() {
-        64 => Ed25519KeyPair::from_seed_and_public_key(&raw[..32], &raw[32..]).map_err(|_| bad())?,
-        32 => Ed25519KeyPair::from_seed_unchecked(&raw).map_err(|_| bad())?,
-        _ => return Err(bad()),
-    };
-    Ok(JwtKey::Ed25519(pair))
-}
-
-/// Builds the JWT for one request.
-pub fn jwt(creds: &Credentials, method: &str, path: &str, ctx: &SignContext) -> Result<String, SignError> {
-    let key = jwt_key(creds)?;
-    let alg = match &key {
-        JwtKey::Pem(PrivateKey::EcdsaP256(_)) => "ES256",
-        _ => "EdDSA",
-    };
-    let now = ctx.timestamp_ms / 1000;
-    let header = json!({"alg": alg, "kid": creds.api_key, "nonce": format!("{:016x}", ctx.nonce), "typ": "JWT"});
-    let claims = json!({"sub": creds.api_key, "iss": "cdp", "nbf": now, "exp": now + 120, "uri": format!("{method} {HOST}{path}")});
-    let signing_input =
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let sig = match key {
-        JwtKey::Pem(k) => k.sign(signing_input.as_bytes())?,
-        JwtKey::Ed25519(k) => k.sign(signing_input.as_bytes()).as_ref().to_vec(),
-    };
-    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
-}
-
 impl Exchange for Coinbase {
     fn kind(&self) -> &'static str {
         "coinbase"
@@ -217,7 +167,7 @@ impl Exchange for Coinbase {
     }
     fn check_fields(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), SignError> {
         let creds = Credentials::from_fields(get)?;
-        jwt_key(&creds).map(|_| ())
+        jwt::key(&creds).map(|_| ())
     }
     /// A commit carries out a fiat withdrawal made (and checked) before.
     fn withdrawal(&self, req: &CanonicalRequest) -> Result<Option<Withdrawal>, GuardError> {
@@ -232,6 +182,30 @@ impl Exchange for Coinbase {
             (Method::Get, ["", "v2", "accounts", _, "transactions" | "withdrawals"]) => Ok(None),
             _ => Err(GuardError(format!("keyward does not read {} {}", req.method.as_str(), req.path))),
         }
+    }
+
+    /// Orders and previews; closing a position holds only its product; an
+    /// edit names no product (refused to guarded keys).
+    fn orders(&self, req: &CanonicalRequest) -> Result<Vec<crate::orders::Order>, GuardError> {
+        match req.path.as_str() {
+            "/api/v3/brokerage/orders" | "/api/v3/brokerage/orders/preview" => orders::create(req),
+            "/api/v3/brokerage/orders/close_position" => orders::close_position(req),
+            "/api/v3/brokerage/orders/edit" => {
+                Err(GuardError("an edit names no product keyward can hold to the key's guards".into()))
+            }
+            other => Err(GuardError(format!("keyward's guards do not read {other}"))),
+        }
+    }
+
+    fn ticker(&self, _order_path: &str, symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        let path = format!("/api/v3/brokerage/market/products/{}", crate::canonical::encode_component(symbol));
+        CanonicalRequest::parse("GET", &path, None, None, b"").ok()
+    }
+
+    /// The public product: `{"product_id":"BTC-USD","price":"140.21",…}`.
+    fn parse_ticker(&self, body: &[u8]) -> Option<rust_decimal::Decimal> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        crate::orders::decimal("price", v.get("price")?.as_str()?).ok().filter(|p| !p.is_zero() && p.is_sign_positive())
     }
 
     fn key_info(&self, _creds: &Credentials) -> Option<KeyInfoCall> {
@@ -253,7 +227,7 @@ impl Exchange for Coinbase {
     }
 
     fn sign(&self, req: &CanonicalRequest, creds: &Credentials, ctx: &SignContext) -> Result<Outgoing, SignError> {
-        let token = jwt(creds, req.method.as_str(), &req.path, ctx)?;
+        let token = jwt::token(creds, req.method.as_str(), &req.path, ctx.timestamp_ms / 1000, &jwt::nonce()?)?;
         Ok(Outgoing {
             method: req.method,
             path: req.path.clone(),

@@ -153,7 +153,12 @@ impl Credentials {
     /// Builds credentials from an account secret's fields.
     pub fn from_fields(get: impl Fn(&str) -> Option<String>) -> Result<Self, SignError> {
         let api_key = get("api_key").filter(|k| !k.trim().is_empty()).ok_or(SignError::MissingField("api_key"))?;
-        let private_key = get("private_key").map(|p| PrivateKey::from_pem(&Zeroizing::new(p))).transpose()?;
+        // A PEM pasted from a JSON file may carry its line breaks as the two characters `\n`.
+        let pem = |p: String| {
+            let p = Zeroizing::new(p);
+            if p.contains('\n') { p } else { Zeroizing::new(p.replace("\\n", "\n")) }
+        };
+        let private_key = get("private_key").map(|p| PrivateKey::from_pem(&pem(p))).transpose()?;
         Ok(Self {
             api_key,
             api_secret: get("api_secret").filter(|s| !s.is_empty()).map(Zeroizing::new),

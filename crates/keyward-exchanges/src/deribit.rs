@@ -8,11 +8,12 @@ use crate::check::{AnswerShape, CredentialCheck};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{hex, hmac_sha256};
-use crate::orders::GuardError;
+use crate::orders::{GuardError, Order, OrdersRead, Side, decimal, param_decimal, priced_like, text};
 use crate::sweep::{Sweep, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
 };
+use rust_decimal::Decimal;
 
 /// Deribit.
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +133,66 @@ fn key_info(v: &serde_json::Value, api_key: &str) -> Result<KeyInfo, String> {
     })
 }
 
+/// What `amount` counts on an instrument, by its name: US dollars on an
+/// inverse future or perpetual (`BTC-PERPETUAL`, `BTC-27DEC24`), the base
+/// coin on a linear one or on spot (`BTC_USDC-PERPETUAL`, `BTC_USDC`).
+/// Options (priced in the coin) and combinations are not read.
+fn in_usd(instrument: &str) -> Result<bool, GuardError> {
+    let parts: Vec<&str> = instrument.split('-').collect();
+    match parts.as_slice() {
+        [pair] | [pair, _] if pair.contains('_') => Ok(false),
+        [_, _] => Ok(true),
+        _ => Err(GuardError(format!("{instrument}: options and combinations are not read by keyward's guards"))),
+    }
+}
+
+/// `private/buy` or `private/sell` (the side is the path). `amount` in the
+/// instrument's unit (see [`in_usd`]), or `contracts`, which keyward does
+/// not convert (such an order states no quantity guards can check). Limit
+/// types need `price`, market types take none; a stop or take order is
+/// placed at `trigger_price`. Linked orders (`otoco_config`) and option
+/// pricing (`advanced`) are not read.
+fn place(req: &CanonicalRequest, side: Side) -> OrdersRead {
+    for unread in ["otoco_config", "linked_order_type", "advanced"] {
+        if req.param(unread).is_some() {
+            return Err(GuardError(format!("{unread} is not read by keyward's guards")));
+        }
+    }
+    let instrument = crate::orders::required_symbol(req, "instrument_name")?;
+    let usd = in_usd(&instrument)?;
+    let kind = req.param("type").unwrap_or_else(|| "limit".into());
+    let (limit, triggered) = match kind.as_str() {
+        "limit" => (true, false),
+        "stop_limit" | "take_limit" => (true, true),
+        "market" | "market_limit" | "trailing_stop" => (false, false),
+        "stop_market" | "take_market" => (false, true),
+        other => return Err(GuardError(format!("order type {other:?} is not read by keyward's guards"))),
+    };
+    let price = param_decimal(req, "price")?;
+    if limit != price.is_some() {
+        return Err(GuardError(format!("a {kind} order {} a price", if limit { "needs" } else { "takes no" })));
+    }
+    let trigger = param_decimal(req, "trigger_price")?;
+    if triggered && trigger.is_none() {
+        return Err(GuardError(format!("a {kind} order needs trigger_price")));
+    }
+    let amount = param_decimal(req, "amount")?;
+    if amount.is_none() && param_decimal(req, "contracts")?.is_none() {
+        return Err(GuardError("the order has neither amount nor contracts".into()));
+    }
+    let parent = Order {
+        symbol: instrument,
+        side: Some(side),
+        qty: amount.filter(|_| !usd),
+        quote_qty: amount.filter(|_| usd),
+        price,
+        client_order_id: req.param("label"),
+        symbol_only: false,
+    };
+    let stop = trigger.map(|t| priced_like(&parent, Some(t), None, false));
+    Ok(std::iter::once(parent).chain(stop).collect())
+}
+
 impl Exchange for Deribit {
     fn kind(&self) -> &'static str {
         "deribit"
@@ -145,6 +206,37 @@ impl Exchange for Deribit {
     fn catalog(&self) -> &'static [Endpoint] {
         CATALOG
     }
+    /// Buys and sells; closing a position holds only the instrument (it
+    /// reduces); an edit names no instrument (refused to guarded keys).
+    fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
+        match req.path.as_str() {
+            "/api/v2/private/buy" => place(req, Side::Buy),
+            "/api/v2/private/sell" => place(req, Side::Sell),
+            "/api/v2/private/close_position" => {
+                Ok(vec![Order::symbol_only(crate::orders::required_symbol(req, "instrument_name")?)])
+            }
+            "/api/v2/private/edit" => {
+                Err(GuardError("an edit names no instrument keyward can hold to the key's guards".into()))
+            }
+            other => Err(GuardError(format!("keyward's guards do not read {other}"))),
+        }
+    }
+
+    fn ticker(&self, _order_path: &str, symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        let q = format!("instrument_name={}", crate::canonical::encode_component(symbol));
+        CanonicalRequest::parse("GET", "/api/v2/public/ticker", Some(&q), None, b"").ok()
+    }
+
+    /// `{"jsonrpc":"2.0","result":{"last_price":8044.5,…}}`: a JSON number.
+    fn parse_ticker(&self, body: &[u8]) -> Option<Decimal> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let last = text(v.get("result")?.get("last_price")?)?;
+        decimal("last_price", &last)
+            .ok()
+            .or_else(|| Decimal::from_scientific(&last).ok())
+            .filter(|p| *p > Decimal::ZERO)
+    }
+
     fn credential_check(&self) -> CredentialCheck {
         CredentialCheck {
             method: Method::Get,

@@ -7,11 +7,13 @@ use crate::check::{AnswerShape, CredentialCheck};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{hex, hmac_sha512, sha512};
-use crate::orders::GuardError;
+use crate::orders::{GuardError, Order, OrdersRead, Side, decimal, json_decimal, objects, required, side, text};
 use crate::sweep::{DeadMan, Sweep, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
 };
+use rust_decimal::Decimal;
+use serde_json::Value;
 
 /// Gate.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +128,84 @@ fn key_info(v: &serde_json::Value, _api_key: &str) -> Result<KeyInfo, String> {
     Ok(KeyInfo { ip_restricted: Some(!ips.is_empty()), ips, ..KeyInfo::default() })
 }
 
+/// Gate's orders are flat: a nested object (ccxt passes `stopLoss` and
+/// `takeProfit` objects through) is something keyward would not read.
+fn flat(o: &Value) -> Result<(), GuardError> {
+    match o.as_object().and_then(|m| m.iter().find(|(_, v)| v.is_object() || v.is_array())) {
+        Some((k, _)) => Err(GuardError(format!("{k} is not a field keyward's guards read"))),
+        None => Ok(()),
+    }
+}
+
+/// A spot order: `amount` is the quote amount of a market buy, base
+/// otherwise; a limit order (the default type) needs `price`, a market
+/// order takes none (refused rather than read).
+fn spot(o: &Value) -> OrdersRead {
+    flat(o)?;
+    let side = side(o.get("side").and_then(text))?;
+    let market = match o.get("type").and_then(Value::as_str) {
+        None | Some("limit") => false,
+        Some("market") => true,
+        Some(other) => return Err(GuardError(format!("order type {other:?} is not limit or market"))),
+    };
+    let price = json_decimal(o, "price")?;
+    if market == price.is_some() {
+        return Err(GuardError("a limit order needs a price; a market one takes none".into()));
+    }
+    let amount = json_decimal(o, "amount")?.ok_or_else(|| GuardError("the order has no amount".into()))?;
+    let in_quote = market && side == Side::Buy;
+    Ok(vec![Order {
+        symbol: required(o, "currency_pair")?,
+        side: Some(side),
+        qty: (!in_quote).then_some(amount),
+        quote_qty: in_quote.then_some(amount),
+        price,
+        client_order_id: o.get("text").and_then(text),
+        symbol_only: false,
+    }])
+}
+
+/// A futures order: `size` counts contracts, positive to buy and negative
+/// to sell. keyward does not convert contracts to coins, so the order states
+/// no quantity guards can check (a key with size caps is refused it); its
+/// contract and price still are. Price `0` is a market order; size `0`
+/// with `close` or `auto_size` closes a position (only its contract is held).
+fn futures(o: &Value) -> OrdersRead {
+    flat(o)?;
+    let contract = required(o, "contract")?;
+    let size = required(o, "size")?;
+    let (side, count) = match size.strip_prefix('-') {
+        Some(n) => (Side::Sell, decimal("size", n)?),
+        None => (Side::Buy, decimal("size", &size)?),
+    };
+    if count.is_zero() {
+        let closes = o.get("close") == Some(&Value::Bool(true)) || o.get("auto_size").and_then(text).is_some();
+        return if closes {
+            Ok(vec![Order::symbol_only(contract)])
+        } else {
+            Err(GuardError("size 0 is only a close (close or auto_size)".into()))
+        };
+    }
+    let price = json_decimal(o, "price")?.ok_or_else(|| GuardError("the order has no price (0 at market)".into()))?;
+    Ok(vec![Order {
+        symbol: contract,
+        side: Some(side),
+        qty: None,
+        quote_qty: None,
+        price: (!price.is_zero()).then_some(price),
+        client_order_id: o.get("text").and_then(text),
+        symbol_only: false,
+    }])
+}
+
+fn all_of(req: &CanonicalRequest, list: bool, read: fn(&Value) -> OrdersRead) -> OrdersRead {
+    let mut out = Vec::new();
+    for o in objects(req, list)? {
+        out.extend(read(o)?);
+    }
+    Ok(out)
+}
+
 impl Exchange for Gate {
     fn kind(&self) -> &'static str {
         "gate"
@@ -149,6 +229,45 @@ impl Exchange for Gate {
         }
         Some(class)
     }
+    /// Spot and futures orders, single and batch; a futures amendment names
+    /// no contract (refused to guarded keys); leverage holds the contract.
+    fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
+        let segments: Vec<&str> = req.path.split('/').collect();
+        match segments.as_slice() {
+            ["", "api", "v4", "spot", "orders"] => all_of(req, false, spot),
+            ["", "api", "v4", "spot", "batch_orders"] => all_of(req, true, spot),
+            ["", "api", "v4", "futures", _, "orders"] => all_of(req, false, futures),
+            ["", "api", "v4", "futures", _, "batch_orders"] => all_of(req, true, futures),
+            ["", "api", "v4", "futures", _, "positions", contract, "leverage"] if !contract.is_empty() => {
+                Ok(vec![Order::symbol_only(*contract)])
+            }
+            ["", "api", "v4", "futures", _, "orders", _] => {
+                Err(GuardError("a futures amendment names no contract keyward can hold to the key's guards".into()))
+            }
+            _ => Err(GuardError(format!("keyward's guards do not read {}", req.path))),
+        }
+    }
+
+    fn ticker(&self, order_path: &str, symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        let sym = crate::canonical::encode_component(symbol);
+        match order_path.split('/').collect::<Vec<_>>().as_slice() {
+            ["", "api", "v4", "futures", settle, ..] => {
+                let path = format!("/api/v4/futures/{settle}/tickers");
+                CanonicalRequest::parse("GET", &path, Some(&format!("contract={sym}")), None, b"").ok()
+            }
+            _ => {
+                CanonicalRequest::parse("GET", "/api/v4/spot/tickers", Some(&format!("currency_pair={sym}")), None, b"")
+                    .ok()
+            }
+        }
+    }
+
+    /// `[{"currency_pair":"BTC_USDT","last":"48600.5",…}]` (futures: `contract`).
+    fn parse_ticker(&self, body: &[u8]) -> Option<Decimal> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        decimal("last", v.get(0)?.get("last")?.as_str()?).ok().filter(|p| *p > Decimal::ZERO)
+    }
+
     fn credential_check(&self) -> CredentialCheck {
         CredentialCheck {
             method: Method::Get,

@@ -16,7 +16,9 @@ use crate::check::{AnswerShape, CredentialCheck};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{FirstCall, KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{b64, hmac_sha256};
-use crate::orders::{GuardError, Order, Side, decimal, json_decimal, param_decimal, priced_like, text};
+use crate::orders::{
+    GuardError, Order, OrdersRead, Side, decimal, json_decimal, objects, param_decimal, required, text, with_trigger,
+};
 use crate::sweep::{DeadMan, Sweep, list_at, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal,
@@ -196,18 +198,6 @@ const SOURCES: [&str; 5] = ["spot-api", "api", "margin-api", "super-margin-api",
 /// Order types keyward reads, after `buy-`/`sell-` (no grid orders: not by API).
 const KINDS: [&str; 7] = ["market", "limit", "ioc", "limit-maker", "limit-fok", "stop-limit", "stop-limit-fok"];
 
-type OrdersRead = Result<Vec<Order>, GuardError>;
-
-fn required(o: &Value, name: &str) -> Result<String, GuardError> {
-    o.get(name).and_then(text).filter(|s| !s.is_empty()).ok_or_else(|| GuardError(format!("the order has no {name}")))
-}
-
-/// An order and its trigger price, which guards hold to the band like any price.
-fn with_trigger(parent: Order, trigger: Option<Decimal>) -> Vec<Order> {
-    let stop = trigger.map(|p| priced_like(&parent, Some(p), None, false));
-    std::iter::once(parent).chain(stop).collect()
-}
-
 /// One `/v1/order/orders/place` or `batch-orders` object. `amount` is the
 /// base quantity, except for `buy-market`, where it is the quote amount to
 /// spend. HTX ignores a market order's `price`, so one that carries a price
@@ -283,13 +273,8 @@ fn algo_order(o: &Value) -> OrdersRead {
 
 /// The orders `read` finds in each object of a request: one object, or (`batch-orders`) a list.
 fn each(req: &CanonicalRequest, list: bool, read: fn(&Value) -> OrdersRead) -> OrdersRead {
-    let objects: Vec<&Value> = match (&req.body, list) {
-        (Body::Json(Value::Array(a)), true) => a.iter().collect(),
-        (Body::Json(o @ Value::Object(_)), false) => vec![o],
-        _ => return Err(GuardError(format!("expected {}", if list { "a JSON list of orders" } else { "one order" }))),
-    };
     let mut out = Vec::new();
-    for o in objects {
+    for o in objects(req, list)? {
         out.extend(read(o)?);
     }
     Ok(out)

@@ -7,11 +7,15 @@ use crate::check::{AnswerShape, CredentialCheck};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{b64, hmac_sha256};
-use crate::orders::GuardError;
+use crate::orders::{
+    GuardError, Order, OrdersRead, decimal, json_decimal, list_of, objects, priced_like, required, side, text,
+    with_trigger,
+};
 use crate::sweep::{DeadMan, Sweep, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
 };
+use rust_decimal::Decimal;
 use serde_json::Value;
 
 /// KuCoin.
@@ -177,6 +181,132 @@ fn key_info(v: &Value, _api_key: &str) -> Result<KeyInfo, String> {
     })
 }
 
+/// One spot, HF or margin order. A limit order is sized by `size` (base);
+/// a market order by `size` (base) or `funds` (quote), never both, and
+/// takes no price (KuCoin ignores one: refused rather than read). A
+/// `stopPrice` makes it a stop order placed when that price trades.
+fn order(o: &Value, symbol: Option<&str>) -> OrdersRead {
+    flat(o)?;
+    let own = o.get("symbol").and_then(text);
+    let symbol = match (symbol, own) {
+        (Some(top), Some(item)) if top != item => {
+            return Err(GuardError(format!("an order on {item} in a batch for {top}")));
+        }
+        (Some(top), _) => top.to_string(),
+        (None, Some(item)) => item,
+        (None, None) => return Err(GuardError("the order has no symbol".into())),
+    };
+    let side = side(o.get("side").and_then(text))?;
+    let market = match o.get("type").and_then(Value::as_str) {
+        None | Some("limit") => false,
+        Some("market") => true,
+        Some(other) => return Err(GuardError(format!("order type {other:?} is not limit or market"))),
+    };
+    let (size, funds, price) = (json_decimal(o, "size")?, json_decimal(o, "funds")?, json_decimal(o, "price")?);
+    let (qty, quote_qty) = match (size, funds) {
+        (Some(q), None) => (Some(q), None),
+        (None, Some(f)) => (None, Some(f)),
+        _ => return Err(GuardError("an order is sized by size (base) or funds (quote): one of them".into())),
+    };
+    if market == price.is_some() {
+        return Err(GuardError(format!(
+            "a {} order {} a price",
+            if market { "market" } else { "limit" },
+            if market { "with" } else { "without" }
+        )));
+    }
+    let parent = Order {
+        symbol,
+        side: Some(side),
+        qty,
+        quote_qty,
+        price,
+        client_order_id: o.get("clientOid").and_then(text),
+        symbol_only: false,
+    };
+    Ok(with_trigger(parent, json_decimal(o, "stopPrice")?))
+}
+
+/// `POST /api/v1/hf/orders/alter`: a new size (base) or price for an order
+/// of `symbol`, whose side it does not restate.
+fn alter(o: &Value) -> OrdersRead {
+    let (qty, price) = (json_decimal(o, "newSize")?, json_decimal(o, "newPrice")?);
+    if qty.is_none() && price.is_none() {
+        return Err(GuardError("the amendment changes neither newSize nor newPrice".into()));
+    }
+    let client_order_id = o.get("clientOid").and_then(text);
+    Ok(vec![Order {
+        symbol: required(o, "symbol")?,
+        side: None,
+        qty,
+        quote_qty: None,
+        price,
+        client_order_id,
+        symbol_only: false,
+    }])
+}
+
+/// A unified-account order (`/api/ua/v1/{mode}/order/place`): `size` in
+/// the unit `sizeUnit` names (base, quote, or contracts, which keyward
+/// does not convert: such an order states no quantity guards can check);
+/// take-profit and stop-loss triggers close it, `triggerPrice` places it.
+fn unified(o: &Value) -> OrdersRead {
+    flat(o)?;
+    let symbol = required(o, "symbol")?;
+    let side = side(o.get("side").and_then(text))?;
+    let market = match o.get("orderType").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
+        Some("LIMIT") => false,
+        Some("MARKET") => true,
+        _ => return Err(GuardError("orderType is not LIMIT or MARKET".into())),
+    };
+    let size = json_decimal(o, "size")?.ok_or_else(|| GuardError("the order has no size".into()))?;
+    let (qty, quote_qty) = match o.get("sizeUnit").and_then(Value::as_str) {
+        None | Some("BASECCY") => (Some(size), None),
+        Some("QUOTECCY") => (None, Some(size)),
+        Some("UNIT") => (None, None),
+        Some(other) => return Err(GuardError(format!("sizeUnit {other:?} is not BASECCY, QUOTECCY or UNIT"))),
+    };
+    let price = json_decimal(o, "price")?;
+    if market == price.is_some() {
+        return Err(GuardError("a LIMIT order needs a price; a MARKET one takes none".into()));
+    }
+    let parent = Order {
+        symbol,
+        side: Some(side),
+        qty,
+        quote_qty,
+        price,
+        client_order_id: o.get("clientOid").and_then(text),
+        symbol_only: false,
+    };
+    let mut out = Vec::new();
+    for name in ["tpTriggerPrice", "slTriggerPrice"] {
+        if let Some(p) = json_decimal(o, name)? {
+            out.push(priced_like(&parent, Some(p), None, true));
+        }
+    }
+    let mut all = with_trigger(parent, json_decimal(o, "triggerPrice")?);
+    all.extend(out);
+    Ok(all)
+}
+
+/// KuCoin's orders are flat: a nested object (ccxt passes a `stopLoss`
+/// object through) is something keyward would not read.
+fn flat(o: &Value) -> Result<(), GuardError> {
+    match o.as_object().and_then(|m| m.iter().find(|(_, v)| v.is_object() || v.is_array())) {
+        Some((k, _)) => Err(GuardError(format!("{k} is not a field keyward's guards read"))),
+        None => Ok(()),
+    }
+}
+
+fn each_in(list: &[Value], symbol: Option<&str>) -> OrdersRead {
+    let mut out = Vec::new();
+    for o in list {
+        out.extend(order(o, symbol)?);
+    }
+    Ok(out)
+}
+
 impl Exchange for Kucoin {
     fn kind(&self) -> &'static str {
         "kucoin"
@@ -201,6 +331,42 @@ impl Exchange for Kucoin {
             return Some(Borrow);
         }
         Some(class)
+    }
+
+    /// Spot, high-frequency, margin and unified-account orders; a classic
+    /// batch trades its top-level symbol (an item naming another is
+    /// refused), an HF batch each item's.
+    fn orders(&self, req: &CanonicalRequest) -> Result<Vec<Order>, GuardError> {
+        let one = || objects(req, false).map(|o| o[0]);
+        match req.path.as_str() {
+            "/api/v1/orders"
+            | "/api/v1/hf/orders"
+            | "/api/v1/hf/orders/sync"
+            | "/api/v1/margin/order"
+            | "/api/v3/hf/margin/order" => order(one()?, None),
+            "/api/v1/orders/multi" => {
+                let o = one()?;
+                each_in(list_of(o, "orderList")?, Some(&required(o, "symbol")?))
+            }
+            "/api/v1/hf/orders/multi" => each_in(list_of(one()?, "orderList")?, None),
+            "/api/v1/hf/orders/alter" => alter(one()?),
+            p if p.starts_with("/api/ua/v1/") && p.ends_with("/order/place") => unified(one()?),
+            p if p.starts_with("/api/ua/v1/") && p.ends_with("/account/modify-leverage") => {
+                Ok(vec![Order::symbol_only(crate::orders::required_symbol(req, "symbol")?)])
+            }
+            other => Err(GuardError(format!("keyward's guards do not read {other}"))),
+        }
+    }
+
+    fn ticker(&self, _order_path: &str, symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {
+        let q = format!("symbol={}", crate::canonical::encode_component(symbol));
+        CanonicalRequest::parse("GET", "/api/v1/market/orderbook/level1", Some(&q), None, b"").ok()
+    }
+
+    /// `{"code":"200000","data":{"price":"67269",…}}`: the last trade's price.
+    fn parse_ticker(&self, body: &[u8]) -> Option<Decimal> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        decimal("price", v.get("data")?.get("price")?.as_str()?).ok().filter(|p| *p > Decimal::ZERO)
     }
 
     fn credential_check(&self) -> CredentialCheck {

@@ -25,6 +25,38 @@ pub fn priced_like(parent: &Order, price: Option<Decimal>, qty: Option<Decimal>,
     Order { side, qty, quote_qty, price, client_order_id: None, ..parent.clone() }
 }
 
+/// What an exchange module's order readers give: the orders, or why they cannot be read strictly.
+pub type OrdersRead = Result<Vec<Order>, GuardError>;
+
+/// A required text field of a JSON order (non-empty; numbers keep their text).
+pub fn required(o: &Value, name: &str) -> Result<String, GuardError> {
+    o.get(name).and_then(text).filter(|s| !s.is_empty()).ok_or_else(|| GuardError(format!("the order has no {name}")))
+}
+
+/// An order and its trigger price (an order placed at that price when it
+/// triggers), which guards hold to the band like any price.
+pub fn with_trigger(parent: Order, trigger: Option<Decimal>) -> Vec<Order> {
+    let stop = trigger.map(|p| priced_like(&parent, Some(p), None, false));
+    std::iter::once(parent).chain(stop).collect()
+}
+
+/// The JSON objects of a request: one object, or (`list`) a top-level list of them.
+pub fn objects(req: &CanonicalRequest, list: bool) -> Result<Vec<&Value>, GuardError> {
+    match (&req.body, list) {
+        (Body::Json(Value::Array(a)), true) => Ok(a.iter().collect()),
+        (Body::Json(o @ Value::Object(_)), false) => Ok(vec![o]),
+        _ => Err(GuardError(format!("expected {}", if list { "a JSON list of orders" } else { "one JSON order" }))),
+    }
+}
+
+/// The list of orders at `name` in a JSON object (a batch's `orderList`).
+pub fn list_of<'a>(o: &'a Value, name: &str) -> Result<&'a Vec<Value>, GuardError> {
+    o.get(name)
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| GuardError(format!("{name} is not a list of orders")))
+}
+
 /// The symbol a request names in `field`, required (non-empty text).
 pub fn required_symbol(req: &CanonicalRequest, field: &str) -> Result<String, GuardError> {
     req.param(field)
@@ -152,6 +184,49 @@ const ORDER_FIELDS: &[&str] = &[
     "orderValue",
     "clientOrderId",
     "trailingRate",
+    "clientOid",
+    "orderList",
+    "newSize",
+    "newPrice",
+    "stop",
+    "sizeUnit",
+    "tpTriggerPrice",
+    "slTriggerPrice",
+    "batchMode",
+    "tradeSide",
+    "productType",
+    "presetTakeProfitPrice",
+    "executeTakeProfitPrice",
+    "presetStopLossPrice",
+    "executeStopLossPrice",
+    "presetStopSurplusPrice",
+    "presetStopSurplusExecutePrice",
+    "presetStopLossExecutePrice",
+    "newPresetStopSurplusPrice",
+    "newPresetStopLossPrice",
+    "contract",
+    "tif",
+    "close",
+    "auto_size",
+    "text",
+    "instrument_name",
+    "contracts",
+    "trigger_price",
+    "label",
+    "advanced",
+    "otoco_config",
+    "linked_order_type",
+    "product_id",
+    "order_configuration",
+    "attached_order_configuration",
+    "base_size",
+    "quote_size",
+    "limit_price",
+    "stop_price",
+    "stop_trigger_price",
+    "min_price",
+    "max_price",
+    "client_order_id",
 ];
 
 /// A name as an exchange's lenient parser might read it: lower case,

@@ -53,6 +53,11 @@ fn signatures_match_ccxt() {
             checked += 1;
             continue;
         }
+        if kind == "coinbase" {
+            check_coinbase(&v, &c, t, &path, body);
+            checked += 1;
+            continue;
+        }
         if kind == "htx" {
             check_htx(&v, &c, t, &path, query.as_deref(), body);
             checked += 1;
@@ -83,7 +88,7 @@ fn signatures_match_ccxt() {
         assert_eq!(sent_body, body, "{kind}: the body keyward sends is the body ccxt signed");
         checked += 1;
     }
-    assert_eq!(checked, 22);
+    assert_eq!(checked, 26);
 }
 
 /// HTX: the key, time and signature travel in the query, whose pairs both
@@ -104,4 +109,44 @@ fn check_htx(v: &Value, c: &Credentials, t: i64, path: &str, query: Option<&str>
     let sent = out.body.as_ref().map(|(_, b)| String::from_utf8(b.clone()).unwrap()).unwrap_or_default();
     let json = |s: &str| serde_json::from_str::<Value>(s).ok();
     assert_eq!(json(&sent), json(body), "htx: the body keyward sends is the body ccxt sends");
+}
+
+/// Coinbase: the JWT's header and claims are ccxt's, byte for byte (its
+/// nonce taken from ccxt's header); an EdDSA signature is deterministic, so
+/// the whole token is; an ES256 one is not, so both verify with the key.
+fn check_coinbase(v: &Value, c: &Credentials, t: i64, path: &str, body: &str) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let theirs = v["headers"]["Authorization"].as_str().unwrap().strip_prefix("Bearer ").unwrap();
+    let parts: Vec<&str> = theirs.split('.').collect();
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let method = v["method"].as_str().unwrap();
+    let ours =
+        keyward_exchanges::coinbase::jwt::token(c, method, path, t / 1000, header["nonce"].as_str().unwrap()).unwrap();
+    let mine: Vec<&str> = ours.split('.').collect();
+    assert_eq!(mine[..2], parts[..2], "coinbase {method} {path}: header and claims");
+    if header["alg"] == "EdDSA" {
+        assert_eq!(ours, theirs, "EdDSA is deterministic");
+    } else {
+        let pem = c.secret().unwrap().to_string();
+        let public = keyward_exchanges::PrivateKey::from_pem(&pem).unwrap().public_key();
+        let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, public);
+        for token in [theirs, ours.as_str()] {
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            key.verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
+                .expect("an ES256 signature that verifies");
+        }
+    }
+    // Through `sign`, with a fresh nonce: the same claims, and ccxt's body.
+    let ex = by_kind("coinbase").unwrap();
+    let req = if body.is_empty() {
+        CanonicalRequest::parse(method, path, None, None, b"").unwrap()
+    } else {
+        CanonicalRequest::parse(method, path, None, Some("application/json"), body.as_bytes()).unwrap()
+    };
+    let out = ex.sign(&req, c, &SignContext { timestamp_ms: t, nonce: 1, recv_window_ms: 5000 }).unwrap();
+    let signed = out.header("Authorization").unwrap().strip_prefix("Bearer ").unwrap().to_string();
+    assert_eq!(signed.split('.').nth(1), Some(parts[1]));
+    let sent = out.body.as_ref().map(|(_, b)| String::from_utf8(b.clone()).unwrap()).unwrap_or_default();
+    assert_eq!(sent, body);
 }

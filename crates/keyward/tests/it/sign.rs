@@ -416,10 +416,12 @@ print(json.dumps({'ec': ek.private_bytes(s.Encoding.PEM,s.PrivateFormat.Traditio
     let name = "organizations/org-1/apiKeys/key-1";
     assert_eq!(account(&s, "cbec", "coinbase", json!({"api_key": name, "private_key": keys["ec"]})).0, 200);
     assert_eq!(account(&s, "cbed", "coinbase", json!({"api_key": name, "api_secret": keys["ed"]})).0, 200);
+    // ccxt's `secret` form of an EC key: the PEM itself, in api_secret.
+    assert_eq!(account(&s, "cbes", "coinbase", json!({"api_key": name, "api_secret": keys["ec"]})).0, 200);
     let (st, bad) = account(&s, "cbx", "coinbase", json!({"api_key": name, "api_secret": "bm90IGEga2V5"}));
     assert_eq!((st, bad["error"]["code"].as_str()), (400, Some("account_invalid")));
     let trader = bot(&s, &["account:cbec:trade", "account:cbed:trade"]);
-    let admin = bot(&s, &["account:cbec:*", "account:cbed:*"]);
+    let admin = bot(&s, &["account:cbec:*", "account:cbed:*", "account:cbes:*"]);
     let order = r#"{"client_order_id":"c1","product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"10"}}}"#;
     // The JWT does not cover the body: without admin the sign API refuses.
     assert_error(
@@ -427,7 +429,13 @@ print(json.dumps({'ec': ek.private_bytes(s.Encoding.PEM,s.PrivateFormat.Traditio
         403,
         "scope_missing",
     );
-    for (acct, alg) in [("cbec", "ES256"), ("cbed", "EdDSA")] {
+    // The claims of Coinbase's CDP SDK and ccxt: EdDSA keys are CDP keys
+    // (`cdp`, audience `cdp_service`, `uris`), EC keys cloud keys.
+    for (acct, alg, iss, aud) in [
+        ("cbec", "ES256", "coinbase-cloud", "retail_rest_api_proxy"),
+        ("cbes", "ES256", "coinbase-cloud", "retail_rest_api_proxy"),
+        ("cbed", "EdDSA", "cdp", "cdp_service"),
+    ] {
         let (st, v) = sign(
             &s,
             &admin,
@@ -439,7 +447,8 @@ print(json.dumps({'ec': ek.private_bytes(s.Encoding.PEM,s.PrivateFormat.Traditio
         let verdict = py(VERIFY_JWT, &[&jwt, &keys.to_string()]);
         let verdict: Value = serde_json::from_str(&verdict).unwrap();
         assert_eq!(verdict["alg"], alg);
-        assert_eq!((&verdict["kid"], &verdict["sub"], &verdict["iss"]), (&json!(name), &json!(name), &json!("cdp")));
+        assert_eq!((&verdict["kid"], &verdict["sub"]), (&json!(name), &json!(name)));
+        assert_eq!((&verdict["iss"], &verdict["aud"]), (&json!(iss), &json!(aud)));
         assert_eq!(verdict["uri"], "POST api.coinbase.com/api/v3/brokerage/orders");
         assert_eq!((&verdict["life"], &verdict["nbf"]), (&json!(120), &json!(1_700_000_000)));
     }
@@ -462,7 +471,8 @@ if hdr['alg'] == 'ES256':
 else:
     ed25519.Ed25519PublicKey.from_public_bytes(base64.b64decode(keys['ed'])[32:]).verify(sig, msg)
 print(json.dumps({'alg': hdr['alg'], 'kid': hdr['kid'], 'sub': claims['sub'], 'iss': claims['iss'],
-                  'uri': claims['uri'], 'life': claims['exp'] - claims['nbf'], 'nbf': claims['nbf']}))
+                  'uri': claims.get('uri') or claims['uris'][0], 'aud': claims['aud'][0],
+                  'life': claims['exp'] - claims['nbf'], 'nbf': claims['nbf']}))
 "#;
 
 /// Makes an Ed25519 and an RSA key (PKCS#8 PEM) with Python's cryptography.
