@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, conformance and integration
-# tests that start the real keyward binary), including ccxt trading through
-# the proxy against the fake exchange. Installs ccxt from PyPI into
-# .venv-test on first use, and SoftHSM2 (Debian's softhsm2, for the HSM
-# seal's tests) and PostgreSQL (Debian's postgresql) when they are missing.
+# tests that start the real keyward binary), including ccxt and Freqtrade
+# trading through the proxy against the fake exchange. Installs ccxt from
+# PyPI into .venv-test and Freqtrade into .venv-freqtrade on first use, and
+# SoftHSM2 (Debian's softhsm2, for the HSM seal's tests) and PostgreSQL
+# (Debian's postgresql) when they are missing.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,6 +14,14 @@ if ! "$venv/bin/python" -c 'import ccxt, prometheus_client, cryptography, jsonsc
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 fi
+# Freqtrade (its own environment: it pins its own ccxt and pandas).
+ft_venv=.venv-freqtrade
+if ! "$ft_venv/bin/freqtrade" --version >/dev/null 2>&1; then
+  echo "== installing Freqtrade into $ft_venv (first run only, about a minute)"
+  python3 -m venv "$ft_venv"
+  "$ft_venv/bin/pip" install -q --disable-pip-version-check -r tests/freqtrade/requirements.txt
+fi
+export KEYWARD_TEST_FREQTRADE="$PWD/$ft_venv"
 if [ ! -e /usr/lib/softhsm/libsofthsm2.so ] || ! command -v softhsm2-util >/dev/null; then
   echo "== installing SoftHSM2 (first run only)"
   sudo_=""

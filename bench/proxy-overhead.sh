@@ -18,7 +18,7 @@ fpid=$!
 "$bin" server --data "$work/data" --listen 127.0.0.1:0 --allow-upstream 127.0.0.1 --log warn >"$work/out" 2>"$work/err" &
 kpid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/out" 2>/dev/null && grep -q listening "$work/fake" && break; sleep 0.1; done
-fake="http://127.0.0.1:$(sed 's/listening on //' "$work/fake")"
+fake="http://127.0.0.1:$(sed -n '1s/listening on //p' "$work/fake")"
 addr=$(sed -n 's/^keyward listening on //p' "$work/out")
 export KEYWARD_ADDR=$addr
 export KEYWARD_TOKEN=$(sed -n 's/^ *export KEYWARD_TOKEN=//p' "$work/out")

@@ -130,6 +130,13 @@ static CATALOG: &[Endpoint] = &[
     ep(Post, "/sapi/v1/margin/order", Trade),
     ep(Delete, "/sapi/v1/margin/order", Cancel),
     ep(Delete, "/sapi/v1/margin/openOrders", Cancel),
+    // Symbols to be delisted (Freqtrade's DelistFilter reads them).
+    ep(Get, "/sapi/v1/spot/delist-schedule", Read),
+    ep(Get, "/sapi/v1/margin/delist-schedule", Read),
+    // COIN-M futures: the markets ccxt loads by default (no trading listed).
+    ep(Get, "/dapi/v1/ping", Public),
+    ep(Get, "/dapi/v1/time", Public),
+    ep(Get, "/dapi/v1/exchangeInfo", Public),
     // USD-M futures market data.
     ep(Get, "/fapi/v1/ping", Public),
     ep(Get, "/fapi/v1/time", Public),
@@ -275,6 +282,7 @@ impl Exchange for Binance {
             ("/sapi", "https://api.binance.com"),
             ("/fapi", "https://fapi.binance.com"),
             ("/futures/data", "https://fapi.binance.com"),
+            ("/dapi", "https://dapi.binance.com"),
         ]
     }
 
@@ -287,6 +295,7 @@ impl Exchange for Binance {
             "api4.binance.com",
             "api-gcp.binance.com",
             "fapi.binance.com",
+            "dapi.binance.com",
             "testnet.binance.vision",
             "testnet.binancefuture.com",
             "demo-api.binance.com",

@@ -191,10 +191,18 @@ impl Exchange for Coinbase {
             "/api/v3/brokerage/orders" | "/api/v3/brokerage/orders/preview" => orders::create(req),
             "/api/v3/brokerage/orders/close_position" => orders::close_position(req),
             "/api/v3/brokerage/orders/edit" => {
-                Err(GuardError("an edit names no product keyward can hold to the key's guards".into()))
+                Err(GuardError("an edit names no product: keyward looks the order up first".into()))
             }
             other => Err(GuardError(format!("keyward's guards do not read {other}"))),
         }
+    }
+
+    /// An edit keeps the order's product and side: the order, by its id.
+    fn order_lookup(&self, req: &CanonicalRequest) -> Option<crate::orders::Lookup> {
+        let id = req.param("order_id").filter(|id| !id.is_empty() && req.path == "/api/v3/brokerage/orders/edit")?;
+        let path = format!("/api/v3/brokerage/orders/historical/{}", crate::canonical::encode_component(&id));
+        let request = CanonicalRequest::parse("GET", &path, None, None, b"").ok()?;
+        Some(crate::orders::Lookup { request, read: orders::edited })
     }
 
     fn ticker(&self, _order_path: &str, symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {

@@ -8,7 +8,7 @@ use crate::check::{AnswerShape, CredentialCheck};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{hex, hmac_sha256};
-use crate::orders::{GuardError, Order, OrdersRead, Side, decimal, param_decimal, priced_like, text};
+use crate::orders::{GuardError, Lookup, Order, OrdersRead, Side, decimal, param_decimal, priced_like, text};
 use crate::sweep::{Sweep, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
@@ -146,6 +146,31 @@ fn in_usd(instrument: &str) -> Result<bool, GuardError> {
     }
 }
 
+/// `private/edit` of the order `get_order_state` answered: its new `amount`
+/// in the instrument's unit (or `contracts`), `price` and `trigger_price`.
+fn edited(req: &CanonicalRequest, answer: &serde_json::Value) -> OrdersRead {
+    let order = answer.get("result").ok_or_else(|| GuardError("the order lookup has no result".into()))?;
+    let instrument =
+        order.get("instrument_name").and_then(text).ok_or_else(|| GuardError("the order has no instrument".into()))?;
+    let side = crate::orders::side(order.get("direction").and_then(text))?;
+    if req.param("advanced").is_some() {
+        return Err(GuardError("advanced is not read by keyward's guards".into()));
+    }
+    let usd = in_usd(&instrument)?;
+    let amount = param_decimal(req, "amount")?;
+    let parent = Order {
+        symbol: instrument,
+        side: Some(side),
+        qty: amount.filter(|_| !usd),
+        quote_qty: amount.filter(|_| usd),
+        price: param_decimal(req, "price")?,
+        client_order_id: None,
+        symbol_only: false,
+    };
+    let stop = param_decimal(req, "trigger_price")?.map(|t| priced_like(&parent, Some(t), None, false));
+    Ok(std::iter::once(parent).chain(stop).collect())
+}
+
 /// `private/buy` or `private/sell` (the side is the path). `amount` in the
 /// instrument's unit (see [`in_usd`]), or `contracts`, which keyward does
 /// not convert (such an order states no quantity guards can check). Limit
@@ -216,10 +241,19 @@ impl Exchange for Deribit {
                 Ok(vec![Order::symbol_only(crate::orders::required_symbol(req, "instrument_name")?)])
             }
             "/api/v2/private/edit" => {
-                Err(GuardError("an edit names no instrument keyward can hold to the key's guards".into()))
+                Err(GuardError("an edit names no instrument: keyward looks the order up first".into()))
             }
             other => Err(GuardError(format!("keyward's guards do not read {other}"))),
         }
+    }
+
+    /// An edit keeps the order's instrument and direction, which
+    /// `private/get_order_state` gives.
+    fn order_lookup(&self, req: &CanonicalRequest) -> Option<Lookup> {
+        let id = req.param("order_id").filter(|id| !id.is_empty() && req.path == "/api/v2/private/edit")?;
+        let q = format!("order_id={}", crate::canonical::encode_component(&id));
+        let request = CanonicalRequest::parse("GET", "/api/v2/private/get_order_state", Some(&q), None, b"").ok()?;
+        Some(Lookup { request, read: edited })
     }
 
     fn ticker(&self, _order_path: &str, symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {

@@ -7,7 +7,9 @@ use crate::check::{AnswerShape, CredentialCheck};
 use crate::funds::WithdrawFields;
 use crate::keyinfo::{KeyInfo, KeyInfoCall, KeySettings, address_list};
 use crate::mac::{hex, hmac_sha512, sha512};
-use crate::orders::{GuardError, Order, OrdersRead, Side, decimal, json_decimal, objects, required, side, text};
+use crate::orders::{
+    GuardError, Lookup, Order, OrdersRead, Side, decimal, json_decimal, objects, required, side, text,
+};
 use crate::sweep::{DeadMan, Sweep, request};
 use crate::{
     Body, CanonicalRequest, Class, Credentials, Exchange, Method, Outgoing, SignContext, SignError, Withdrawal, h,
@@ -198,6 +200,29 @@ fn futures(o: &Value) -> OrdersRead {
     }])
 }
 
+/// A futures amendment (`size` in contracts, `price`) of the order looked
+/// up: its contract, and its side (the sign of its size). The new size,
+/// counted in contracts, states no quantity guards can check.
+fn amended(req: &CanonicalRequest, order: &Value) -> OrdersRead {
+    let contract = required(order, "contract")?;
+    let side = if required(order, "size")?.starts_with('-') { Side::Sell } else { Side::Buy };
+    let Body::Json(body) = &req.body else { return Err(GuardError("expected a JSON amendment".into())) };
+    flat(body)?;
+    if let Some(size) = body.get("size").and_then(text) {
+        decimal("size", size.trim_start_matches('-'))?;
+    }
+    let price = json_decimal(body, "price")?;
+    Ok(vec![Order {
+        symbol: contract,
+        side: Some(side),
+        qty: None,
+        quote_qty: None,
+        price,
+        client_order_id: None,
+        symbol_only: false,
+    }])
+}
+
 fn all_of(req: &CanonicalRequest, list: bool, read: fn(&Value) -> OrdersRead) -> OrdersRead {
     let mut out = Vec::new();
     for o in objects(req, list)? {
@@ -245,6 +270,19 @@ impl Exchange for Gate {
                 Err(GuardError("a futures amendment names no contract keyward can hold to the key's guards".into()))
             }
             _ => Err(GuardError(format!("keyward's guards do not read {}", req.path))),
+        }
+    }
+
+    /// A futures amendment keeps the order's contract and side (the sign
+    /// of its size), which the order itself gives.
+    fn order_lookup(&self, req: &CanonicalRequest) -> Option<Lookup> {
+        let segments: Vec<&str> = req.path.split('/').collect();
+        match (req.method, segments.as_slice()) {
+            (Put, ["", "api", "v4", "futures", settle, "orders", id]) if !settle.is_empty() && !id.is_empty() => {
+                let request = CanonicalRequest::parse("GET", &req.path, None, None, b"").ok()?;
+                Some(Lookup { request, read: amended })
+            }
+            _ => None,
         }
     }
 

@@ -201,6 +201,11 @@ pub trait Exchange: Send + Sync + std::fmt::Debug + 'static {
     fn orders(&self, _req: &CanonicalRequest) -> Result<Vec<orders::Order>, orders::GuardError> {
         Err(orders::GuardError(format!("keyward does not read {} orders yet", self.kind())))
     }
+    /// For an amendment whose orders [`Exchange::orders`] cannot read
+    /// because it names no symbol: the order's lookup.
+    fn order_lookup(&self, _req: &CanonicalRequest) -> Option<orders::Lookup> {
+        None
+    }
     /// The public request for a symbol's last price (reference for guards).
     fn ticker(&self, _order_path: &str, _symbol: &str, _req: &CanonicalRequest) -> Option<CanonicalRequest> {
         None

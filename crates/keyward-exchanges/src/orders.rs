@@ -28,6 +28,20 @@ pub fn priced_like(parent: &Order, price: Option<Decimal>, qty: Option<Decimal>,
 /// What an exchange module's order readers give: the orders, or why they cannot be read strictly.
 pub type OrdersRead = Result<Vec<Order>, GuardError>;
 
+/// An amendment that names no symbol (Deribit's `edit`, Coinbase's
+/// `orders/edit`, Gate's futures amendment): the signed read call that
+/// looks the order up, and how its answer completes the amendment's orders
+/// (its symbol, side and units are the order's). keyward makes the call
+/// only for a key with order guards, after the key's rate and the
+/// account's budget admitted the request.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The read call (the order by its id).
+    pub request: CanonicalRequest,
+    /// The amendment's orders, from the request and the order looked up.
+    pub read: fn(&CanonicalRequest, &Value) -> OrdersRead,
+}
+
 /// A required text field of a JSON order (non-empty; numbers keep their text).
 pub fn required(o: &Value, name: &str) -> Result<String, GuardError> {
     o.get(name).and_then(text).filter(|s| !s.is_empty()).ok_or_else(|| GuardError(format!("the order has no {name}")))

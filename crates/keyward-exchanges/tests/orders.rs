@@ -405,3 +405,50 @@ fn every_trade_endpoint_of_the_five_is_read_or_refused_by_name() {
         }
     }
 }
+
+/// The order an amendment without a symbol amends, looked up: its request,
+/// and the amendment read with the order's symbol, side and units.
+fn amend(kind: &str, req: &CanonicalRequest, answer: Value) -> (String, Vec<Read>) {
+    let l = by_kind(kind).unwrap().order_lookup(req).unwrap_or_else(|| panic!("{kind}: no lookup"));
+    let target = format!("{} {}?{}", l.request.method.as_str(), l.request.path, l.request.query_string());
+    let read = (l.read)(req, &answer)
+        .map(|o| o.into_iter().map(|o| (o.symbol, o.side, o.qty, o.quote_qty, o.price)).collect());
+    (target, read.unwrap_or_else(|e| panic!("{kind}: {}", e.0)))
+}
+
+#[test]
+fn amendments_without_a_symbol_read_the_order_they_amend() {
+    let edit = get("/api/v2/private/edit", "order_id=ETH-123&amount=2&price=3100");
+    let (target, read) =
+        amend("deribit", &edit, json!({"result":{"instrument_name":"ETH_USDC-PERPETUAL","direction":"sell"}}));
+    assert_eq!(target, "GET /api/v2/private/get_order_state?order_id=ETH-123");
+    assert_eq!(read, [o("ETH_USDC-PERPETUAL", SELL, d("2"), None, d("3100"))]);
+
+    let edit = post("/api/v3/brokerage/orders/edit", json!({"order_id":"abc-1","size":"0.02","price":"51000"}));
+    let order = json!({"order":{"product_id":"BTC-USD","side":"BUY",
+        "order_configuration":{"limit_limit_gtc":{"base_size":"0.01","limit_price":"50000"}}}});
+    let (target, read) = amend("coinbase", &edit, order);
+    assert_eq!(target, "GET /api/v3/brokerage/orders/historical/abc-1?");
+    let slash = post("/api/v3/brokerage/orders/edit", json!({"order_id":"../../accounts","size":"1","price":"1"}));
+    assert!(by_kind("coinbase").unwrap().order_lookup(&slash).is_none(), "an id is one path segment, or no lookup");
+    assert_eq!(read, [o("BTC-USD", BUY, d("0.02"), None, d("51000"))]);
+    let quoted = json!({"order":{"product_id":"BTC-USD","side":"BUY","order_configuration":{"limit_limit_gtc":{"quote_size":"100","limit_price":"1"}}}});
+    let l = by_kind("coinbase").unwrap().order_lookup(&edit).unwrap();
+    assert!((l.read)(&edit, &quoted).is_err(), "an edit's size of a quote-sized order is not documented");
+
+    let put = CanonicalRequest::parse(
+        "PUT",
+        "/api/v4/futures/usdt/orders/123",
+        None,
+        Some("application/json"),
+        br#"{"size":-200,"price":"51000"}"#,
+    )
+    .unwrap();
+    let (target, read) = amend("gate", &put, json!({"id":123,"contract":"BTC_USDT","size":-100,"price":"50000"}));
+    assert_eq!(target, "GET /api/v4/futures/usdt/orders/123?");
+    assert_eq!(read, [o("BTC_USDT", SELL, None, None, d("51000"))]);
+
+    // A request that is not such an amendment has no lookup.
+    assert!(by_kind("deribit").unwrap().order_lookup(&get("/api/v2/private/buy", "order_id=1")).is_none());
+    assert!(by_kind("gate").unwrap().order_lookup(&post("/api/v4/futures/usdt/orders", json!({}))).is_none());
+}

@@ -185,3 +185,56 @@ pub(super) fn create(req: &CanonicalRequest) -> OrdersRead {
 pub(super) fn close_position(req: &CanonicalRequest) -> OrdersRead {
     Ok(vec![Order::symbol_only(crate::orders::required_symbol(req, "product_id")?)])
 }
+
+/// `POST /api/v3/brokerage/orders/edit` of the order looked up (`{"order":
+/// {"product_id","side","order_configuration",…}}`): its new `size` in the
+/// base currency, `price`, `stop_price` and attached bracket. An order sized
+/// in the quote currency is refused: Coinbase does not say what an edit's
+/// `size` counts then.
+pub(super) fn edited(req: &CanonicalRequest, answer: &Value) -> OrdersRead {
+    let order = answer.get("order").ok_or_else(|| GuardError("the order lookup has no order".into()))?;
+    let (_, fields) = variant(order.get("order_configuration"), "the order's configuration")?;
+    if fields.get("quote_size").is_some() {
+        return Err(GuardError("an edit of an order sized in the quote currency is not read".into()));
+    }
+    let o = object(req)?;
+    const EDIT: &[&str] = &[
+        "order_id",
+        "size",
+        "price",
+        "stop_price",
+        "attached_order_configuration",
+        "cancel_attached_order",
+        "average_entry_price",
+    ];
+    if let Some(k) = o.keys().find(|k| !EDIT.contains(&k.as_str())) {
+        return Err(GuardError(format!("{k} is not a field keyward's guards read")));
+    }
+    let body = Value::Object(o.clone());
+    let parent = Order {
+        symbol: required(order, "product_id")?,
+        side: Some(side(order.get("side").and_then(text))?),
+        qty: json_decimal(&body, "size")?,
+        quote_qty: None,
+        price: json_decimal(&body, "price")?,
+        client_order_id: None,
+        symbol_only: false,
+    };
+    let mut out = Vec::new();
+    if let Some(p) = json_decimal(&body, "stop_price")? {
+        out.push(priced_like(&parent, Some(p), None, false));
+    }
+    if o.contains_key("attached_order_configuration") {
+        let (_, fields) = variant(o.get("attached_order_configuration"), "attached_order_configuration")?;
+        let map = fields.as_object().ok_or_else(|| GuardError("the attached order is not an object".into()))?;
+        for (k, _) in map {
+            let p = json_decimal(fields, k)?;
+            if !["limit_price", "stop_price", "stop_trigger_price"].contains(&k.as_str()) {
+                return Err(GuardError(format!("the attached order's {k} is not read")));
+            }
+            out.push(priced_like(&parent, p, None, true));
+        }
+    }
+    out.insert(0, parent);
+    Ok(out)
+}

@@ -79,9 +79,9 @@ impl Traded {
 const MAX_TRADED: usize = 10_000;
 
 /// What an exchange answered to a call, and the account it was made for.
-struct Reply {
-    status: u16,
-    body: bytes::Bytes,
+pub(super) struct Reply {
+    pub(super) status: u16,
+    pub(super) body: bytes::Bytes,
     account: Arc<Account>,
 }
 
@@ -102,7 +102,13 @@ fn describe(req: &CanonicalRequest) -> String {
 
 impl Exchanges {
     /// Signs and sends one of keyward's own calls on account `name`.
-    async fn own_call(&self, unsealed: &Unsealed, name: &str, class: Class, req: &CanonicalRequest) -> Result<Reply> {
+    pub(super) async fn own_call(
+        &self,
+        unsealed: &Unsealed,
+        name: &str,
+        class: Class,
+        req: &CanonicalRequest,
+    ) -> Result<Reply> {
         let account = self.account(unsealed, name).await?;
         let base = account.base_url(&req.path)?;
         let mut overrides = Overrides::default();

@@ -11,6 +11,7 @@ pub(crate) mod accounts;
 mod check;
 mod direct;
 mod forward;
+mod guard_plan;
 mod pipeline;
 mod references;
 mod upstream;

@@ -16,6 +16,7 @@
 
 use super::accounts::{Account, account_error};
 use super::forward::{self, Answer};
+use super::guard_plan::{GuardPlan, guard_plan};
 use super::{Exchanges, PREFIX};
 use crate::audit::Verdict;
 use crate::auth::Caller;
@@ -25,8 +26,7 @@ use crate::keys::Admitted;
 use http::HeaderValue;
 use keyward_core::audit::AuditEntry;
 use keyward_core::decision::DenyReason;
-use keyward_core::guard::{Limits, Passed};
-use keyward_core::order::Order;
+use keyward_core::guard::Passed;
 use keyward_core::scope::{Class, Need};
 use keyward_exchanges::{CanonicalRequest, Outgoing, SignContext};
 use rust_decimal::Decimal;
@@ -75,13 +75,6 @@ struct Authorized {
     out: Outgoing,
 }
 
-/// Guards still to evaluate with reference prices.
-#[derive(Debug)]
-struct GuardPlan {
-    limits: Limits,
-    orders: Vec<Order>,
-}
-
 /// Daily notional taken for an order, to give back if it goes nowhere.
 #[derive(Debug)]
 struct Reservation {
@@ -103,42 +96,6 @@ struct Admission {
 
 fn micros(d: Decimal) -> i64 {
     (d * Decimal::from(1_000_000)).trunc().try_into().unwrap_or(i64::MAX)
-}
-
-/// Order guards, as far as they go without a price: the orders as the
-/// exchange module reads them (strictly: what it cannot read is refused to
-/// a guarded key), then every limit a price is not needed for. Also the
-/// symbols the request orders on (a freeze cancels on them).
-fn guard_plan(caller: &Caller, account: &Account, creq: &CanonicalRequest) -> Result<(Option<GuardPlan>, Vec<String>)> {
-    let exchange = account.exchange;
-    let Some(guard) = caller.key.policy.order_guard() else {
-        // No guards: the orders are still read, as far as possible, for the audit trail.
-        let orders = exchange.orders(creq).unwrap_or_default();
-        caller.record.detail(order_detail(&orders));
-        return Ok((None, symbols(&orders)));
-    };
-    let refuse = |msg: String| Error::new(DenyReason::OrderGuard, msg);
-    if let Some(name) = keyward_exchanges::orders::near_duplicate(creq) {
-        return Err(refuse(format!(
-            "parameter {name:?} differs from an order field only by case, spaces or control characters; a key with order guards is refused it"
-        )));
-    }
-    let orders = exchange.orders(creq).map_err(|e| refuse(format!("this key has order guards: {e}")))?;
-    if orders.is_empty() {
-        // A trade endpoint with nothing to hold to the guards (no symbol read) is refused.
-        return Err(refuse(format!("this key has order guards, and keyward reads no symbol in {}", creq.path)));
-    }
-    caller.record.detail(order_detail(&orders));
-    let limits = guard.limits().map_err(|e| Error::internal(&format!("a stored order guard is invalid: {e}")))?;
-    limits.precheck(&orders).map_err(|r| refuse(r.0))?;
-    let traded = symbols(&orders);
-    Ok((Some(GuardPlan { limits, orders }), traded))
-}
-
-fn symbols(orders: &[Order]) -> Vec<String> {
-    let mut out: Vec<String> = orders.iter().map(|o| o.symbol.clone()).collect();
-    out.dedup();
-    out
 }
 
 /// The refusal of a frozen account.
@@ -305,7 +262,7 @@ impl Exchanges {
             return Err(Error::new(DenyReason::UsesExhausted, "this key has no uses left"));
         }
         let passed = match &a.guard {
-            Some(plan) => Some(self.evaluate(a, plan).await?),
+            Some(plan) => Some(self.evaluate(caller, a, plan).await?),
             None => None,
         };
         let reservation = self.reserve(caller, passed.as_ref(), now).await?;
@@ -364,7 +321,8 @@ impl Exchanges {
 
     /// The guards with reference prices, fetched from the exchange's ticker
     /// (what the ticker says of the budget is learned like any answer).
-    async fn evaluate(&self, a: &Authorized, plan: &GuardPlan) -> Result<Passed> {
+    async fn evaluate(&self, caller: &Caller, a: &Authorized, plan: &GuardPlan) -> Result<Passed> {
+        let orders = self.looked_up(caller, &a.name, &a.account, &a.creq, plan).await?;
         let learn = |path: &str, headers: &http::HeaderMap| {
             let now = self.clock.now_ms();
             let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -372,13 +330,9 @@ impl Exchanges {
                 self.budgets.record(&a.name, u, now);
             }
         };
-        let refs = self
-            .references
-            .gather(&self.client, &plan.limits, &plan.orders, &a.name, &a.account, &a.creq, &learn)
-            .await?;
-        plan.limits
-            .evaluate(&plan.orders, &|s| refs.get(s).copied())
-            .map_err(|r| Error::new(DenyReason::OrderGuard, r.0))
+        let refs =
+            self.references.gather(&self.client, &plan.limits, &orders, &a.name, &a.account, &a.creq, &learn).await?;
+        plan.limits.evaluate(&orders, &|s| refs.get(s).copied()).map_err(|r| Error::new(DenyReason::OrderGuard, r.0))
     }
 
     async fn reserve(&self, caller: &Caller, passed: Option<&Passed>, now_ms: i64) -> Result<Option<Reservation>> {
@@ -504,38 +458,6 @@ impl Exchanges {
         };
         self.auditor.record(AuditEntry { decision: Verdict::Outcome.as_str().into(), code, detail, ..decision });
     }
-}
-
-/// The order fields of a trade, for the audit entry (no secret in them).
-pub(super) fn order_detail(orders: &[Order]) -> String {
-    if orders.is_empty() {
-        return String::new();
-    }
-    #[derive(Serialize)]
-    struct Fields<'a> {
-        symbol: &'a str,
-        side: Option<&'static str>,
-        qty: Option<String>,
-        quote_qty: Option<String>,
-        price: Option<String>,
-        client_order_id: &'a Option<String>,
-    }
-    #[derive(Serialize)]
-    struct Detail<'a> {
-        orders: Vec<Fields<'a>>,
-    }
-    let orders = orders
-        .iter()
-        .map(|o| Fields {
-            symbol: &o.symbol,
-            side: o.side.map(|s| s.as_str()),
-            qty: o.qty.map(|q| q.to_string()),
-            quote_qty: o.quote_qty.map(|q| q.to_string()),
-            price: o.price.map(|p| p.to_string()),
-            client_order_id: &o.client_order_id,
-        })
-        .collect();
-    serde_json::to_string(&Detail { orders }).unwrap_or_default()
 }
 
 /// The answer of `POST /v1/sign/{account}`: what to send, signed.

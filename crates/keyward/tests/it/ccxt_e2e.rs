@@ -1,14 +1,19 @@
-//! ccxt (Python, unchanged) trading through keyward's proxy for Binance,
-//! OKX, Bybit and Kraken, against the fake exchange that checks the real
-//! signatures with Python's hmac: markets, an order and balances work; a
-//! withdrawal is refused with scope_missing and an order above the key's
-//! cap with order_guard. Needs a Python with ccxt: `./test.sh`
-//! installs one and sets KEYWARD_TEST_PYTHON.
+//! ccxt (Python, unchanged) trading through keyward's proxy for all ten
+//! exchanges (Binance, OKX, Bybit, Kraken, Bitget, KuCoin, Gate, Deribit,
+//! Coinbase, HTX), against the fake exchange that checks the real
+//! signatures with Python's hmac and `cryptography` (each venue on its own
+//! port): markets, an order and balances work; a withdrawal is refused with
+//! scope_missing and an order above the key's cap with order_guard. Needs a
+//! Python with ccxt: `./test.sh` installs one and sets KEYWARD_TEST_PYTHON.
 
 use crate::harness::*;
 use serde_json::{Value, json};
 
 const KRAKEN_SECRET: &str = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
+/// A made-up Coinbase CDP Ed25519 key (base64 of seed and public key).
+const COINBASE_SECRET: &str =
+    "CygkuJlBFISJLF87Wo5OcOUsw2VOowAu3/MN7+tiCj0QhmJ83wTjjYCF5wnEXr1FBAKdpzhFGQTurXD4sLr2Wg==";
+const COINBASE_KEY: &str = "organizations/keyward-e2e/apiKeys/coinbase-real-key";
 
 fn python_with_ccxt() -> String {
     let candidates = [
@@ -32,17 +37,38 @@ fn ccxt_loads_markets_orders_and_reads_balances_through_the_proxy() {
         "okx": {"key": "OKX-REAL-KEY", "secret": "okx-real-secret", "passphrase": "okx-pass"},
         "bybit": {"key": "BYBIT-REAL-KEY", "secret": "bybit-real-secret"},
         "kraken": {"key": "KRAKEN-REAL-KEY", "secret": KRAKEN_SECRET},
+        "bitget": {"key": "BITGET-REAL-KEY", "secret": "bitget-real-secret", "passphrase": "bitget-pass"},
+        "kucoin": {"key": "KUCOIN-REAL-KEY", "secret": "kucoin-real-secret", "passphrase": "kucoin-pass"},
+        "gate": {"key": "GATE-REAL-KEY", "secret": "gate-real-secret"},
+        "deribit": {"key": "DERIBIT-REAL-ID", "secret": "deribit-real-secret"},
+        "coinbase": {"key": COINBASE_KEY, "secret": COINBASE_SECRET},
+        "htx": {"key": "HTX-REAL-KEY", "secret": "htx-real-secret"},
     }));
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &["--allow-upstream", "127.0.0.1"]);
     let a = s.admin().to_string();
-    for (name, kind, mut fields) in [
+    let accounts = [
         ("bin", "binance", json!({"api_key": "BINANCE-REAL-KEY", "api_secret": "binance-real-secret"})),
         ("okx", "okx", json!({"api_key": "OKX-REAL-KEY", "api_secret": "okx-real-secret", "passphrase": "okx-pass"})),
         ("by", "bybit", json!({"api_key": "BYBIT-REAL-KEY", "api_secret": "bybit-real-secret"})),
         ("kr", "kraken", json!({"api_key": "KRAKEN-REAL-KEY", "api_secret": KRAKEN_SECRET})),
-    ] {
-        fields["base_url"] = json!(fake.url);
+        (
+            "bg",
+            "bitget",
+            json!({"api_key": "BITGET-REAL-KEY", "api_secret": "bitget-real-secret", "passphrase": "bitget-pass"}),
+        ),
+        (
+            "kc",
+            "kucoin",
+            json!({"api_key": "KUCOIN-REAL-KEY", "api_secret": "kucoin-real-secret", "passphrase": "kucoin-pass"}),
+        ),
+        ("gt", "gate", json!({"api_key": "GATE-REAL-KEY", "api_secret": "gate-real-secret"})),
+        ("dr", "deribit", json!({"api_key": "DERIBIT-REAL-ID", "api_secret": "deribit-real-secret"})),
+        ("cb", "coinbase", json!({"api_key": COINBASE_KEY, "api_secret": COINBASE_SECRET})),
+        ("htx", "htx", json!({"api_key": "HTX-REAL-KEY", "api_secret": "htx-real-secret"})),
+    ];
+    for (name, kind, mut fields) in accounts.clone() {
+        fields["base_url"] = json!(fake.url_for(kind));
         let (st, v) = s.http(
             "PUT",
             &format!("/v1/secrets/exchanges/{name}"),
@@ -51,10 +77,8 @@ fn ccxt_loads_markets_orders_and_reads_balances_through_the_proxy() {
         );
         assert_eq!(st, 200, "{v}");
     }
-    let scopes: Vec<String> = ["bin", "okx", "by", "kr"]
-        .iter()
-        .flat_map(|n| [format!("account:{n}:trade"), format!("account:{n}:read")])
-        .collect();
+    let scopes: Vec<String> =
+        accounts.iter().flat_map(|(n, _, _)| [format!("account:{n}:trade"), format!("account:{n}:read")]).collect();
     let (_, key) = create_key(&s, json!({"name": "ccxt-bot", "scopes": scopes, "allow_ips": ["127.0.0.1/32"]}));
     let (_, guarded) =
         create_key(&s, json!({"name": "capped", "scopes": scopes, "allow_ips": ["127.0.0.1/32"], "max_qty": "0.5"}));
@@ -64,7 +88,7 @@ fn ccxt_loads_markets_orders_and_reads_balances_through_the_proxy() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(results.len(), 4, "{out}");
+    assert_eq!(results.len(), 10, "{out}");
     for r in &results {
         assert!(r.get("error").is_none(), "{r}");
         assert_eq!(r["markets"], true, "{r}");
@@ -75,7 +99,7 @@ fn ccxt_loads_markets_orders_and_reads_balances_through_the_proxy() {
     }
     // The exchange never saw the keyward key, and never a withdrawal.
     let log = fake.log();
-    assert!(log.len() >= 12, "{}", log.len());
+    assert!(log.len() >= 30, "{}", log.len());
     for r in &log {
         assert!(!r.to_string().contains(&key), "the keyward key reached the exchange: {r}");
         assert!(!r["path"].as_str().unwrap().to_ascii_lowercase().contains("withdraw"), "{r}");

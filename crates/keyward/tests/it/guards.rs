@@ -87,7 +87,8 @@ fn binance_orders_are_guarded() {
         assert!(got.1["error"]["message"].as_str().unwrap().contains(why), "{why}: {}", got.1);
     }
     // Quote-sized market buy: its notional is the quote amount; quantity via the reference price.
-    assert_eq!(order("symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=100").0, 200);
+    let quoted = order("symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=100");
+    assert_eq!(quoted.0, 200, "{}", quoted.1);
     // A sell's notional uses the larger of its price and the reference (50000).
     assert_eq!(order("symbol=BTCUSDT&side=SELL&type=LIMIT&quantity=0.01&price=49000").0, 200);
     assert_error(&order("symbol=BTCUSDT&side=SELL&type=LIMIT&quantity=0.0201&price=48000"), 403, "order_guard");

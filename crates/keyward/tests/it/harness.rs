@@ -364,6 +364,8 @@ pub fn free_port() -> u16 {
 pub struct FakeExchange {
     child: Child,
     pub url: String,
+    /// Each exchange's own port (its paths collide with others' on the main one).
+    ports: std::collections::HashMap<String, u16>,
 }
 
 impl FakeExchange {
@@ -377,10 +379,18 @@ impl FakeExchange {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut line, mut ports) = (String::new(), String::new());
+        out.read_line(&mut line).unwrap();
+        out.read_line(&mut ports).unwrap();
         let port = line.trim().trim_start_matches("listening on ").to_string();
-        FakeExchange { child, url: format!("http://127.0.0.1:{port}") }
+        let ports = serde_json::from_str(ports.trim().trim_start_matches("ports ")).expect("the fake's ports line");
+        FakeExchange { child, url: format!("http://127.0.0.1:{port}"), ports }
+    }
+
+    /// The URL of the port that serves only exchange `kind`.
+    pub fn url_for(&self, kind: &str) -> String {
+        format!("http://127.0.0.1:{}", self.ports[kind])
     }
 
     /// Replaces the credential sets of the exchanges named in `creds` (each

@@ -10,6 +10,7 @@ mod backup;
 mod bad_input;
 mod ccxt_e2e;
 mod connections;
+mod freqtrade;
 mod fund_movers;
 mod guards;
 mod hardening;

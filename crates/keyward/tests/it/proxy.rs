@@ -108,7 +108,8 @@ fn binance_through_the_proxy_with_the_key_in_the_exchange_header() {
         403,
         "scope_missing",
     );
-    assert_error(&call(&s, "POST", "/proxy/bin/api/v3/userDataStream", &kh, None), 403, "scope_missing");
+    // A user-data stream key only reads (the account's own events): a read key may make one.
+    assert_eq!(call(&s, "POST", "/proxy/bin/api/v3/userDataStream", &kh, None).0, 200);
     assert_error(&call(&s, "GET", "/proxy/bin/api/v3/brandNewEndpoint", &kh, None), 403, "endpoint_unknown");
     assert_error(
         &call(&s, "GET", "/proxy/bin/api/v3/order?symbol=A&symbol=B", &kh, None),
@@ -152,7 +153,7 @@ fn binance_through_the_proxy_with_the_key_in_the_exchange_header() {
     // What reached the upstream: never the keyward key, the dummy signature,
     // cookies, forwarding headers or an Authorization header.
     let log = fake.log();
-    assert_eq!(log.len(), 4, "exchangeInfo, account, order, openOrders");
+    assert_eq!(log.len(), 5, "exchangeInfo, account, order, openOrders, userDataStream");
     for r in &log {
         let text = r.to_string();
         assert!(!text.contains(&key), "keyward key reached the exchange: {text}");
@@ -390,4 +391,29 @@ fn a_proxied_order_has_a_decision_and_an_outcome_on_record() {
         (&json!("deny"), &json!("scope_missing"), &json!("withdraw"))
     );
     assert!(!v.to_string().contains(&key));
+}
+
+/// A bot may send a public-only key as its bearer (ccxt sends no API key on
+/// public calls, and bots log their client settings) and its trading key as
+/// the exchange API key: the first well-formed key is the one used, in the
+/// order exchange header, query parameter, Authorization.
+#[test]
+fn the_exchange_key_header_is_preferred_to_a_public_only_bearer() {
+    let (_d, s, _fake) = setup();
+    let bot = trader(&s);
+    let public =
+        create_key(&s, json!({"name": "pub", "scopes": ["account:bin:public"], "allow_ips": ["127.0.0.1/32"]})).1;
+    let bearer = format!("Bearer {public}");
+    let both = [("X-MBX-APIKEY", bot.as_str()), ("Authorization", bearer.as_str())];
+    assert_eq!(call(&s, "GET", "/proxy/bin/api/v3/account", &both, None).0, 200, "the trading key is used");
+    let (st, v) = call(&s, "GET", "/proxy/bin/api/v3/account", &[("Authorization", bearer.as_str())], None);
+    assert_eq!((st, v["error"]["code"].as_str()), (403, Some("scope_missing")), "{v}");
+    assert_eq!(call(&s, "GET", "/proxy/bin/api/v3/time", &[("Authorization", bearer.as_str())], None).0, 200);
+    // A header that is no keyward key (a leftover dummy) gives way to a well-formed bearer.
+    let bot_bearer = format!("Bearer {bot}");
+    let dummy = [("X-MBX-APIKEY", "dummy"), ("Authorization", bot_bearer.as_str())];
+    assert_eq!(call(&s, "GET", "/proxy/bin/api/v3/account", &dummy, None).0, 200);
+    // No well-formed key at all: the first one sent is refused as invalid.
+    let (st, v) = call(&s, "GET", "/proxy/bin/api/v3/account", &[("X-MBX-APIKEY", "kw_notakey")], None);
+    assert_eq!((st, v["error"]["code"].as_str()), (401, Some("key_invalid")), "{v}");
 }

@@ -68,34 +68,58 @@ async fn parse(parts: &Parts, body: Body) -> ApiResult<(String, CanonicalRequest
     Ok((account.to_string(), creq))
 }
 
-/// The keyward key of a proxied request: a bearer token; the key name inside
-/// a JWT an exchange client built (Coinbase: `kid`); the `id` of a Deribit
-/// `deri-hmac-sha256` header; the exchange's own API-key header; or its
-/// API-key query parameter (HTX).
+/// The keyward key of a proxied request, from where exchange clients put
+/// their API key: the exchange's own API-key header; its API-key query
+/// parameter (HTX); `Authorization`: a bearer token, the key name inside a
+/// JWT an exchange client built (Coinbase: `kid`), or the `id` of a Deribit
+/// `deri-hmac-sha256` header. When several are sent, the first that is
+/// well-formed (its checksum holds) is the key, in that order: a client may
+/// send a public-only key as its bearer (for the calls that carry no API
+/// key, and which a bot's logs may show) and its trading key as the
+/// exchange API key.
 fn credential(parts: &Parts) -> Result<Zeroizing<String>, Error> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
-        let text = v.to_str().map_err(|_| Error::key_invalid("the Authorization header is not ASCII"))?;
-        if let Some(rest) = text.strip_prefix("deri-hmac-sha256 ") {
-            return rest
-                .split(',')
-                .find_map(|kv| kv.trim().strip_prefix("id="))
-                .map(|id| Zeroizing::new(id.to_string()))
-                .ok_or_else(|| Error::key_invalid("no id= in the deri-hmac-sha256 header"));
-        }
-        let token = bearer(parts)?;
-        return Ok(Zeroizing::new(jwt_kid(token).unwrap_or_else(|| token.to_string())));
-    }
-    keyward_exchanges::registry()
+    let header = keyward_exchanges::registry()
         .iter()
-        .find_map(|ex| parts.headers.get(ex.key_header()))
+        .map(|ex| ex.key_header())
+        .filter(|h| *h != "authorization")
+        .find_map(|h| parts.headers.get(h))
         .and_then(|v| v.to_str().ok())
         .map(|v| Zeroizing::new(v.trim().to_string()))
-        .or_else(|| query_key(parts))
-        .ok_or_else(|| {
-            Error::key_invalid(
+        .filter(|v| !v.is_empty());
+    let authorization = parts.headers.get(header::AUTHORIZATION).map(|_| authorization_key(parts));
+    let candidates: Vec<Result<Zeroizing<String>, Error>> =
+        [header.map(Ok), query_key(parts).map(Ok), authorization].into_iter().flatten().collect();
+    let well_formed = |c: &Result<Zeroizing<String>, Error>| {
+        c.as_ref().is_ok_and(|k| keyward_core::access_key::check_format(k).is_some())
+    };
+    match candidates.iter().position(well_formed) {
+        Some(i) => candidates.into_iter().nth(i).unwrap_or_else(|| Err(Error::key_invalid("no access key"))),
+        None => candidates.into_iter().next().unwrap_or_else(|| {
+            Err(Error::key_invalid(
                 "no access key: send your keyward key as the exchange API key or as `Authorization: Bearer`",
-            )
-        })
+            ))
+        }),
+    }
+}
+
+/// The keyward key in an `Authorization` header: a Deribit
+/// `deri-hmac-sha256` header's `id`, a JWT's `kid`, or the bearer token.
+fn authorization_key(parts: &Parts) -> Result<Zeroizing<String>, Error> {
+    let text = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().map_err(|_| Error::key_invalid("the Authorization header is not ASCII")))
+        .transpose()?
+        .unwrap_or_default();
+    if let Some(rest) = text.strip_prefix("deri-hmac-sha256 ") {
+        return rest
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("id="))
+            .map(|id| Zeroizing::new(id.to_string()))
+            .ok_or_else(|| Error::key_invalid("no id= in the deri-hmac-sha256 header"));
+    }
+    let token = bearer(parts)?;
+    Ok(Zeroizing::new(jwt_kid(token).unwrap_or_else(|| token.to_string())))
 }
 
 /// A keyward key where an exchange's clients put the API key in the query

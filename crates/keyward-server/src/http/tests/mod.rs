@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod amend_lookup;
 mod auth;
 mod fence;
 mod guards;
