@@ -4,7 +4,11 @@ unified methods call for ten exchanges (spot and linear swaps, default
 options, with the account modes that switch endpoints), compared with
 keyward's catalogs.
 
-    /work/main/.venv-test/bin/python ccxt_unified.py [--cached /tmp/trace.json]
+    .venv-test/bin/python tools/ccxt_unified.py [--cached /tmp/trace.json]
+
+It writes crates/keyward-exchanges/tests/vectors/ccxt-unified.json (which
+tests/coverage.rs reads) and, beside it, a readable report in
+target/ccxt-unified.md.
 
 Sources: ccxt_unified_trace.py (dynamic: every unified call made against a
 recorder standing in for request()), plus MANUAL below for requests the
@@ -18,10 +22,12 @@ import os
 import re
 import sys
 
-sys.path.insert(0, "/work/research")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
 
-OUT = "/work/research"
-SRC = "/work/main/crates/keyward-exchanges/src"
+OUT = os.path.join(ROOT, "crates", "keyward-exchanges", "tests", "vectors")
+SRC = os.path.join(ROOT, "crates", "keyward-exchanges", "src")
 EXCHANGES = ("binance", "okx", "bybit", "kraken", "kucoin", "bitget", "gate", "deribit", "coinbase", "htx")
 UNIFIED = ["load_markets", "fetch_markets", "fetch_currencies", "fetch_time", "fetch_ticker", "fetch_tickers",
            "fetch_order_book", "fetch_ohlcv", "fetch_trades", "fetch_balance", "create_order", "cancel_order",
@@ -477,6 +483,31 @@ def markdown(data, cats, offenders, counts):
     return "\n".join(L) + "\n"
 
 
+def snapshot(data):
+    """The committed form: per exchange, each distinct request with the unified
+    methods and account modes that make it (what tests/coverage.rs reads)."""
+    out = {}
+    for ex, methods in data.items():
+        merged = {}
+        for name, calls in methods.items():
+            for c in calls:
+                if not c.get("method"):
+                    continue  # ccxt makes no request for it
+                e = merged.setdefault((c["method"], c["path"], c["host"]),
+                                      {"method": c["method"], "path": c["path"], "host": c["host"],
+                                       "unified": [], "modes": []})
+                if name not in e["unified"]:
+                    e["unified"].append(name)
+                e["modes"] += [m for m in c.get("modes") or [] if m not in e["modes"]]
+        for e in merged.values():
+            e["unified"].sort()
+            e["modes"].sort()
+        out[ex] = sorted(merged.values(), key=lambda e: (e["path"], e["method"], e["host"]))
+    about = ("REST endpoints ccxt %s's unified methods call (spot and linear swaps, default options, each account "
+             "mode that switches endpoints): tools/ccxt_unified.py" % __import__("ccxt").__version__)
+    return {"about": about, "exchanges": out}
+
+
 def main():
     if "--cached" in sys.argv:
         trace = json.load(open(sys.argv[sys.argv.index("--cached") + 1]))
@@ -492,8 +523,9 @@ def main():
     md = markdown(data, cats, offenders, counts)
     for ex in data:
         data[ex].pop("_modes", None)
-    json.dump(data, open(os.path.join(OUT, "ccxt-unified.json"), "w"), indent=1)
-    open(os.path.join(OUT, "ccxt-unified.md"), "w").write(md)
+    json.dump(snapshot(data), open(os.path.join(OUT, "ccxt-unified.json"), "w"), indent=0)
+    os.makedirs(os.path.join(ROOT, "target"), exist_ok=True)
+    open(os.path.join(ROOT, "target", "ccxt-unified.md"), "w").write(md)
 
 
 if __name__ == "__main__":

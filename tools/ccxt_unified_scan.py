@@ -12,13 +12,14 @@ then filtered by hand (ccxt_unified_build.py).
 import ast
 import inspect
 import json
+import os
 import sys
 import urllib.parse
 
 import ccxt
 from ccxt.base.types import Entry
 
-sys.path.insert(0, "/work/research")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ccxt_endpoints import make, signed_request  # noqa: E402
 
 EXCHANGES = ("binance", "okx", "bybit", "kraken", "kucoin", "bitget", "gate", "deribit", "coinbase", "htx")

@@ -15,12 +15,13 @@ parse); requests ccxt would make after that are found by the static scan
 (ccxt_unified_scan.py) and added by hand in ccxt_unified_build.py.
 """
 import json
+import os
 import sys
 import urllib.parse
 
 import ccxt
 
-sys.path.insert(0, "/work/research")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ccxt_endpoints import make, signed_request  # noqa: E402
 
 EXCHANGES = ("binance", "okx", "bybit", "kraken", "kucoin", "bitget", "gate", "deribit", "coinbase", "htx")

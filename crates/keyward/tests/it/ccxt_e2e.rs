@@ -105,3 +105,17 @@ fn ccxt_loads_markets_orders_and_reads_balances_through_the_proxy() {
         assert!(!r["path"].as_str().unwrap().to_ascii_lowercase().contains("withdraw"), "{r}");
     }
 }
+
+/// The fake exchange's verifiers agree with ccxt's own signing, keyward
+/// aside: ccxt signs with the real credentials straight at each venue
+/// (every call succeeds), with a wrong secret (refused), and with a signed
+/// request altered (refused). tests/fake_exchange/selftest.py.
+#[test]
+fn the_fake_exchange_checks_signatures_as_ccxt_makes_them() {
+    let python = python_with_ccxt();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fake_exchange/selftest.py");
+    let o = std::process::Command::new(&python).arg(script).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("0 of 11 failed"), "{out}");
+}

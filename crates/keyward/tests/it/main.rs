@@ -17,6 +17,7 @@ mod hardening;
 mod harness;
 mod hsm;
 mod incident;
+mod incident_venues;
 mod key_terms;
 mod keygen;
 mod keys;
