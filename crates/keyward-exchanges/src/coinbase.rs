@@ -156,11 +156,14 @@ impl Exchange for Coinbase {
         }
     }
 
+    /// ccxt signs with a CDP key (a JWT whose `kid` keyward reads), or,
+    /// given a secret that is neither base64 of a key nor a PEM, the way
+    /// Coinbase's legacy API keys did: `CB-ACCESS-KEY` and an HMAC.
     fn key_header(&self) -> &'static str {
-        "authorization"
+        "cb-access-key"
     }
     fn auth_headers(&self) -> &'static [&'static str] {
-        &["authorization"]
+        &["authorization", "cb-access-key", "cb-access-sign", "cb-access-timestamp", "cb-access-passphrase"]
     }
     fn signature_binds_request(&self) -> bool {
         false

@@ -110,6 +110,17 @@ fn check_and_freeze_with_cancel_on_every_newer_venue() {
             state["open"][kind].as_array().map_or(0, Vec::len)
         };
         assert_eq!(open(&fake), 1, "{kind}: the order is open on the exchange");
+        if kind == "coinbase" {
+            // ccxt given a dummy secret that is no key signs the legacy way: the key in CB-ACCESS-KEY.
+            let r = reqwest::blocking::Client::new()
+                .get(format!("{}/proxy/cb/api/v3/brokerage/accounts", s.addr))
+                .header("CB-ACCESS-KEY", &bot)
+                .header("CB-ACCESS-SIGN", "00")
+                .header("CB-ACCESS-TIMESTAMP", "1")
+                .send()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap());
+        }
 
         let (st, v) = s.http(
             "POST",
