@@ -105,6 +105,15 @@ fn signers(c: &mut Criterion) {
             r#"{"client_order_id":"c","product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"10"}}}"#,
             creds(&[("api_key", "k"), ("api_secret", "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=")]),
         ),
+        (
+            "htx",
+            "htx",
+            "POST",
+            "/v1/order/orders/place",
+            json,
+            r#"{"account-id":"100009","symbol":"btcusdt","type":"buy-limit","amount":"0.01","price":"50000"}"#,
+            creds(&[("api_key", "k"), ("api_secret", "s")]),
+        ),
     ];
     for (name, kind, method, path, ctype, body, cr) in cases {
         let ex = by_kind(kind).unwrap();
