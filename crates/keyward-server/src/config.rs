@@ -44,6 +44,20 @@ pub struct RuntimeConfig {
     pub egress_ips: Vec<std::net::IpAddr>,
     /// How often each exchange account's key is checked (`account check`).
     pub account_check_every: Duration,
+    /// Audit retention: entries older than `retain` are archived to `dir`
+    /// and pruned from the database, every `every`.
+    pub audit_retention: Option<AuditRetention>,
+}
+
+/// `--audit-retain`, `--audit-archive-dir`.
+#[derive(Debug, Clone)]
+pub struct AuditRetention {
+    /// How long entries stay in the database.
+    pub retain: Duration,
+    /// Where archives go.
+    pub dir: std::path::PathBuf,
+    /// How often the schedule looks.
+    pub every: Duration,
 }
 
 /// How approvals run.
@@ -78,6 +92,7 @@ impl Default for RuntimeConfig {
             approvals: ApprovalConfig::default(),
             egress_ips: Vec::new(),
             account_check_every: Duration::from_secs(24 * 3600),
+            audit_retention: None,
         }
     }
 }

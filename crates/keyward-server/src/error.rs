@@ -267,6 +267,7 @@ impl From<StoreError> for Error {
                 Self::new(Code::StoreUnavailable, "the store is unavailable; try again")
             }
             StoreError::Corrupt(why) => Self::internal(&format!("corrupt stored data: {why}")),
+            StoreError::Refused(why) => Self::new(Code::InvalidState, why),
             other => Self::internal(&other.to_string()),
         }
     }

@@ -29,6 +29,8 @@ mod follow;
 mod http;
 mod incident;
 pub mod init;
+/// Audit archives: the file format, written by the server, read by `keyward audit verify --archive`.
+pub use audit::archive as audit_archive;
 mod keys;
 mod metrics;
 mod rotation;
@@ -36,7 +38,7 @@ mod seal;
 mod secrets;
 mod serve;
 
-pub use config::{AlertConfig, ApprovalConfig, RuntimeConfig, SinkConfig, ThrottleConfig};
+pub use config::{AlertConfig, ApprovalConfig, AuditRetention, RuntimeConfig, SinkConfig, ThrottleConfig};
 pub use seal::hsm;
 pub use serve::{ConnectionLimits, DatabaseUrl, ServerOptions, StartError, open_store, run};
 

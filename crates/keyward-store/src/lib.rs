@@ -17,6 +17,8 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
+
+mod audit_strings;
 use serde::{Deserialize, Serialize};
 
 /// Everything a backend can fail at.
@@ -41,6 +43,10 @@ pub enum StoreError {
     /// A stored value could not be read back.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The change asked for is not one the store makes (pruning the audit
+    /// log past its last checkpoint).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -522,12 +528,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         entries: &[keyward_core::audit::AuditEntry],
         checkpoint: Option<&keyward_core::audit::Checkpoint>,
     ) -> StoreResult<()>;
-    /// The last entry's sequence number and hash.
+    /// The last entry's sequence number and hash (after a prune that
+    /// removed every entry, the base's).
     async fn audit_head(&self) -> StoreResult<Option<(u64, Vec<u8>)>>;
+    /// The last entry a prune removed: the stored log starts after it.
+    async fn audit_base(&self) -> StoreResult<Option<(u64, Vec<u8>)>>;
+    /// Removes every entry up to `through`, which must be a stored entry
+    /// with a checkpoint, and the checkpoints before it, in one
+    /// transaction; that entry becomes the base. Returns the entries removed.
+    /// [`StoreError::Refused`] if `through` is not a checkpointed entry.
+    async fn audit_prune(&self, through: u64) -> StoreResult<u64>;
     /// Audit entries matching a query, oldest first.
     async fn audit_entries(&self, q: &AuditQuery) -> StoreResult<Vec<keyward_core::audit::AuditEntry>>;
     /// Every checkpoint, oldest first.
     async fn audit_checkpoints(&self) -> StoreResult<Vec<keyward_core::audit::Checkpoint>>;
+    /// A value of the `meta` table (`audit_verified`: the checkpoint the
+    /// last verification reached).
+    async fn meta(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Sets a value of the `meta` table (not the seal record's).
+    async fn put_meta(&self, name: &str, value: &str) -> StoreResult<()>;
 
     /// Adds a namespace; [`StoreError::Conflict`] if it exists.
     async fn insert_namespace(&self, ns: &NamespaceRecord) -> StoreResult<()>;

@@ -106,6 +106,43 @@ impl Client {
         self.answer(req).await
     }
 
+    /// GETs `path` into `out` as it arrives (an audit archive can be large),
+    /// with a progress line on a terminal; the answer's headers, the bytes
+    /// written and their SHA-256 (hex).
+    pub async fn download(
+        &self,
+        path: &str,
+        out: &mut std::fs::File,
+    ) -> Result<(reqwest::header::HeaderMap, u64, String)> {
+        use std::io::Write;
+        let req = self.request(Method::GET, path, true)?.timeout(std::time::Duration::from_secs(24 * 3600));
+        let mut resp = req.send().await.map_err(|e| anyhow!("cannot reach keyward at {}: {e}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let value: Value = serde_json::from_slice(&resp.bytes().await.unwrap_or_default()).unwrap_or(Value::Null);
+            let code = value["error"]["code"].as_str().unwrap_or("http_error").to_string();
+            let message = value["error"]["message"].as_str().unwrap_or("the server gave no explanation").to_string();
+            return Err(ApiFailure { status, code, message }.into());
+        }
+        let headers = resp.headers().clone();
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {bytes} ({bytes_per_sec})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.context("reading the answer")? {
+            out.write_all(&chunk).context("writing the file")?;
+            digest.update(&chunk);
+            n += chunk.len() as u64;
+            bar.set_position(n);
+        }
+        bar.finish_and_clear();
+        let hex: String = digest.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Ok((headers, n, hex))
+    }
+
     fn request(&self, method: Method, path: &str, auth: bool) -> Result<reqwest::RequestBuilder> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if auth {

@@ -8,7 +8,9 @@
 //! from a status or parsed again from a URL. Entries hold key ids, never
 //! keys; no secret value, signature or key is ever written here.
 
+pub mod archive;
 pub(crate) mod forensic;
+pub(crate) mod retention;
 mod sinks;
 mod verify;
 mod writer;

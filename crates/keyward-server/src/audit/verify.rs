@@ -1,6 +1,9 @@
-//! Verifying the audit log: walk the whole chain (paged, so a large log is
-//! never held whole) and check every signed checkpoint, plus an anchor kept
-//! elsewhere, which catches a log cut back to an earlier point.
+//! Verifying the audit log: walk the chain (paged, in constant memory: only
+//! the checkpoints, one in a thousand entries, are held) and check every
+//! signed checkpoint, plus an anchor kept elsewhere, which catches a log
+//! cut back to an earlier point. The walk starts after the base a prune
+//! left (the archives hold what came before, and verify on their own), or,
+//! asked to, at the checkpoint the last verification reached.
 //!
 //! Each checkpoint also has a marker entry in the chain: a marker whose
 //! signed row is gone, a stretch of entries longer than the checkpoint
@@ -9,42 +12,87 @@
 
 use super::writer::{MARKER_ACTION, MAX_ENTRIES_WITHOUT_CHECKPOINT};
 use crate::error::Result;
-use keyward_core::audit::{Checkpoint, genesis, verify_chain, verify_checkpoint};
-use keyward_core::keyring::hex_encode;
+use keyward_core::audit::{AuditEntry, Checkpoint, genesis, verify_chain, verify_checkpoint};
+use keyward_core::keyring::{hex_decode, hex_encode};
 use keyward_store::{AuditQuery, Store};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// Entries read per page.
-const PAGE: u64 = 50_000;
+const PAGE: u64 = 20_000;
+
+/// Where the last complete verification got to (`meta` row).
+pub(crate) const VERIFIED: &str = "audit_verified";
+
+/// Where a walk starts: after `seq`, whose hash is `hash`.
+struct Start {
+    seq: u64,
+    hash: Vec<u8>,
+    /// Why there (`genesis`, `base`, `checkpoint`).
+    from: &'static str,
+}
+
+/// The walk's start: the base (or genesis), or with `since_checkpoint` the
+/// signed checkpoint the last verification reached, if it still checks out.
+async fn start(
+    store: &dyn Store,
+    public_key: &[u8],
+    since_checkpoint: bool,
+    checkpoints: &[Checkpoint],
+) -> Result<Start> {
+    let base = match store.audit_base().await? {
+        Some((seq, hash)) => Start { seq, hash, from: "base" },
+        None => Start { seq: 0, hash: genesis(), from: "genesis" },
+    };
+    if !since_checkpoint {
+        return Ok(base);
+    }
+    let reached: Option<u64> = store.meta(VERIFIED).await?.and_then(|v| v.parse().ok());
+    let Some(c) = reached.and_then(|seq| checkpoints.iter().find(|c| c.seq == seq)) else { return Ok(base) };
+    let Some(hash) = hex_decode(&c.hash) else { return Ok(base) };
+    if c.seq <= base.seq || !verify_checkpoint(public_key, c) {
+        return Ok(base);
+    }
+    Ok(Start { seq: c.seq, hash, from: "checkpoint" })
+}
 
 /// Checks the chain and the checkpoints against the checkpoint public key;
-/// the report names the first broken entry.
-pub(crate) async fn verify_log(store: &dyn Store, public_key: &[u8], anchor: Option<&Checkpoint>) -> Result<Value> {
+/// the report names the first broken entry. A complete, intact walk
+/// records the last checkpoint it checked (for `since_checkpoint`).
+pub(crate) async fn verify_log(
+    store: &dyn Store,
+    public_key: &[u8],
+    anchor: Option<&Checkpoint>,
+    since_checkpoint: bool,
+) -> Result<Value> {
+    let started = std::time::Instant::now();
     let mut problems: Vec<Value> = Vec::new();
-    let mut count = 0u64;
-    let mut prev = (1u64, genesis());
-    let mut hashes = HashMap::new();
     // Signed rows count as checkpoints in the walk too (logs written before
     // markers existed have only those).
     let checkpoints = store.audit_checkpoints().await?;
-    let signed_rows: std::collections::HashSet<u64> =
-        checkpoints.iter().filter(|c| verify_checkpoint(public_key, c)).map(|c| c.seq).collect();
-    let mut markers = Markers::default();
-    loop {
-        let page =
-            store.audit_entries(&AuditQuery { from_seq: Some(prev.0), limit: PAGE, ..Default::default() }).await?;
-        let Some(last) = page.last() else { break };
-        if let Err(b) = verify_chain(&page, prev.0, &prev.1) {
+    let by_seq: HashMap<u64, &Checkpoint> = checkpoints.iter().map(|c| (c.seq, c)).collect();
+    let start = start(store, public_key, since_checkpoint, &checkpoints).await?;
+    let mut markers = Markers { last: start.seq, ..Markers::default() };
+    let mut matched: HashMap<u64, bool> = HashMap::new();
+    let mut count = 0u64;
+    let mut prev = (start.seq + 1, start.hash.clone());
+    let mut page = fetch(store, prev.0).await?;
+    while let Some(last) = page.last().map(|e| (e.seq, e.hash.clone())) {
+        // The next page is read while this one is hashed.
+        let (next, checked) = tokio::join!(fetch(store, last.0 + 1), async { verify_chain(&page, prev.0, &prev.1) });
+        if let Err(b) = checked {
             problems.push(json!({"seq": b.seq, "reason": b.reason}));
             break;
         }
         for e in &page {
-            hashes.insert(e.seq, hex_encode(&e.hash));
-            markers.see(e, signed_rows.contains(&e.seq), &mut problems);
+            if let Some(c) = by_seq.get(&e.seq) {
+                matched.insert(e.seq, c.hash == hex_encode(&e.hash));
+            }
+            markers.see(e, by_seq.get(&e.seq).is_some_and(|c| verify_checkpoint(public_key, c)), &mut problems);
         }
         count += page.len() as u64;
-        prev = (last.seq + 1, last.hash.clone());
+        prev = (last.0 + 1, last.1);
+        page = next?;
     }
     // The end of the log as stored (a break above may stop the walk early).
     let last_seq = store.audit_head().await?.map(|(s, _)| s).unwrap_or(0);
@@ -53,7 +101,9 @@ pub(crate) async fn verify_log(store: &dyn Store, public_key: &[u8], anchor: Opt
             problems.push(json!({"seq": c.seq, "reason": format!("{what} at {} has a bad signature", c.seq)}));
         } else if c.seq > last_seq {
             problems.push(json!({"seq": last_seq + 1, "reason": format!("{what} covers entry {} but the log ends at {last_seq}: it was cut back", c.seq)}));
-        } else if hashes.get(&c.seq).is_some_and(|h| *h != c.hash) {
+        } else if matched.get(&c.seq) == Some(&false)
+            || (what == "anchor" && by_seq.get(&c.seq).is_some_and(|s| s.hash != c.hash))
+        {
             problems
                 .push(json!({"seq": c.seq, "reason": format!("{what} at {} does not match the entry's hash", c.seq)}));
         }
@@ -64,28 +114,45 @@ pub(crate) async fn verify_log(store: &dyn Store, public_key: &[u8], anchor: Opt
     if let Some(a) = anchor {
         check(a, "anchor");
     }
-    let stored: std::collections::HashSet<u64> = checkpoints.iter().map(|c| c.seq).collect();
     for seq in &markers.signed {
-        if !stored.contains(seq) {
+        if !by_seq.contains_key(seq) {
             problems.push(json!({"seq": seq, "reason": format!("the checkpoint at entry {seq} is missing: its marker is in the chain, its signed row was deleted")}));
         }
     }
     if let Some(a) = anchor
         && a.seq <= last_seq
+        && a.seq > start.seq
         && verify_checkpoint(public_key, a)
-        && !stored.contains(&a.seq)
+        && !by_seq.contains_key(&a.seq)
     {
         problems.push(json!({"seq": a.seq, "reason": format!("the anchor's checkpoint at entry {} is not in the log: it was deleted", a.seq)}));
     }
     problems.sort_by_key(|p| p["seq"].as_u64().unwrap_or(u64::MAX));
+    let reached = checkpoints.iter().rfind(|c| c.seq > start.seq && verify_checkpoint(public_key, c));
+    if problems.is_empty()
+        && let Some(c) = reached
+    {
+        store.put_meta(VERIFIED, &c.seq.to_string()).await?;
+    }
+    let base = store.audit_base().await?;
+    let secs = started.elapsed().as_secs_f64();
     Ok(json!({
         "ok": problems.is_empty(),
         "entries": count,
+        "from_seq": start.seq + 1,
+        "from": start.from,
+        "base": base.map(|(seq, hash)| json!({"seq": seq, "hash": hex_encode(&hash)})),
         "checkpoints": checkpoints.len(),
         "last_checkpoint": checkpoints.last(),
+        "public_key": hex_encode(public_key),
+        "entries_per_second": if secs > 0.0 { (count as f64 / secs).round() } else { 0.0 },
         "first_broken": problems.first().cloned(),
         "problems": problems,
     }))
+}
+
+async fn fetch(store: &dyn Store, from_seq: u64) -> Result<Vec<AuditEntry>> {
+    Ok(store.audit_entries(&AuditQuery { from_seq: Some(from_seq), limit: PAGE, ..Default::default() }).await?)
 }
 
 /// What the walk learns from checkpoint markers.

@@ -113,6 +113,7 @@ impl Auditor {
             hash: genesis(),
             last_checkpoint_seq: 0,
             last_checkpoint_ms: 0,
+            last_time_ms: 0,
         };
         tokio::spawn(writer.run(rx));
         a
@@ -174,8 +175,13 @@ impl Auditor {
     }
 
     /// Checks the chain and the checkpoints (see [`super::verify_log`]).
-    pub(crate) async fn verify(&self, public_key: &[u8], anchor: Option<&Checkpoint>) -> Result<serde_json::Value> {
-        super::verify_log(self.store.as_ref(), public_key, anchor).await
+    pub(crate) async fn verify(
+        &self,
+        public_key: &[u8],
+        anchor: Option<&Checkpoint>,
+        since_checkpoint: bool,
+    ) -> Result<serde_json::Value> {
+        super::verify_log(self.store.as_ref(), public_key, anchor, since_checkpoint).await
     }
 }
 
@@ -194,6 +200,9 @@ struct Writer {
     hash: Vec<u8>,
     last_checkpoint_seq: u64,
     last_checkpoint_ms: i64,
+    /// The time of the last batch written: entries never go back in time
+    /// along the chain (the store bisects the sequence for a time bound).
+    last_time_ms: i64,
 }
 
 impl Writer {
@@ -250,7 +259,8 @@ impl Writer {
     }
 
     async fn write(&mut self, batch: Vec<Queued>) {
-        let now = self.clock.now_ms();
+        let now = self.clock.now_ms().max(self.last_time_ms);
+        self.last_time_ms = now;
         let (mut entries, mut waiters): (Vec<AuditEntry>, Vec<Option<Waiter>>) = batch.into_iter().unzip();
         for e in entries.iter_mut() {
             e.time_ms = now;

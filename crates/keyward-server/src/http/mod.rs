@@ -86,6 +86,8 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/rotation/roll", post(roll::roll_due))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify).post(audit::verify))
+        .route("/v1/audit/archive", get(audit::archive))
+        .route("/v1/audit/prune", post(audit::prune))
         .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,9 +1,10 @@
 //! What the server does on its own schedule, each while unsealed: alert on
 //! keys and secrets coming due, write last uses, keep dead-man timers
-//! armed, check each exchange account's key once a period, and expire
-//! approval requests nobody approved in time.
+//! armed, check each exchange account's key once a period, expire
+//! approval requests nobody approved in time, and archive old audit entries.
 
 use crate::alerts::Alert;
+use crate::audit::retention;
 use crate::http::AppState;
 use crate::keys::Admitted;
 use keyward_exchanges::keyinfo::Severity;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Starts every task.
 pub(super) fn start(state: &AppState) {
+    audit_retention(state);
     let s = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(s.config.alerts.check_every);
@@ -52,6 +54,33 @@ pub(super) fn start(state: &AppState) {
             tick.tick().await;
             if started.elapsed() >= every {
                 check_accounts(&s, every, &mut last).await;
+            }
+        }
+    });
+}
+
+/// Archives and prunes audit entries past the retention, each period.
+fn audit_retention(state: &AppState) {
+    let Some(r) = state.config.audit_retention.clone() else { return };
+    let s = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(r.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if s.barrier.is_sealed() {
+                continue;
+            }
+            match archive_audit(&s, r.retain, &r.dir).await {
+                Ok(Some((path, n))) => {
+                    tracing::info!(archive = %path.display(), entries = n, "audit entries archived and pruned")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e.message, "audit archiving failed; nothing was pruned");
+                    let summary = format!("archiving the audit log to {} failed: {}", r.dir.display(), e.message);
+                    s.sinks.alerts.raise(Alert::plain("audit_archive", "audit".to_string(), summary), s.clock.now_ms());
+                }
             }
         }
     });
@@ -125,4 +154,33 @@ async fn expire_approvals(state: &AppState) {
         }
         Err(e) => tracing::warn!(error = %e.message, "could not expire approval requests"),
     }
+}
+
+/// One round of the retention schedule: archive to `dir` what is older than
+/// `retain`, put that on the log, then prune it. `Ok(None)` when nothing is due.
+async fn archive_audit(
+    state: &AppState,
+    retain: std::time::Duration,
+    dir: &std::path::Path,
+) -> crate::error::Result<Option<(std::path::PathBuf, u64)>> {
+    let unsealed = state.barrier.unsealed()?;
+    let public_key = unsealed.audit_public_key();
+    let now = state.clock.now_ms();
+    let cutoff = now.saturating_sub(retain.as_millis().min(i64::MAX as u128) as i64);
+    let Some(plan) = retention::plan(state.store.as_ref(), &public_key, cutoff, now).await? else { return Ok(None) };
+    let (first, last) = (plan.header.first_seq, plan.header.last_seq);
+    let (path, sha) = retention::write_file(state.store.clone(), plan, dir, &public_key).await?;
+    let detail = serde_json::json!({"change": "audit_prune", "through": last, "first": first,
+        "archive": path.display().to_string(), "archive_sha256": sha});
+    let entry = keyward_core::audit::AuditEntry {
+        request_id: String::new(),
+        action: "audit.archive".into(),
+        target: format!("audit through {last}"),
+        decision: "allow".into(),
+        detail: detail.to_string(),
+        ..Default::default()
+    };
+    state.auditor.record_durable(entry).await?;
+    retention::prune(state.store.as_ref(), &public_key, last).await?;
+    Ok(Some((path, last - first + 1)))
 }

@@ -1,4 +1,6 @@
-//! The audit log in PostgreSQL: one chain for every node.
+//! The audit log in PostgreSQL: one chain for every node, compact as in
+//! SQLite (strings by id, see [`crate::audit_strings`]; no previous hash;
+//! no time index: a time bound is found by bisecting the sequence).
 //!
 //! An append takes a transaction-scoped advisory lock, so appends run one
 //! at a time, and writes only a batch whose first entry chains onto the
@@ -6,10 +8,12 @@
 //! head's sequence number and writes nothing.
 
 use super::u64_of;
+use crate::audit_strings::{FIELDS, Strings, fields, link, set_fields, unlinked};
 use crate::{AuditQuery, StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Postgres, Row};
+use std::collections::{HashMap, HashSet};
 
 /// The advisory lock appends hold (`kwaudit1`): per database, so two
 /// keyward databases on one server do not wait on each other.
@@ -18,65 +22,75 @@ const AUDIT_LOCK: i64 = 0x6b77_6175_6469_7431;
 /// Entries per multi-row statement.
 const CHUNK: usize = 64;
 
-fn entry_of(r: &PgRow) -> AuditEntry {
-    AuditEntry {
-        seq: u64_of(r.get("seq")),
-        time_ms: r.get("time_ms"),
-        request_id: r.get("request_id"),
-        key_id: r.get("key_id"),
-        ip: r.get("ip"),
-        action: r.get("action"),
-        target: r.get("target"),
-        class: r.get("class"),
-        decision: r.get("decision"),
-        code: r.get("code"),
-        detail: r.get("detail"),
-        prev_hash: r.get("prev_hash"),
-        hash: r.get("hash"),
-    }
-}
-
-/// `($1, …, $13), ($14, …)` for `rows` entries.
+/// `($1, …, $12), ($13, …)` for `rows` entries.
 fn placeholders(rows: usize) -> String {
     (0..rows)
         .map(|r| {
-            let cols: Vec<String> = (1..=13).map(|c| format!("${}", r * 13 + c)).collect();
+            let cols: Vec<String> = (1..=12).map(|c| format!("${}", r * 12 + c)).collect();
             format!("({})", cols.join(", "))
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-pub(super) async fn append(pool: &PgPool, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) -> StoreResult<()> {
+/// The ids of `values`, adding the new ones inside the caller's transaction.
+async fn ids_of(
+    strings: &Strings,
+    c: &mut PgConnection,
+    values: Vec<String>,
+) -> StoreResult<(HashMap<String, i64>, Vec<(String, i64)>)> {
+    let mut out = HashMap::new();
+    let mut learnt = Vec::new();
+    for v in values {
+        if out.contains_key(&v) {
+            continue;
+        }
+        if let Some(id) = strings.id(&v) {
+            out.insert(v, id);
+            continue;
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_strings (value) VALUES ($1)
+             ON CONFLICT (value) DO UPDATE SET value = EXCLUDED.value RETURNING id",
+        )
+        .bind(&v)
+        .fetch_one(&mut *c)
+        .await?;
+        learnt.push((v.clone(), id));
+        out.insert(v, id);
+    }
+    Ok((out, learnt))
+}
+
+pub(super) async fn append(
+    pool: &PgPool,
+    strings: &Strings,
+    entries: &[AuditEntry],
+    checkpoint: Option<&Checkpoint>,
+) -> StoreResult<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *tx).await?;
     if let Some(first) = entries.first() {
-        let (seq, hash) = head(&mut *tx).await?.unwrap_or_else(|| (0, genesis()));
+        let (seq, hash) = head(&mut tx).await?.unwrap_or_else(|| (0, genesis()));
         if first.seq != seq.saturating_add(1) || first.prev_hash != hash {
             return Err(StoreError::Conflict { current: seq });
         }
     }
+    let values: Vec<String> = entries.iter().flat_map(|e| fields(e).map(str::to_string)).collect();
+    let (ids, learnt) = ids_of(strings, &mut tx, values).await?;
     for chunk in entries.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO audit_log (seq, time_ms, request_id, key_id, ip, action, target, class, decision, code, detail, prev_hash, hash) VALUES {}",
+            "INSERT INTO audit_entries (seq, time_ms, request_id, {}, detail, hash) VALUES {}",
+            FIELDS.join(", "),
             placeholders(chunk.len())
         );
         let mut q = sqlx::query(&sql);
         for e in chunk {
-            q = q
-                .bind(e.seq as i64)
-                .bind(e.time_ms)
-                .bind(&e.request_id)
-                .bind(&e.key_id)
-                .bind(&e.ip)
-                .bind(&e.action)
-                .bind(&e.target)
-                .bind(&e.class)
-                .bind(&e.decision)
-                .bind(&e.code)
-                .bind(&e.detail)
-                .bind(&e.prev_hash)
-                .bind(&e.hash);
+            q = q.bind(e.seq as i64).bind(e.time_ms).bind(&e.request_id);
+            for f in fields(e) {
+                q = q.bind(ids[f]);
+            }
+            q = q.bind(&e.detail).bind(&e.hash);
         }
         q.execute(&mut *tx).await?;
     }
@@ -94,33 +108,178 @@ pub(super) async fn append(pool: &PgPool, entries: &[AuditEntry], checkpoint: Op
         .await?;
     }
     tx.commit().await?;
+    strings.learn(learnt);
     Ok(())
 }
 
-pub(super) async fn head<'e, E: sqlx::PgExecutor<'e>>(ex: E) -> StoreResult<Option<(u64, Vec<u8>)>> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(ex).await?;
+/// The newest entry's sequence number and hash, else the base's.
+pub(super) async fn head(c: &mut PgConnection) -> StoreResult<Option<(u64, Vec<u8>)>> {
+    let row =
+        sqlx::query("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *c).await?;
+    if let Some(r) = row {
+        return Ok(Some((u64_of(r.get("seq")), r.get("hash"))));
+    }
+    base(c).await
+}
+
+/// The last entry a prune removed.
+pub(super) async fn base(c: &mut PgConnection) -> StoreResult<Option<(u64, Vec<u8>)>> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_base WHERE id = 1").fetch_optional(c).await?;
     Ok(row.map(|r| (u64_of(r.get("seq")), r.get("hash"))))
 }
 
-pub(super) async fn entries(pool: &PgPool, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+async fn id_of(pool: &PgPool, strings: &Strings, value: &str) -> StoreResult<Option<i64>> {
+    if let Some(id) = strings.id(value) {
+        return Ok(Some(id));
+    }
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM audit_strings WHERE value = $1").bind(value).fetch_optional(pool).await?;
+    if let Some(id) = id {
+        strings.learn([(value.to_string(), id)]);
+    }
+    Ok(id)
+}
+
+async fn filter(pool: &PgPool, strings: &Strings, v: &Option<String>) -> StoreResult<Option<Option<i64>>> {
+    match v {
+        None => Ok(Some(None)),
+        Some(v) => Ok(id_of(pool, strings, v).await?.map(Some)),
+    }
+}
+
+/// See the SQLite backend's `seq_at`.
+async fn seq_at(pool: &PgPool, time_ms: i64, after: bool) -> StoreResult<Option<u64>> {
+    let bounds = sqlx::query("SELECT min(seq) AS lo, max(seq) AS hi FROM audit_entries").fetch_one(pool).await?;
+    let (Some(mut lo), Some(mut hi)) = (bounds.get::<Option<i64>, _>("lo"), bounds.get::<Option<i64>, _>("hi")) else {
+        return Ok(None);
+    };
+    let time_of = |seq: i64| {
+        sqlx::query_scalar::<Postgres, i64>("SELECT time_ms FROM audit_entries WHERE seq >= $1 ORDER BY seq LIMIT 1")
+            .bind(seq)
+            .fetch_one(pool)
+    };
+    if after {
+        hi += 1;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if time_of(mid).await? >= time_ms { hi = mid } else { lo = mid + 1 }
+        }
+    } else {
+        lo -= 1;
+        while lo < hi {
+            let mid = lo + (hi - lo + 1) / 2;
+            if time_of(mid).await? <= time_ms { lo = mid } else { hi = mid - 1 }
+        }
+    }
+    Ok(Some(u64_of(lo)))
+}
+
+fn row_ids(r: &PgRow) -> [i64; 7] {
+    FIELDS.map(|f| r.get::<i64, _>(f))
+}
+
+pub(super) async fn entries(pool: &PgPool, strings: &Strings, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+    let mut from = q.from_seq.unwrap_or(0);
+    let mut to = u64::MAX;
+    if let Some(since) = q.since_ms {
+        from = from.max(seq_at(pool, since, true).await?.unwrap_or(0));
+    }
+    if let Some(until) = q.until_ms {
+        to = seq_at(pool, until, false).await?.unwrap_or(0);
+    }
+    let (Some(key), Some(decision)) =
+        (filter(pool, strings, &q.key_id).await?, filter(pool, strings, &q.decision).await?)
+    else {
+        return Ok(Vec::new());
+    };
     let order = if q.newest { "DESC" } else { "ASC" };
     let rows = sqlx::query(&format!(
-        "SELECT * FROM audit_log WHERE seq >= $1 AND time_ms >= $2 AND time_ms <= $3
-         AND ($4::text IS NULL OR key_id = $4) AND ($5::text IS NULL OR starts_with(target, $5))
-         AND ($6::text IS NULL OR decision = $6) ORDER BY seq {order} LIMIT $7"
+        "SELECT seq, time_ms, request_id, {}, detail, hash FROM audit_entries
+         WHERE seq >= $1 AND seq <= $2 AND time_ms >= $3 AND time_ms <= $4
+         AND ($5::bigint IS NULL OR key_id = $5) AND ($6::bigint IS NULL OR decision = $6)
+         AND ($7::text IS NULL OR target IN (SELECT id FROM audit_strings WHERE starts_with(value, $7)))
+         ORDER BY seq {order} LIMIT $8",
+        FIELDS.join(", ")
     ))
-    .bind(q.from_seq.unwrap_or(0).min(i64::MAX as u64) as i64)
+    .bind(from.min(i64::MAX as u64) as i64)
+    .bind(to.min(i64::MAX as u64) as i64)
     .bind(q.since_ms.unwrap_or(i64::MIN))
     .bind(q.until_ms.unwrap_or(i64::MAX))
-    .bind(&q.key_id)
+    .bind(key)
+    .bind(decision)
     .bind(&q.target_prefix)
-    .bind(&q.decision)
     .bind(q.limit.min(i64::MAX as u64) as i64)
     .fetch_all(pool)
     .await?;
-    let mut out: Vec<AuditEntry> = rows.iter().map(entry_of).collect();
+    let values = values_of(pool, strings, rows.iter().flat_map(row_ids)).await?;
+    let mut out: Vec<AuditEntry> = rows
+        .iter()
+        .map(|r| {
+            let mut e = AuditEntry {
+                seq: u64_of(r.get("seq")),
+                time_ms: r.get("time_ms"),
+                request_id: r.get("request_id"),
+                detail: r.get("detail"),
+                hash: r.get("hash"),
+                ..Default::default()
+            };
+            set_fields(&mut e, row_ids(r).map(|id| values.get(&id).cloned().unwrap_or_default()));
+            e
+        })
+        .collect();
     if q.newest {
         out.reverse();
+    }
+    let lookup = hashes(pool, &unlinked(&out)).await?;
+    link(&mut out, &lookup);
+    Ok(out)
+}
+
+async fn values_of(
+    pool: &PgPool,
+    strings: &Strings,
+    ids: impl IntoIterator<Item = i64>,
+) -> StoreResult<HashMap<i64, String>> {
+    let mut out = HashMap::new();
+    let mut missing: Vec<i64> = Vec::new();
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            continue;
+        }
+        match strings.value(id) {
+            Some(v) => {
+                out.insert(id, v);
+            }
+            None => missing.push(id),
+        }
+    }
+    if !missing.is_empty() {
+        let rows = sqlx::query("SELECT id, value FROM audit_strings WHERE id = ANY($1)")
+            .bind(&missing)
+            .fetch_all(pool)
+            .await?;
+        let pairs: Vec<(String, i64)> = rows.iter().map(|r| (r.get("value"), r.get("id"))).collect();
+        out.extend(pairs.iter().map(|(v, id)| (*id, v.clone())));
+        strings.learn(pairs);
+    }
+    Ok(out)
+}
+
+async fn hashes(pool: &PgPool, seqs: &[u64]) -> StoreResult<HashMap<u64, Vec<u8>>> {
+    let mut out = HashMap::new();
+    if seqs.is_empty() {
+        return Ok(out);
+    }
+    let mut c = pool.acquire().await?;
+    if let Some((seq, hash)) = base(&mut c).await? {
+        out.insert(seq, hash);
+    }
+    let list: Vec<i64> = seqs.iter().map(|s| *s as i64).collect();
+    for r in
+        sqlx::query("SELECT seq, hash FROM audit_entries WHERE seq = ANY($1)").bind(&list).fetch_all(&mut *c).await?
+    {
+        out.insert(u64_of(r.get("seq")), r.get("hash"));
     }
     Ok(out)
 }
@@ -137,4 +296,35 @@ pub(super) async fn checkpoints(pool: &PgPool) -> StoreResult<Vec<Checkpoint>> {
             signature: r.get("signature"),
         })
         .collect())
+}
+
+/// See [`crate::Store::audit_prune`]; under the append lock.
+pub(super) async fn prune(pool: &PgPool, through: u64) -> StoreResult<u64> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *tx).await?;
+    let at = through.min(i64::MAX as u64) as i64;
+    let checkpointed: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_checkpoints WHERE seq = $1")
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let hash: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT hash FROM audit_entries WHERE seq = $1").bind(at).fetch_optional(&mut *tx).await?;
+    let (Some(checkpointed), Some(hash)) = (checkpointed, hash) else {
+        return Err(StoreError::Refused(format!("entry {through} is not a stored, checkpointed entry")));
+    };
+    if checkpointed != keyward_core::keyring::hex_encode(&hash) {
+        return Err(StoreError::Corrupt(format!("the checkpoint at entry {through} does not match the entry")));
+    }
+    sqlx::query(
+        "INSERT INTO audit_base (id, seq, hash) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash",
+    )
+    .bind(at)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?;
+    let removed = sqlx::query("DELETE FROM audit_entries WHERE seq <= $1").bind(at).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1").bind(at).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(removed.rows_affected())
 }

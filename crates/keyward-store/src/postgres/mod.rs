@@ -73,6 +73,8 @@ pub struct PgStore {
     changes: broadcast::Sender<Change>,
     /// Dropped with the last clone: the listener task then ends.
     _alive: Arc<oneshot::Sender<()>>,
+    /// The audit log's strings (see [`crate::audit_strings`]).
+    strings: Arc<crate::audit_strings::Strings>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -105,7 +107,7 @@ impl PgStore {
         let (alive, stop) = oneshot::channel();
         let listener = listen::subscribe(&pool).await?;
         tokio::spawn(listen::run(pool.clone(), listener, node.clone(), changes.clone(), stop));
-        Ok(Self { pool, node, changes, _alive: Arc::new(alive) })
+        Ok(Self { pool, node, changes, _alive: Arc::new(alive), strings: Default::default() })
     }
 
     /// This node's id (16 hex characters, new at every connect): the
@@ -315,19 +317,45 @@ impl Store for PgStore {
     }
 
     async fn append_audit(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) -> StoreResult<()> {
-        audit::append(&self.pool, entries, checkpoint).await
+        audit::append(&self.pool, &self.strings, entries, checkpoint).await
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {
-        audit::head(&self.pool).await
+        audit::head(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn audit_base(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {
+        audit::base(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn audit_prune(&self, through: u64) -> StoreResult<u64> {
+        audit::prune(&self.pool, through).await
     }
 
     async fn audit_entries(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
-        audit::entries(&self.pool, q).await
+        audit::entries(&self.pool, &self.strings, q).await
     }
 
     async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
         audit::checkpoints(&self.pool).await
+    }
+
+    async fn meta(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = $1").bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    async fn put_meta(&self, name: &str, value: &str) -> StoreResult<()> {
+        if name == "seal" {
+            return Err(StoreError::Refused("the seal record is written by initialize".into()));
+        }
+        sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn insert_namespace(&self, ns: &NamespaceRecord) -> StoreResult<()> {

@@ -7,12 +7,13 @@ use crate::{
     SecretMeta, Store, StoreError, StoreResult, VersionRecord,
 };
 use async_trait::async_trait;
-use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
+use keyward_core::audit::{AuditEntry, Checkpoint};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 
+mod audit;
 mod secrets;
 mod snapshot;
 
@@ -22,6 +23,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The audit log's strings (see [`crate::audit_strings`]).
+    strings: std::sync::Arc<crate::audit_strings::Strings>,
     /// Where snapshots are staged: beside the database (the temp dir in memory).
     dir: std::path::PathBuf,
 }
@@ -58,7 +61,7 @@ impl SqliteStore {
 
     async fn migrated(pool: SqlitePool, dir: std::path::PathBuf) -> StoreResult<Self> {
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, dir })
+        Ok(Self { pool, dir, strings: Default::default() })
     }
 
     /// The pool, for the PostgreSQL backend's snapshots (rows copied into a
@@ -278,118 +281,45 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) -> StoreResult<()> {
-        // IMMEDIATE: the write lock from the start, so the head read below
-        // cannot go stale before the insert (WAL would refuse the upgrade).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Only onto the stored head (rows edited underneath move it): the
-        // writer chains the batch onto what is stored and tries again.
-        if let Some(first) = entries.first() {
-            let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-            let (seq, hash) =
-                row.map(|r| (u64_of(r.get("seq")), r.get::<Vec<u8>, _>("hash"))).unwrap_or_else(|| (0, genesis()));
-            if first.seq != seq.saturating_add(1) || first.prev_hash != hash {
-                return Err(StoreError::Conflict { current: seq });
-            }
-        }
-        // Multi-row statements: one round through SQLite per 64 entries.
-        for chunk in entries.chunks(64) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO audit_log (seq, time_ms, request_id, key_id, ip, action, target, class, decision, code, detail, prev_hash, hash) VALUES {rows}"
-            );
-            let mut q = sqlx::query(&sql);
-            for e in chunk {
-                q = q
-                    .bind(e.seq as i64)
-                    .bind(e.time_ms)
-                    .bind(&e.request_id)
-                    .bind(&e.key_id)
-                    .bind(&e.ip)
-                    .bind(&e.action)
-                    .bind(&e.target)
-                    .bind(&e.class)
-                    .bind(&e.decision)
-                    .bind(&e.code)
-                    .bind(&e.detail)
-                    .bind(&e.prev_hash)
-                    .bind(&e.hash);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        if let Some(c) = checkpoint {
-            sqlx::query("INSERT OR REPLACE INTO audit_checkpoints (seq, hash, time_ms, signature) VALUES (?, ?, ?, ?)")
-                .bind(c.seq as i64)
-                .bind(&c.hash)
-                .bind(c.time_ms)
-                .bind(&c.signature)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        audit::append(self, entries, checkpoint).await
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {
-        let row =
-            sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
-        Ok(row.map(|r| (u64_of(r.get("seq")), r.get("hash"))))
+        audit::head(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn audit_base(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {
+        audit::base(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn audit_prune(&self, through: u64) -> StoreResult<u64> {
+        audit::prune(self, through).await
     }
 
     async fn audit_entries(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
-        let order = if q.newest { "DESC" } else { "ASC" };
-        let rows = sqlx::query(&format!(
-            "SELECT * FROM audit_log WHERE seq >= ?1 AND time_ms >= ?2 AND time_ms <= ?3
-             AND (?4 IS NULL OR key_id = ?4) AND (?5 IS NULL OR substr(target, 1, length(?5)) = ?5)
-             AND (?6 IS NULL OR decision = ?6) ORDER BY seq {order} LIMIT ?7"
-        ))
-        .bind(q.from_seq.unwrap_or(0) as i64)
-        .bind(q.since_ms.unwrap_or(i64::MIN))
-        .bind(q.until_ms.unwrap_or(i64::MAX))
-        .bind(&q.key_id)
-        .bind(&q.target_prefix)
-        .bind(&q.decision)
-        .bind(q.limit.min(i64::MAX as u64) as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out: Vec<AuditEntry> = rows
-            .iter()
-            .map(|r| AuditEntry {
-                seq: u64_of(r.get("seq")),
-                time_ms: r.get("time_ms"),
-                request_id: r.get("request_id"),
-                key_id: r.get("key_id"),
-                ip: r.get("ip"),
-                action: r.get("action"),
-                target: r.get("target"),
-                class: r.get("class"),
-                decision: r.get("decision"),
-                code: r.get("code"),
-                detail: r.get("detail"),
-                prev_hash: r.get("prev_hash"),
-                hash: r.get("hash"),
-            })
-            .collect();
-        if q.newest {
-            out.reverse();
-        }
-        Ok(out)
+        audit::entries(self, q).await
     }
 
     async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        let rows = sqlx::query("SELECT seq, hash, time_ms, signature FROM audit_checkpoints ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Checkpoint {
-                seq: u64_of(r.get("seq")),
-                hash: r.get("hash"),
-                time_ms: r.get("time_ms"),
-                signature: r.get("signature"),
-            })
-            .collect())
+        audit::checkpoints(self).await
+    }
+
+    async fn meta(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = ?").bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    async fn put_meta(&self, name: &str, value: &str) -> StoreResult<()> {
+        if name == "seal" {
+            return Err(StoreError::Refused("the seal record is written by initialize".into()));
+        }
+        sqlx::query(
+            "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn insert_namespace(&self, ns: &NamespaceRecord) -> StoreResult<()> {

@@ -281,7 +281,40 @@ pub async fn audit_chain(f: &Fixture) {
     store.append_audit(&[], Some(&later)).await.unwrap();
     cp.signature = "s1-again".into();
     store.append_audit(&[], Some(&cp)).await.unwrap();
-    assert_eq!(store.audit_checkpoints().await.unwrap(), [cp, later]);
+    assert_eq!(store.audit_checkpoints().await.unwrap(), [cp.clone(), later]);
+
+    // Each entry of a filtered read still carries the hash before it.
+    let all = q(AuditQuery::default()).await;
+    for e in q(AuditQuery { key_id: Some("key_b".into()), ..Default::default() }).await {
+        let before = if e.seq == 1 { keyward_core::audit::genesis() } else { all[e.seq as usize - 2].hash.clone() };
+        assert_eq!(e.prev_hash, before, "entry {}", e.seq);
+    }
+
+    // Pruning: only up to an entry with a checkpoint that matches it.
+    assert!(matches!(store.audit_prune(105).await, Err(StoreError::Refused(_))), "no checkpoint at 105");
+    assert!(matches!(store.audit_prune(100).await, Err(StoreError::Corrupt(_))), "the checkpoint does not match");
+    assert!(matches!(store.audit_prune(500).await, Err(StoreError::Refused(_))), "past the log");
+    cp.hash = keyward_core::keyring::hex_encode(&first[99].hash);
+    store.append_audit(&[], Some(&cp)).await.unwrap();
+    assert!(store.audit_base().await.unwrap().is_none());
+    assert_eq!(store.audit_prune(100).await.unwrap(), 100);
+    assert_eq!(store.audit_base().await.unwrap(), Some((100, first[99].hash.clone())));
+    assert_eq!(store.audit_head().await.unwrap().unwrap().0, 110, "the head stays");
+    let rest = q(AuditQuery::default()).await;
+    assert_eq!(seqs(rest.clone()), (101..=110).collect::<Vec<_>>());
+    assert!(verify_chain(&rest, 101, &first[99].hash).is_ok(), "chained onto the base");
+    assert_eq!(store.audit_checkpoints().await.unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [100, 110]);
+    // Appends go on after the base.
+    let third = audit_batch(store.audit_head().await.unwrap(), 3, "three");
+    store.append_audit(&third, None).await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap().unwrap().0, 113);
+
+    // The meta table: any name but the seal's.
+    assert_eq!(store.meta("audit_verified").await.unwrap(), None);
+    store.put_meta("audit_verified", "110").await.unwrap();
+    store.put_meta("audit_verified", "113").await.unwrap();
+    assert_eq!(store.meta("audit_verified").await.unwrap().as_deref(), Some("113"));
+    assert!(matches!(store.put_meta("seal", "x").await, Err(StoreError::Refused(_))));
 }
 
 /// A snapshot whose schema is not the current one is refused by both

@@ -26,16 +26,45 @@ pub enum AuditCommand {
     },
     /// Check the hash chain and every signed checkpoint; name the first broken entry.
     ///
-    /// With --anchor FILE (a checkpoint kept elsewhere, from `keyward audit
-    /// anchor` or a JSON-lines sink) it also catches a log cut back to an
-    /// earlier point.
+    /// The database's log is walked from its start (after the entries
+    /// archived), in constant memory. With --archive FILE (repeat, any
+    /// order) each archive is verified on its own and the archives and the
+    /// database as one chain. With --anchor FILE (a checkpoint kept
+    /// elsewhere, from `keyward audit anchor` or a JSON-lines sink) it also
+    /// catches a log cut back to an earlier point. With --since-checkpoint
+    /// the walk starts at the checkpoint the last verification reached.
     Verify {
         /// A checkpoint kept outside keyward.
         #[arg(long)]
         anchor: Option<std::path::PathBuf>,
+        /// An archive written by `keyward audit archive` or --audit-retain (repeat).
+        #[arg(long = "archive")]
+        archives: Vec<std::path::PathBuf>,
+        /// Start at the checkpoint the last verification reached.
+        #[arg(long)]
+        since_checkpoint: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Move old entries into an archive file, then prune them from the database.
+    ///
+    /// The archive (gzip, JSON lines) holds every entry after the last
+    /// archive up to the newest signed checkpoint made before --before, with
+    /// the checkpoints that vouch for them: it verifies on its own (`audit
+    /// verify --archive FILE`). It is written, synced and read back whole
+    /// before anything is pruned; the prune is on the log. Needs audit:read
+    /// to read, sys:admin to prune.
+    Archive {
+        /// Entries older than this (30d, 12h, or RFC 3339).
+        #[arg(long)]
+        before: String,
+        /// The archive file to write (never overwritten).
+        #[arg(long)]
+        to: std::path::PathBuf,
+        /// Write the archive but keep the entries in the database.
+        #[arg(long)]
+        keep: bool,
     },
     /// Print the latest signed checkpoint (keep it elsewhere as an anchor).
     Anchor,
@@ -96,7 +125,10 @@ pub async fn run(cmd: AuditCommand, conn: &Connection) -> Result<()> {
     match cmd {
         AuditCommand::Tail(a) => tail(&c, a).await,
         AuditCommand::Export { format, since, until } => export(&c, &format, since, until).await,
-        AuditCommand::Verify { anchor, json } => verify(&c, anchor, json).await,
+        AuditCommand::Verify { anchor, archives, since_checkpoint, json } => {
+            verify(&c, anchor, &archives, since_checkpoint, json).await
+        }
+        AuditCommand::Archive { before, to, keep } => crate::cmd::audit_archive::archive(&c, &before, &to, keep).await,
         AuditCommand::Anchor => anchor(&c).await,
     }
 }
@@ -189,17 +221,43 @@ fn read_anchor(f: &std::path::Path) -> Result<Value> {
         .context("no checkpoint in the anchor file")
 }
 
-async fn verify(c: &Client, anchor: Option<std::path::PathBuf>, json: bool) -> Result<()> {
-    let body = anchor.map(|f| read_anchor(&f)).transpose()?.map(|a| json!({ "anchor": a }));
-    let out = c.call(Method::POST, "/v1/audit/verify", body.as_ref()).await?;
+async fn verify(
+    c: &Client,
+    anchor: Option<std::path::PathBuf>,
+    archives: &[std::path::PathBuf],
+    since_checkpoint: bool,
+    json: bool,
+) -> Result<()> {
+    let anchor = anchor.map(|f| read_anchor(&f)).transpose()?;
+    let body = json!({ "anchor": anchor, "since_checkpoint": since_checkpoint });
+    let mut out = c.call(Method::POST, "/v1/audit/verify", Some(&body)).await?;
+    let mut archived = 0u64;
+    if !archives.is_empty() && out["ok"] == json!(true) {
+        let summaries = crate::cmd::audit_archive::across(archives, &out)?;
+        archived = summaries.iter().map(|s| s.header.entries).sum();
+        out["archives"] = serde_json::to_value(&summaries)?;
+        if let Some(first) = summaries.first().filter(|s| s.header.first_seq > 1) {
+            out["note"] = json!(format!(
+                "the archives start at entry {}: the ones before were not given",
+                first.header.first_seq
+            ));
+        }
+    }
     if json {
         print_json(&out)?;
     } else if out["ok"] == json!(true) {
+        let from = out["from_seq"].as_u64().unwrap_or(1);
+        let start = if archived > 0 || from <= 1 { String::new() } else { format!(" from entry {from}") };
         println!(
-            "audit log intact: {} entries, {} signed checkpoints",
+            "audit log intact{start}: {} entries in the database{}, {} signed checkpoints ({}/s)",
             cell(&out["entries"]),
-            cell(&out["checkpoints"])
+            if archived > 0 { format!(" and {archived} in {} archive(s)", archives.len()) } else { String::new() },
+            cell(&out["checkpoints"]),
+            cell(&out["entries_per_second"])
         );
+        if let Some(n) = out["note"].as_str() {
+            println!("note: {n}");
+        }
     } else {
         for p in out["problems"].as_array().into_iter().flatten() {
             println!("entry {}: {}", cell(&p["seq"]), cell(&p["reason"]));

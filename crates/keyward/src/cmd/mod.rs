@@ -3,6 +3,7 @@
 pub mod account;
 pub mod approvals;
 pub mod audit;
+mod audit_archive;
 mod backup;
 pub mod database;
 pub mod key;

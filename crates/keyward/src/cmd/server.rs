@@ -162,6 +162,17 @@ pub struct ServerArgs {
     /// with a metric and an alert when it fails [default: 24h].
     #[arg(long)]
     account_check_every: Option<String>,
+    /// Keep audit entries in the database this long (90d); older ones are
+    /// archived to --audit-archive-dir (gzip JSON lines that verify on
+    /// their own, up to the last signed checkpoint) and pruned, each hour.
+    #[arg(long, requires = "audit_archive_dir")]
+    audit_retain: Option<String>,
+    /// Where --audit-retain writes archives (keyward-audit-FIRST-LAST.jsonl.gz).
+    #[arg(long, requires = "audit_retain")]
+    audit_archive_dir: Option<PathBuf>,
+    /// How often the retention schedule looks [default: 1h].
+    #[arg(long, hide = true)]
+    audit_archive_every: Option<String>,
     /// Tests only: the clock is set through POST /v1/sys/test-clock.
     #[arg(long, hide = true)]
     test_clock: bool,
@@ -206,6 +217,8 @@ struct FileConfig {
     #[serde(default)]
     egress_ips: Vec<std::net::IpAddr>,
     account_check_every: Option<String>,
+    audit_retain: Option<String>,
+    audit_archive_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -291,6 +304,26 @@ fn incident_settings(
     Ok((approvals, egress, check_every))
 }
 
+/// `--audit-retain` and `--audit-archive-dir`, from the flags or the file (both or neither).
+fn audit_retention(a: &ServerArgs, file: &FileConfig) -> Result<Option<keyward_server::AuditRetention>> {
+    let retain = a.audit_retain.as_ref().or(file.audit_retain.as_ref());
+    let dir = a.audit_archive_dir.as_ref().or(file.audit_archive_dir.as_ref());
+    match (retain, dir) {
+        (None, None) => Ok(None),
+        (Some(r), Some(d)) => Ok(Some(keyward_server::AuditRetention {
+            retain: secs("--audit-retain", r)?,
+            dir: d.clone(),
+            every: a
+                .audit_archive_every
+                .as_ref()
+                .map(|e| secs("--audit-archive-every", e))
+                .transpose()?
+                .unwrap_or(Duration::from_secs(3600)),
+        })),
+        _ => bail!("--audit-retain and --audit-archive-dir go together"),
+    }
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(a: ServerArgs) -> Result<()> {
     let file: FileConfig = match &a.config {
@@ -302,6 +335,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
     };
     let connections = connection_limits(&a, &file)?;
     let (approvals, egress_ips, account_check_every) = incident_settings(&a, &file)?;
+    let audit_retention = audit_retention(&a, &file)?;
     init_logging(a.log.or(file.log))?;
 
     let defaults = ThrottleConfig::default();
@@ -367,6 +401,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         approvals,
         egress_ips,
         account_check_every,
+        audit_retention,
         ..RuntimeConfig::default()
     };
     if connections.idle <= runtime.upstream_timeout {

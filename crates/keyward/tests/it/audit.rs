@@ -23,11 +23,20 @@ fn verify(s: &Server, anchor: Option<&Value>) -> Value {
     v
 }
 
+/// Entry `seq` as stored (its strings by id in `audit_strings`; its
+/// previous hash is the entry before's).
 fn row(db: &std::path::Path, seq: u64) -> AuditEntry {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        let r = sqlx::query("SELECT * FROM audit_log WHERE seq = ?").bind(seq as i64).fetch_one(&mut c).await.unwrap();
+        let q = "SELECT e.time_ms, e.request_id, e.detail, e.hash,
+                 (SELECT value FROM audit_strings WHERE id = e.key_id) AS key_id, (SELECT value FROM audit_strings WHERE id = e.ip) AS ip,
+                 (SELECT value FROM audit_strings WHERE id = e.action) AS action, (SELECT value FROM audit_strings WHERE id = e.target) AS target,
+                 (SELECT value FROM audit_strings WHERE id = e.class) AS class, (SELECT value FROM audit_strings WHERE id = e.decision) AS decision,
+                 (SELECT value FROM audit_strings WHERE id = e.code) AS code,
+                 (SELECT hash FROM audit_entries WHERE seq = e.seq - 1) AS prev_hash
+                 FROM audit_entries e WHERE e.seq = ?";
+        let r = sqlx::query(q).bind(seq as i64).fetch_one(&mut c).await.unwrap();
         AuditEntry {
             seq,
             time_ms: r.get("time_ms"),
@@ -40,7 +49,7 @@ fn row(db: &std::path::Path, seq: u64) -> AuditEntry {
             decision: r.get("decision"),
             code: r.get("code"),
             detail: r.get("detail"),
-            prev_hash: r.get("prev_hash"),
+            prev_hash: r.get::<Option<Vec<u8>>, _>("prev_hash").unwrap_or_else(keyward_core::audit::genesis),
             hash: r.get("hash"),
         }
     })
@@ -116,17 +125,29 @@ fn each_tamper_mode_names_the_first_broken_entry() {
     }
     type Tamper = fn(&std::path::Path);
     let modes: [(&str, Tamper, u64); 4] = [
-        ("edit", |db| sql(db, &["UPDATE audit_log SET target = 'innocent' WHERE seq = 5"]), 5),
-        ("delete", |db| sql(db, &["DELETE FROM audit_log WHERE seq = 5"]), 5),
+        (
+            "edit",
+            |db| {
+                sql(
+                    db,
+                    &[
+                        "INSERT OR IGNORE INTO audit_strings (value) VALUES ('innocent')",
+                        "UPDATE audit_entries SET target = (SELECT id FROM audit_strings WHERE value = 'innocent') WHERE seq = 5",
+                    ],
+                )
+            },
+            5,
+        ),
+        ("delete", |db| sql(db, &["DELETE FROM audit_entries WHERE seq = 5"]), 5),
         (
             "reorder",
             |db| {
                 sql(
                     db,
                     &[
-                        "UPDATE audit_log SET seq = -5 WHERE seq = 5",
-                        "UPDATE audit_log SET seq = 5 WHERE seq = 6",
-                        "UPDATE audit_log SET seq = 6 WHERE seq = -5",
+                        "UPDATE audit_entries SET seq = -5 WHERE seq = 5",
+                        "UPDATE audit_entries SET seq = 5 WHERE seq = 6",
+                        "UPDATE audit_entries SET seq = 6 WHERE seq = -5",
                     ],
                 )
             },
@@ -139,17 +160,31 @@ fn each_tamper_mode_names_the_first_broken_entry() {
                 let mut forged =
                     AuditEntry { action: "secrets.get".into(), target: "nothing/to/see".into(), ..before.clone() };
                 forged.chain_after(4, &before.hash);
-                sql(db, &[
-                "UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 5".into(),
-                "UPDATE audit_log SET seq = seq - 999999 WHERE seq >= 1000000".into(),
-                format!(
-                    "INSERT INTO audit_log (seq, time_ms, request_id, key_id, ip, action, target, class, decision, code, detail, prev_hash, hash)
-                     VALUES (5, {}, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', X'{}', X'{}')",
-                    forged.time_ms, forged.request_id, forged.key_id, forged.ip, forged.action, forged.target,
-                    forged.class, forged.decision, forged.code, forged.detail,
-                    keyward_core::keyring::hex_encode(&forged.prev_hash), keyward_core::keyring::hex_encode(&forged.hash)
-                ),
-            ]);
+                let id = |v: &str| format!("(SELECT id FROM audit_strings WHERE value = '{v}')");
+                let mut statements: Vec<String> = [
+                    &forged.key_id,
+                    &forged.ip,
+                    &forged.action,
+                    &forged.target,
+                    &forged.class,
+                    &forged.decision,
+                    &forged.code,
+                ]
+                .iter()
+                .map(|v| format!("INSERT OR IGNORE INTO audit_strings (value) VALUES ('{v}')"))
+                .collect();
+                statements.extend([
+                    "UPDATE audit_entries SET seq = seq + 1000000 WHERE seq >= 5".into(),
+                    "UPDATE audit_entries SET seq = seq - 999999 WHERE seq >= 1000000".into(),
+                    format!(
+                        "INSERT INTO audit_entries (seq, time_ms, request_id, key_id, ip, action, target, class, decision, code, detail, hash)
+                         VALUES (5, {}, '{}', {}, {}, {}, {}, {}, {}, {}, '{}', X'{}')",
+                        forged.time_ms, forged.request_id, id(&forged.key_id), id(&forged.ip), id(&forged.action),
+                        id(&forged.target), id(&forged.class), id(&forged.decision), id(&forged.code), forged.detail,
+                        keyward_core::keyring::hex_encode(&forged.hash)
+                    ),
+                ]);
+                sql(db, &statements);
             },
             6,
         ),
@@ -193,7 +228,7 @@ fn a_log_cut_back_is_caught_by_an_anchor() {
     sql(
         &db,
         &[
-            format!("DELETE FROM audit_log WHERE seq >= {cut_from}"),
+            format!("DELETE FROM audit_entries WHERE seq >= {cut_from}"),
             format!("DELETE FROM audit_checkpoints WHERE seq >= {cut_from}"),
         ],
     );

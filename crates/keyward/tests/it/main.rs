@@ -6,6 +6,7 @@ mod access;
 mod approvals;
 mod at_rest;
 mod audit;
+mod audit_archive;
 mod backup;
 mod bad_input;
 mod ccxt_e2e;

@@ -1,0 +1,94 @@
+//! The audit log's strings, each stored once: an entry names its key id,
+//! address, action, target, class, decision and code by the id of a row of
+//! `audit_strings`. Those seven repeat from entry to entry (a bot reads the
+//! same secret from the same address), so an entry is about 80 bytes on
+//! disk instead of 180. The request id and the detail stay in the entry.
+//!
+//! Both backends keep a bounded cache of the ids they wrote or read; the
+//! database stays the authority. An id learnt inside a transaction is
+//! cached only once the transaction committed, so a rolled-back string is
+//! never named by a later entry.
+
+use keyward_core::audit::AuditEntry;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Cached strings, each way, before the cache starts over.
+const CAP: usize = 65_536;
+
+/// The string fields of an entry, in column order.
+pub(crate) const FIELDS: [&str; 7] = ["key_id", "ip", "action", "target", "class", "decision", "code"];
+
+/// The seven dictionary fields of an entry, in [`FIELDS`] order.
+pub(crate) fn fields(e: &AuditEntry) -> [&str; 7] {
+    [&e.key_id, &e.ip, &e.action, &e.target, &e.class, &e.decision, &e.code]
+}
+
+/// Sets the seven dictionary fields of an entry, in [`FIELDS`] order.
+pub(crate) fn set_fields(e: &mut AuditEntry, values: [String; 7]) {
+    let [key_id, ip, action, target, class, decision, code] = values;
+    (e.key_id, e.ip, e.action, e.target, e.class, e.decision, e.code) =
+        (key_id, ip, action, target, class, decision, code);
+}
+
+/// The cache, both ways.
+#[derive(Debug, Default)]
+pub(crate) struct Strings {
+    ids: Mutex<HashMap<String, i64>>,
+    values: Mutex<HashMap<i64, String>>,
+}
+
+impl Strings {
+    /// The id of `value`, if cached.
+    pub(crate) fn id(&self, value: &str) -> Option<i64> {
+        self.ids.lock().ok()?.get(value).copied()
+    }
+
+    /// The value of `id`, if cached.
+    pub(crate) fn value(&self, id: i64) -> Option<String> {
+        self.values.lock().ok()?.get(&id).cloned()
+    }
+
+    /// Caches committed pairs.
+    pub(crate) fn learn(&self, pairs: impl IntoIterator<Item = (String, i64)>) {
+        let (Ok(mut ids), Ok(mut values)) = (self.ids.lock(), self.values.lock()) else { return };
+        for (value, id) in pairs {
+            if ids.len() >= CAP {
+                ids.clear();
+            }
+            if values.len() >= CAP {
+                values.clear();
+            }
+            values.insert(id, value.clone());
+            ids.insert(value, id);
+        }
+    }
+}
+
+/// Fills each entry's `prev_hash` from the entry before it: the one before
+/// in `entries` when adjacent, else from `lookup` (seq → hash), the base
+/// for the first entry after a prune, or the genesis hash for entry 1.
+pub(crate) fn link(entries: &mut [AuditEntry], lookup: &HashMap<u64, Vec<u8>>) {
+    let mut prev: Option<(u64, Vec<u8>)> = None;
+    for e in entries.iter_mut() {
+        e.prev_hash = match &prev {
+            Some((seq, hash)) if *seq + 1 == e.seq => hash.clone(),
+            _ if e.seq <= 1 => keyward_core::audit::genesis(),
+            _ => lookup.get(&(e.seq - 1)).cloned().unwrap_or_default(),
+        };
+        prev = Some((e.seq, e.hash.clone()));
+    }
+}
+
+/// The sequence numbers whose hash [`link`] needs from elsewhere.
+pub(crate) fn unlinked(entries: &[AuditEntry]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut prev: Option<u64> = None;
+    for e in entries {
+        if e.seq > 1 && prev.is_none_or(|p| p + 1 != e.seq) {
+            out.push(e.seq - 1);
+        }
+        prev = Some(e.seq);
+    }
+    out
+}

@@ -1,0 +1,324 @@
+//! The audit log in SQLite: entries name their strings by id (see
+//! [`crate::audit_strings`]), hold their own hash but not the previous one
+//! (the entry before has it), and carry no time index: time and sequence
+//! rise together, so a time bound is found by bisecting the sequence.
+
+use super::{SqliteStore, u64_of};
+use crate::audit_strings::{FIELDS, fields, link, set_fields, unlinked};
+use crate::{AuditQuery, StoreError, StoreResult};
+use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, SqliteConnection};
+use std::collections::{HashMap, HashSet};
+
+/// Entries per multi-row insert.
+const CHUNK: usize = 64;
+/// Ids per `IN (…)` list.
+const IN_LIST: usize = 500;
+
+/// The last entry's sequence number and hash: the newest entry, else the
+/// base a prune left (its last entry), else nothing.
+pub(super) async fn head(c: &mut SqliteConnection) -> StoreResult<Option<(u64, Vec<u8>)>> {
+    let row =
+        sqlx::query("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *c).await?;
+    if let Some(r) = row {
+        return Ok(Some((u64_of(r.get("seq")), r.get("hash"))));
+    }
+    base(c).await
+}
+
+/// The last entry a prune removed (the log now starts after it).
+pub(super) async fn base(c: &mut SqliteConnection) -> StoreResult<Option<(u64, Vec<u8>)>> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_base WHERE id = 1").fetch_optional(c).await?;
+    Ok(row.map(|r| (u64_of(r.get("seq")), r.get("hash"))))
+}
+
+/// The ids of `values`, adding the new ones to `audit_strings` inside the
+/// caller's transaction; the new pairs are returned for caching after commit.
+async fn ids_of(
+    store: &SqliteStore,
+    c: &mut SqliteConnection,
+    values: impl IntoIterator<Item = String>,
+) -> StoreResult<(HashMap<String, i64>, Vec<(String, i64)>)> {
+    let mut out = HashMap::new();
+    let mut learnt = Vec::new();
+    for v in values {
+        if out.contains_key(&v) {
+            continue;
+        }
+        if let Some(id) = store.strings.id(&v) {
+            out.insert(v, id);
+            continue;
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_strings (value) VALUES (?) ON CONFLICT (value) DO UPDATE SET value = excluded.value RETURNING id",
+        )
+        .bind(&v)
+        .fetch_one(&mut *c)
+        .await?;
+        learnt.push((v.clone(), id));
+        out.insert(v, id);
+    }
+    Ok((out, learnt))
+}
+
+pub(super) async fn append(
+    store: &SqliteStore,
+    entries: &[AuditEntry],
+    checkpoint: Option<&Checkpoint>,
+) -> StoreResult<()> {
+    // IMMEDIATE: the write lock from the start, so the head read below
+    // cannot go stale before the insert (WAL would refuse the upgrade).
+    let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await?;
+    // Only onto the stored head (rows edited underneath move it): the
+    // writer chains the batch onto what is stored and tries again.
+    if let Some(first) = entries.first() {
+        let (seq, hash) = head(&mut tx).await?.unwrap_or_else(|| (0, genesis()));
+        if first.seq != seq.saturating_add(1) || first.prev_hash != hash {
+            return Err(StoreError::Conflict { current: seq });
+        }
+    }
+    let strings: Vec<String> = entries.iter().flat_map(|e| fields(e).map(str::to_string)).collect();
+    let (ids, learnt) = ids_of(store, &mut tx, strings).await?;
+    for chunk in entries.chunks(CHUNK) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO audit_entries (seq, time_ms, request_id, {}, detail, hash) VALUES {rows}",
+            FIELDS.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q.bind(e.seq as i64).bind(e.time_ms).bind(&e.request_id);
+            for f in fields(e) {
+                q = q.bind(ids[f]);
+            }
+            q = q.bind(&e.detail).bind(&e.hash);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    if let Some(c) = checkpoint {
+        sqlx::query("INSERT OR REPLACE INTO audit_checkpoints (seq, hash, time_ms, signature) VALUES (?, ?, ?, ?)")
+            .bind(c.seq as i64)
+            .bind(&c.hash)
+            .bind(c.time_ms)
+            .bind(&c.signature)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    store.strings.learn(learnt);
+    Ok(())
+}
+
+/// The id of a stored string, if it is stored.
+async fn id_of(store: &SqliteStore, value: &str) -> StoreResult<Option<i64>> {
+    if let Some(id) = store.strings.id(value) {
+        return Ok(Some(id));
+    }
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM audit_strings WHERE value = ?")
+        .bind(value)
+        .fetch_optional(&store.pool)
+        .await?;
+    if let Some(id) = id {
+        store.strings.learn([(value.to_string(), id)]);
+    }
+    Ok(id)
+}
+
+/// The smallest sequence number whose entry is at or after `time_ms`
+/// (`after`), or the largest at or before it: entries are chained in time
+/// order, so bisecting the sequence finds it in a few reads.
+async fn seq_at(store: &SqliteStore, time_ms: i64, after: bool) -> StoreResult<Option<u64>> {
+    let bounds = sqlx::query("SELECT min(seq) AS lo, max(seq) AS hi FROM audit_entries").fetch_one(&store.pool).await?;
+    let (Some(mut lo), Some(mut hi)) = (bounds.get::<Option<i64>, _>("lo"), bounds.get::<Option<i64>, _>("hi")) else {
+        return Ok(None);
+    };
+    let time_of = |seq: i64| {
+        sqlx::query_scalar::<Sqlite, i64>("SELECT time_ms FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT 1")
+            .bind(seq)
+            .fetch_one(&store.pool)
+    };
+    if after {
+        // The first seq with time >= time_ms (hi + 1 if none).
+        hi += 1;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if time_of(mid).await? >= time_ms { hi = mid } else { lo = mid + 1 }
+        }
+        Ok(Some(u64_of(lo)))
+    } else {
+        // The last seq with time <= time_ms (lo - 1 if none).
+        lo -= 1;
+        while lo < hi {
+            let mid = lo + (hi - lo + 1) / 2;
+            if time_of(mid).await? <= time_ms { lo = mid } else { hi = mid - 1 }
+        }
+        Ok(Some(u64_of(lo)))
+    }
+}
+
+/// A filter's string id: `Some(None)` for no filter, `None` for a string never stored.
+async fn filter(store: &SqliteStore, v: &Option<String>) -> StoreResult<Option<Option<i64>>> {
+    match v {
+        None => Ok(Some(None)),
+        Some(v) => Ok(id_of(store, v).await?.map(Some)),
+    }
+}
+
+fn row_ids(r: &SqliteRow) -> [i64; 7] {
+    FIELDS.map(|f| r.get::<i64, _>(f))
+}
+
+pub(super) async fn entries(store: &SqliteStore, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+    let mut from = q.from_seq.unwrap_or(0);
+    let mut to = u64::MAX;
+    if let Some(since) = q.since_ms {
+        from = from.max(seq_at(store, since, true).await?.unwrap_or(0));
+    }
+    if let Some(until) = q.until_ms {
+        to = seq_at(store, until, false).await?.unwrap_or(0);
+    }
+    // A filter on a string never stored matches nothing.
+    let (Some(key), Some(decision)) = (filter(store, &q.key_id).await?, filter(store, &q.decision).await?) else {
+        return Ok(Vec::new());
+    };
+    let order = if q.newest { "DESC" } else { "ASC" };
+    let rows = sqlx::query(&format!(
+        "SELECT seq, time_ms, request_id, {}, detail, hash FROM audit_entries
+         WHERE seq >= ?1 AND seq <= ?2 AND time_ms >= ?3 AND time_ms <= ?4
+         AND (?5 IS NULL OR key_id = ?5) AND (?6 IS NULL OR decision = ?6)
+         AND (?7 IS NULL OR target IN (SELECT id FROM audit_strings WHERE substr(value, 1, length(?7)) = ?7))
+         ORDER BY seq {order} LIMIT ?8",
+        FIELDS.join(", ")
+    ))
+    .bind(from.min(i64::MAX as u64) as i64)
+    .bind(to.min(i64::MAX as u64) as i64)
+    .bind(q.since_ms.unwrap_or(i64::MIN))
+    .bind(q.until_ms.unwrap_or(i64::MAX))
+    .bind(key)
+    .bind(decision)
+    .bind(&q.target_prefix)
+    .bind(q.limit.min(i64::MAX as u64) as i64)
+    .fetch_all(&store.pool)
+    .await?;
+    let values = values_of(store, rows.iter().flat_map(row_ids)).await?;
+    let mut out: Vec<AuditEntry> = rows
+        .iter()
+        .map(|r| {
+            let mut e = AuditEntry {
+                seq: u64_of(r.get("seq")),
+                time_ms: r.get("time_ms"),
+                request_id: r.get("request_id"),
+                detail: r.get("detail"),
+                hash: r.get("hash"),
+                ..Default::default()
+            };
+            set_fields(&mut e, row_ids(r).map(|id| values.get(&id).cloned().unwrap_or_default()));
+            e
+        })
+        .collect();
+    if q.newest {
+        out.reverse();
+    }
+    let lookup = hashes(store, &unlinked(&out)).await?;
+    link(&mut out, &lookup);
+    Ok(out)
+}
+
+/// The values of string ids, from the cache or the database.
+async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> StoreResult<HashMap<i64, String>> {
+    let mut out = HashMap::new();
+    let mut missing: Vec<i64> = Vec::new();
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            continue;
+        }
+        match store.strings.value(id) {
+            Some(v) => {
+                out.insert(id, v);
+            }
+            None => missing.push(id),
+        }
+    }
+    for chunk in missing.chunks(IN_LIST) {
+        let list = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT id, value FROM audit_strings WHERE id IN ({list})");
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        let pairs: Vec<(String, i64)> =
+            query.fetch_all(&store.pool).await?.iter().map(|r| (r.get("value"), r.get("id"))).collect();
+        out.extend(pairs.iter().map(|(v, id)| (*id, v.clone())));
+        store.strings.learn(pairs);
+    }
+    Ok(out)
+}
+
+/// The hashes of entries `seqs` (the base's when one is the base).
+async fn hashes(store: &SqliteStore, seqs: &[u64]) -> StoreResult<HashMap<u64, Vec<u8>>> {
+    let mut out = HashMap::new();
+    if seqs.is_empty() {
+        return Ok(out);
+    }
+    let mut c = store.pool.acquire().await?;
+    if let Some((seq, hash)) = base(&mut c).await? {
+        out.insert(seq, hash);
+    }
+    for chunk in seqs.chunks(IN_LIST) {
+        let list = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT seq, hash FROM audit_entries WHERE seq IN ({list})");
+        let mut query = sqlx::query(&sql);
+        for s in chunk {
+            query = query.bind(*s as i64);
+        }
+        for r in query.fetch_all(&mut *c).await? {
+            out.insert(u64_of(r.get("seq")), r.get("hash"));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn checkpoints(store: &SqliteStore) -> StoreResult<Vec<Checkpoint>> {
+    let rows = sqlx::query("SELECT seq, hash, time_ms, signature FROM audit_checkpoints ORDER BY seq")
+        .fetch_all(&store.pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Checkpoint {
+            seq: u64_of(r.get("seq")),
+            hash: r.get("hash"),
+            time_ms: r.get("time_ms"),
+            signature: r.get("signature"),
+        })
+        .collect())
+}
+
+/// Removes every entry up to `through` (a checkpointed entry), and the
+/// checkpoints before it; the base becomes that entry.
+pub(super) async fn prune(store: &SqliteStore, through: u64) -> StoreResult<u64> {
+    let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await?;
+    let at = through.min(i64::MAX as u64) as i64;
+    let checkpointed: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_checkpoints WHERE seq = ?")
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let hash: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT hash FROM audit_entries WHERE seq = ?").bind(at).fetch_optional(&mut *tx).await?;
+    let (Some(checkpointed), Some(hash)) = (checkpointed, hash) else {
+        return Err(StoreError::Refused(format!("entry {through} is not a stored, checkpointed entry")));
+    };
+    if checkpointed != keyward_core::keyring::hex_encode(&hash) {
+        return Err(StoreError::Corrupt(format!("the checkpoint at entry {through} does not match the entry")));
+    }
+    sqlx::query("INSERT OR REPLACE INTO audit_base (id, seq, hash) VALUES (1, ?, ?)")
+        .bind(at)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    let removed = sqlx::query("DELETE FROM audit_entries WHERE seq <= ?").bind(at).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM audit_checkpoints WHERE seq < ?").bind(at).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(removed.rows_affected())
+}
