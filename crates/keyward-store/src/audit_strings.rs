@@ -35,7 +35,7 @@ pub(crate) fn set_fields(e: &mut AuditEntry, values: [String; 7]) {
 #[derive(Debug, Default)]
 pub(crate) struct Strings {
     ids: Mutex<HashMap<String, i64>>,
-    values: Mutex<HashMap<i64, String>>,
+    values: Mutex<IdMap<String>>,
 }
 
 impl Strings {
@@ -44,9 +44,24 @@ impl Strings {
         self.ids.lock().ok()?.get(value).copied()
     }
 
-    /// The value of `id`, if cached.
-    pub(crate) fn value(&self, id: i64) -> Option<String> {
-        self.values.lock().ok()?.get(&id).cloned()
+    /// The values of `ids` that are cached (one lock for all), and the ids that are not.
+    pub(crate) fn values(&self, ids: impl IntoIterator<Item = i64>) -> (IdMap<String>, Vec<i64>) {
+        let mut found: IdMap<String> = IdMap::default();
+        let mut missing = std::collections::HashSet::new();
+        let Ok(values) = self.values.lock() else { return (found, ids.into_iter().collect()) };
+        for id in ids {
+            if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(id) {
+                match values.get(&id) {
+                    Some(v) => {
+                        slot.insert(v.clone());
+                    }
+                    None => {
+                        missing.insert(id);
+                    }
+                }
+            }
+        }
+        (found, missing.into_iter().collect())
     }
 
     /// Caches committed pairs.
@@ -92,3 +107,25 @@ pub(crate) fn unlinked(entries: &[AuditEntry]) -> Vec<u64> {
     }
     out
 }
+
+/// A hasher for the dictionary's own integer ids (no attacker picks them):
+/// the id itself, spread by a multiply.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.0 = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by dictionary ids.
+pub(crate) type IdMap<V> = HashMap<i64, V, std::hash::BuildHasherDefault<IdHasher>>;

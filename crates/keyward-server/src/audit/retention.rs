@@ -10,7 +10,7 @@ use crate::error::{Code, Error, Result};
 use bytes::Bytes;
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis, verify_checkpoint};
 use keyward_core::keyring::hex_encode;
-use keyward_store::{AuditQuery, Store};
+use keyward_store::Store;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -68,9 +68,8 @@ async fn produce(store: &dyn Store, plan: &Plan, tx: &mpsc::Sender<std::io::Resu
     let mut next = plan.header.first_seq;
     let mut pending = Vec::new();
     while next <= plan.header.last_seq {
-        let q =
-            AuditQuery { from_seq: Some(next), limit: PAGE.min(plan.header.last_seq - next + 1), ..Default::default() };
-        let page: Vec<AuditEntry> = store.audit_entries(&q).await.map_err(std::io::Error::other)?;
+        let limit = PAGE.min(plan.header.last_seq - next + 1);
+        let page: Vec<AuditEntry> = store.audit_page(next, limit).await.map_err(std::io::Error::other)?;
         if page.is_empty() {
             return Err(std::io::Error::other(format!("entry {next} is missing from the database")));
         }
@@ -144,4 +143,3 @@ pub(crate) async fn write_file(
     }
     Ok((path, hex_encode(digest.finish().as_ref())))
 }
-

@@ -12,11 +12,12 @@
 
 use super::writer::{MARKER_ACTION, MAX_ENTRIES_WITHOUT_CHECKPOINT};
 use crate::error::Result;
-use keyward_core::audit::{AuditEntry, Checkpoint, genesis, verify_chain, verify_checkpoint};
+use keyward_core::audit::{Break, Checkpoint, entry_hash, genesis, verify_checkpoint};
 use keyward_core::keyring::{hex_decode, hex_encode};
-use keyward_store::{AuditQuery, Store};
+use keyward_store::{AuditRows, Store};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Entries read per page.
 const PAGE: u64 = 20_000;
@@ -60,7 +61,7 @@ async fn start(
 /// the report names the first broken entry. A complete, intact walk
 /// records the last checkpoint it checked (for `since_checkpoint`).
 pub(crate) async fn verify_log(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     public_key: &[u8],
     anchor: Option<&Checkpoint>,
     since_checkpoint: bool,
@@ -71,33 +72,50 @@ pub(crate) async fn verify_log(
     // markers existed have only those).
     let checkpoints = store.audit_checkpoints().await?;
     let by_seq: HashMap<u64, &Checkpoint> = checkpoints.iter().map(|c| (c.seq, c)).collect();
-    let start = start(store, public_key, since_checkpoint, &checkpoints).await?;
+    // Each signature checked once.
+    let signed: HashMap<u64, bool> = checkpoints.iter().map(|c| (c.seq, verify_checkpoint(public_key, c))).collect();
+    let start = start(store.as_ref(), public_key, since_checkpoint, &checkpoints).await?;
     let mut markers = Markers { last: start.seq, ..Markers::default() };
     let mut matched: HashMap<u64, bool> = HashMap::new();
     let mut count = 0u64;
     let mut prev = (start.seq + 1, start.hash.clone());
-    let mut page = fetch(store, prev.0).await?;
-    while let Some(last) = page.last().map(|e| (e.seq, e.hash.clone())) {
-        // The next page is read while this one is hashed.
-        let (next, checked) = tokio::join!(fetch(store, last.0 + 1), async { verify_chain(&page, prev.0, &prev.1) });
+    // Three stages overlap: the next page is read (and decoded) while this
+    // one is hashed on a blocking thread.
+    let mut pending = tokio::spawn(fetch(store.clone(), prev.0));
+    loop {
+        let page = pending.await.map_err(|e| crate::error::Error::internal(&e.to_string()))??;
+        let Some(last) = page.rows.last().map(|r| (r.seq, r.hash.to_vec())) else { break };
+        pending = tokio::spawn(fetch(store.clone(), last.0 + 1));
+        let (from, hash) = (prev.0, prev.1.clone());
+        let (page, checked) = tokio::task::spawn_blocking(move || {
+            let checked = check_rows(&page, from, &hash);
+            (page, checked)
+        })
+        .await
+        .map_err(|e| crate::error::Error::internal(&e.to_string()))?;
         if let Err(b) = checked {
             problems.push(json!({"seq": b.seq, "reason": b.reason}));
+            pending.abort();
             break;
         }
-        for e in &page {
-            if let Some(c) = by_seq.get(&e.seq) {
-                matched.insert(e.seq, c.hash == hex_encode(&e.hash));
+        for r in &page.rows {
+            if let Some(c) = by_seq.get(&r.seq) {
+                matched.insert(r.seq, c.hash == hex_encode(&r.hash));
             }
-            markers.see(e, by_seq.get(&e.seq).is_some_and(|c| verify_checkpoint(public_key, c)), &mut problems);
+            let f = page.fields(r);
+            markers.see(r.seq, f[3], f[8], signed.get(&r.seq) == Some(&true), &mut problems);
         }
-        count += page.len() as u64;
+        count += page.rows.len() as u64;
         prev = (last.0 + 1, last.1);
-        page = next?;
     }
     // The end of the log as stored (a break above may stop the walk early).
     let last_seq = store.audit_head().await?.map(|(s, _)| s).unwrap_or(0);
     let mut check = |c: &Checkpoint, what: &str| {
-        if !verify_checkpoint(public_key, c) {
+        let good = match signed.get(&c.seq) {
+            Some(true) if by_seq.get(&c.seq).is_some_and(|s| s.signature == c.signature) => true,
+            _ => verify_checkpoint(public_key, c),
+        };
+        if !good {
             problems.push(json!({"seq": c.seq, "reason": format!("{what} at {} has a bad signature", c.seq)}));
         } else if c.seq > last_seq {
             problems.push(json!({"seq": last_seq + 1, "reason": format!("{what} covers entry {} but the log ends at {last_seq}: it was cut back", c.seq)}));
@@ -122,13 +140,13 @@ pub(crate) async fn verify_log(
     if let Some(a) = anchor
         && a.seq <= last_seq
         && a.seq > start.seq
-        && verify_checkpoint(public_key, a)
         && !by_seq.contains_key(&a.seq)
+        && verify_checkpoint(public_key, a)
     {
         problems.push(json!({"seq": a.seq, "reason": format!("the anchor's checkpoint at entry {} is not in the log: it was deleted", a.seq)}));
     }
     problems.sort_by_key(|p| p["seq"].as_u64().unwrap_or(u64::MAX));
-    let reached = checkpoints.iter().rfind(|c| c.seq > start.seq && verify_checkpoint(public_key, c));
+    let reached = checkpoints.iter().rfind(|c| c.seq > start.seq && signed.get(&c.seq) == Some(&true));
     if problems.is_empty()
         && let Some(c) = reached
     {
@@ -151,8 +169,35 @@ pub(crate) async fn verify_log(
     }))
 }
 
-async fn fetch(store: &dyn Store, from_seq: u64) -> Result<Vec<AuditEntry>> {
-    Ok(store.audit_entries(&AuditQuery { from_seq: Some(from_seq), limit: PAGE, ..Default::default() }).await?)
+async fn fetch(store: Arc<dyn Store>, from_seq: u64) -> Result<AuditRows> {
+    Ok(store.audit_rows(from_seq, PAGE).await?)
+}
+
+/// Checks rows read after (`first_seq` - 1, `prev`): sequence numbers
+/// without gaps, each stored hash the hash of its fields chained onto the
+/// one before (an edited entry breaks its own hash; a deleted, inserted or
+/// reordered one breaks the sequence or the next entry's).
+fn check_rows(page: &AuditRows, first_seq: u64, prev: &[u8]) -> std::result::Result<(), Break> {
+    let mut prev: Vec<u8> = prev.to_vec();
+    for (expect, r) in (first_seq..).zip(&page.rows) {
+        if r.seq != expect {
+            let reason = if r.seq > expect {
+                format!("entry {expect} is missing (next is {})", r.seq)
+            } else {
+                format!("entry {} appears out of order (expected {expect})", r.seq)
+            };
+            return Err(Break { seq: expect, reason });
+        }
+        if entry_hash(&prev, r.seq, r.time_ms, page.fields(r)) != r.hash {
+            return Err(Break {
+                seq: r.seq,
+                reason: "its fields do not match its hash, or it does not link to the entry before it (edited, inserted or reordered)".into(),
+            });
+        }
+        prev.clear();
+        prev.extend_from_slice(&r.hash);
+    }
+    Ok(())
 }
 
 /// What the walk learns from checkpoint markers.
@@ -167,14 +212,14 @@ struct Markers {
 }
 
 impl Markers {
-    fn see(&mut self, e: &keyward_core::audit::AuditEntry, signed_row: bool, problems: &mut Vec<Value>) {
-        let marker = e.action == MARKER_ACTION;
-        if marker && !e.detail.contains("skipped") {
-            self.signed.push(e.seq);
+    fn see(&mut self, seq: u64, action: &str, detail: &str, signed_row: bool, problems: &mut Vec<Value>) {
+        let marker = action == MARKER_ACTION;
+        if marker && !detail.contains("skipped") {
+            self.signed.push(seq);
         }
         if marker || signed_row {
             self.since = 0;
-            self.last = e.seq;
+            self.last = seq;
             return;
         }
         self.since += 1;
@@ -184,7 +229,7 @@ impl Markers {
             } else {
                 format!("after the checkpoint at entry {}", self.last)
             };
-            problems.push(json!({"seq": e.seq, "reason": format!(
+            problems.push(json!({"seq": seq, "reason": format!(
                 "{} entries {after} without a checkpoint: checkpoints are missing", self.since
             )}));
         }
@@ -194,10 +239,10 @@ impl Markers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keyward_core::audit::AuditEntry;
 
-    fn entry(seq: u64, action: &str, detail: &str) -> AuditEntry {
-        AuditEntry { seq, action: action.into(), detail: detail.into(), ..Default::default() }
+    /// Feeds one entry to the markers.
+    fn see(m: &mut Markers, seq: u64, action: &str, detail: &str, signed: bool, p: &mut Vec<Value>) {
+        m.see(seq, action, detail, signed, p);
     }
 
     #[test]
@@ -206,18 +251,18 @@ mod tests {
         let mut m = Markers::default();
         let mut problems = Vec::new();
         for seq in 1..=limit {
-            m.see(&entry(seq, "secrets.get", "{}"), false, &mut problems);
+            see(&mut m, seq, "secrets.get", "{}", false, &mut problems);
         }
         assert!(problems.is_empty(), "up to the limit is allowed");
-        m.see(&entry(limit + 1, MARKER_ACTION, "{}"), false, &mut problems);
+        see(&mut m, limit + 1, MARKER_ACTION, "{}", false, &mut problems);
         for seq in limit + 2..=2 * limit + 1 {
-            m.see(&entry(seq, "secrets.get", "{}"), false, &mut problems);
+            see(&mut m, seq, "secrets.get", "{}", false, &mut problems);
         }
-        m.see(&entry(2 * limit + 2, MARKER_ACTION, r#"{"skipped":"sealed"}"#), false, &mut problems);
+        see(&mut m, 2 * limit + 2, MARKER_ACTION, r#"{"skipped":"sealed"}"#, false, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(m.signed, [limit + 1], "a skipped checkpoint needs no row");
         for seq in 2 * limit + 3..=3 * limit + 5 {
-            m.see(&entry(seq, "secrets.get", "{}"), false, &mut problems);
+            see(&mut m, seq, "secrets.get", "{}", false, &mut problems);
         }
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0]["reason"].as_str().unwrap().contains("without a checkpoint"));
@@ -225,7 +270,7 @@ mod tests {
         let mut legacy = Markers::default();
         let mut p = Vec::new();
         for seq in 1..=2 * limit {
-            legacy.see(&entry(seq, "secrets.get", "{}"), seq == limit, &mut p);
+            see(&mut legacy, seq, "secrets.get", "{}", seq == limit, &mut p);
         }
         assert!(p.is_empty(), "{p:?}");
     }

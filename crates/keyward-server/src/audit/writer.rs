@@ -181,7 +181,7 @@ impl Auditor {
         anchor: Option<&Checkpoint>,
         since_checkpoint: bool,
     ) -> Result<serde_json::Value> {
-        super::verify_log(self.store.as_ref(), public_key, anchor, since_checkpoint).await
+        super::verify_log(&self.store, public_key, anchor, since_checkpoint).await
     }
 }
 

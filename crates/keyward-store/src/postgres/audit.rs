@@ -8,12 +8,12 @@
 //! head's sequence number and writes nothing.
 
 use super::u64_of;
-use crate::audit_strings::{FIELDS, Strings, fields, link, set_fields, unlinked};
+use crate::audit_strings::{FIELDS, IdMap, Strings, fields, link, set_fields, unlinked};
 use crate::{AuditQuery, StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The advisory lock appends hold (`kwaudit1`): per database, so two
 /// keyward databases on one server do not wait on each other.
@@ -235,25 +235,8 @@ pub(super) async fn entries(pool: &PgPool, strings: &Strings, q: &AuditQuery) ->
     Ok(out)
 }
 
-async fn values_of(
-    pool: &PgPool,
-    strings: &Strings,
-    ids: impl IntoIterator<Item = i64>,
-) -> StoreResult<HashMap<i64, String>> {
-    let mut out = HashMap::new();
-    let mut missing: Vec<i64> = Vec::new();
-    let mut seen = HashSet::new();
-    for id in ids {
-        if !seen.insert(id) {
-            continue;
-        }
-        match strings.value(id) {
-            Some(v) => {
-                out.insert(id, v);
-            }
-            None => missing.push(id),
-        }
-    }
+async fn values_of(pool: &PgPool, strings: &Strings, ids: impl IntoIterator<Item = i64>) -> StoreResult<IdMap<String>> {
+    let (mut out, missing) = strings.values(ids);
     if !missing.is_empty() {
         let rows = sqlx::query("SELECT id, value FROM audit_strings WHERE id = ANY($1)")
             .bind(&missing)

@@ -4,12 +4,12 @@
 //! rise together, so a time bound is found by bisecting the sequence.
 
 use super::{SqliteStore, u64_of};
-use crate::audit_strings::{FIELDS, fields, link, set_fields, unlinked};
-use crate::{AuditQuery, StoreError, StoreResult};
+use crate::audit_strings::{FIELDS, IdMap, fields, link, set_fields, unlinked};
+use crate::{AuditQuery, AuditRow, AuditRows, StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqliteConnection};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Entries per multi-row insert.
 const CHUNK: usize = 64;
@@ -220,27 +220,96 @@ pub(super) async fn entries(store: &SqliteStore, q: &AuditQuery) -> StoreResult<
     if q.newest {
         out.reverse();
     }
-    let lookup = hashes(store, &unlinked(&out)).await?;
+    let lookup = hashes_of(store, &unlinked(&out)).await?;
+    link(&mut out, &lookup);
+    Ok(out)
+}
+
+/// One entry as `rows` reads it: the columns in order but the hash.
+type Packed = (u64, i64, String, i64, i64, i64, i64, i64, i64, i64, String);
+
+/// Consecutive entries as stored, for a walk through the log. SQLite hands
+/// them over as one JSON array a page, and their hashes as one blob (a row
+/// each would cost a hand-off between threads per entry, which
+/// dominates), decoded off the async threads.
+pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> StoreResult<AuditRows> {
+    let row = sqlx::query(&format!(
+        "SELECT json_group_array(json_array(seq, time_ms, request_id, {}, detail)) AS entries,
+         CAST(group_concat(hash, '') AS BLOB) AS hashes
+         FROM (SELECT * FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?)",
+        FIELDS.join(", ")
+    ))
+    .bind(from_seq.min(i64::MAX as u64) as i64)
+    .bind(limit.min(i64::MAX as u64) as i64)
+    .fetch_one(&store.pool)
+    .await?;
+    let (text, hashes): (Option<String>, Option<Vec<u8>>) = (row.get("entries"), row.get("hashes"));
+    let (Some(text), Some(hashes)) = (text, hashes) else { return Ok(AuditRows::default()) };
+    let packed: Vec<Packed> = tokio::task::spawn_blocking(move || serde_json::from_str(&text))
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::Corrupt(format!("an audit page does not decode: {e}")))?;
+    if hashes.len() != packed.len() * 32 {
+        return Err(StoreError::Corrupt("an audit entry's hash is not 32 bytes".into()));
+    }
+    let values = values_of(store, packed.iter().flat_map(|p| [p.3, p.4, p.5, p.6, p.7, p.8, p.9])).await?;
+    // The page's own string table: ids become indices.
+    let mut strings: Vec<String> = Vec::with_capacity(values.len());
+    let mut index: IdMap<u32> = IdMap::default();
+    for (id, v) in values {
+        index.insert(id, strings.len() as u32);
+        strings.push(v);
+    }
+    let missing = strings.len() as u32;
+    strings.push(String::new());
+    let at = |id: i64| index.get(&id).copied().unwrap_or(missing);
+    let rows = packed
+        .into_iter()
+        .zip(hashes.chunks_exact(32))
+        .map(|(p, h)| {
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(h);
+            let ids = [at(p.3), at(p.4), at(p.5), at(p.6), at(p.7), at(p.8), at(p.9)];
+            AuditRow { seq: p.0, time_ms: p.1, request_id: p.2, strings: ids, detail: p.10, hash }
+        })
+        .collect();
+    Ok(AuditRows { rows, strings })
+}
+
+/// Consecutive entries, whole (archiving): [`rows`] with their strings.
+pub(super) async fn page(store: &SqliteStore, from_seq: u64, limit: u64) -> StoreResult<Vec<AuditEntry>> {
+    let rows = rows(store, from_seq, limit).await?;
+    let mut out: Vec<AuditEntry> = rows
+        .rows
+        .iter()
+        .map(|r| {
+            let [request_id, key_id, ip, action, target, class, decision, code, detail] =
+                rows.fields(r).map(str::to_string);
+            AuditEntry {
+                seq: r.seq,
+                time_ms: r.time_ms,
+                request_id,
+                key_id,
+                ip,
+                action,
+                target,
+                class,
+                decision,
+                code,
+                detail,
+                hash: r.hash.to_vec(),
+                prev_hash: Vec::new(),
+            }
+        })
+        .collect();
+    let lookup = hashes_of(store, &unlinked(&out)).await?;
     link(&mut out, &lookup);
     Ok(out)
 }
 
 /// The values of string ids, from the cache or the database.
-async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> StoreResult<HashMap<i64, String>> {
-    let mut out = HashMap::new();
-    let mut missing: Vec<i64> = Vec::new();
-    let mut seen = HashSet::new();
-    for id in ids {
-        if !seen.insert(id) {
-            continue;
-        }
-        match store.strings.value(id) {
-            Some(v) => {
-                out.insert(id, v);
-            }
-            None => missing.push(id),
-        }
-    }
+async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> StoreResult<IdMap<String>> {
+    let (mut out, missing) = store.strings.values(ids);
     for chunk in missing.chunks(IN_LIST) {
         let list = vec!["?"; chunk.len()].join(", ");
         let sql = format!("SELECT id, value FROM audit_strings WHERE id IN ({list})");
@@ -257,7 +326,7 @@ async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> S
 }
 
 /// The hashes of entries `seqs` (the base's when one is the base).
-async fn hashes(store: &SqliteStore, seqs: &[u64]) -> StoreResult<HashMap<u64, Vec<u8>>> {
+async fn hashes_of(store: &SqliteStore, seqs: &[u64]) -> StoreResult<HashMap<u64, Vec<u8>>> {
     let mut out = HashMap::new();
     if seqs.is_empty() {
         return Ok(out);

@@ -300,6 +300,14 @@ impl Store for SqliteStore {
         audit::entries(self, q).await
     }
 
+    async fn audit_page(&self, from_seq: u64, limit: u64) -> StoreResult<Vec<AuditEntry>> {
+        audit::page(self, from_seq, limit).await
+    }
+
+    async fn audit_rows(&self, from_seq: u64, limit: u64) -> StoreResult<crate::AuditRows> {
+        audit::rows(self, from_seq, limit).await
+    }
+
     async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
         audit::checkpoints(self).await
     }

@@ -303,6 +303,9 @@ pub async fn audit_chain(f: &Fixture) {
     let rest = q(AuditQuery::default()).await;
     assert_eq!(seqs(rest.clone()), (101..=110).collect::<Vec<_>>());
     assert!(verify_chain(&rest, 101, &first[99].hash).is_ok(), "chained onto the base");
+    assert_eq!(store.audit_page(101, 4).await.unwrap(), rest[..4], "a page reads as a query does");
+    assert_eq!(store.audit_page(108, 100).await.unwrap(), rest[7..]);
+    assert!(store.audit_page(111, 10).await.unwrap().is_empty());
     assert_eq!(store.audit_checkpoints().await.unwrap().iter().map(|c| c.seq).collect::<Vec<_>>(), [100, 110]);
     // Appends go on after the base.
     let third = audit_batch(store.audit_head().await.unwrap(), 3, "three");
