@@ -75,39 +75,9 @@ pub(crate) async fn verify_log(
     // Each signature checked once.
     let signed: HashMap<u64, bool> = checkpoints.iter().map(|c| (c.seq, verify_checkpoint(public_key, c))).collect();
     let start = start(store.as_ref(), public_key, since_checkpoint, &checkpoints).await?;
-    let mut markers = Markers { last: start.seq, ..Markers::default() };
-    let mut matched: HashMap<u64, bool> = HashMap::new();
-    let mut count = 0u64;
-    let mut prev = (start.seq + 1, start.hash.clone());
-    // Three stages overlap: the next page is read (and decoded) while this
-    // one is hashed on a blocking thread.
-    let mut pending = tokio::spawn(fetch(store.clone(), prev.0));
-    loop {
-        let page = pending.await.map_err(|e| crate::error::Error::internal(&e.to_string()))??;
-        let Some(last) = page.rows.last().map(|r| (r.seq, r.hash.to_vec())) else { break };
-        pending = tokio::spawn(fetch(store.clone(), last.0 + 1));
-        let (from, hash) = (prev.0, prev.1.clone());
-        let (page, checked) = tokio::task::spawn_blocking(move || {
-            let checked = check_rows(&page, from, &hash);
-            (page, checked)
-        })
-        .await
-        .map_err(|e| crate::error::Error::internal(&e.to_string()))?;
-        if let Err(b) = checked {
-            problems.push(json!({"seq": b.seq, "reason": b.reason}));
-            pending.abort();
-            break;
-        }
-        for r in &page.rows {
-            if let Some(c) = by_seq.get(&r.seq) {
-                matched.insert(r.seq, c.hash == hex_encode(&r.hash));
-            }
-            let f = page.fields(r);
-            markers.see(r.seq, f[3], f[8], signed.get(&r.seq) == Some(&true), &mut problems);
-        }
-        count += page.rows.len() as u64;
-        prev = (last.0 + 1, last.1);
-    }
+    let walked = walk(store, &start, &by_seq, &signed).await?;
+    let (count, matched, markers) = (walked.count, walked.matched, walked.markers);
+    problems.extend(walked.problems);
     // The end of the log as stored (a break above may stop the walk early).
     let last_seq = store.audit_head().await?.map(|(s, _)| s).unwrap_or(0);
     let mut check = |c: &Checkpoint, what: &str| {
@@ -167,6 +137,61 @@ pub(crate) async fn verify_log(
         "first_broken": problems.first().cloned(),
         "problems": problems,
     }))
+}
+
+/// What the walk through the stored entries found.
+struct Walked {
+    count: u64,
+    /// Per checkpointed entry: whether the checkpoint matches its hash.
+    matched: HashMap<u64, bool>,
+    markers: Markers,
+    problems: Vec<Value>,
+}
+
+/// Walks the stored entries from `start`, page by page. Three stages
+/// overlap: the next page is read (and decoded) while this one is hashed
+/// on a blocking thread.
+async fn walk(
+    store: &Arc<dyn Store>,
+    start: &Start,
+    by_seq: &HashMap<u64, &Checkpoint>,
+    signed: &HashMap<u64, bool>,
+) -> Result<Walked> {
+    let mut w = Walked {
+        count: 0,
+        matched: HashMap::new(),
+        markers: Markers { last: start.seq, ..Markers::default() },
+        problems: Vec::new(),
+    };
+    let mut prev = (start.seq + 1, start.hash.clone());
+    let mut pending = tokio::spawn(fetch(store.clone(), prev.0));
+    loop {
+        let page = pending.await.map_err(|e| crate::error::Error::internal(&e.to_string()))??;
+        let Some(last) = page.rows.last().map(|r| (r.seq, r.hash.to_vec())) else { break };
+        pending = tokio::spawn(fetch(store.clone(), last.0 + 1));
+        let (from, hash) = (prev.0, prev.1.clone());
+        let (page, checked) = tokio::task::spawn_blocking(move || {
+            let checked = check_rows(&page, from, &hash);
+            (page, checked)
+        })
+        .await
+        .map_err(|e| crate::error::Error::internal(&e.to_string()))?;
+        if let Err(b) = checked {
+            w.problems.push(json!({"seq": b.seq, "reason": b.reason}));
+            pending.abort();
+            break;
+        }
+        for r in &page.rows {
+            if let Some(c) = by_seq.get(&r.seq) {
+                w.matched.insert(r.seq, c.hash == hex_encode(&r.hash));
+            }
+            let f = page.fields(r);
+            w.markers.see(r.seq, f[3], f[8], signed.get(&r.seq) == Some(&true), &mut w.problems);
+        }
+        w.count += page.rows.len() as u64;
+        prev = (last.0 + 1, last.1);
+    }
+    Ok(w)
 }
 
 async fn fetch(store: Arc<dyn Store>, from_seq: u64) -> Result<AuditRows> {
