@@ -75,13 +75,25 @@ pub fn check_format(key: &str) -> Option<&str> {
     (checksum(&key[..split]) == key[split..]).then_some(prefix)
 }
 
-/// A new key id: `key_` + 16 base62 characters. Ids are not secret.
-pub fn new_key_id() -> Result<String, CoreError> {
-    Ok(format!("key_{}", base62::random_string(16)?))
+/// A new key id: `key_` + 16 base62 characters, the first eight the time
+/// (ms) and the last eight random. Ids are not secret; ids made later sort
+/// later, so a new key's row goes at the end of the store's index instead
+/// of a random page of it.
+pub fn new_key_id(now_ms: i64) -> Result<String, CoreError> {
+    Ok(format!("key_{}{}", base62::encode_fixed(now_ms.max(0) as u64, 8), base62::random_string(8)?))
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn key_ids_sort_by_time_and_differ() {
+        let a = super::new_key_id(1_800_000_000_000).unwrap();
+        let b = super::new_key_id(1_800_000_000_001).unwrap();
+        assert!(a.len() == 20 && b.len() == 20 && a.starts_with("key_"));
+        assert!(a < b, "{a} {b}");
+        assert_ne!(super::new_key_id(1).unwrap(), super::new_key_id(1).unwrap());
+    }
+
     use super::*;
 
     #[test]

@@ -108,7 +108,7 @@ pub mod bench {
         /// token: true when every check passed.
         pub fn verify(&self, presented: &str, ip: IpAddr, now_ms: i64) -> bool {
             match find_key(&self.keys, &self.unsealed, presented, ip, now_ms, &self.record) {
-                Ok((key, _)) => key.policy.allows_address(ip) && key.limiter.as_ref().is_none_or(|l| l.check().is_ok()),
+                Ok((key, _)) => key.policy.allows_address(ip) && key.limiter().is_none_or(|l| l.check().is_ok()),
                 Err(_) => false,
             }
         }

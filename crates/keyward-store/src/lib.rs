@@ -479,8 +479,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// is no longer pending.
     async fn abandon_pending(&self, path: &str, pending: u64) -> StoreResult<Option<SecretMeta>>;
 
-    /// Every access key.
+    /// Every access key, oldest first.
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// Up to `limit` access keys after `after_id`, in id order (loading a
+    /// million keys a page at a time).
+    async fn list_keys_page(&self, after_id: &str, limit: u64) -> StoreResult<Vec<KeyRecord>> {
+        let mut all: Vec<KeyRecord> = self.list_keys().await?.into_iter().filter(|k| k.id.as_str() > after_id).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all.truncate(limit.min(usize::MAX as u64) as usize);
+        Ok(all)
+    }
     /// Records a key's last use (not part of the ledger: it decides nothing).
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()>;
     /// One key by id.

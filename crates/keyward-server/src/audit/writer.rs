@@ -212,8 +212,13 @@ impl Writer {
         self.last_checkpoint_ms = self.clock.now_ms();
         while let Some(first) = rx.recv().await {
             // Group commit: let a batch gather for a moment, so one
-            // transaction and one fsync carry every entry of these milliseconds.
-            tokio::time::sleep(GATHER).await;
+            // transaction and one fsync carry every entry of these
+            // milliseconds. A request waiting for its entry to be durable
+            // does not wait for the gathering: what queued meanwhile (during
+            // the last write) goes with it.
+            if first.1.is_none() {
+                tokio::time::sleep(GATHER).await;
+            }
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {

@@ -54,7 +54,7 @@ impl Admitted {
 impl Keys {
     /// Spends one request of the key's rate, or refuses with `rate_limited`.
     pub(crate) fn spend_rate(&self, key: &KeyEntry) -> Result<Option<RateInfo>> {
-        let Some(lim) = &key.limiter else { return Ok(None) };
+        let Some(lim) = key.limiter() else { return Ok(None) };
         match lim.check() {
             Ok(snap) => {
                 let q = snap.quota();

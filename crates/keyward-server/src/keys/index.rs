@@ -2,6 +2,12 @@
 //! no disk on the hot path. An entry is built from its stored row once, with
 //! the row's MAC checked then; live state (rate limiter, last use) lives on
 //! the entry.
+//!
+//! A million keys fit in a few hundred megabytes: keys with the same policy
+//! share one decoded policy, a rate limiter is made at a key's first use,
+//! and the two lookups (by keyed hash, by id) are sets of the entries
+//! themselves, so no hash or id is kept twice. Loading checks the rows'
+//! MACs on every core.
 
 use crate::error::{Error, Result};
 use crate::seal::Unsealed;
@@ -65,8 +71,8 @@ pub(crate) struct KeyEntry {
     pub owner: Option<String>,
     /// Namespace.
     pub namespace: String,
-    /// Policy.
-    pub policy: KeyPolicy,
+    /// Policy (shared by the keys stored with the same one).
+    pub policy: Arc<KeyPolicy>,
     /// Stored lifecycle state.
     pub state: KeyState,
     /// Created (ms).
@@ -77,9 +83,10 @@ pub(crate) struct KeyEntry {
     pub hash: [u8; 32],
     /// Uses left when loaded or last spent (display only: the store is the authority).
     pub uses_remaining: AtomicI64,
-    /// The rate limiter, if the key has a rate (shared with the entry it
-    /// replaces while the rate stays the same, so a change does not refill it).
-    pub limiter: Option<Arc<Limiter>>,
+    /// The rate limiter, made at first use if the key has a rate (shared
+    /// with the entry it replaces while the rate stays the same, so a change
+    /// does not refill it). See [`KeyEntry::limiter`].
+    limiter: std::sync::OnceLock<Option<Arc<Limiter>>>,
     /// Last use (ms), 0 if never.
     pub last_used_ms: AtomicI64,
     /// Last client address.
@@ -98,17 +105,35 @@ pub(super) fn limiter(spec: &RateSpec) -> Option<Limiter> {
     Some(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
 }
 
+/// Decoded policies by their stored text: keys created alike share one.
+#[derive(Debug, Default)]
+pub(crate) struct Policies(HashMap<String, Arc<KeyPolicy>>);
+
+
+impl Policies {
+    /// The policy stored as `text`, decoded once (`None`: it does not decode).
+    fn get(&mut self, text: &str) -> Option<Arc<KeyPolicy>> {
+        if let Some(p) = self.0.get(text) {
+            return Some(p.clone());
+        }
+        let p = Arc::new(serde_json::from_str::<KeyPolicy>(text).ok()?);
+        self.0.insert(text.to_string(), p.clone());
+        Some(p)
+    }
+}
+
 impl KeyEntry {
     /// Builds an entry from a stored row, checking its MAC.
     pub(crate) fn from_record(r: &KeyRecord, unsealed: &Unsealed) -> Self {
-        Self::from_checked(r, unsealed, true)
+        let mac_ok = unsealed.verify_row_mac(&mac_input(r), &r.mac);
+        Self::from_checked(r, mac_ok, &mut Policies::default())
     }
 
-    /// [`KeyEntry::from_record`]; `ledger_ok` false marks it tampered
-    /// whatever its MAC says (the ledger does not hold).
-    fn from_checked(r: &KeyRecord, unsealed: &Unsealed, ledger_ok: bool) -> Self {
-        let mac_ok = ledger_ok && unsealed.verify_row_mac(&mac_input(r), &r.mac);
-        let policy: Option<KeyPolicy> = serde_json::from_str(&r.policy).ok();
+    /// [`KeyEntry::from_record`] with the MAC (and the key ledger's part)
+    /// checked already: `checked` false marks it tampered.
+    fn from_checked(r: &KeyRecord, checked: bool, policies: &mut Policies) -> Self {
+        let mac_ok = checked;
+        let policy = policies.get(&r.policy);
         let state = KeyState::parse(&r.state);
         let mut hash = [0u8; 32];
         if r.hash.len() == 32 {
@@ -116,7 +141,6 @@ impl KeyEntry {
         }
         let tampered = !mac_ok || policy.is_none() || state.is_none() || r.hash.len() != 32;
         let policy = policy.unwrap_or_default();
-        let limiter = policy.rate.as_ref().and_then(limiter).map(Arc::new);
         let last_ip = r.last_used_ip.as_deref().and_then(|s| s.parse().ok());
         Self {
             id: r.id.clone(),
@@ -129,12 +153,38 @@ impl KeyEntry {
             tampered,
             hash,
             uses_remaining: AtomicI64::new(r.uses_remaining.unwrap_or(-1)),
-            limiter,
+            limiter: std::sync::OnceLock::new(),
             last_used_ms: AtomicI64::new(r.last_used_ms.unwrap_or(0)),
             last_used_ip: Mutex::new(last_ip),
             dirty: AtomicBool::new(false),
             aged_ms: None,
         }
+    }
+
+    /// This entry refused as tampered (its part of the key ledger did not hold).
+    fn as_tampered(&self) -> KeyEntry {
+        KeyEntry {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            owner: self.owner.clone(),
+            namespace: self.namespace.clone(),
+            policy: self.policy.clone(),
+            state: self.state,
+            created_ms: self.created_ms,
+            tampered: true,
+            hash: self.hash,
+            uses_remaining: AtomicI64::new(self.uses_remaining.load(Ordering::Relaxed)),
+            limiter: std::sync::OnceLock::new(),
+            last_used_ms: AtomicI64::new(self.last_used_ms.load(Ordering::Relaxed)),
+            last_used_ip: Mutex::new(self.last_used_ip.lock().ok().and_then(|g| *g)),
+            dirty: AtomicBool::new(self.dirty.load(Ordering::Relaxed)),
+            aged_ms: self.aged_ms,
+        }
+    }
+
+    /// The key's rate limiter, if it has a rate (made at its first use).
+    pub(crate) fn limiter(&self) -> Option<&Arc<Limiter>> {
+        self.limiter.get_or_init(|| self.policy.rate.as_ref().and_then(limiter).map(Arc::new)).as_ref()
     }
 
     /// Sets when the key reaches its maximum age: its own, else
@@ -221,8 +271,10 @@ impl KeyEntry {
     }
 
     fn take_runtime_from(&mut self, old: &KeyEntry) {
-        if self.policy.rate == old.policy.rate {
-            self.limiter = old.limiter.clone();
+        if self.policy.rate == old.policy.rate
+            && let Some(l) = old.limiter.get()
+        {
+            let _ = self.limiter.set(l.clone());
         }
         self.last_used_ms.store(old.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
         if let (Ok(mut mine), Ok(theirs)) = (self.last_used_ip.lock(), old.last_used_ip.lock()) {
@@ -252,45 +304,164 @@ impl std::hash::Hasher for PrehashedKey {
     }
 }
 
-type ByHash = HashMap<[u8; 32], Arc<KeyEntry>, std::hash::BuildHasherDefault<PrehashedKey>>;
+/// An entry in the set by keyed hash (the set holds the entry; the hash is its own).
+#[derive(Debug, Clone)]
+struct ByHashKey(Arc<KeyEntry>);
+
+impl std::borrow::Borrow<[u8; 32]> for ByHashKey {
+    fn borrow(&self) -> &[u8; 32] {
+        &self.0.hash
+    }
+}
+impl std::borrow::Borrow<[u8]> for ByHashKey {
+    fn borrow(&self) -> &[u8] {
+        &self.0.hash
+    }
+}
+impl std::hash::Hash for ByHashKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash.hash(state);
+    }
+}
+impl PartialEq for ByHashKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.hash == other.0.hash
+    }
+}
+impl Eq for ByHashKey {}
+
+/// An entry in the set by id.
+#[derive(Debug, Clone)]
+struct ByIdKey(Arc<KeyEntry>);
+
+impl std::borrow::Borrow<str> for ByIdKey {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+impl std::hash::Hash for ByIdKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.as_str().hash(state);
+    }
+}
+impl PartialEq for ByIdKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+impl Eq for ByIdKey {}
+
+type ByHash = std::collections::HashSet<ByHashKey, std::hash::BuildHasherDefault<PrehashedKey>>;
 
 /// The in-memory index: by keyed hash (verification) and by id (management).
 #[derive(Debug, Default)]
 pub(crate) struct KeyIndex {
     by_hash: ByHash,
-    by_id: HashMap<String, Arc<KeyEntry>>,
+    by_id: std::collections::HashSet<ByIdKey>,
     /// The server's `--key-max-age` (seconds) for keys without their own.
     default_max_age_s: Option<u64>,
 }
 
+/// The entries of `records`, each row's MAC checked on every core; a key
+/// whose part of the key ledger did not hold (`holds` false) is tampered.
+/// Two rows with one keyed hash (one secret for two keys: only a write to
+/// the database makes that) are both refused.
+fn entries(records: &[KeyRecord], unsealed: &Unsealed, holds: &(dyn Fn(&str) -> bool + Sync)) -> Vec<KeyEntry> {
+    let checked = parallel(records, |r| holds(&r.id) && unsealed.verify_row_mac(&mac_input(r), &r.mac));
+    let mut seen: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::with_capacity(records.len());
+    let mut shared = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        if let Some(first) = seen.insert(&r.hash, i) {
+            shared.extend([first, i]);
+        }
+    }
+    if !shared.is_empty() {
+        let ids: Vec<&str> = shared.iter().map(|i| records[*i].id.as_str()).collect();
+        tracing::error!(keys = ?ids, "access keys share one keyed hash (the database was written to): they are refused");
+    }
+    let mut policies = Policies::default();
+    records
+        .iter()
+        .zip(checked)
+        .enumerate()
+        .map(|(i, (r, ok))| KeyEntry::from_checked(r, ok && !shared.contains(&i), &mut policies))
+        .collect()
+}
+
+/// `f` over `items` on every core, in order.
+pub(crate) fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if items.len() < 4096 || threads < 2 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
 impl KeyIndex {
+    /// An empty index for keys loaded a page at a time ([`KeyIndex::add`]).
+    pub(crate) fn new(default_max_age_s: Option<u64>) -> Self {
+        Self { default_max_age_s, ..Self::default() }
+    }
+
+    /// Adds a page of stored rows (their MACs checked on every core).
+    pub(crate) fn add(&mut self, records: &[KeyRecord], unsealed: &Unsealed, policies: &mut Policies) {
+        let checked = parallel(records, |r| unsealed.verify_row_mac(&mac_input(r), &r.mac));
+        for (r, ok) in records.iter().zip(checked) {
+            // Two rows with one keyed hash (one secret for two keys: only a
+            // write to the database makes that) are both refused.
+            let dup = self.by_hash.get(r.hash.as_slice()).filter(|o| o.0.id != r.id).map(|o| o.0.clone());
+            if let Some(other) = &dup {
+                tracing::error!(key_id = %r.id, other = %other.id, "two access keys share a keyed hash (the database was written to): both are refused");
+                self.upsert(other.as_tampered());
+            }
+            self.upsert(KeyEntry::from_checked(r, ok && dup.is_none(), policies));
+        }
+    }
+
+    /// Refuses every key `broken` names (its part of the key ledger did not hold).
+    pub(crate) fn mark_tampered(&mut self, broken: impl Fn(&str) -> bool) -> Vec<String> {
+        let hit: Vec<Arc<KeyEntry>> = self.by_id.iter().filter(|k| broken(&k.0.id)).map(|k| k.0.clone()).collect();
+        hit.iter().map(|e| self.upsert(e.as_tampered()).id.clone()).collect()
+    }
+
     /// Builds the index from stored rows; a key whose part of the key
     /// ledger did not hold (`holds` false) is refused as tampered.
     pub(crate) fn load(
         records: &[KeyRecord],
         unsealed: &Unsealed,
-        holds: impl Fn(&str) -> bool,
+        holds: impl Fn(&str) -> bool + Sync,
         default_max_age_s: Option<u64>,
     ) -> Self {
         let mut idx = Self { default_max_age_s, ..Self::default() };
-        for r in records {
-            idx.upsert(KeyEntry::from_checked(r, unsealed, holds(&r.id)));
+        idx.by_hash.reserve(records.len());
+        idx.by_id.reserve(records.len());
+        for e in entries(records, unsealed, &holds) {
+            idx.upsert(e);
         }
         idx
     }
 
     /// The index over `records` as reread from the store, each entry
     /// taking over the live state (limiter, last use) of its entry here.
-    pub(crate) fn reloaded(&self, records: &[KeyRecord], unsealed: &Unsealed, holds: impl Fn(&str) -> bool) -> Self {
+    pub(crate) fn reloaded(
+        &self,
+        records: &[KeyRecord],
+        unsealed: &Unsealed,
+        holds: impl Fn(&str) -> bool + Sync,
+    ) -> Self {
         let mut idx = Self { default_max_age_s: self.default_max_age_s, ..Self::default() };
-        for r in records {
-            let mut e = KeyEntry::from_checked(r, unsealed, holds(&r.id)).with_max_age(self.default_max_age_s);
-            if let Some(old) = self.by_id.get(&e.id) {
-                e.take_runtime_from(old);
+        for e in entries(records, unsealed, &holds) {
+            let mut e = e.with_max_age(self.default_max_age_s);
+            if let Some(old) = self.by_id.get(e.id.as_str()) {
+                e.take_runtime_from(&old.0);
             }
             let e = Arc::new(e);
-            idx.by_hash.insert(e.hash, e.clone());
-            idx.by_id.insert(e.id.clone(), e);
+            idx.by_hash.replace(ByHashKey(e.clone()));
+            idx.by_id.replace(ByIdKey(e));
         }
         idx
     }
@@ -298,28 +469,33 @@ impl KeyIndex {
     /// Adds or replaces an entry. A replaced entry hands over its last use.
     pub(crate) fn upsert(&mut self, e: KeyEntry) -> Arc<KeyEntry> {
         let mut e = e.with_max_age(self.default_max_age_s);
-        if let Some(old) = self.by_id.get(&e.id) {
-            e.take_runtime_from(old);
+        if let Some(old) = self.by_id.get(e.id.as_str()) {
+            e.take_runtime_from(&old.0);
         }
         let e = Arc::new(e);
-        self.by_hash.insert(e.hash, e.clone());
-        self.by_id.insert(e.id.clone(), e.clone());
+        // A row whose hash changed (never: the hash is the key's) would leave its old entry behind.
+        if let Some(old) = self.by_id.replace(ByIdKey(e.clone()))
+            && old.0.hash != e.hash
+        {
+            self.by_hash.remove(&old.0.hash);
+        }
+        self.by_hash.replace(ByHashKey(e.clone()));
         e
     }
 
     /// Looks a key up by its keyed hash.
     pub(crate) fn by_hash(&self, h: &[u8; 32]) -> Option<Arc<KeyEntry>> {
-        self.by_hash.get(h).cloned()
+        self.by_hash.get(h).map(|k| k.0.clone())
     }
 
     /// Looks a key up by id.
     pub(crate) fn by_id(&self, id: &str) -> Option<Arc<KeyEntry>> {
-        self.by_id.get(id).cloned()
+        self.by_id.get(id).map(|k| k.0.clone())
     }
 
     /// Every entry, oldest first.
     pub(crate) fn all(&self) -> Vec<Arc<KeyEntry>> {
-        let mut v: Vec<_> = self.by_id.values().cloned().collect();
+        let mut v: Vec<_> = self.by_id.iter().map(|k| k.0.clone()).collect();
         v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
         v
     }
@@ -329,3 +505,4 @@ impl KeyIndex {
         self.by_id.len()
     }
 }
+

@@ -189,17 +189,28 @@ impl Ledger {
     /// The ledger over exactly these rows (no head checked).
     pub(crate) fn over(u: &Unsealed, keys: &[KeyRecord], usage: &[OrderUsage]) -> Self {
         let mut l = Self::empty();
-        for k in keys {
-            let term = key_term(u, k);
-            add(&mut l.parts[part_of(&k.id)], &term);
-            l.keys.insert(k.id.clone(), term);
+        l.add_keys(u, keys);
+        l.add_usage(u, usage);
+        l
+    }
+
+    /// Counts key rows in (their terms computed on every core).
+    pub(crate) fn add_keys(&mut self, u: &Unsealed, keys: &[KeyRecord]) {
+        let terms = super::index::parallel(keys, |k| key_term(u, k));
+        self.keys.reserve(keys.len());
+        for (k, term) in keys.iter().zip(terms) {
+            add(&mut self.parts[part_of(&k.id)], &term);
+            self.keys.insert(k.id.clone(), term);
         }
+    }
+
+    /// Counts order-usage counters in.
+    pub(crate) fn add_usage(&mut self, u: &Unsealed, usage: &[OrderUsage]) {
         for c in usage {
             let term = usage_term(u, c);
-            add(&mut l.parts[part_of(&c.key_id)], &term);
-            l.counters.insert((c.key_id.clone(), c.day), term);
+            add(&mut self.parts[part_of(&c.key_id)], &term);
+            self.counters.insert((c.key_id.clone(), c.day), term);
         }
-        l
     }
 
     /// The revision held (`None` before the first head).
@@ -221,7 +232,13 @@ impl Ledger {
         keys: &[KeyRecord],
         usage: &[OrderUsage],
     ) -> (Self, Option<Broken>) {
-        let mut found = Self::over(u, keys, usage);
+        Self::over(u, keys, usage).against(u, head)
+    }
+
+    /// The ledger counted so far (every row added) checked against the
+    /// stored head: the ledger as stored, its broken parts marked.
+    pub(crate) fn against(self, u: &Unsealed, head: &LedgerHead) -> (Self, Option<Broken>) {
+        let mut found = self;
         let stored = assemble(&head.parts);
         let total: u64 = stored.as_ref().map(|p| p.iter().map(|p| p.count).sum()).unwrap_or(0);
         let digest = stored.as_deref().map(encode_parts).unwrap_or_default();

@@ -232,7 +232,7 @@ pub(crate) fn new_record(
     created_ms: i64,
 ) -> Result<KeyRecord> {
     let mut rec = KeyRecord {
-        id: access_key::new_key_id()?,
+        id: access_key::new_key_id(created_ms)?,
         hash: unsealed.access_key_hash(secret.expose().as_bytes()).to_vec(),
         name: name.to_string(),
         owner,
@@ -277,7 +277,7 @@ pub(crate) struct Rolled {
 
 impl Keys {
     /// The key prefix of a namespace, creating the namespace (prefix `pk`) on first use.
-    async fn namespace_prefix(&self, ns: &str, now_ms: i64) -> Result<String> {
+    pub(super) async fn namespace_prefix(&self, ns: &str, now_ms: i64) -> Result<String> {
         if ns == KEYWARD_NAMESPACE {
             return Ok(access_key::DEFAULT_PREFIX.to_string());
         }
@@ -301,33 +301,6 @@ impl Keys {
             .find(|n| n.name == ns)
             .map(|n| n.prefix)
             .unwrap_or(rec.prefix))
-    }
-
-    /// Creates a key; returns its entry and the key itself (shown once).
-    pub(crate) async fn create(
-        &self,
-        _: &Admitted,
-        unsealed: &Unsealed,
-        new: NewKey,
-    ) -> Result<(Arc<KeyEntry>, AccessKeySecret)> {
-        self.retrying(|| self.create_once(unsealed, &new)).await
-    }
-
-    async fn create_once(&self, unsealed: &Unsealed, new: &NewKey) -> Result<(Arc<KeyEntry>, AccessKeySecret)> {
-        let mut turn = self.turn().await;
-        let now = self.clock.now_ms();
-        let prefix = self.namespace_prefix(&new.namespace, now).await?;
-        let secret = AccessKeySecret::generate(&prefix)?;
-        let uses = new.policy.uses.map(|u| u.min(i64::MAX as u64) as i64);
-        let owner = new.owner.clone();
-        let mut rec = new_record(unsealed, &secret, &new.name, owner, &new.namespace, &new.policy, uses, now)?;
-        if new.disabled {
-            rec.state = KeyState::Disabled.as_str().to_string();
-            rec.mac = unsealed.row_mac(&mac_input(&rec)).to_vec();
-        }
-        self.commit(&mut turn, unsealed, Changes { insert_keys: vec![rec.clone()], ..Changes::default() }).await?;
-        let entry = self.upsert(KeyEntry::from_record(&rec, unsealed))?;
-        Ok((entry, secret))
     }
 
     /// Loads a key's row, checks its MAC, applies `change`, re-MACs, stores
@@ -445,7 +418,7 @@ impl Keys {
             return Err(Error::new(Code::InvalidState, ROLL_REFUSED));
         }
         let old = current;
-        let mut policy = old.policy.clone();
+        let mut policy = (*old.policy).clone();
         policy.grace_until_ms = None;
         policy.rolled_to = None;
         let prefix = self.namespace_prefix(&old.namespace, now).await?;

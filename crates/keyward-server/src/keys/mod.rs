@@ -9,6 +9,7 @@
 //! a key after its creation answer.
 
 mod admission;
+mod create;
 mod follow;
 mod index;
 pub(crate) mod ledger;
@@ -55,6 +56,8 @@ pub(crate) struct Keys {
     default_max_age_s: Option<u64>,
     /// Uses waiting for the next group commit (see [`uses`]).
     use_queue: std::sync::Mutex<Vec<uses::UseRequest>>,
+    /// Keys waiting for the next group commit (see [`create`]).
+    create_queue: std::sync::Mutex<Vec<create::CreateRequest>>,
     /// Other nodes on the same database (see [`follow`]).
     follow: follow::Follow,
 }
@@ -70,6 +73,9 @@ pub(crate) struct KeysConfig {
 
 /// One turn at the ledger: the head as it stands, for one change.
 pub(crate) type Turn<'a> = tokio::sync::MutexGuard<'a, Option<Ledger>>;
+
+/// Key rows read a page at a time while loading.
+const LOAD_PAGE: u64 = 50_000;
 
 fn poisoned() -> Error {
     Error::internal("key index lock poisoned")
@@ -87,6 +93,7 @@ impl Keys {
             reseal_ledger: config.reseal_ledger,
             default_max_age_s: config.default_max_age_s,
             use_queue: std::sync::Mutex::new(Vec::new()),
+            create_queue: std::sync::Mutex::new(Vec::new()),
             follow: follow::Follow::new(store.shared()),
             store,
         }
@@ -95,8 +102,58 @@ impl Keys {
     /// Loads every key row, checking each MAC and the key ledger over all
     /// of them (on unseal). Where the ledger does not hold, its keys are
     /// refused as tampered and cannot change, and the log says why.
+    ///
+    /// Rows are read and checked a page at a time (a million keys load in
+    /// a second or two, and the rows read are not all held at once); the
+    /// rare starts that rewrite rows (no ledger head yet, a ledger to
+    /// re-seal) read them all first ([`Keys::load_whole`]).
     pub(crate) async fn load(&self, unsealed: &Unsealed) -> Result<()> {
         let mut turn = self.ledger.lock().await;
+        for _ in 0..follow::RETRIES {
+            let Some(head) = self.store.ledger_head().await? else { break };
+            let mut ledger = Ledger::empty();
+            let mut idx = KeyIndex::new(self.default_max_age_s);
+            let mut policies = index::Policies::default();
+            let mut after = String::new();
+            loop {
+                let page = self.store.list_keys_page(&after, LOAD_PAGE).await?;
+                ledger.add_keys(unsealed, &page);
+                idx.add(&page, unsealed, &mut policies);
+                match page.last() {
+                    Some(last) if page.len() as u64 == LOAD_PAGE => after = last.id.clone(),
+                    _ => break,
+                }
+            }
+            ledger.add_usage(unsealed, &self.store.list_order_usage().await?);
+            // Another node wrote while the pages were read: read them again.
+            if self.store.ledger_rev().await? != Some(head.rev) {
+                continue;
+            }
+            self.follow.heard();
+            let (ledger, broken) = ledger.against(unsealed, &head);
+            if let Some(broken) = broken {
+                if self.reseal_ledger {
+                    break;
+                }
+                let ids = idx.mark_tampered(|id| !ledger.holds(id));
+                tracing::error!(
+                    why = broken.why,
+                    parts = broken.parts.len(),
+                    refused = ?ids,
+                    "the key ledger failed its check: these keys are refused (key_tampered) and cannot change; \
+                     see docs/threat-model.md, then restart once with --reseal-key-ledger"
+                );
+            }
+            self.install(idx)?;
+            *turn = Some(ledger);
+            return Ok(());
+        }
+        self.load_whole(unsealed, &mut turn).await
+    }
+
+    /// [`Keys::load`] over every row read at once: the first start with a
+    /// key ledger (rows written before it existed), and a re-seal.
+    async fn load_whole(&self, unsealed: &Unsealed, turn: &mut Turn<'_>) -> Result<()> {
         let mut records = self.store.list_keys().await?;
         let usage = self.store.list_order_usage().await?;
         let head = self.store.ledger_head().await?;
@@ -121,7 +178,7 @@ impl Keys {
             }
         }
         self.install(KeyIndex::load(&records, unsealed, |id| ledger.holds(id), self.default_max_age_s))?;
-        *turn = Some(ledger);
+        **turn = Some(ledger);
         Ok(())
     }
 

@@ -33,31 +33,43 @@ fn placeholders(rows: usize) -> String {
         .join(", ")
 }
 
-/// The ids of `values`, adding the new ones inside the caller's transaction.
+/// The ids of `values`, adding the new ones inside the caller's
+/// transaction (one statement for all of them).
 async fn ids_of(
     strings: &Strings,
     c: &mut PgConnection,
     values: Vec<String>,
 ) -> StoreResult<(HashMap<String, i64>, Vec<(String, i64)>)> {
     let mut out = HashMap::new();
-    let mut learnt = Vec::new();
+    let mut new: Vec<String> = Vec::new();
     for v in values {
         if out.contains_key(&v) {
             continue;
         }
-        if let Some(id) = strings.id(&v) {
-            out.insert(v, id);
-            continue;
+        match strings.id(&v) {
+            Some(id) => {
+                out.insert(v, id);
+            }
+            None => {
+                out.insert(v.clone(), 0);
+                new.push(v);
+            }
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_strings (value) VALUES ($1)
-             ON CONFLICT (value) DO UPDATE SET value = EXCLUDED.value RETURNING id",
+    }
+    let mut learnt = Vec::new();
+    if !new.is_empty() {
+        let rows = sqlx::query(
+            "INSERT INTO audit_strings (value) SELECT unnest($1::text[])
+             ON CONFLICT (value) DO UPDATE SET value = EXCLUDED.value RETURNING id, value",
         )
-        .bind(&v)
-        .fetch_one(&mut *c)
+        .bind(&new)
+        .fetch_all(&mut *c)
         .await?;
-        learnt.push((v.clone(), id));
-        out.insert(v, id);
+        for r in rows {
+            let (id, value): (i64, String) = (r.get("id"), r.get("value"));
+            out.insert(value.clone(), id);
+            learnt.push((value, id));
+        }
     }
     Ok((out, learnt))
 }

@@ -83,6 +83,15 @@ pub(super) async fn list_keys(pool: &PgPool) -> StoreResult<Vec<KeyRecord>> {
     Ok(rows.iter().map(key_of).collect())
 }
 
+pub(super) async fn list_page(pool: &PgPool, after_id: &str, limit: u64) -> StoreResult<Vec<KeyRecord>> {
+    let rows = sqlx::query("SELECT * FROM access_keys WHERE id > $1 ORDER BY id LIMIT $2")
+        .bind(after_id)
+        .bind(limit.min(i64::MAX as u64) as i64)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(key_of).collect())
+}
+
 /// Records a key's last use; not a ledger write, so nobody is told.
 pub(super) async fn touch_key(pool: &PgPool, id: &str, at_ms: i64, ip: &str) -> StoreResult<()> {
     sqlx::query("UPDATE access_keys SET last_used_ms = $1, last_used_ip = $2 WHERE id = $3")

@@ -34,30 +34,45 @@ pub(super) async fn base(c: &mut SqliteConnection) -> StoreResult<Option<(u64, V
 }
 
 /// The ids of `values`, adding the new ones to `audit_strings` inside the
-/// caller's transaction; the new pairs are returned for caching after commit.
+/// caller's transaction (a multi-row statement per 100 new strings); the new
+/// pairs are returned for caching after commit.
 async fn ids_of(
     store: &SqliteStore,
     c: &mut SqliteConnection,
     values: impl IntoIterator<Item = String>,
 ) -> StoreResult<(HashMap<String, i64>, Vec<(String, i64)>)> {
     let mut out = HashMap::new();
-    let mut learnt = Vec::new();
+    let mut new: Vec<String> = Vec::new();
     for v in values {
         if out.contains_key(&v) {
             continue;
         }
-        if let Some(id) = store.strings.id(&v) {
-            out.insert(v, id);
-            continue;
+        match store.strings.id(&v) {
+            Some(id) => {
+                out.insert(v, id);
+            }
+            None => {
+                out.insert(v.clone(), 0);
+                new.push(v);
+            }
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_strings (value) VALUES (?) ON CONFLICT (value) DO UPDATE SET value = excluded.value RETURNING id",
-        )
-        .bind(&v)
-        .fetch_one(&mut *c)
-        .await?;
-        learnt.push((v.clone(), id));
-        out.insert(v, id);
+    }
+    let mut learnt = Vec::new();
+    for chunk in new.chunks(100) {
+        let sql = format!(
+            "INSERT INTO audit_strings (value) VALUES {} ON CONFLICT (value) DO UPDATE SET value = excluded.value
+             RETURNING id, value",
+            vec!["(?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for v in chunk {
+            q = q.bind(v);
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            let (id, value): (i64, String) = (r.get("id"), r.get("value"));
+            out.insert(value.clone(), id);
+            learnt.push((value, id));
+        }
     }
     Ok((out, learnt))
 }

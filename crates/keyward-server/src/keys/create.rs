@@ -1,0 +1,103 @@
+//! Key creation, group-committed: each new key is durable (with its ledger
+//! head) before it is answered, and keys created at once share one ledger
+//! write (one transaction, one fsync) instead of taking turns at one each.
+//! A request queues its key, then takes the ledger's turn; whoever holds
+//! the turn writes every queued key and answers each one.
+
+use super::manage::{NewKey, new_record};
+use super::{Changes, KeyEntry, Keys, Turn, follow};
+use crate::error::{Error, Result};
+use crate::keys::Admitted;
+use crate::seal::Unsealed;
+use keyward_core::access_key::AccessKeySecret;
+use keyward_core::policy::KeyState;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// What a creation answers: the new key's entry and its secret (shown once).
+type Created = Result<(Arc<KeyEntry>, AccessKeySecret)>;
+
+/// One key asked for, and where its answer goes.
+#[derive(Debug)]
+pub(super) struct CreateRequest {
+    new: NewKey,
+    answer: oneshot::Sender<Created>,
+}
+
+impl Keys {
+    /// Creates a key (durable, in the ledger, in the index) and returns its
+    /// entry and secret.
+    pub(crate) async fn create(&self, _: &Admitted, unsealed: &Unsealed, new: NewKey) -> Created {
+        let (tx, mut rx) = oneshot::channel();
+        self.create_queue.lock().map_err(|_| queue_poisoned())?.push(CreateRequest { new, answer: tx });
+        let answered = |rx: &mut oneshot::Receiver<Created>| match rx.try_recv() {
+            Ok(answer) => Some(answer),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::internal("a key was dropped unanswered"))),
+        };
+        loop {
+            if let Some(answer) = answered(&mut rx) {
+                return answer;
+            }
+            let mut turn = self.turn().await;
+            if let Some(answer) = answered(&mut rx) {
+                return answer;
+            }
+            let batch = std::mem::take(&mut *self.create_queue.lock().map_err(|_| queue_poisoned())?);
+            self.write_creates(&mut turn, unsealed, batch).await;
+        }
+    }
+
+    /// Writes every key of `batch` in one ledger step and answers each.
+    async fn write_creates(&self, turn: &mut Turn<'_>, unsealed: &Unsealed, batch: Vec<CreateRequest>) {
+        let now = self.clock.now_ms();
+        let mut made = Vec::with_capacity(batch.len());
+        for r in batch {
+            match self.record_for(unsealed, &r.new, now).await {
+                Ok((rec, secret)) => made.push((r, rec, secret)),
+                Err(e) => drop(r.answer.send(Err(e))),
+            }
+        }
+        if made.is_empty() {
+            return;
+        }
+        let changes = Changes { insert_keys: made.iter().map(|(_, rec, _)| rec.clone()).collect(), ..Changes::default() };
+        match self.commit(turn, unsealed, changes).await {
+            Ok(()) => {
+                for (r, rec, secret) in made {
+                    let _ = r.answer.send(self.upsert(KeyEntry::from_record(&rec, unsealed)).map(|e| (e, secret)));
+                }
+            }
+            // Another node wrote meanwhile: the ledger was reread; the keys
+            // wait for the next turn (with new secrets: these were never stored).
+            Err(e) if follow::is_moved(&e) => {
+                if let Ok(mut q) = self.create_queue.lock() {
+                    q.extend(made.into_iter().map(|(r, _, _)| r));
+                }
+            }
+            Err(e) => made.into_iter().for_each(|(r, _, _)| drop(r.answer.send(Err(e.clone())))),
+        }
+    }
+
+    /// A new key's row and secret.
+    async fn record_for(
+        &self,
+        unsealed: &Unsealed,
+        new: &NewKey,
+        now: i64,
+    ) -> Result<(keyward_store::KeyRecord, AccessKeySecret)> {
+        let prefix = self.namespace_prefix(&new.namespace, now).await?;
+        let secret = AccessKeySecret::generate(&prefix)?;
+        let uses = new.policy.uses.map(|u| u.min(i64::MAX as u64) as i64);
+        let mut rec = new_record(unsealed, &secret, &new.name, new.owner.clone(), &new.namespace, &new.policy, uses, now)?;
+        if new.disabled {
+            rec.state = KeyState::Disabled.as_str().to_string();
+            rec.mac = unsealed.row_mac(&super::index::mac_input(&rec)).to_vec();
+        }
+        Ok((rec, secret))
+    }
+}
+
+fn queue_poisoned() -> Error {
+    Error::internal("key creation queue poisoned")
+}
