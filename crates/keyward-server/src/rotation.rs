@@ -144,7 +144,7 @@ pub(crate) async fn due_list(keys: &Keys, secrets: &Secrets, now_ms: i64, within
             continue;
         }
         out.push(DueItem {
-            name: Some(k.name.clone()),
+            name: Some(k.name.to_string()),
             state: state.as_str().to_string(),
             run: format!("keyward key roll {} --grace 24h", k.id),
             ..at.item("access_key", &k.id, k.created_ms, max_s, aged)

@@ -484,7 +484,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Up to `limit` access keys after `after_id`, in id order (loading a
     /// million keys a page at a time).
     async fn list_keys_page(&self, after_id: &str, limit: u64) -> StoreResult<Vec<KeyRecord>> {
-        let mut all: Vec<KeyRecord> = self.list_keys().await?.into_iter().filter(|k| k.id.as_str() > after_id).collect();
+        let mut all: Vec<KeyRecord> =
+            self.list_keys().await?.into_iter().filter(|k| k.id.as_str() > after_id).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all.truncate(limit.min(usize::MAX as u64) as usize);
         Ok(all)

@@ -227,11 +227,11 @@ impl Approvals {
     pub(crate) fn approvers(&self) -> Vec<Arc<KeyEntry>> {
         let now = self.clock.now_ms();
         self.keys
-            .all()
+            .all_sorted()
             .unwrap_or_default()
             .into_iter()
             .filter(|k| {
-                k.namespace == KEYWARD_NAMESPACE
+                &*k.namespace == KEYWARD_NAMESPACE
                     && !k.tampered
                     && k.effective_state(now) == KeyState::Active
                     && k.policy.scopes.contains(&Scope::Approve)
@@ -248,7 +248,7 @@ impl Approvals {
     /// Refuses a request `requester` could never see approved: fewer than
     /// M approver keys other than its own exist.
     pub(crate) fn check_available(&self, requester: &str) -> Result<()> {
-        let others = self.approvers().iter().filter(|k| k.id != requester).count();
+        let others = self.approvers().iter().filter(|k| *k.id != *requester).count();
         let m = self.config.required;
         if others < m as usize {
             return Err(Error::new(

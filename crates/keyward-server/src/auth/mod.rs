@@ -187,7 +187,7 @@ pub(crate) fn find_key(
         let hash = unsealed.access_key_hash(credential.as_bytes());
         (keys.by_hash(&hash)?.ok_or_else(|| Error::key_invalid("unknown access key"))?, None)
     };
-    if key.namespace != KEYWARD_NAMESPACE && !key.tampered {
+    if &*key.namespace != KEYWARD_NAMESPACE && !key.tampered {
         // Platform keys verify through /v1/keys/verify; they are no keyward
         // credential, and they are answered exactly like unknown keys.
         return Err(Error::key_invalid("unknown access key"));

@@ -338,7 +338,7 @@ impl Exchanges {
     async fn reserve(&self, caller: &Caller, passed: Option<&Passed>, now_ms: i64) -> Result<Option<Reservation>> {
         let Some(Passed { notional, daily_cap: Some(cap) }) = passed else { return Ok(None) };
         let r = Reservation {
-            key_id: caller.key.id.clone(),
+            key_id: caller.key.id.to_string(),
             day: now_ms.div_euclid(86_400_000),
             micros: micros(*notional),
             unsealed: caller.unsealed.clone(),

@@ -99,7 +99,7 @@ fn operator(k: &KeyEntry) -> bool {
 }
 
 fn note(k: &KeyEntry, why: Option<&str>) -> KeyNote {
-    KeyNote { id: k.id.clone(), name: k.name.clone(), why: why.map(str::to_string) }
+    KeyNote { id: k.id.to_string(), name: k.name.to_string(), why: why.map(str::to_string) }
 }
 
 impl Incident {
@@ -117,10 +117,10 @@ impl Incident {
     /// The keys of keyward's namespace with a scope on `account`.
     fn keys_on(&self, account: &str) -> Vec<Arc<KeyEntry>> {
         self.keys
-            .all()
+            .all_sorted()
             .unwrap_or_default()
             .into_iter()
-            .filter(|k| k.namespace == KEYWARD_NAMESPACE && names_account(&k.policy.scopes, account))
+            .filter(|k| &*k.namespace == KEYWARD_NAMESPACE && names_account(&k.policy.scopes, account))
             .collect()
     }
 
@@ -164,7 +164,7 @@ impl Incident {
                     Some("an operator key (sys:admin, key:admin or approve); it cannot sign for a frozen account"),
                 ));
             } else if k.state == KeyState::Active {
-                to_disable.push(k.id.clone());
+                to_disable.push(k.id.to_string());
             } else {
                 kept.push(note(&k, Some(&format!("already {}", state.as_str()))));
             }
@@ -221,12 +221,12 @@ impl Incident {
             .await?;
         let held: Vec<Arc<KeyEntry>> = self
             .keys
-            .all()
+            .all_sorted()
             .unwrap_or_default()
             .into_iter()
             .filter(|k| k.policy.frozen_by.iter().any(|a| a == account))
             .collect();
-        let ids: Vec<String> = held.iter().map(|k| k.id.clone()).collect();
+        let ids: Vec<String> = held.iter().map(|k| k.id.to_string()).collect();
         let name = account.to_string();
         let changed = self
             .keys

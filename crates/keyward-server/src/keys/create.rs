@@ -61,7 +61,8 @@ impl Keys {
         if made.is_empty() {
             return;
         }
-        let changes = Changes { insert_keys: made.iter().map(|(_, rec, _)| rec.clone()).collect(), ..Changes::default() };
+        let changes =
+            Changes { insert_keys: made.iter().map(|(_, rec, _)| rec.clone()).collect(), ..Changes::default() };
         match self.commit(turn, unsealed, changes).await {
             Ok(()) => {
                 for (r, rec, secret) in made {
@@ -89,7 +90,8 @@ impl Keys {
         let prefix = self.namespace_prefix(&new.namespace, now).await?;
         let secret = AccessKeySecret::generate(&prefix)?;
         let uses = new.policy.uses.map(|u| u.min(i64::MAX as u64) as i64);
-        let mut rec = new_record(unsealed, &secret, &new.name, new.owner.clone(), &new.namespace, &new.policy, uses, now)?;
+        let mut rec =
+            new_record(unsealed, &secret, &new.name, new.owner.clone(), &new.namespace, &new.policy, uses, now)?;
         if new.disabled {
             rec.state = KeyState::Disabled.as_str().to_string();
             rec.mac = unsealed.row_mac(&super::index::mac_input(&rec)).to_vec();

@@ -64,13 +64,13 @@ fn mac_input_labelled(r: &KeyRecord, label: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 pub(crate) struct KeyEntry {
     /// Key id.
-    pub id: String,
+    pub id: Box<str>,
     /// Name.
-    pub name: String,
+    pub name: Box<str>,
     /// Owner.
-    pub owner: Option<String>,
-    /// Namespace.
-    pub namespace: String,
+    pub owner: Option<Box<str>>,
+    /// Namespace (one copy for every key of it).
+    pub namespace: Arc<str>,
     /// Policy (shared by the keys stored with the same one).
     pub policy: Arc<KeyPolicy>,
     /// Stored lifecycle state.
@@ -105,20 +105,33 @@ pub(super) fn limiter(spec: &RateSpec) -> Option<Limiter> {
     Some(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
 }
 
-/// Decoded policies by their stored text: keys created alike share one.
+/// Decoded policies by their stored text, and namespaces: keys created
+/// alike share one of each.
 #[derive(Debug, Default)]
-pub(crate) struct Policies(HashMap<String, Arc<KeyPolicy>>);
-
+pub(crate) struct Policies {
+    policies: HashMap<String, Arc<KeyPolicy>, FastHash>,
+    namespaces: HashMap<String, Arc<str>, FastHash>,
+}
 
 impl Policies {
     /// The policy stored as `text`, decoded once (`None`: it does not decode).
     fn get(&mut self, text: &str) -> Option<Arc<KeyPolicy>> {
-        if let Some(p) = self.0.get(text) {
+        if let Some(p) = self.policies.get(text) {
             return Some(p.clone());
         }
         let p = Arc::new(serde_json::from_str::<KeyPolicy>(text).ok()?);
-        self.0.insert(text.to_string(), p.clone());
+        self.policies.insert(text.to_string(), p.clone());
         Some(p)
+    }
+
+    /// The namespace `name`, one copy for all.
+    fn namespace(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.namespaces.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        self.namespaces.insert(name.to_string(), n.clone());
+        n
     }
 }
 
@@ -143,10 +156,10 @@ impl KeyEntry {
         let policy = policy.unwrap_or_default();
         let last_ip = r.last_used_ip.as_deref().and_then(|s| s.parse().ok());
         Self {
-            id: r.id.clone(),
-            name: r.name.clone(),
-            owner: r.owner.clone(),
-            namespace: r.namespace.clone(),
+            id: r.id.as_str().into(),
+            name: r.name.as_str().into(),
+            owner: r.owner.as_deref().map(Into::into),
+            namespace: policies.namespace(&r.namespace),
             policy,
             state: state.unwrap_or(KeyState::Revoked),
             created_ms: r.created_ms,
@@ -191,7 +204,7 @@ impl KeyEntry {
     /// `default_s` for keyward's own keys (platform keys age only by their own).
     pub(crate) fn with_max_age(mut self, default_s: Option<u64>) -> Self {
         let own = self.policy.max_age_s;
-        let max = own.or(default_s.filter(|_| self.namespace == super::KEYWARD_NAMESPACE));
+        let max = own.or(default_s.filter(|_| &*self.namespace == super::KEYWARD_NAMESPACE));
         self.aged_ms = max.map(|s| self.created_ms.saturating_add((s.min(i64::MAX as u64 / 1000) as i64) * 1000));
         self
     }
@@ -330,6 +343,35 @@ impl PartialEq for ByHashKey {
 }
 impl Eq for ByHashKey {}
 
+/// A fast hasher for key ids and stored policy texts: keyward makes both
+/// (an id is the time and random characters), so no caller steers them
+/// into collisions; SipHash over a million of them slowed loading down.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = self.0 ^ (bytes.len() as u64).wrapping_mul(K);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(31);
+        }
+        for b in chunks.remainder() {
+            h = (h ^ u64::from(*b)).wrapping_mul(K);
+        }
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+/// Hash-map state for [`IdHasher`].
+pub(crate) type FastHash = std::hash::BuildHasherDefault<IdHasher>;
+
 /// An entry in the set by id.
 #[derive(Debug, Clone)]
 struct ByIdKey(Arc<KeyEntry>);
@@ -341,7 +383,7 @@ impl std::borrow::Borrow<str> for ByIdKey {
 }
 impl std::hash::Hash for ByIdKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.id.as_str().hash(state);
+        (*self.0.id).hash(state);
     }
 }
 impl PartialEq for ByIdKey {
@@ -357,7 +399,7 @@ type ByHash = std::collections::HashSet<ByHashKey, std::hash::BuildHasherDefault
 #[derive(Debug, Default)]
 pub(crate) struct KeyIndex {
     by_hash: ByHash,
-    by_id: std::collections::HashSet<ByIdKey>,
+    by_id: std::collections::HashSet<ByIdKey, FastHash>,
     /// The server's `--key-max-age` (seconds) for keys without their own.
     default_max_age_s: Option<u64>,
 }
@@ -403,8 +445,11 @@ pub(crate) fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync
 
 impl KeyIndex {
     /// An empty index for keys loaded a page at a time ([`KeyIndex::add`]).
-    pub(crate) fn new(default_max_age_s: Option<u64>) -> Self {
-        Self { default_max_age_s, ..Self::default() }
+    pub(crate) fn new(default_max_age_s: Option<u64>, expected: usize) -> Self {
+        let mut idx = Self { default_max_age_s, ..Self::default() };
+        idx.by_hash.reserve(expected);
+        idx.by_id.reserve(expected);
+        idx
     }
 
     /// Adds a page of stored rows (their MACs checked on every core).
@@ -413,7 +458,7 @@ impl KeyIndex {
         for (r, ok) in records.iter().zip(checked) {
             // Two rows with one keyed hash (one secret for two keys: only a
             // write to the database makes that) are both refused.
-            let dup = self.by_hash.get(r.hash.as_slice()).filter(|o| o.0.id != r.id).map(|o| o.0.clone());
+            let dup = self.by_hash.get(r.hash.as_slice()).filter(|o| *o.0.id != *r.id).map(|o| o.0.clone());
             if let Some(other) = &dup {
                 tracing::error!(key_id = %r.id, other = %other.id, "two access keys share a keyed hash (the database was written to): both are refused");
                 self.upsert(other.as_tampered());
@@ -425,7 +470,7 @@ impl KeyIndex {
     /// Refuses every key `broken` names (its part of the key ledger did not hold).
     pub(crate) fn mark_tampered(&mut self, broken: impl Fn(&str) -> bool) -> Vec<String> {
         let hit: Vec<Arc<KeyEntry>> = self.by_id.iter().filter(|k| broken(&k.0.id)).map(|k| k.0.clone()).collect();
-        hit.iter().map(|e| self.upsert(e.as_tampered()).id.clone()).collect()
+        hit.iter().map(|e| self.upsert(e.as_tampered()).id.to_string()).collect()
     }
 
     /// Builds the index from stored rows; a key whose part of the key
@@ -456,7 +501,7 @@ impl KeyIndex {
         let mut idx = Self { default_max_age_s: self.default_max_age_s, ..Self::default() };
         for e in entries(records, unsealed, &holds) {
             let mut e = e.with_max_age(self.default_max_age_s);
-            if let Some(old) = self.by_id.get(e.id.as_str()) {
+            if let Some(old) = self.by_id.get(&*e.id) {
                 e.take_runtime_from(&old.0);
             }
             let e = Arc::new(e);
@@ -469,7 +514,7 @@ impl KeyIndex {
     /// Adds or replaces an entry. A replaced entry hands over its last use.
     pub(crate) fn upsert(&mut self, e: KeyEntry) -> Arc<KeyEntry> {
         let mut e = e.with_max_age(self.default_max_age_s);
-        if let Some(old) = self.by_id.get(e.id.as_str()) {
+        if let Some(old) = self.by_id.get(&*e.id) {
             e.take_runtime_from(&old.0);
         }
         let e = Arc::new(e);
@@ -493,11 +538,14 @@ impl KeyIndex {
         self.by_id.get(id).map(|k| k.0.clone())
     }
 
-    /// Every entry, oldest first.
+    /// Every entry `keep` keeps, in no order.
+    pub(crate) fn filtered(&self, keep: impl Fn(&KeyEntry) -> bool) -> Vec<Arc<KeyEntry>> {
+        self.by_id.iter().filter(|k| keep(&k.0)).map(|k| k.0.clone()).collect()
+    }
+
+    /// Every entry, in no order.
     pub(crate) fn all(&self) -> Vec<Arc<KeyEntry>> {
-        let mut v: Vec<_> = self.by_id.iter().map(|k| k.0.clone()).collect();
-        v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
-        v
+        self.by_id.iter().map(|k| k.0.clone()).collect()
     }
 
     /// How many keys.
@@ -505,4 +553,3 @@ impl KeyIndex {
         self.by_id.len()
     }
 }
-

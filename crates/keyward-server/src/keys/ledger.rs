@@ -64,7 +64,7 @@ pub(crate) struct Ledger {
     /// keys are refused and their rows cannot change.
     broken: Vec<bool>,
     /// Each key row's term, by key id.
-    keys: HashMap<String, [u8; 32]>,
+    keys: HashMap<String, [u8; 32], super::index::FastHash>,
     /// Each counter's term, by key id and day.
     counters: HashMap<(String, i64), [u8; 32]>,
 }
@@ -175,13 +175,20 @@ impl Ledger {
         Self { broken: vec![true; PARTS], ..Self::over(u, keys, usage) }
     }
 
+    /// [`Ledger::empty`] with room for `keys` key rows.
+    pub(crate) fn with_capacity(keys: usize) -> Self {
+        let mut l = Self::empty();
+        l.keys.reserve(keys);
+        l
+    }
+
     /// The ledger over no rows, before any head is stored.
     pub(crate) fn empty() -> Self {
         Self {
             rev: None,
             parts: vec![Part::default(); PARTS],
             broken: vec![false; PARTS],
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             counters: HashMap::new(),
         }
     }
@@ -197,7 +204,6 @@ impl Ledger {
     /// Counts key rows in (their terms computed on every core).
     pub(crate) fn add_keys(&mut self, u: &Unsealed, keys: &[KeyRecord]) {
         let terms = super::index::parallel(keys, |k| key_term(u, k));
-        self.keys.reserve(keys.len());
         for (k, term) in keys.iter().zip(terms) {
             add(&mut self.parts[part_of(&k.id)], &term);
             self.keys.insert(k.id.clone(), term);

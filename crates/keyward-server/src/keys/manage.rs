@@ -424,7 +424,16 @@ impl Keys {
         let prefix = self.namespace_prefix(&old.namespace, now).await?;
         let secret = AccessKeySecret::generate(&prefix)?;
         let uses_left = policy.uses.map(|_| old.uses_remaining.load(Ordering::Relaxed).max(0));
-        let rec = new_record(unsealed, &secret, &old.name, old.owner.clone(), &old.namespace, &policy, uses_left, now)?;
+        let rec = new_record(
+            unsealed,
+            &secret,
+            &old.name,
+            old.owner.as_deref().map(str::to_string),
+            &old.namespace,
+            &policy,
+            uses_left,
+            now,
+        )?;
         let grace_until_ms = now + grace_ms;
         let new_id = rec.id.clone();
         let (stored, rolled) = self

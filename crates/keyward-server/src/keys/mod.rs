@@ -111,18 +111,23 @@ impl Keys {
         let mut turn = self.ledger.lock().await;
         for _ in 0..follow::RETRIES {
             let Some(head) = self.store.ledger_head().await? else { break };
-            let mut ledger = Ledger::empty();
-            let mut idx = KeyIndex::new(self.default_max_age_s);
+            let expected = head.count.min(100_000_000) as usize;
+            let mut ledger = Ledger::with_capacity(expected);
+            let mut idx = KeyIndex::new(self.default_max_age_s, expected);
             let mut policies = index::Policies::default();
-            let mut after = String::new();
-            loop {
-                let page = self.store.list_keys_page(&after, LOAD_PAGE).await?;
+            // The next page is read while this one is checked.
+            let page_after = |after: String| {
+                let store = self.store.clone();
+                tokio::spawn(async move { store.list_keys_page(&after, LOAD_PAGE).await })
+            };
+            let mut pending = Some(page_after(String::new()));
+            while let Some(reading) = pending.take() {
+                let page = reading.await.map_err(|e| Error::internal(&e.to_string()))??;
+                if let Some(last) = page.last().filter(|_| page.len() as u64 == LOAD_PAGE) {
+                    pending = Some(page_after(last.id.clone()));
+                }
                 ledger.add_keys(unsealed, &page);
                 idx.add(&page, unsealed, &mut policies);
-                match page.last() {
-                    Some(last) if page.len() as u64 == LOAD_PAGE => after = last.id.clone(),
-                    _ => break,
-                }
             }
             ledger.add_usage(unsealed, &self.store.list_order_usage().await?);
             // Another node wrote while the pages were read: read them again.
@@ -359,9 +364,22 @@ impl Keys {
         Ok(self.index.read().map_err(|_| poisoned())?.by_id(id))
     }
 
-    /// Every key, oldest first.
+    /// Every key, in no order.
     pub(crate) fn all(&self) -> Result<Vec<Arc<KeyEntry>>> {
         Ok(self.index.read().map_err(|_| poisoned())?.all())
+    }
+
+    /// Every entry, oldest first.
+    pub(crate) fn all_sorted(&self) -> Result<Vec<Arc<KeyEntry>>> {
+        let mut v = self.all()?;
+        v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    /// Every entry `keep` keeps, in no order (a scan of a million keys
+    /// that clones only what it keeps).
+    pub(crate) fn filtered(&self, keep: impl Fn(&KeyEntry) -> bool) -> Result<Vec<Arc<KeyEntry>>> {
+        Ok(self.index.read().map_err(|_| poisoned())?.filtered(keep))
     }
 
     /// How many keys are loaded.
@@ -375,10 +393,7 @@ impl Keys {
 
     /// Writes the last use of every key used since the last flush.
     pub(crate) async fn flush_last_used(&self) {
-        let dirty: Vec<_> = match self.all() {
-            Ok(all) => all.into_iter().filter(|k| k.dirty.swap(false, Ordering::Relaxed)).collect(),
-            Err(_) => return,
-        };
+        let Ok(dirty) = self.filtered(|k| k.dirty.swap(false, Ordering::Relaxed)) else { return };
         for k in dirty {
             let ms = k.last_used_ms.load(Ordering::Relaxed);
             let ip = k.last_used_ip.lock().ok().and_then(|g| *g).map(|i| i.to_string()).unwrap_or_default();

@@ -223,7 +223,7 @@ pub(crate) async fn expired(state: &AppState, admitted: &Admitted, unsealed: &Ar
 
 /// Who may see a request: approvers, `sys:admin`, and its requester.
 fn may_see(caller: &Caller, a: &Approval) -> bool {
-    caller.may(Need::Approve) || caller.may(Need::SysAdmin) || a.requested_by == caller.key.id
+    caller.may(Need::Approve) || caller.may(Need::SysAdmin) || *a.requested_by == *caller.key.id
 }
 
 fn view(a: &Approval, state: &AppState) -> Value {
@@ -294,7 +294,7 @@ pub(crate) async fn reject(
     let body: RejectRequest = if bytes.is_empty() { RejectRequest::default() } else { parse_json(&bytes)? };
     if !caller.may(Need::Approve) {
         let a = state.approvals.get(&caller.unsealed, &id).await?;
-        if a.requested_by != caller.key.id {
+        if *a.requested_by != *caller.key.id {
             return Err(Error::scope_missing("rejecting another key's request needs approve").into());
         }
     }
@@ -311,7 +311,8 @@ async fn vote(
     approve: bool,
     reason: Option<String>,
 ) -> ApiResult<Response> {
-    let voter = Voter { key_id: caller.key.id.clone(), name: caller.key.name.clone(), ip: caller.ip.to_string() };
+    let voter =
+        Voter { key_id: caller.key.id.to_string(), name: caller.key.name.to_string(), ip: caller.ip.to_string() };
     // What can be refused is refused before anything is spent (the write
     // checks again: another approval may land meanwhile).
     let a = state.approvals.get(&caller.unsealed, id).await?;

@@ -147,7 +147,8 @@ pub(crate) async fn create(
     body["key"] = json!(secret.expose());
     if let Some(id) = approval_id {
         let summary = format!("enable key {} ({}) with {}", entry.id, entry.name, gated.join(", "));
-        let pending = PendingChange::ActivateKey { key_id: entry.id.clone(), name: entry.name.clone(), scopes: gated };
+        let pending =
+            PendingChange::ActivateKey { key_id: entry.id.to_string(), name: entry.name.to_string(), scopes: gated };
         let approval = match approvals::request(&state, &caller, pending, summary, Some(id)).await {
             Ok(a) => a,
             Err(e) => {
@@ -164,7 +165,10 @@ pub(crate) async fn create(
     if enrols {
         let summary =
             format!("key {} ({}) may now approve changes; enrolled by {}", entry.id, entry.name, caller.key.id);
-        state.sinks.alerts.raise(Alert::plain("approver_enrolled", entry.id.clone(), summary), state.clock.now_ms());
+        state
+            .sinks
+            .alerts
+            .raise(Alert::plain("approver_enrolled", entry.id.to_string(), summary), state.clock.now_ms());
     }
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -187,12 +191,12 @@ pub(crate) async fn list(State(state): State<AppState>, caller: Caller, req: Req
     let now = state.clock.now_ms();
     let keys: Vec<Value> = state
         .keys
-        .all()?
+        .all_sorted()?
         .iter()
         .filter(|k| visible(&caller, k))
         .filter(|k| q.get("owner").is_none_or(|o| k.owner.as_deref() == Some(o.as_str())))
         .filter(|k| q.get("state").is_none_or(|s| k.shown_state(now) == s))
-        .filter(|k| q.get("namespace").is_none_or(|n| &k.namespace == n))
+        .filter(|k| q.get("namespace").is_none_or(|n| *k.namespace == **n))
         .map(|k| key_json(k, now))
         .collect();
     Ok(Json(json!({ "keys": keys })))

@@ -109,7 +109,7 @@ pub(crate) async fn roll_due(State(state): State<AppState>, caller: Caller, req:
         };
         plan.push((key, path));
     }
-    let ids: Vec<&str> = plan.iter().map(|(k, _)| k.id.as_str()).collect();
+    let ids: Vec<&str> = plan.iter().map(|(k, _)| &*k.id).collect();
     caller.record.detail(json!({"change": "roll_due", "keys": ids, "dry_run": body.dry_run}).to_string());
     let admitted = caller.admit().await?;
     if body.dry_run {
@@ -140,8 +140,8 @@ pub(crate) async fn roll_due(State(state): State<AppState>, caller: Caller, req:
             Some(path) => {
                 let mut data = SecretData::default();
                 data.0.insert("key".into(), SecretValue::new(r.secret.expose().to_string()));
-                data.0.insert("key_id".into(), SecretValue::new(r.new.id.clone()));
-                data.0.insert("rolled_from".into(), SecretValue::new(key.id.clone()));
+                data.0.insert("key_id".into(), SecretValue::new(r.new.id.to_string()));
+                data.0.insert("rolled_from".into(), SecretValue::new(key.id.to_string()));
                 let new = NewSecret { data, kind: None, cas: None, rotation_period_s: None };
                 match state.secrets.write(&admitted, &caller.unsealed, path.as_str(), new).await {
                     Ok((_, version)) => {

@@ -58,7 +58,7 @@ pub(crate) async fn mint(
         exp = exp.min(key_exp);
     }
     let claims =
-        TokenClaims { key: caller.key.id.clone(), scopes, ip: caller.ip, exp, nonce: base62::random_string(12)? };
+        TokenClaims { key: caller.key.id.to_string(), scopes, ip: caller.ip, exp, nonce: base62::random_string(12)? };
     let t = token::mint(&caller.unsealed, &claims)?;
     Ok((
         StatusCode::CREATED,
