@@ -20,6 +20,9 @@ use async_trait::async_trait;
 
 mod audit;
 mod audit_strings;
+mod key_pages;
+
+pub use key_pages::KeyPages;
 
 pub use audit::{AuditQuery, AuditRow, AuditRows};
 use serde::{Deserialize, Serialize};
@@ -481,14 +484,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every access key, oldest first.
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;
-    /// Up to `limit` access keys after `after_id`, in id order (loading a
-    /// million keys a page at a time).
-    async fn list_keys_page(&self, after_id: &str, limit: u64) -> StoreResult<Vec<KeyRecord>> {
-        let mut all: Vec<KeyRecord> =
-            self.list_keys().await?.into_iter().filter(|k| k.id.as_str() > after_id).collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all.truncate(limit.min(usize::MAX as u64) as usize);
-        Ok(all)
+    /// Every access key, up to `page` at a time, in the store's own order
+    /// and all from one snapshot (loading a million keys without holding
+    /// every row at once; the next page is read while the caller works).
+    async fn key_pages(&self, page: u64) -> StoreResult<KeyPages> {
+        let all = self.list_keys().await?;
+        let page = page.clamp(1, usize::MAX as u64) as usize;
+        Ok(KeyPages::ready(all.chunks(page).map(<[KeyRecord]>::to_vec).collect()))
     }
     /// Records a key's last use (not part of the ledger: it decides nothing).
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()>;

@@ -25,6 +25,7 @@
 //! records what happened since, and `keyward audit verify --anchor`
 //! catches the log cut back to match.
 
+use super::terms::{KeyTerms, fingerprint};
 use crate::seal::Unsealed;
 use keyward_store::{KeyRecord, LedgerHead, LedgerPart, LedgerWrite, OrderUsage};
 use std::collections::HashMap;
@@ -63,8 +64,8 @@ pub(crate) struct Ledger {
     /// Parts whose rows did not match the stored head at unseal: their
     /// keys are refused and their rows cannot change.
     broken: Vec<bool>,
-    /// Each key row's term, by key id.
-    keys: HashMap<String, [u8; 32], super::index::FastHash>,
+    /// Each key row's term (its first half), by key id.
+    keys: KeyTerms,
     /// Each counter's term, by key id and day.
     counters: HashMap<(String, i64), [u8; 32]>,
 }
@@ -178,7 +179,8 @@ impl Ledger {
     /// [`Ledger::empty`] with room for `keys` key rows.
     pub(crate) fn with_capacity(keys: usize) -> Self {
         let mut l = Self::empty();
-        l.keys.reserve(keys);
+        // Room to create keys for a while before the first reallocation.
+        l.keys.reserve(keys + keys / 16);
         l
     }
 
@@ -188,7 +190,7 @@ impl Ledger {
             rev: None,
             parts: vec![Part::default(); PARTS],
             broken: vec![false; PARTS],
-            keys: HashMap::default(),
+            keys: KeyTerms::default(),
             counters: HashMap::new(),
         }
     }
@@ -206,7 +208,7 @@ impl Ledger {
         let terms = super::index::parallel(keys, |k| key_term(u, k));
         for (k, term) in keys.iter().zip(terms) {
             add(&mut self.parts[part_of(&k.id)], &term);
-            self.keys.insert(k.id.clone(), term);
+            self.keys.set(&k.id, fingerprint(&term));
         }
     }
 
@@ -302,7 +304,7 @@ impl Ledger {
         }
         let (mut keys, mut counters) = (Vec::new(), Vec::new());
         for k in &changes.insert_keys {
-            if self.keys.contains_key(&k.id) {
+            if self.keys.contains(&k.id) {
                 return Err(Refused::Stale(k.id.clone()));
             }
             let term = key_term(u, k);
@@ -310,12 +312,12 @@ impl Ledger {
             keys.push((k.id.clone(), term));
         }
         for (stored, new) in &changes.update_keys {
-            let last = self.keys.get(&new.id);
-            if stored.id != new.id || last != Some(&key_term(u, stored)) {
+            let last = key_term(u, stored);
+            if stored.id != new.id || self.keys.get(&new.id) != Some(fingerprint(&last)) {
                 return Err(Refused::Stale(new.id.clone()));
             }
             let term = key_term(u, new);
-            swap(part(&mut parts, base, &new.id), last.unwrap_or(&term), &term);
+            swap(part(&mut parts, base, &new.id), &last, &term);
             keys.push((new.id.clone(), term));
         }
         for (stored, new) in &changes.usage {
@@ -381,7 +383,9 @@ impl Ledger {
         for (i, p) in next.parts {
             self.parts[i] = p;
         }
-        self.keys.extend(next.keys);
+        for (id, term) in next.keys {
+            self.keys.set(&id, fingerprint(&term));
+        }
         self.counters.extend(next.counters);
     }
 }

@@ -14,6 +14,7 @@ mod follow;
 mod index;
 pub(crate) mod ledger;
 mod manage;
+mod terms;
 mod uses;
 mod verify;
 
@@ -109,6 +110,7 @@ impl Keys {
     /// re-seal) read them all first ([`Keys::load_whole`]).
     pub(crate) async fn load(&self, unsealed: &Unsealed) -> Result<()> {
         let mut turn = self.ledger.lock().await;
+        let started = std::time::Instant::now();
         for _ in 0..follow::RETRIES {
             let Some(head) = self.store.ledger_head().await? else { break };
             let expected = head.count.min(100_000_000) as usize;
@@ -116,16 +118,8 @@ impl Keys {
             let mut idx = KeyIndex::new(self.default_max_age_s, expected);
             let mut policies = index::Policies::default();
             // The next page is read while this one is checked.
-            let page_after = |after: String| {
-                let store = self.store.clone();
-                tokio::spawn(async move { store.list_keys_page(&after, LOAD_PAGE).await })
-            };
-            let mut pending = Some(page_after(String::new()));
-            while let Some(reading) = pending.take() {
-                let page = reading.await.map_err(|e| Error::internal(&e.to_string()))??;
-                if let Some(last) = page.last().filter(|_| page.len() as u64 == LOAD_PAGE) {
-                    pending = Some(page_after(last.id.clone()));
-                }
+            let mut pages = self.store.key_pages(LOAD_PAGE).await?;
+            while let Some(page) = pages.next().await? {
                 ledger.add_keys(unsealed, &page);
                 idx.add(&page, unsealed, &mut policies);
             }
@@ -149,8 +143,10 @@ impl Keys {
                      see docs/threat-model.md, then restart once with --reseal-key-ledger"
                 );
             }
+            let keys = idx.len();
             self.install(idx)?;
             *turn = Some(ledger);
+            tracing::info!(keys, ms = started.elapsed().as_millis() as u64, "access keys loaded");
             return Ok(());
         }
         self.load_whole(unsealed, &mut turn).await

@@ -7,6 +7,7 @@
 //! revision moved and matches nothing: [`StoreError::Conflict`].
 
 use super::{notify, u64_of};
+use crate::KeyPages;
 use crate::{
     Change, KeyRecord, LedgerHead, LedgerPart, LedgerWrite, NamespaceRecord, OrderUsage, SealRecord, StoreError,
     StoreResult,
@@ -83,13 +84,38 @@ pub(super) async fn list_keys(pool: &PgPool) -> StoreResult<Vec<KeyRecord>> {
     Ok(rows.iter().map(key_of).collect())
 }
 
-pub(super) async fn list_page(pool: &PgPool, after_id: &str, limit: u64) -> StoreResult<Vec<KeyRecord>> {
-    let rows = sqlx::query("SELECT * FROM access_keys WHERE id > $1 ORDER BY id LIMIT $2")
-        .bind(after_id)
-        .bind(limit.min(i64::MAX as u64) as i64)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.iter().map(key_of).collect())
+/// Every key, `page` at a time in id order, in one snapshot (a read-only
+/// repeatable-read transaction); each page is decoded on a blocking thread
+/// while the next is read.
+pub(super) async fn pages(pool: &PgPool, page: u64) -> StoreResult<KeyPages> {
+    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+    let (send, pages) = KeyPages::channel();
+    let page = page.clamp(1, i64::MAX as u64);
+    tokio::spawn(async move {
+        let result = async {
+            let mut after = String::new();
+            loop {
+                let rows = sqlx::query("SELECT * FROM access_keys WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(&after)
+                    .bind(page as i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let n = rows.len() as u64;
+                if let Some(last) = rows.last() {
+                    after = last.try_get("id")?;
+                }
+                if n > 0 && !send.page(move || Ok(rows.iter().map(key_of).collect())).await {
+                    return Ok(());
+                }
+                if n < page {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        send.end(result).await;
+    });
+    Ok(pages)
 }
 
 /// Records a key's last use; not a ledger write, so nobody is told.

@@ -292,8 +292,8 @@ impl Store for PgStore {
         keys::list_keys(&self.pool).await
     }
 
-    async fn list_keys_page(&self, after_id: &str, limit: u64) -> StoreResult<Vec<KeyRecord>> {
-        keys::list_page(&self.pool, after_id, limit).await
+    async fn key_pages(&self, page: u64) -> StoreResult<crate::KeyPages> {
+        keys::pages(&self.pool, page).await
     }
 
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()> {

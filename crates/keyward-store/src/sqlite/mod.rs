@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod audit;
+mod keys;
 mod secrets;
 mod snapshot;
 
@@ -225,87 +226,19 @@ impl Store for SqliteStore {
         Ok(meta)
     }
 
-    /// Every key, oldest first (a page at a time, see `list_keys_page`).
+    /// Every key, oldest first.
     async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
-        const PAGE: u64 = 50_000;
+        let mut pages = self.key_pages(keys::PAGE).await?;
         let mut out: Vec<KeyRecord> = Vec::new();
-        loop {
-            let after = out.last().map(|k| k.id.clone()).unwrap_or_default();
-            let page = self.list_keys_page(&after, PAGE).await?;
-            let n = page.len() as u64;
+        while let Some(page) = pages.next().await? {
             out.extend(page);
-            if n < PAGE {
-                break;
-            }
         }
         out.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 
-    /// Read as one JSON array (a row each would cost a hand-off between
-    /// threads per key: a million keys load in under a second), decoded
-    /// off the async threads.
-    async fn list_keys_page(&self, after_id: &str, limit: u64) -> StoreResult<Vec<KeyRecord>> {
-        // The columns but the two hashes, whose lengths come instead: the
-        // hashes come as two blobs, each row's at its length.
-        type Packed = (
-            String,
-            String,
-            Option<String>,
-            String,
-            String,
-            String,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            usize,
-            usize,
-        );
-        let row = sqlx::query(
-            "SELECT json_group_array(json_array(id, name, owner, namespace, policy, state, created_ms,
-             uses_remaining, last_used_ms, last_used_ip, length(hash), length(mac))) AS rows,
-             CAST(group_concat(hash, '') AS BLOB) AS hashes, CAST(group_concat(mac, '') AS BLOB) AS macs
-             FROM (SELECT * FROM access_keys WHERE id > ? ORDER BY id LIMIT ?)",
-        )
-        .bind(after_id)
-        .bind(limit.min(i64::MAX as u64) as i64)
-        .fetch_one(&self.pool)
-        .await?;
-        let (text, hashes, macs): (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>) =
-            (row.get("rows"), row.get("hashes"), row.get("macs"));
-        let Some(text) = text else { return Ok(Vec::new()) };
-        let (hashes, macs) = (hashes.unwrap_or_default(), macs.unwrap_or_default());
-        tokio::task::spawn_blocking(move || {
-            let packed: Vec<Packed> = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let (mut h, mut m) = (0usize, 0usize);
-            let take = |from: &[u8], at: &mut usize, n: usize| -> StoreResult<Vec<u8>> {
-                let bytes = from.get(*at..*at + n).ok_or_else(|| StoreError::Corrupt("a key's hash is cut".into()))?;
-                *at += n;
-                Ok(bytes.to_vec())
-            };
-            packed
-                .into_iter()
-                .map(|p| {
-                    Ok(KeyRecord {
-                        id: p.0,
-                        name: p.1,
-                        owner: p.2,
-                        namespace: p.3,
-                        policy: p.4,
-                        state: p.5,
-                        created_ms: p.6,
-                        uses_remaining: p.7,
-                        last_used_ms: p.8,
-                        last_used_ip: p.9,
-                        hash: take(&hashes, &mut h, p.10)?,
-                        mac: take(&macs, &mut m, p.11)?,
-                    })
-                })
-                .collect()
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    async fn key_pages(&self, page: u64) -> StoreResult<crate::KeyPages> {
+        keys::pages(&self.pool, page).await
     }
 
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()> {

@@ -19,6 +19,7 @@ support::both!(
     suite::sharing,
     suite::first_version_race,
     suite::ledger_race,
+    suite::key_pages,
 );
 
 support::postgres_only!(

@@ -450,3 +450,35 @@ async fn sqlite_in_memory() {
     let err = store.snapshot().await.unwrap_err();
     assert!(err.to_string().contains("in memory"), "{err}");
 }
+
+/// Loading keys a page at a time: every key exactly once, no page larger
+/// than asked, pages that say where they end (and stay ended), and the
+/// same keys as the whole listing.
+pub async fn key_pages(f: &Fixture) {
+    let store = f.shared();
+    store.commit_ledger(&LedgerWrite { expected_rev: None, head: head(1), ..Default::default() }).await.unwrap();
+    let ids: Vec<String> = (0..23).map(|i| format!("key_page{i:02}")).collect();
+    let (first, rest) = ids.split_at(11);
+    for (rev, part) in [(1, first), (2, rest)] {
+        let insert_keys = part.iter().map(|id| key(id)).collect();
+        store.commit_ledger(&LedgerWrite { insert_keys, ..step(rev) }).await.unwrap();
+    }
+    for size in [1, 5, 23, 100] {
+        let mut pages = store.key_pages(size).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(page) = pages.next().await.unwrap() {
+            assert!(!page.is_empty() && page.len() as u64 <= size, "page of {} for {size}", page.len());
+            seen.extend(page.into_iter().map(|k| k.id));
+        }
+        assert!(pages.next().await.unwrap().is_none(), "the end stays the end");
+        seen.sort();
+        assert_eq!(seen, ids, "every key once, pages of {size}");
+    }
+    let mut listed: Vec<String> = store.list_keys().await.unwrap().into_iter().map(|k| k.id).collect();
+    listed.sort();
+    assert_eq!(listed, ids);
+    let mut other = f.open_another().await.key_pages(10).await.unwrap();
+    assert_eq!(other.next().await.unwrap().map(|p| p.len()), Some(10), "a second store reads the same keys");
+    let mut none = SqliteStore::in_memory().await.unwrap().key_pages(10).await.unwrap();
+    assert!(none.next().await.unwrap().is_none(), "no keys: no pages");
+}
