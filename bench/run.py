@@ -14,6 +14,12 @@ BENCH_BASELINE=/path/to/an/older/keyward adds that binary, set up the same
 way, to every keyward row ("keyward baseline"): a before/after of a change
 in the same run.
 
+Then keyward full and busy (bench/scale.py): the audit log those rows wrote
+(bytes an entry, verification throughput), the signing proxy beside nginx's
+plain relay, and servers holding 100,000 and 1,000,000 access keys
+(BENCH_KEYS=100000 for a shorter run, BENCH_CRITERION=0 to skip the
+in-process verify bench).
+
 Prints a markdown table, writes bench/results/latest.json, and rewrites the
 README's Performance table between its bench markers. Stdlib only.
 """
@@ -32,87 +38,14 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KEYWARD = os.path.join(ROOT, "target/release/keyward")
+from common import DURATION, KEYWARD, PROCS, ROOT, WORK, free_port, http, lua, rss_mb, start, wrk
+import scale
+
 BARE = os.path.join(ROOT, "target/release/bench-bare-axum")
 BAO = os.path.join(ROOT, "bench/.venv/bin/bao")
 BASELINE = os.environ.get("BENCH_BASELINE")
-DURATION = os.environ.get("BENCH_DURATION", "5s")
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 CONNS = [1, 32]
-WORK = tempfile.mkdtemp(prefix="keyward-bench-")
-PROCS = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def http(method, url, body=None, headers=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        text = r.read().decode()
-        return json.loads(text) if text else {}
-
-
-def start(cmd, health_url, env=None, stdout=None):
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    PROCS.append(p)
-    while True:
-        try:
-            urllib.request.urlopen(health_url, timeout=1).read()
-            return p, time.monotonic() - t0
-        except Exception as e:  # not up yet (or sealed: 5xx still means it answers)
-            if hasattr(e, "code"):
-                return p, time.monotonic() - t0
-            if time.monotonic() - t0 > 60:
-                raise RuntimeError("%s did not start" % cmd[0])
-            time.sleep(0.002)
-
-
-def rss_mb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
-def lua(name, method, headers, body):
-    path = os.path.join(WORK, name + ".lua")
-    lines = ['wrk.method = "%s"' % method]
-    for k, v in headers.items():
-        lines.append('wrk.headers["%s"] = "%s"' % (k, v))
-    if body is not None:
-        lines.append("wrk.body = [=[%s]=]" % json.dumps(body))
-        lines.append('wrk.headers["Content-Type"] = "application/json"')
-    open(path, "w").write("\n".join(lines) + "\n")
-    return path
-
-
-def to_ms(s):
-    m = re.match(r"([\d.]+)(us|ms|s)", s)
-    v, unit = float(m.group(1)), m.group(2)
-    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-
-
-def wrk(url, script, conns):
-    threads = min(conns, 2)
-    out = subprocess.run(["wrk", "-t%d" % threads, "-c%d" % conns, "-d" + DURATION, "--latency", "-s", script, url],
-                         capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))
-    p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_2xx": int(errors.group(1)) if errors else 0}
 
 
 def setup_keyward(binary=KEYWARD, name="kw", env=None):
@@ -136,7 +69,8 @@ def setup_keyward(binary=KEYWARD, name="kw", env=None):
         "signer": key({"name": "signer", "scopes": ["account:bench:*"], "allow_ips": ["127.0.0.1/32"]}),
     }
     time.sleep(2)
-    return {"proc": p, "base": base, "keys": keys, "startup_s": startup, "rss_mb": rss_mb(p.pid)}
+    return {"proc": p, "base": base, "keys": keys, "startup_s": startup, "rss_mb": rss_mb(p.pid), "admin": h,
+            "data": os.path.join(WORK, name + "-data")}
 
 
 def bao(env, *args):
@@ -279,6 +213,11 @@ def main():
         "bare_axum_c32_rps": bare32,
         "baseline": BASELINE,
     }
+    # keyward at scale (issue 18): the audit the rows above wrote, the
+    # proxy beside nginx's relay, a million keys.
+    summary["audit"] = scale.audit(kw)
+    summary["proxy"] = scale.proxy(REPS)
+    summary["keys"] = scale.keys()
     os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
     json.dump(summary, open(os.path.join(ROOT, "bench/results/latest.json"), "w"), indent=1)
     md = render(summary)
@@ -312,8 +251,10 @@ def render(s):
             "%s c%d %s vs %s req/s (%.2f×)" % (e["row"], e["connections"], "{:,.0f}".format(e["keyward"]["rps"]),
                                               "{:,.0f}".format(e["keyward baseline"]["rps"]), e["ratio_vs_baseline"]) for e in base)))
     r, st = s["idle_rss_mb"], s["start_to_healthy_ms"]
+    lines.append("")
     lines.append("Idle RSS: keyward %.1f MB, OpenBao dev %.1f MB (%.2f×). Start to healthy: keyward %.0f ms, OpenBao dev %.0f ms (%.2f×)." % (
         r["keyward"], r["openbao dev"], r["keyward"] / r["openbao dev"], st["keyward"], st["openbao dev"], st["keyward"] / st["openbao dev"]))
+    lines += scale.render(s)
     return "\n".join(lines)
 
 
@@ -322,5 +263,10 @@ if __name__ == "__main__":
         main()
     finally:
         for p in PROCS:
-            p.kill()
+            p.terminate()  # nginx's master takes its workers with it
+        for p in PROCS:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
         shutil.rmtree(WORK, ignore_errors=True)

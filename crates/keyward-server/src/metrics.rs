@@ -18,7 +18,7 @@ type Labels = Vec<(String, String)>;
 /// can: this is counted on every request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    action: String,
+    action: &'static str,
     decision: &'static str,
     code: &'static str,
 }
@@ -26,7 +26,7 @@ struct RequestLabels {
 /// Label of a request's latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabel {
-    action: String,
+    action: &'static str,
 }
 
 fn latency() -> Histogram {
@@ -124,9 +124,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a finished request.
-    pub(crate) fn request(&self, action: &str, decision: &'static str, code: &'static str, seconds: f64) {
-        let action = action.to_string();
-        self.request_seconds.get_or_create(&ActionLabel { action: action.clone() }).observe(seconds);
+    pub(crate) fn request(&self, action: &'static str, decision: &'static str, code: &'static str, seconds: f64) {
+        self.request_seconds.get_or_create(&ActionLabel { action }).observe(seconds);
         self.requests.get_or_create(&RequestLabels { action, decision, code }).inc();
     }
 

@@ -44,6 +44,32 @@ impl Strings {
         self.ids.lock().ok()?.get(value).copied()
     }
 
+    /// The ids of the distinct `values` of a batch, with one lock: those
+    /// cached, and the values that are not (each once).
+    pub(crate) fn ids_of<'a>(
+        &self,
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> (HashMap<&'a str, i64>, Vec<&'a str>) {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        let Ok(ids) = self.ids.lock() else { return (found, values.into_iter().collect()) };
+        for v in values {
+            if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(v) {
+                match ids.get(v) {
+                    Some(id) => {
+                        slot.insert(*id);
+                    }
+                    None => {
+                        slot.insert(0);
+                        missing.push(v);
+                    }
+                }
+            }
+        }
+        found.retain(|_, id| *id != 0);
+        (found, missing)
+    }
+
     /// The values of `ids` that are cached (one lock for all), and the ids that are not.
     pub(crate) fn values(&self, ids: impl IntoIterator<Item = i64>) -> (IdMap<String>, Vec<i64>) {
         let mut found: IdMap<String> = IdMap::default();

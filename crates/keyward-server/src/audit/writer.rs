@@ -29,7 +29,7 @@ pub(super) const CHECKPOINT_SECS: i64 = 10;
 /// Largest batch written in one transaction.
 const MAX_BATCH: usize = 4096;
 /// How long a batch gathers before it is written.
-const GATHER: Duration = Duration::from_millis(2);
+const GATHER: Duration = Duration::from_millis(5);
 /// The most entries between two checkpoint markers: a checkpoint falls due
 /// at `CHECKPOINT_EVERY` entries and is written at the end of the batch.
 pub(crate) const MAX_ENTRIES_WITHOUT_CHECKPOINT: u64 = CHECKPOINT_EVERY + MAX_BATCH as u64;

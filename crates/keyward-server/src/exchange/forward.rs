@@ -4,10 +4,12 @@
 //! dropped. What the exchange says about budgets and its clock is learned
 //! here.
 
+use super::client::{self, ExchangeClient, Failure};
 use crate::error::{Code, Error, Result};
 use bytes::Bytes;
-use futures_util::{Stream, TryStreamExt};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use futures_util::Stream;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http_body_util::Full;
 use keyward_exchanges::Outgoing;
 use std::pin::Pin;
 use std::time::Duration;
@@ -25,9 +27,9 @@ pub(crate) fn forwardable(headers: &HeaderMap) -> Vec<(&'static str, HeaderValue
     FORWARD_HEADERS.iter().filter_map(|name| headers.get(*name).map(|v| (*name, v.clone()))).collect()
 }
 
-/// The upstream client: rustls, no redirects, no Nagle, bounded connect and
-/// answer times. Building it is part of starting: a server that cannot
-/// build it does not start (no fallback to a default client).
+/// The client for alerts and audit sinks (webhooks): rustls, no
+/// redirects, bounded connect and answer times. Building it is part of
+/// starting: a server that cannot build it does not start.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -37,6 +39,10 @@ pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Erro
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
 }
+
+/// Answers up to this size are read whole and sent on in one piece;
+/// larger or unsized ones stream through.
+const WHOLE_UP_TO: u64 = 64 * 1024;
 
 /// An answer's body: read whole (trades, to note the exchange's order ids)
 /// or streamed through.
@@ -79,57 +85,75 @@ pub(super) struct SendFailure {
     pub maybe_received: bool,
 }
 
-/// Sends `out` to `base` and reads the answer's head.
+/// Sends `out` to `base` and reads the answer: whole when `keep_body`
+/// (trades, to note the exchange's order ids) or small, streamed otherwise.
 pub(super) async fn send(
-    client: &reqwest::Client,
+    client: &ExchangeClient,
     base: &str,
     out: Outgoing,
     client_headers: Vec<(&'static str, HeaderValue)>,
     keep_body: bool,
 ) -> Result<Answer, SendFailure> {
-    let method = reqwest::Method::from_bytes(out.method.as_str().as_bytes())
-        .map_err(|_| SendFailure { error: Error::internal("method"), maybe_received: false })?;
-    let mut rb = client.request(method, format!("{base}{}", out.target()));
+    let unsent = |what: &str| SendFailure { error: Error::internal(what), maybe_received: false };
+    let uri = client::uri(&format!("{base}{}", out.target())).ok_or_else(|| unsent("the request's URL"))?;
+    let mut headers = HeaderMap::with_capacity(client_headers.len() + out.headers.len() + 2);
     for (name, v) in client_headers {
-        rb = rb.header(name, v.as_bytes());
+        headers.append(name, v);
+    }
+    if !headers.contains_key(header::ACCEPT) {
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
     }
     for (k, v) in &out.headers {
-        rb = rb.header(k.as_str(), v.as_str());
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| unsent("a signed header's name"))?;
+        headers.append(name, HeaderValue::from_str(v).map_err(|_| unsent("a signed header's value"))?);
     }
-    if let Some((ctype, body)) = out.body {
-        rb = rb.header(reqwest::header::CONTENT_TYPE, ctype).body(body);
-    }
-    let resp = rb.send().await.map_err(|e| SendFailure {
-        maybe_received: !e.is_connect(),
-        error: if e.is_timeout() {
-            Error::new(Code::UpstreamTimeout, "the exchange did not answer in time")
-        } else {
-            Error::new(Code::UpstreamUnavailable, "the exchange could not be reached")
-        },
-    })?;
-    let status = resp.status().as_u16();
-    let mut headers = HeaderMap::new();
-    for (k, v) in resp.headers() {
-        if DROP_RESPONSE_HEADERS.contains(&k.as_str()) {
-            continue;
+    let body = match out.body {
+        Some((ctype, body)) => {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ctype).map_err(|_| unsent("content type"))?);
+            Bytes::from(body)
         }
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(k.as_str().as_bytes()), HeaderValue::from_bytes(v.as_bytes()))
-        {
-            headers.append(name, value);
-        }
+        None => Bytes::new(),
+    };
+    let mut req = http::Request::new(Full::new(body));
+    *req.method_mut() = http::Method::from_bytes(out.method.as_str().as_bytes()).map_err(|_| unsent("method"))?;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    let (resp, deadline) = client.send(req).await.map_err(failed)?;
+    let (mut parts, body) = resp.into_parts();
+    for name in DROP_RESPONSE_HEADERS {
+        parts.headers.remove(*name);
     }
-    let (body, order_ids) = if keep_body {
-        let bytes = resp.bytes().await.map_err(|_| SendFailure {
-            error: Error::new(Code::UpstreamUnavailable, "the exchange's answer broke off"),
-            maybe_received: true,
-        })?;
-        let ids = order_ids(&bytes);
+    let small = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n <= WHOLE_UP_TO);
+    let (body, order_ids) = if keep_body || small {
+        let bytes = client::whole(body, deadline).await.map_err(failed)?;
+        let ids = if keep_body { order_ids(&bytes) } else { Vec::new() };
         (AnswerBody::Whole(bytes), ids)
     } else {
-        (AnswerBody::Stream(Box::pin(resp.bytes_stream().map_err(std::io::Error::other))), Vec::new())
+        (AnswerBody::Stream(Box::pin(client::stream(body, deadline))), Vec::new())
     };
-    Ok(Answer { status, headers, body, order_ids })
+    Ok(Answer { status: parts.status.as_u16(), headers: parts.headers, body, order_ids })
+}
+
+/// The error for a request that got no (whole) answer.
+fn failed(f: Failure) -> SendFailure {
+    match f {
+        Failure::Connect => SendFailure {
+            error: Error::new(Code::UpstreamUnavailable, "the exchange could not be reached"),
+            maybe_received: false,
+        },
+        Failure::Timeout => SendFailure {
+            error: Error::new(Code::UpstreamTimeout, "the exchange did not answer in time"),
+            maybe_received: true,
+        },
+        Failure::Broken => SendFailure {
+            error: Error::new(Code::UpstreamUnavailable, "the exchange's answer broke off"),
+            maybe_received: true,
+        },
+    }
 }
 
 /// Order ids in an exchange's answer (Binance `orderId`, OKX `ordId`, Bybit

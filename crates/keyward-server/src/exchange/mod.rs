@@ -9,6 +9,7 @@
 
 pub(crate) mod accounts;
 mod check;
+mod client;
 mod direct;
 mod forward;
 mod guard_plan;
@@ -18,6 +19,7 @@ mod upstream;
 
 pub(crate) use accounts::{Account, PREFIX, SECRET_FIELDS, account_name};
 pub(crate) use check::{CheckOutcome, Drain};
+pub(crate) use client::ExchangeClient;
 pub(crate) use direct::CallResult;
 pub(crate) use forward::{AnswerBody, client, forwardable};
 pub(crate) use pipeline::{Overrides, Signed, check_account_name};
@@ -82,7 +84,7 @@ pub(crate) struct Exchanges {
     metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
     controls: Arc<Controls>,
-    client: reqwest::Client,
+    client: ExchangeClient,
     /// Accounts by name, with the secret version each was built from.
     accounts: RwLock<HashMap<String, Built>>,
     references: References,
@@ -94,8 +96,8 @@ pub(crate) struct Exchanges {
 }
 
 impl Exchanges {
-    /// The service; `client` is the upstream client (see [`client`]).
-    pub(crate) fn new(config: ExchangeConfig, handles: Handles, client: reqwest::Client) -> Self {
+    /// The service; `client` is the exchange client (see [`ExchangeClient`]).
+    pub(crate) fn new(config: ExchangeConfig, handles: Handles, client: ExchangeClient) -> Self {
         let Handles { secrets, barrier, keys, clock, auditor, metrics, store, controls } = handles;
         Self {
             config,

@@ -219,7 +219,7 @@ impl Exchanges {
         })?;
         caller.record.class(class);
         caller.record.target(format!("{name} {} {}", creq.method.as_str(), creq.path));
-        if class != Class::Public {
+        if class != Class::Public && !caller.may(Need::Account(name, class)) {
             caller.require(
                 Need::Account(name, class),
                 &format!("{} on account {name} (account:{name}:{})", class.as_str(), class.as_str()),

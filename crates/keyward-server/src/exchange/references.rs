@@ -32,7 +32,7 @@ impl References {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn gather(
         &self,
-        client: &reqwest::Client,
+        client: &super::ExchangeClient,
         limits: &Limits,
         orders: &[Order],
         account: &str,
@@ -52,7 +52,7 @@ impl References {
 
     async fn fetch(
         &self,
-        client: &reqwest::Client,
+        client: &super::ExchangeClient,
         (account, acct): (&str, &Account),
         symbol: &str,
         req: &CanonicalRequest,
@@ -72,9 +72,8 @@ impl References {
         let base = acct.base_url(&ticker.path)?;
         let url = format!("{base}{}?{}", ticker.path, ticker.query_string());
         let unavailable = || refuse(format!("no reference price for {symbol}: the exchange's ticker did not answer"));
-        let resp = client.get(url).send().await.map_err(|_| unavailable())?;
-        learn(&ticker.path, resp.headers());
-        let body = resp.bytes().await.map_err(|_| unavailable())?;
+        let (headers, body) = client.get(&url).await.map_err(|_| unavailable())?;
+        learn(&ticker.path, &headers);
         let price = ex.parse_ticker(&body).ok_or_else(unavailable)?;
         if let Ok(mut c) = self.cache.lock() {
             c.insert(key, (price, Instant::now()));

@@ -201,7 +201,7 @@ async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
     let request_id = next_request_id();
     let record = Record::new(request_id.clone(), action(req.method(), None));
     req.extensions_mut().insert(record.clone());
-    let peer = extract::peer_of(req.extensions()).map(|ip| ip.to_string()).unwrap_or_default();
+    let peer = extract::peer_of(req.extensions());
     let started = Instant::now();
     let mut resp = next.run(req).await;
     let note = record.take();
@@ -220,8 +220,10 @@ async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
     }
     let durable = note.sensitive && note.allowed;
     let mut entry = note.into_entry(verdict, code, || requested_target(&path));
-    if entry.ip.is_empty() {
-        entry.ip = peer;
+    if entry.ip.is_empty()
+        && let Some(ip) = peer
+    {
+        entry.ip = ip.to_string();
     }
     if durable {
         if let Err(e) = state.auditor.record_durable(entry).await {

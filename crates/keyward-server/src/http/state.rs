@@ -77,7 +77,9 @@ impl AppState {
         config: RuntimeConfig,
     ) -> Result<Self> {
         let client = exchange::client(config.upstream_timeout)
-            .map_err(|e| Error::internal(&format!("cannot build the upstream HTTP client: {e}")))?;
+            .map_err(|e| Error::internal(&format!("cannot build the webhook HTTP client: {e}")))?;
+        let exchange_client = exchange::ExchangeClient::new(config.upstream_timeout)
+            .map_err(|e| Error::internal(&format!("cannot build the exchange HTTP client: {e}")))?;
         let alerts = Arc::new(Alerts::start(config.alerts.clone(), client.clone()));
         let sinks = Arc::new(Sinks::start(config.sinks.clone(), client.clone(), alerts));
         let metrics = Arc::new(Metrics::default());
@@ -103,7 +105,7 @@ impl AppState {
                 store: store.clone(),
                 controls: controls.clone(),
             },
-            client,
+            exchange_client,
         ));
         let egress = Egress { given: config.egress_ips.clone() };
         let incident = Incident::new(keys.clone(), controls.clone(), exchanges.clone(), clock.clone(), egress);

@@ -35,27 +35,13 @@ fn placeholders(rows: usize) -> String {
 
 /// The ids of `values`, adding the new ones inside the caller's
 /// transaction (one statement for all of them).
-async fn ids_of(
+async fn ids_of<'a>(
     strings: &Strings,
     c: &mut PgConnection,
-    values: Vec<String>,
-) -> StoreResult<(HashMap<String, i64>, Vec<(String, i64)>)> {
-    let mut out = HashMap::new();
-    let mut new: Vec<String> = Vec::new();
-    for v in values {
-        if out.contains_key(&v) {
-            continue;
-        }
-        match strings.id(&v) {
-            Some(id) => {
-                out.insert(v, id);
-            }
-            None => {
-                out.insert(v.clone(), 0);
-                new.push(v);
-            }
-        }
-    }
+    values: impl IntoIterator<Item = &'a str>,
+) -> StoreResult<(HashMap<&'a str, i64>, Vec<(String, i64)>)> {
+    let (mut out, new) = strings.ids_of(values);
+    let pending: std::collections::HashSet<&'a str> = new.iter().copied().collect();
     let mut learnt = Vec::new();
     if !new.is_empty() {
         let rows = sqlx::query(
@@ -67,7 +53,9 @@ async fn ids_of(
         .await?;
         for r in rows {
             let (id, value): (i64, String) = (r.get("id"), r.get("value"));
-            out.insert(value.clone(), id);
+            if let Some(v) = pending.get(value.as_str()) {
+                out.insert(*v, id);
+            }
             learnt.push((value, id));
         }
     }
@@ -88,8 +76,7 @@ pub(super) async fn append(
             return Err(StoreError::Conflict { current: seq });
         }
     }
-    let values: Vec<String> = entries.iter().flat_map(|e| fields(e).map(str::to_string)).collect();
-    let (ids, learnt) = ids_of(strings, &mut tx, values).await?;
+    let (ids, learnt) = ids_of(strings, &mut tx, entries.iter().flat_map(fields)).await?;
     for chunk in entries.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO audit_entries (seq, time_ms, request_id, {}, detail, hash) VALUES {}",

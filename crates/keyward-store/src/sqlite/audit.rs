@@ -36,27 +36,13 @@ pub(super) async fn base(c: &mut SqliteConnection) -> StoreResult<Option<(u64, V
 /// The ids of `values`, adding the new ones to `audit_strings` inside the
 /// caller's transaction (a multi-row statement per 100 new strings); the new
 /// pairs are returned for caching after commit.
-async fn ids_of(
+async fn ids_of<'a>(
     store: &SqliteStore,
     c: &mut SqliteConnection,
-    values: impl IntoIterator<Item = String>,
-) -> StoreResult<(HashMap<String, i64>, Vec<(String, i64)>)> {
-    let mut out = HashMap::new();
-    let mut new: Vec<String> = Vec::new();
-    for v in values {
-        if out.contains_key(&v) {
-            continue;
-        }
-        match store.strings.id(&v) {
-            Some(id) => {
-                out.insert(v, id);
-            }
-            None => {
-                out.insert(v.clone(), 0);
-                new.push(v);
-            }
-        }
-    }
+    values: impl IntoIterator<Item = &'a str>,
+) -> StoreResult<(HashMap<&'a str, i64>, Vec<(String, i64)>)> {
+    let (mut out, new) = store.strings.ids_of(values);
+    let pending: std::collections::HashSet<&'a str> = new.iter().copied().collect();
     let mut learnt = Vec::new();
     for chunk in new.chunks(100) {
         let sql = format!(
@@ -66,11 +52,13 @@ async fn ids_of(
         );
         let mut q = sqlx::query(&sql);
         for v in chunk {
-            q = q.bind(v);
+            q = q.bind(*v);
         }
         for r in q.fetch_all(&mut *c).await? {
             let (id, value): (i64, String) = (r.get("id"), r.get("value"));
-            out.insert(value.clone(), id);
+            if let Some(v) = pending.get(value.as_str()) {
+                out.insert(*v, id);
+            }
             learnt.push((value, id));
         }
     }
@@ -93,8 +81,7 @@ pub(super) async fn append(
             return Err(StoreError::Conflict { current: seq });
         }
     }
-    let strings: Vec<String> = entries.iter().flat_map(|e| fields(e).map(str::to_string)).collect();
-    let (ids, learnt) = ids_of(store, &mut tx, strings).await?;
+    let (ids, learnt) = ids_of(store, &mut tx, entries.iter().flat_map(fields)).await?;
     for chunk in entries.chunks(CHUNK) {
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
