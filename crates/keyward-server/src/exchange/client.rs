@@ -37,10 +37,20 @@ pub(crate) enum Failure {
     Broken,
 }
 
-/// The exchange client (cheap to clone: one shared pool).
+type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+thread_local! {
+    /// Each thread's pools, by [`ExchangeClient`] (a server has one).
+    static POOLS: std::cell::RefCell<Vec<(u64, Pool)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The exchange client (cheap to clone). Each thread keeps its own pool of
+/// connections, so a request served on one thread (see `serve`) writes to
+/// and reads from the exchange on that thread too, never waking another.
 #[derive(Debug, Clone)]
 pub(crate) struct ExchangeClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    id: u64,
+    connector: HttpsConnector<HttpConnector>,
     timeout: Duration,
 }
 
@@ -48,6 +58,7 @@ impl ExchangeClient {
     /// A client whose answers must be complete within `timeout`. Building
     /// it is part of starting: a server that cannot does not start.
     pub(crate) fn new(timeout: Duration) -> Result<Self, String> {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -59,24 +70,33 @@ impl ExchangeClient {
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(IDLE)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
-        Ok(Self { inner, timeout })
+        Ok(Self { id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed), connector, timeout })
     }
 
     /// Sends `req` and waits for the answer's head; the deadline returned
     /// bounds reading its body.
     pub(crate) async fn send(&self, req: Request<Full<Bytes>>) -> Result<(Response<Incoming>, Instant), Failure> {
         let deadline = Instant::now() + self.timeout;
-        match tokio::time::timeout_at(deadline, self.inner.request(req)).await {
+        let answer = POOLS.with(|pools| {
+            let mut pools = pools.borrow_mut();
+            if let Some((_, pool)) = pools.iter().find(|(id, _)| *id == self.id) {
+                return pool.request(req);
+            }
+            let pool: Pool = Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(IDLE)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .build(self.connector.clone());
+            let answer = pool.request(req);
+            pools.push((self.id, pool));
+            answer
+        });
+        match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(resp)) => Ok((resp, deadline)),
             Ok(Err(e)) if e.is_connect() => Err(Failure::Connect),
             Ok(Err(_)) => Err(Failure::Broken),

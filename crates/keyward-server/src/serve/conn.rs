@@ -108,6 +108,24 @@ fn http_builder(limits: &ConnectionLimits) -> Builder<TokioExecutor> {
     http.http1_only()
 }
 
+/// The bounds on connections, shared by every accept loop of a listener.
+#[derive(Debug, Clone)]
+pub(super) struct Gate {
+    limits: ConnectionLimits,
+    total: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+}
+
+impl Gate {
+    pub(super) fn new(limits: ConnectionLimits) -> Self {
+        Self {
+            limits,
+            total: Arc::new(Semaphore::new(total_cap(limits.max_total))),
+            per_address: Arc::new(PerAddress::default()),
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets open
 /// connections finish for up to ten seconds.
 pub(super) async fn serve(
@@ -117,8 +135,60 @@ pub(super) async fn serve(
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let total = Arc::new(Semaphore::new(total_cap(limits.max_total)));
-    let per_address = Arc::new(PerAddress::default());
+    serve_gated(listener, app, tls, Gate::new(limits), shutdown).await
+}
+
+/// [`serve`] on `threads` threads, each with a single-threaded runtime of
+/// its own accepting from a copy of `listener` (the nginx model): a request,
+/// its handler and its call to the exchange stay on the thread that
+/// accepted the connection, with no work stealing and no wake-ups across
+/// threads on the way. The bounds on connections hold across all threads.
+/// Returns once `shutdown` completed and every thread's connections ended.
+pub(super) async fn serve_per_thread(
+    listener: std::net::TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnectionLimits,
+    threads: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    let gate = Gate::new(limits);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut ended = Vec::new();
+    for i in 0..threads.max(1) {
+        // Built here, so a thread that cannot start stops the server starting.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let listener = {
+            let _in = runtime.enter();
+            TcpListener::from_std(listener.try_clone()?)?
+        };
+        let (app, tls, gate, mut stopped) = (app.clone(), tls.clone(), gate.clone(), stopped.clone());
+        let (end, ended_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name(format!("keyward-http-{i}")).spawn(move || {
+            runtime.block_on(serve_gated(listener, app, tls, gate, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+            let _ = end.send(());
+        })?;
+        ended.push(ended_rx);
+    }
+    drop(listener);
+    shutdown.await;
+    let _ = stop.send(true);
+    for e in ended {
+        let _ = e.await;
+    }
+    Ok(())
+}
+
+async fn serve_gated(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    gate: Gate,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let Gate { limits, total, per_address } = gate;
     let graceful = GracefulShutdown::new();
     let http = http_builder(&limits);
     tokio::pin!(shutdown);

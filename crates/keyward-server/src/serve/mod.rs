@@ -47,6 +47,10 @@ pub struct ServerOptions {
     pub metrics_listen: Option<String>,
     /// Bounds on connections: how many, and how long they may be slow or idle.
     pub connections: ConnectionLimits,
+    /// Threads serving HTTP, each with its connections and their requests
+    /// (see `conn::serve_per_thread`); 0 for one per core. SQLite only:
+    /// with PostgreSQL requests are served from the shared runtime.
+    pub http_threads: usize,
 }
 
 /// Why the server did not start.
@@ -119,8 +123,22 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
     println!("{banner}keyward listening on {scheme}://{local}");
     tracing::info!(%local, scheme, "listening");
 
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
-    conn::serve(listener, app, acceptor, opts.connections, shutdown_signal()).await;
+    if state.store.shared() {
+        // PostgreSQL: a database connection belongs to the runtime that
+        // opened it, and a thread busy serving would hold back every other
+        // thread's statements on the connections it opened. Served from
+        // the shared runtime instead.
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(err)?;
+        conn::serve(listener, app, acceptor, opts.connections, shutdown_signal()).await;
+    } else {
+        let threads = match opts.http_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(64),
+            n => n,
+        };
+        conn::serve_per_thread(listener, app, acceptor, opts.connections, threads, shutdown_signal())
+            .await
+            .map_err(|e| StartError(format!("cannot start the HTTP threads: {e}")))?;
+    }
     // Last uses noted since the last tick.
     state.keys.flush_last_used().await;
     Ok(())

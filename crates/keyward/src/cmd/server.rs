@@ -133,6 +133,13 @@ pub struct ServerArgs {
     /// Connections open at once, in total; kept below the file-descriptor limit [default: 4096].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Threads serving HTTP: each accepts connections and runs their
+    /// requests start to end, so a request never changes threads
+    /// [default: one per core]. SQLite only: with PostgreSQL (whose
+    /// connections belong to the runtime that opened them) requests are
+    /// served from the shared runtime.
+    #[arg(long, value_name = "N")]
+    http_threads: Option<usize>,
     /// Connections open at once from one client address (IPv6: its /64) [default: 256].
     #[arg(long)]
     max_connections_per_ip: Option<usize>,
@@ -325,19 +332,8 @@ fn audit_retention(a: &ServerArgs, file: &FileConfig) -> Result<Option<keyward_s
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub async fn run(a: ServerArgs) -> Result<()> {
-    let file: FileConfig = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("in {}", p.display()))?
-        }
-        None => FileConfig::default(),
-    };
-    let connections = connection_limits(&a, &file)?;
-    let (approvals, egress_ips, account_check_every) = incident_settings(&a, &file)?;
-    let audit_retention = audit_retention(&a, &file)?;
-    init_logging(a.log.or(file.log))?;
-
+/// The authentication throttle: flags over the config file over defaults.
+fn throttle_config(a: &ServerArgs, file: &FileConfig) -> Result<ThrottleConfig> {
     let defaults = ThrottleConfig::default();
     let t = &file.auth_throttle;
     let pick = |flag: &Option<String>, file: &Option<String>, what: &str, default: Duration| -> Result<Duration> {
@@ -359,6 +355,29 @@ pub async fn run(a: ServerArgs) -> Result<()> {
     if throttle.block_after < throttle.slow_after {
         bail!("auth block_after ({}) must be at least slow_after ({})", throttle.block_after, throttle.slow_after);
     }
+    Ok(throttle)
+}
+
+pub async fn run(a: ServerArgs) -> Result<()> {
+    let file: FileConfig = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("in {}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let connections = connection_limits(&a, &file)?;
+    let (approvals, egress_ips, account_check_every) = incident_settings(&a, &file)?;
+    let audit_retention = audit_retention(&a, &file)?;
+    let throttle = throttle_config(&a, &file)?;
+    init_logging(a.log.or(file.log))?;
+
+    let pick = |flag: &Option<String>, file: &Option<String>, what: &str, default: Duration| -> Result<Duration> {
+        match flag.as_ref().or(file.as_ref()) {
+            Some(s) => secs(what, s),
+            None => Ok(default),
+        }
+    };
     if !a.alert_telegram.is_empty() && a.alert_telegram_chat.is_none() {
         bail!("--alert-telegram needs --alert-telegram-chat: the Bot API sends to one chat id");
     }
@@ -421,6 +440,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         test_clock: a.test_clock,
         connections,
         metrics_listen: a.metrics_listen,
+        http_threads: a.http_threads.unwrap_or(0),
     };
     serve(opts).await?;
     Ok(())

@@ -526,7 +526,7 @@ pub(crate) fn wait_for(
     got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
     pred: impl Fn(&Value) -> bool,
 ) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let hits: Vec<Value> = got.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect();
         if !hits.is_empty() || std::time::Instant::now() > deadline {
