@@ -136,7 +136,7 @@ pub(crate) async fn due_list(keys: &Keys, secrets: &Secrets, now_ms: i64, within
         out.push(DueItem { state: "current".into(), run, ..at.item(kind, &m.path, m.updated_ms, period_s, due) });
     }
     for k in keys.all()? {
-        let (Some(aged), Some(max_s)) = (k.aged_ms, k.max_age_s()) else { continue };
+        let (Some(aged), Some(max_s)) = (k.aged_ms(), k.max_age_s()) else { continue };
         let state = k.effective_state(now_ms);
         // Revoked, rolled or disabled keys do not rotate; expired ones do (by rolling).
         let live = matches!(state, KeyState::Active | KeyState::Pending | KeyState::Expired);

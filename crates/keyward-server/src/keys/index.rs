@@ -9,6 +9,7 @@
 //! themselves, so no hash or id is kept twice. Loading checks the rows'
 //! MACs on every core.
 
+use super::lookup::{ByHash, ByHashKey, ByIdKey, FastHash};
 use crate::error::{Error, Result};
 use crate::seal::Unsealed;
 use governor::clock::DefaultClock;
@@ -87,15 +88,41 @@ pub(crate) struct KeyEntry {
     /// with the entry it replaces while the rate stays the same, so a change
     /// does not refill it). See [`KeyEntry::limiter`].
     limiter: std::sync::OnceLock<Option<Arc<Limiter>>>,
-    /// Last use (ms), 0 if never.
-    pub last_used_ms: AtomicI64,
-    /// Last client address.
-    pub last_used_ip: Mutex<Option<IpAddr>>,
-    /// Last use not yet written to the store.
-    pub dirty: AtomicBool,
+    /// The last use, once there is one (see [`LastUse`]).
+    last_use: std::sync::OnceLock<Box<LastUse>>,
     /// When the key reaches its maximum age (its own, or the server's
-    /// default for keyward's keys), if it has one.
-    pub aged_ms: Option<i64>,
+    /// default for keyward's keys); [`NEVER`] if it has none. See [`KeyEntry::aged_ms`].
+    aged_ms: i64,
+}
+
+/// No maximum age.
+const NEVER: i64 = i64::MAX;
+
+/// A key's last use, kept apart from the entry once the key has one: most
+/// keys of a platform with a million sit idle, and need no room for it
+/// (an entry then fits a smaller allocation).
+#[derive(Debug, Default)]
+struct LastUse {
+    /// When (ms).
+    ms: AtomicI64,
+    /// From where.
+    ip: Mutex<Option<IpAddr>>,
+    /// Not yet written to the store.
+    dirty: AtomicBool,
+}
+
+impl LastUse {
+    fn new(ms: i64, ip: Option<IpAddr>, dirty: bool) -> Box<Self> {
+        Box::new(Self { ms: AtomicI64::new(ms), ip: Mutex::new(ip), dirty: AtomicBool::new(dirty) })
+    }
+
+    fn copy(&self) -> Box<Self> {
+        Self::new(
+            self.ms.load(Ordering::Relaxed),
+            self.ip.lock().ok().and_then(|g| *g),
+            self.dirty.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// A limiter for `spec`.
@@ -167,10 +194,11 @@ impl KeyEntry {
             hash,
             uses_remaining: AtomicI64::new(r.uses_remaining.unwrap_or(-1)),
             limiter: std::sync::OnceLock::new(),
-            last_used_ms: AtomicI64::new(r.last_used_ms.unwrap_or(0)),
-            last_used_ip: Mutex::new(last_ip),
-            dirty: AtomicBool::new(false),
-            aged_ms: None,
+            last_use: match (r.last_used_ms, last_ip) {
+                (None, None) => std::sync::OnceLock::new(),
+                (ms, ip) => std::sync::OnceLock::from(LastUse::new(ms.unwrap_or(0), ip, false)),
+            },
+            aged_ms: NEVER,
         }
     }
 
@@ -188,9 +216,7 @@ impl KeyEntry {
             hash: self.hash,
             uses_remaining: AtomicI64::new(self.uses_remaining.load(Ordering::Relaxed)),
             limiter: std::sync::OnceLock::new(),
-            last_used_ms: AtomicI64::new(self.last_used_ms.load(Ordering::Relaxed)),
-            last_used_ip: Mutex::new(self.last_used_ip.lock().ok().and_then(|g| *g)),
-            dirty: AtomicBool::new(self.dirty.load(Ordering::Relaxed)),
+            last_use: self.last_use.get().map(|u| std::sync::OnceLock::from(u.copy())).unwrap_or_default(),
             aged_ms: self.aged_ms,
         }
     }
@@ -205,18 +231,47 @@ impl KeyEntry {
     pub(crate) fn with_max_age(mut self, default_s: Option<u64>) -> Self {
         let own = self.policy.max_age_s;
         let max = own.or(default_s.filter(|_| &*self.namespace == super::KEYWARD_NAMESPACE));
-        self.aged_ms = max.map(|s| self.created_ms.saturating_add((s.min(i64::MAX as u64 / 1000) as i64) * 1000));
+        self.aged_ms = max
+            .map(|s| self.created_ms.saturating_add((s.min(i64::MAX as u64 / 1000) as i64) * 1000).min(NEVER - 1))
+            .unwrap_or(NEVER);
         self
+    }
+
+    /// When the key reaches its maximum age, if it has one.
+    pub(crate) fn aged_ms(&self) -> Option<i64> {
+        (self.aged_ms != NEVER).then_some(self.aged_ms)
     }
 
     /// The maximum age that applies (seconds), if any.
     pub(crate) fn max_age_s(&self) -> Option<i64> {
-        self.aged_ms.map(|a| (a - self.created_ms) / 1000)
+        self.aged_ms().map(|a| (a - self.created_ms) / 1000)
+    }
+
+    /// The last use (ms), 0 if never.
+    pub(crate) fn last_used_ms(&self) -> i64 {
+        self.last_use.get().map_or(0, |u| u.ms.load(Ordering::Relaxed))
+    }
+
+    /// The address of the last use.
+    pub(crate) fn last_used_ip(&self) -> Option<IpAddr> {
+        self.last_use.get().and_then(|u| u.ip.lock().ok().and_then(|g| *g))
+    }
+
+    /// True (once) when a use was noted since the last call: it is to be written.
+    pub(crate) fn take_dirty(&self) -> bool {
+        self.last_use.get().is_some_and(|u| u.dirty.swap(false, Ordering::Relaxed))
+    }
+
+    /// The last use is still to be written (writing it failed).
+    pub(crate) fn still_dirty(&self) {
+        if let Some(u) = self.last_use.get() {
+            u.dirty.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The state to show and enforce at `now_ms`.
     pub(crate) fn effective_state(&self, now_ms: i64) -> KeyState {
-        self.policy.state_at(self.state, now_ms, self.aged_ms)
+        self.policy.state_at(self.state, now_ms, self.aged_ms())
     }
 
     /// Integrity and lifecycle: refuses a row that failed its MAC and a key
@@ -266,7 +321,7 @@ impl KeyEntry {
 
     /// True when the key is expired by its maximum age, not its expiry.
     fn past_max_age(&self, now_ms: i64) -> bool {
-        self.aged_ms.is_some_and(|a| now_ms >= a) && self.policy.expires_ms.is_none_or(|e| now_ms < e)
+        now_ms >= self.aged_ms && self.policy.expires_ms.is_none_or(|e| now_ms < e)
     }
 
     /// The state as shown: `tampered` for a row that failed its MAC.
@@ -276,11 +331,12 @@ impl KeyEntry {
 
     /// Notes a use (in memory; a background task writes it to the store).
     pub(crate) fn note_use(&self, now_ms: i64, ip: IpAddr) {
-        self.last_used_ms.store(now_ms, Ordering::Relaxed);
-        if let Ok(mut g) = self.last_used_ip.lock() {
+        let u = self.last_use.get_or_init(Box::default);
+        u.ms.store(now_ms, Ordering::Relaxed);
+        if let Ok(mut g) = u.ip.lock() {
             *g = Some(ip);
         }
-        self.dirty.store(true, Ordering::Relaxed);
+        u.dirty.store(true, Ordering::Relaxed);
     }
 
     fn take_runtime_from(&mut self, old: &KeyEntry) {
@@ -289,111 +345,11 @@ impl KeyEntry {
         {
             let _ = self.limiter.set(l.clone());
         }
-        self.last_used_ms.store(old.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
-        if let (Ok(mut mine), Ok(theirs)) = (self.last_used_ip.lock(), old.last_used_ip.lock()) {
-            *mine = *theirs;
+        if let Some(u) = old.last_use.get() {
+            self.last_use = std::sync::OnceLock::from(u.copy());
         }
-        self.dirty.store(old.dirty.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
-
-/// Hashes a map key that is already a uniformly random HMAC output by
-/// taking its first eight bytes: no SipHash on the hot path. Callers cannot
-/// steer these values (they are HMACs under the secret pepper), so there is
-/// no hash-flooding to defend against.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct PrehashedKey(u64);
-
-impl std::hash::Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // [u8; 32] hashes as its bytes (after no length prefix for arrays).
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        b[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(b);
-    }
-}
-
-/// An entry in the set by keyed hash (the set holds the entry; the hash is its own).
-#[derive(Debug, Clone)]
-struct ByHashKey(Arc<KeyEntry>);
-
-impl std::borrow::Borrow<[u8; 32]> for ByHashKey {
-    fn borrow(&self) -> &[u8; 32] {
-        &self.0.hash
-    }
-}
-impl std::borrow::Borrow<[u8]> for ByHashKey {
-    fn borrow(&self) -> &[u8] {
-        &self.0.hash
-    }
-}
-impl std::hash::Hash for ByHashKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash.hash(state);
-    }
-}
-impl PartialEq for ByHashKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.hash == other.0.hash
-    }
-}
-impl Eq for ByHashKey {}
-
-/// A fast hasher for key ids and stored policy texts: keyward makes both
-/// (an id is the time and random characters), so no caller steers them
-/// into collisions; SipHash over a million of them slowed loading down.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut h = self.0 ^ (bytes.len() as u64).wrapping_mul(K);
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(31);
-        }
-        for b in chunks.remainder() {
-            h = (h ^ u64::from(*b)).wrapping_mul(K);
-        }
-        self.0 = h ^ (h >> 29);
-    }
-}
-
-/// Hash-map state for [`IdHasher`].
-pub(crate) type FastHash = std::hash::BuildHasherDefault<IdHasher>;
-
-/// An entry in the set by id.
-#[derive(Debug, Clone)]
-struct ByIdKey(Arc<KeyEntry>);
-
-impl std::borrow::Borrow<str> for ByIdKey {
-    fn borrow(&self) -> &str {
-        &self.0.id
-    }
-}
-impl std::hash::Hash for ByIdKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (*self.0.id).hash(state);
-    }
-}
-impl PartialEq for ByIdKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
-    }
-}
-impl Eq for ByIdKey {}
-
-type ByHash = std::collections::HashSet<ByHashKey, std::hash::BuildHasherDefault<PrehashedKey>>;
 
 /// The in-memory index: by keyed hash (verification) and by id (management).
 #[derive(Debug, Default)]

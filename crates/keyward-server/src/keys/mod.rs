@@ -13,6 +13,7 @@ mod create;
 mod follow;
 mod index;
 pub(crate) mod ledger;
+mod lookup;
 mod manage;
 mod terms;
 mod uses;
@@ -32,7 +33,6 @@ use keyward_core::clock::Clock;
 use keyward_core::policy::{KeyPolicy, KeyState};
 use keyward_core::scope::Scope;
 use keyward_store::{KeyRecord, OrderUsage, Store, StoreError};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 /// The namespace of keyward's own keys; keys of any other namespace never
@@ -76,7 +76,7 @@ pub(crate) struct KeysConfig {
 pub(crate) type Turn<'a> = tokio::sync::MutexGuard<'a, Option<Ledger>>;
 
 /// Key rows read a page at a time while loading.
-const LOAD_PAGE: u64 = 50_000;
+const LOAD_PAGE: u64 = 10_000;
 
 fn poisoned() -> Error {
     Error::internal("key index lock poisoned")
@@ -389,13 +389,12 @@ impl Keys {
 
     /// Writes the last use of every key used since the last flush.
     pub(crate) async fn flush_last_used(&self) {
-        let Ok(dirty) = self.filtered(|k| k.dirty.swap(false, Ordering::Relaxed)) else { return };
+        let Ok(dirty) = self.filtered(|k| k.take_dirty()) else { return };
         for k in dirty {
-            let ms = k.last_used_ms.load(Ordering::Relaxed);
-            let ip = k.last_used_ip.lock().ok().and_then(|g| *g).map(|i| i.to_string()).unwrap_or_default();
-            if let Err(e) = self.store.touch_key(&k.id, ms, &ip).await {
+            let ip = k.last_used_ip().map(|i| i.to_string()).unwrap_or_default();
+            if let Err(e) = self.store.touch_key(&k.id, k.last_used_ms(), &ip).await {
                 tracing::warn!(error = %e, "could not record last use");
-                k.dirty.store(true, Ordering::Relaxed);
+                k.still_dirty();
             }
         }
     }

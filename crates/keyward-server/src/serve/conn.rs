@@ -108,6 +108,9 @@ fn http_builder(limits: &ConnectionLimits) -> Builder<TokioExecutor> {
     http.http1_only()
 }
 
+/// How often a serving thread wakes with nothing to do (see [`serve_per_thread`]).
+const TICK: Duration = Duration::from_millis(500);
+
 /// The bounds on connections, shared by every accept loop of a listener.
 #[derive(Debug, Clone)]
 pub(super) struct Gate {
@@ -165,6 +168,17 @@ pub(super) async fn serve_per_thread(
         let (app, tls, gate, mut stopped) = (app.clone(), tls.clone(), gate.clone(), stopped.clone());
         let (end, ended_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name(format!("keyward-http-{i}")).spawn(move || {
+            // The runtime's timer wakes the thread when a timer is set
+            // earlier than the wake-up it planned when it last slept: every
+            // request's header timeout (seconds away) would otherwise cost
+            // the thread a self-wake, a syscall and an extra turn of its
+            // event loop. A tick at least this often keeps the planned
+            // wake-up nearer than any timeout a request sets.
+            runtime.spawn(async {
+                loop {
+                    tokio::time::sleep(TICK).await;
+                }
+            });
             runtime.block_on(serve_gated(listener, app, tls, gate, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             }));

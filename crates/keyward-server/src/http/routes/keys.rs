@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering;
 
 /// The JSON view of a key (never its hash or MAC).
 pub(crate) fn key_json(k: &KeyEntry, now_ms: i64) -> Value {
-    let last_used = k.last_used_ms.load(Ordering::Relaxed);
+    let last_used = k.last_used_ms();
     let uses_left = k.uses_remaining.load(Ordering::Relaxed);
     let p = &k.policy;
     json!({
@@ -57,11 +57,11 @@ pub(crate) fn key_json(k: &KeyEntry, now_ms: i64) -> Value {
         "guard": p.guard,
         "rolled_to": p.rolled_to,
         "max_age": k.max_age_s().map(|s| duration::format_secs(s.max(0) as u64)),
-        "max_age_at": k.aged_ms.map(rfc3339),
+        "max_age_at": k.aged_ms().map(rfc3339),
         "state": k.shown_state(now_ms),
         "created_at": rfc3339(k.created_ms),
         "last_used_at": (last_used > 0).then(|| rfc3339(last_used)),
-        "last_used_ip": k.last_used_ip.lock().ok().and_then(|g| *g).map(|ip| ip.to_string()),
+        "last_used_ip": k.last_used_ip().map(|ip| ip.to_string()),
     })
 }
 
