@@ -7,7 +7,7 @@
 use super::{Changes, KeyEntry, Keys};
 use crate::error::{Error, Result};
 use crate::seal::Unsealed;
-use governor::clock::{Clock as _, DefaultClock};
+use governor::clock::Clock as _;
 use keyward_core::decision::DenyReason;
 use keyward_store::OrderUsage;
 use std::net::IpAddr;
@@ -66,7 +66,7 @@ impl Keys {
                 }))
             }
             Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(super::index::clock().now());
                 Err(Error::new(
                     DenyReason::RateLimited,
                     format!("this key's rate limit is reached; retry in {} ms", wait.as_millis()),
