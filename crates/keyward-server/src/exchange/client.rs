@@ -157,6 +157,66 @@ pub(crate) fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A server that answers every connection's first request with `answer`
+    /// (or nothing, when `None`), and counts the connections it took.
+    async fn serve(answer: Option<String>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    match answer {
+                        Some(a) => {
+                            let _ = s.write_all(a.as_bytes()).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    fn get(url: &str) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = uri(url).unwrap();
+        req
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_answered_never_followed() {
+        let (elsewhere, visits) = serve(Some("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".into())).await;
+        let to = format!("HTTP/1.1 302 Found\r\nlocation: {elsewhere}/steal\r\ncontent-length: 0\r\n\r\n");
+        let (exchange, _) = serve(Some(to)).await;
+        let client = ExchangeClient::new(Duration::from_secs(5)).unwrap();
+        let (resp, _) = client.send(get(&format!("{exchange}/api/v3/account"))).await.unwrap();
+        assert_eq!(resp.status(), 302);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(visits.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect's target was never called");
+    }
+
+    #[tokio::test]
+    async fn failures_say_whether_the_request_may_have_left() {
+        let client = ExchangeClient::new(Duration::from_millis(300)).unwrap();
+        // Nothing listens: no connection, the exchange cannot have seen it.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        assert_eq!(client.send(get(&format!("http://{closed}/x"))).await.err(), Some(Failure::Connect));
+        // Taken and never answered: it may have been received.
+        let (silent, _) = serve(None).await;
+        assert_eq!(client.send(get(&format!("{silent}/x"))).await.err(), Some(Failure::Timeout));
+        // Cut off before an answer.
+        let (rude, _) = serve(Some(String::new())).await;
+        assert_eq!(client.send(get(&format!("{rude}/x"))).await.err(), Some(Failure::Broken));
+    }
 
     #[test]
     fn targets_become_uris() {
