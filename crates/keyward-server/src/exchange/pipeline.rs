@@ -217,8 +217,9 @@ impl Exchanges {
                 ),
             )
         })?;
+        // The target (`{name} {method} {path}`) is on the record already:
+        // both doors name it before identifying the caller.
         caller.record.class(class);
-        caller.record.target(format!("{name} {} {}", creq.method.as_str(), creq.path));
         if class != Class::Public && !caller.may(Need::Account(name, class)) {
             caller.require(
                 Need::Account(name, class),
