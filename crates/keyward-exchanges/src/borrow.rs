@@ -12,6 +12,11 @@ use serde_json::Value;
 /// A field name for comparison: lower case, without whitespace, control
 /// characters, `_` or `-`; a form name's last bracket part (`orders[0][leverage]` → `leverage`).
 pub fn loose_name(name: &str) -> String {
+    loose_chars(name).collect()
+}
+
+/// The characters of [`loose_name`], without building it.
+fn loose_chars(name: &str) -> impl Iterator<Item = char> + '_ {
     let last = match (name.ends_with(']'), name.rfind('[')) {
         (true, Some(i)) => &name[i + 1..name.len() - 1],
         _ => name,
@@ -19,7 +24,12 @@ pub fn loose_name(name: &str) -> String {
     last.chars()
         .filter(|c| !c.is_whitespace() && !c.is_control() && *c != '_' && *c != '-')
         .flat_map(char::to_lowercase)
-        .collect()
+}
+
+/// True when `name` reads as `want` (a [`loose_name`] already); no allocation,
+/// since every field of every request is compared.
+pub fn loosely_named(name: &str, want: &str) -> bool {
+    loose_chars(name).eq(want.chars())
 }
 
 /// Every value of a field named like `field`, anywhere in the request
@@ -27,10 +37,10 @@ pub fn loose_name(name: &str) -> String {
 pub fn values(req: &CanonicalRequest, field: &str) -> Vec<Value> {
     let want = loose_name(field);
     let mut out: Vec<Value> =
-        req.query.iter().filter(|(k, _)| loose_name(k) == want).map(|(_, v)| Value::String(v.clone())).collect();
+        req.query.iter().filter(|(k, _)| loosely_named(k, &want)).map(|(_, v)| Value::String(v.clone())).collect();
     match &req.body {
         Body::Form(pairs) => {
-            out.extend(pairs.iter().filter(|(k, _)| loose_name(k) == want).map(|(_, v)| Value::String(v.clone())))
+            out.extend(pairs.iter().filter(|(k, _)| loosely_named(k, &want)).map(|(_, v)| Value::String(v.clone())))
         }
         Body::Json(v) => walk(v, &want, &mut out),
         Body::Empty => {}
@@ -42,7 +52,7 @@ fn walk(v: &Value, want: &str, out: &mut Vec<Value>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                if loose_name(k) == want {
+                if loosely_named(k, want) {
                     out.push(x.clone());
                 }
                 walk(x, want, out);

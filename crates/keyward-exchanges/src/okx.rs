@@ -100,9 +100,9 @@ fn borrows(v: &Value) -> bool {
     match v {
         Value::Object(m) => {
             let modes: Vec<&Value> =
-                m.iter().filter(|(k, _)| crate::borrow::loose_name(k) == "tdmode").map(|(_, x)| x).collect();
+                m.iter().filter(|(k, _)| crate::borrow::loosely_named(k, "tdmode")).map(|(_, x)| x).collect();
             let ids: Vec<&Value> =
-                m.iter().filter(|(k, _)| crate::borrow::loose_name(k) == "instid").map(|(_, x)| x).collect();
+                m.iter().filter(|(k, _)| crate::borrow::loosely_named(k, "instid")).map(|(_, x)| x).collect();
             let derivative =
                 matches!(ids.as_slice(), [Value::String(i)] if i.matches('-').count() >= 2) && m.contains_key("instId");
             let strict = modes.len() == 1 && m.get("tdMode") == Some(&Value::String("cash".into()));
