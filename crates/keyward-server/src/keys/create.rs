@@ -5,8 +5,8 @@
 //! the turn writes every queued key and answers each one.
 
 use super::manage::{NewKey, new_record};
-use super::{Changes, KeyEntry, Keys, Turn, follow};
-use crate::error::{Error, Result};
+use super::{Changes, KeyEntry, Keys, Step, Turn, follow};
+use crate::error::Result;
 use crate::keys::Admitted;
 use crate::seal::Unsealed;
 use keyward_core::access_key::AccessKeySecret;
@@ -29,26 +29,15 @@ impl Keys {
     /// entry and secret.
     pub(crate) async fn create(&self, _: &Admitted, unsealed: &Unsealed, new: NewKey) -> Created {
         let (tx, mut rx) = oneshot::channel();
-        self.create_queue.lock().map_err(|_| queue_poisoned())?.push(CreateRequest { new, answer: tx });
-        let answered = |rx: &mut oneshot::Receiver<Created>| match rx.try_recv() {
-            Ok(answer) => Some(answer),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::internal("a key was dropped unanswered"))),
-        };
+        self.enqueue(&self.create_queue, CreateRequest { new, answer: tx }, "key creation")?;
         loop {
-            if let Some(answer) = answered(&mut rx) {
-                return answer;
+            match self.next_step(&self.create_queue, &mut rx, "key creation").await {
+                Step::Answered(answer) => return answer,
+                Step::Write(mut turn, batch) => self.write_creates(&mut turn, unsealed, batch).await,
             }
-            let mut turn = self.turn().await;
-            if let Some(answer) = answered(&mut rx) {
-                return answer;
-            }
-            let batch = std::mem::take(&mut *self.create_queue.lock().map_err(|_| queue_poisoned())?);
-            self.write_creates(&mut turn, unsealed, batch).await;
         }
     }
 
-    /// Writes every key of `batch` in one ledger step and answers each.
     async fn write_creates(&self, turn: &mut Turn<'_>, unsealed: &Unsealed, batch: Vec<CreateRequest>) {
         let now = self.clock.now_ms();
         let mut made = Vec::with_capacity(batch.len());
@@ -98,8 +87,4 @@ impl Keys {
         }
         Ok((rec, secret))
     }
-}
-
-fn queue_poisoned() -> Error {
-    Error::internal("key creation queue poisoned")
 }

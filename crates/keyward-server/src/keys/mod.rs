@@ -72,6 +72,25 @@ pub(crate) struct KeysConfig {
     pub default_max_age_s: Option<u64>,
 }
 
+/// Says which keys a failed ledger check refuses, and what to do.
+fn log_broken(broken: &ledger::Broken, ids: &[impl std::fmt::Debug]) {
+    tracing::error!(
+        why = broken.why,
+        parts = broken.parts.len(),
+        refused = ?ids,
+        "the key ledger failed its check: these keys are refused (key_tampered) and cannot change; \
+         see docs/threat-model.md, then restart once with --reseal-key-ledger"
+    );
+}
+
+/// What a queued request does next (see [`Keys::enqueue`]).
+enum Step<'a, Q, R> {
+    /// It was answered.
+    Answered(Result<R>),
+    /// It holds the ledger's turn: write the batch.
+    Write(Turn<'a>, Vec<Q>),
+}
+
 /// One turn at the ledger: the head as it stands, for one change.
 pub(crate) type Turn<'a> = tokio::sync::MutexGuard<'a, Option<Ledger>>;
 
@@ -135,13 +154,7 @@ impl Keys {
                     break;
                 }
                 let ids = idx.mark_tampered(|id| !ledger.holds(id));
-                tracing::error!(
-                    why = broken.why,
-                    parts = broken.parts.len(),
-                    refused = ?ids,
-                    "the key ledger failed its check: these keys are refused (key_tampered) and cannot change; \
-                     see docs/threat-model.md, then restart once with --reseal-key-ledger"
-                );
+                log_broken(&broken, &ids);
             }
             let keys = idx.len();
             self.install(idx)?;
@@ -169,13 +182,7 @@ impl Keys {
                 ledger = self.reseal(unsealed, &mut records, &usage, &ledger, head.map(|h| h.rev), &broken).await?;
             } else {
                 let ids: Vec<&str> = records.iter().filter(|r| !ledger.holds(&r.id)).map(|r| r.id.as_str()).collect();
-                tracing::error!(
-                    why = broken.why,
-                    parts = broken.parts.len(),
-                    refused = ?ids,
-                    "the key ledger failed its check: these keys are refused (key_tampered) and cannot change; \
-                     see docs/threat-model.md, then restart once with --reseal-key-ledger"
-                );
+                log_broken(&broken, &ids);
             }
         }
         self.install(KeyIndex::load(&records, unsealed, |id| ledger.holds(id), self.default_max_age_s))?;
@@ -276,6 +283,42 @@ impl Keys {
     /// Takes a turn at the ledger.
     pub(crate) async fn turn(&self) -> Turn<'_> {
         self.ledger.lock().await
+    }
+
+    /// Group commit on the key ledger: a request joins its queue
+    /// ([`Keys::enqueue`]), then waits for its answer or the ledger's turn,
+    /// whichever comes first. With the turn it writes everything queued by
+    /// then in one step, answering each request on its own channel, so
+    /// concurrent requests share one ledger write and one fsync.
+    fn enqueue<Q>(&self, queue: &std::sync::Mutex<Vec<Q>>, request: Q, what: &str) -> Result<()> {
+        queue.lock().map_err(|_| Error::internal(&format!("{what} queue poisoned")))?.push(request);
+        Ok(())
+    }
+
+    /// The next step of a queued request (see [`Keys::enqueue`]).
+    async fn next_step<Q, R>(
+        &self,
+        queue: &std::sync::Mutex<Vec<Q>>,
+        rx: &mut tokio::sync::oneshot::Receiver<Result<R>>,
+        what: &str,
+    ) -> Step<'_, Q, R> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        let answered = |rx: &mut tokio::sync::oneshot::Receiver<Result<R>>| match rx.try_recv() {
+            Ok(answer) => Some(answer),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Closed) => Some(Err(Error::internal(&format!("a {what} was dropped unanswered")))),
+        };
+        if let Some(answer) = answered(rx) {
+            return Step::Answered(answer);
+        }
+        let turn = self.turn().await;
+        if let Some(answer) = answered(rx) {
+            return Step::Answered(answer);
+        }
+        match queue.lock() {
+            Ok(mut q) => Step::Write(turn, std::mem::take(&mut *q)),
+            Err(_) => Step::Answered(Err(Error::internal(&format!("{what} queue poisoned")))),
+        }
     }
 
     /// Writes `changes` with the next ledger head, in one transaction.

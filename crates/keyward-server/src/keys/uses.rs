@@ -5,7 +5,7 @@
 //! writes every queued use and answers each one, so a request that finds
 //! its answer already there returns at once.
 
-use super::{Changes, Keys, Turn, follow};
+use super::{Changes, Keys, Step, Turn, follow};
 use crate::error::{Error, Result};
 use crate::seal::Unsealed;
 use keyward_core::decision::DenyReason;
@@ -28,29 +28,15 @@ impl Keys {
     /// Takes one use of `key_id` durably; the uses left after it.
     pub(super) async fn spend_use(&self, unsealed: &Unsealed, key_id: &str) -> Result<i64> {
         let (tx, mut rx) = oneshot::channel();
-        self.use_queue
-            .lock()
-            .map_err(|_| Error::internal("use queue poisoned"))?
-            .push(UseRequest { key_id: key_id.to_string(), answer: tx });
-        let answered = |rx: &mut oneshot::Receiver<Result<i64>>| match rx.try_recv() {
-            Ok(answer) => Some(answer),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::internal("a use was dropped unanswered"))),
-        };
+        self.enqueue(&self.use_queue, UseRequest { key_id: key_id.to_string(), answer: tx }, "use")?;
         loop {
-            if let Some(answer) = answered(&mut rx) {
-                return answer;
+            match self.next_step(&self.use_queue, &mut rx, "use").await {
+                Step::Answered(answer) => return answer,
+                Step::Write(mut turn, batch) => self.write_uses(&mut turn, unsealed, batch).await,
             }
-            let mut turn = self.turn().await;
-            if let Some(answer) = answered(&mut rx) {
-                return answer;
-            }
-            let batch = std::mem::take(&mut *self.use_queue.lock().map_err(|_| Error::internal("use queue poisoned"))?);
-            self.write_uses(&mut turn, unsealed, batch).await;
         }
     }
 
-    /// Writes `batch` in one ledger step and answers every request in it.
     async fn write_uses(&self, turn: &mut Turn<'_>, unsealed: &Unsealed, batch: Vec<UseRequest>) {
         let mut by_key: BTreeMap<String, Vec<oneshot::Sender<Result<i64>>>> = BTreeMap::new();
         for r in batch {
