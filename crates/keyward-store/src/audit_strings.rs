@@ -106,34 +106,6 @@ impl Strings {
     }
 }
 
-/// Fills each entry's `prev_hash` from the entry before it: the one before
-/// in `entries` when adjacent, else from `lookup` (seq → hash), the base
-/// for the first entry after a prune, or the genesis hash for entry 1.
-pub(crate) fn link(entries: &mut [AuditEntry], lookup: &HashMap<u64, Vec<u8>>) {
-    let mut prev: Option<(u64, Vec<u8>)> = None;
-    for e in entries.iter_mut() {
-        e.prev_hash = match &prev {
-            Some((seq, hash)) if *seq + 1 == e.seq => hash.clone(),
-            _ if e.seq <= 1 => keyward_core::audit::genesis(),
-            _ => lookup.get(&(e.seq - 1)).cloned().unwrap_or_default(),
-        };
-        prev = Some((e.seq, e.hash.clone()));
-    }
-}
-
-/// The sequence numbers whose hash [`link`] needs from elsewhere.
-pub(crate) fn unlinked(entries: &[AuditEntry]) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut prev: Option<u64> = None;
-    for e in entries {
-        if e.seq > 1 && prev.is_none_or(|p| p + 1 != e.seq) {
-            out.push(e.seq - 1);
-        }
-        prev = Some(e.seq);
-    }
-    out
-}
-
 /// A hasher for the dictionary's own integer ids (no attacker picks them):
 /// the id itself, spread by a multiply.
 #[derive(Debug, Default, Clone, Copy)]

@@ -18,13 +18,13 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 
-mod audit;
+pub mod audit;
 mod audit_strings;
 mod key_pages;
 
 pub use key_pages::KeyPages;
 
-pub use audit::{AuditQuery, AuditRow, AuditRows};
+pub use audit::{AuditQuery, AuditRow, AuditRows, StoredHash};
 use serde::{Deserialize, Serialize};
 
 /// Everything a backend can fail at.
@@ -521,7 +521,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         entries: &[keyward_core::audit::AuditEntry],
         checkpoint: Option<&keyward_core::audit::Checkpoint>,
     ) -> StoreResult<()>;
-    /// The last entry's sequence number and hash (after a prune that
+    /// The last entry's sequence number and whole hash (after a prune that
     /// removed every entry, the base's).
     async fn audit_head(&self) -> StoreResult<Option<(u64, Vec<u8>)>>;
     /// The last entry a prune removed: the stored log starts after it.
@@ -531,18 +531,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// transaction; that entry becomes the base. Returns the entries removed.
     /// [`StoreError::Refused`] if `through` is not a checkpointed entry.
     async fn audit_prune(&self, through: u64) -> StoreResult<u64>;
-    /// Audit entries matching a query, oldest first.
+    /// Audit entries matching a query, oldest first, each with its whole
+    /// hash and the previous one (see [`audit::fill`]).
     async fn audit_entries(&self, q: &AuditQuery) -> StoreResult<Vec<keyward_core::audit::AuditEntry>>;
-    /// Up to `limit` consecutive entries from `from_seq` on, for a walk
-    /// through the whole log (archiving): a backend may read them faster
-    /// than [`Store::audit_entries`] does.
+    /// Up to `limit` consecutive entries from `from_seq` on, hashes filled
+    /// in as by [`Store::audit_entries`], for a walk through the whole log
+    /// (archiving): a backend may read them faster.
     async fn audit_page(&self, from_seq: u64, limit: u64) -> StoreResult<Vec<keyward_core::audit::AuditEntry>> {
         self.audit_entries(&AuditQuery { from_seq: Some(from_seq), limit, ..Default::default() }).await
     }
-    /// The same entries as stored, strings by id (verification).
-    async fn audit_rows(&self, from_seq: u64, limit: u64) -> StoreResult<AuditRows> {
-        Ok(AuditRows::from_entries(self.audit_page(from_seq, limit).await?))
-    }
+    /// The same entries as stored, strings by id and hashes as kept
+    /// (whole or tag: see [`audit`]), for verification.
+    async fn audit_rows(&self, from_seq: u64, limit: u64) -> StoreResult<AuditRows>;
     /// Every checkpoint, oldest first.
     async fn audit_checkpoints(&self) -> StoreResult<Vec<keyward_core::audit::Checkpoint>>;
     /// A value of the `meta` table (`audit_verified`: the checkpoint the

@@ -16,7 +16,7 @@ use keyward_core::audit::{Break, Checkpoint, entry_hash, genesis, verify_checkpo
 use keyward_core::keyring::{hex_decode, hex_encode};
 use keyward_store::{AuditRows, Store};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Entries read per page.
@@ -148,9 +148,14 @@ struct Walked {
     problems: Vec<Value>,
 }
 
-/// Walks the stored entries from `start`, page by page. Three stages
-/// overlap: the next page is read (and decoded) while this one is hashed
-/// on a blocking thread.
+/// Page reads in flight while a page is hashed.
+const READ_AHEAD: usize = 3;
+
+/// Walks the stored entries from `start`, page by page. Pages cover ranges
+/// of sequence numbers, `[from, from + PAGE)`, so they can be read ahead:
+/// two reads run at once (on two connections) while a page is hashed on a
+/// blocking thread. An empty range ends the walk where the log ends; one
+/// inside it (a gap of a page or more) is named by the next page's check.
 async fn walk(
     store: &Arc<dyn Store>,
     start: &Start,
@@ -163,33 +168,54 @@ async fn walk(
         markers: Markers { last: start.seq, ..Markers::default() },
         problems: Vec::new(),
     };
+    // The next entry expected, and the hash before it.
     let mut prev = (start.seq + 1, start.hash.clone());
-    let mut pending = tokio::spawn(fetch(store.clone(), prev.0));
+    let checkpointed: Arc<HashSet<u64>> = Arc::new(by_seq.keys().copied().collect());
+    let mut next_from = prev.0;
+    let mut pending = VecDeque::new();
     loop {
-        let page = pending.await.map_err(|e| crate::error::Error::internal(&e.to_string()))??;
-        let Some(last) = page.rows.last().map(|r| (r.seq, r.hash.to_vec())) else { break };
-        pending = tokio::spawn(fetch(store.clone(), last.0 + 1));
-        let (from, hash) = (prev.0, prev.1.clone());
+        while pending.len() < READ_AHEAD {
+            pending.push_back((next_from, tokio::spawn(fetch(store.clone(), next_from))));
+            next_from += PAGE;
+        }
+        let Some((from, task)) = pending.pop_front() else { break };
+        let mut page = task.await.map_err(|e| crate::error::Error::internal(&e.to_string()))??;
+        // A read runs past its range where entries are missing.
+        page.rows.retain(|r| r.seq < from + PAGE);
+        let Some(last) = page.rows.last().map(|r| r.seq) else {
+            if store.audit_head().await?.is_some_and(|(head, _)| head >= from + PAGE) {
+                continue;
+            }
+            break;
+        };
+        let (first, hash, at) = (prev.0, prev.1.clone(), checkpointed.clone());
         let (page, checked) = tokio::task::spawn_blocking(move || {
-            let checked = check_rows(&page, from, &hash);
+            let checked = check_rows(&page, first, &hash, &at);
             (page, checked)
         })
         .await
         .map_err(|e| crate::error::Error::internal(&e.to_string()))?;
-        if let Err(b) = checked {
-            w.problems.push(json!({"seq": b.seq, "reason": b.reason}));
-            pending.abort();
-            break;
+        let checked = match checked {
+            Ok(c) => c,
+            Err(b) => {
+                w.problems.push(json!({"seq": b.seq, "reason": b.reason}));
+                break;
+            }
+        };
+        for (seq, hash) in checked.at_checkpoints {
+            if let Some(c) = by_seq.get(&seq) {
+                w.matched.insert(seq, c.hash == hex_encode(&hash));
+            }
         }
         for r in &page.rows {
-            if let Some(c) = by_seq.get(&r.seq) {
-                w.matched.insert(r.seq, c.hash == hex_encode(&r.hash));
-            }
             let f = page.fields(r);
             w.markers.see(r.seq, f[3], f[8], signed.get(&r.seq) == Some(&true), &mut w.problems);
         }
         w.count += page.rows.len() as u64;
-        prev = (last.0 + 1, last.1);
+        prev = (last + 1, checked.last);
+    }
+    for (_, task) in pending {
+        task.abort();
     }
     Ok(w)
 }
@@ -198,12 +224,26 @@ async fn fetch(store: Arc<dyn Store>, from_seq: u64) -> Result<AuditRows> {
     Ok(store.audit_rows(from_seq, PAGE).await?)
 }
 
+/// What [`check_rows`] computed: the last entry's hash, and the hash of
+/// each checkpointed entry.
+struct Checked {
+    last: Vec<u8>,
+    at_checkpoints: Vec<(u64, [u8; 32])>,
+}
+
 /// Checks rows read after (`first_seq` - 1, `prev`): sequence numbers
-/// without gaps, each stored hash the hash of its fields chained onto the
-/// one before (an edited entry breaks its own hash; a deleted, inserted or
-/// reordered one breaks the sequence or the next entry's).
-fn check_rows(page: &AuditRows, first_seq: u64, prev: &[u8]) -> std::result::Result<(), Break> {
+/// without gaps, each entry's hash recomputed from its fields and the hash
+/// before, and compared with what the entry keeps of it (whole or tag: an
+/// edited entry breaks its own; a deleted, inserted or reordered one breaks
+/// the sequence or the next entry's).
+fn check_rows(
+    page: &AuditRows,
+    first_seq: u64,
+    prev: &[u8],
+    checkpointed: &HashSet<u64>,
+) -> std::result::Result<Checked, Break> {
     let mut prev: Vec<u8> = prev.to_vec();
+    let mut at_checkpoints = Vec::new();
     for (expect, r) in (first_seq..).zip(&page.rows) {
         if r.seq != expect {
             let reason = if r.seq > expect {
@@ -213,16 +253,20 @@ fn check_rows(page: &AuditRows, first_seq: u64, prev: &[u8]) -> std::result::Res
             };
             return Err(Break { seq: expect, reason });
         }
-        if entry_hash(&prev, r.seq, r.time_ms, page.fields(r)) != r.hash {
+        let hash = entry_hash(&prev, r.seq, r.time_ms, page.fields(r));
+        if !r.hash.matches(&hash) {
             return Err(Break {
                 seq: r.seq,
                 reason: "its fields do not match its hash, or it does not link to the entry before it (edited, inserted or reordered)".into(),
             });
         }
+        if checkpointed.contains(&r.seq) {
+            at_checkpoints.push((r.seq, hash));
+        }
         prev.clear();
-        prev.extend_from_slice(&r.hash);
+        prev.extend_from_slice(&hash);
     }
-    Ok(())
+    Ok(Checked { last: prev, at_checkpoints })
 }
 
 /// What the walk learns from checkpoint markers.
@@ -268,6 +312,57 @@ mod tests {
     /// Feeds one entry to the markers.
     fn see(m: &mut Markers, seq: u64, action: &str, detail: &str, signed: bool, p: &mut Vec<Value>) {
         m.see(seq, action, detail, signed, p);
+    }
+
+    /// Rows of a chain of `n` entries as a store keeps them: a tag of each
+    /// hash, the whole hash on every 64th and the last.
+    fn stored_chain(n: u64) -> (AuditRows, Vec<Vec<u8>>) {
+        let mut entries = Vec::new();
+        let mut prev = genesis();
+        for seq in 1..=n {
+            let mut e = keyward_core::audit::AuditEntry {
+                time_ms: 1_000 + seq as i64,
+                request_id: format!("r{seq}"),
+                action: "secrets.get".into(),
+                target: format!("t/{}", seq % 5),
+                decision: "allow".into(),
+                detail: "{}".into(),
+                ..Default::default()
+            };
+            e.chain_after(seq - 1, &prev);
+            prev = e.hash.clone();
+            entries.push(e);
+        }
+        let hashes = entries.iter().map(|e| e.hash.clone()).collect();
+        for e in &mut entries {
+            let whole = keyward_store::audit::keeps_whole(e.seq, e.seq == n);
+            e.hash = keyward_store::audit::stored_form(&e.hash, whole).to_vec();
+        }
+        (AuditRows::from_entries(entries), hashes)
+    }
+
+    #[test]
+    fn an_edit_to_an_entry_that_keeps_only_a_tag_is_named() {
+        let (rows, hashes) = stored_chain(150);
+        assert!(matches!(rows.rows[4].hash, keyward_store::StoredHash::Tag(_)));
+        let at: HashSet<u64> = [64, 150].into();
+        let checked = check_rows(&rows, 1, &genesis(), &at).unwrap_or_else(|b| panic!("{b:?}"));
+        assert_eq!(checked.last, hashes[149], "the chain recomputed to its end");
+        assert_eq!(
+            checked.at_checkpoints,
+            [(64, hashes[63].clone().try_into().unwrap()), (150, hashes[149].clone().try_into().unwrap())]
+        );
+        // An edited field, in an entry keeping a tag or its whole hash.
+        for seq in [5u64, 64, 150] {
+            let mut edited = rows.clone();
+            edited.rows[seq as usize - 1].detail = r#"{"edited":true}"#.into();
+            let b = check_rows(&edited, 1, &genesis(), &at).err().expect("broken");
+            assert_eq!(b.seq, seq);
+        }
+        // A damaged stored hash matches nothing.
+        let mut damaged = rows.clone();
+        damaged.rows[9].hash = keyward_store::StoredHash::Bad;
+        assert_eq!(check_rows(&damaged, 1, &genesis(), &at).err().expect("broken").seq, 10);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The audit log in PostgreSQL: one chain for every node, compact as in
-//! SQLite (strings by id, see [`crate::audit_strings`]; no previous hash;
-//! no time index: a time bound is found by bisecting the sequence).
+//! SQLite (strings by id, see [`crate::audit_strings`]; hashes kept
+//! sparsely, see [`crate::audit`]; no previous hash; no time index: a time
+//! bound is found by bisecting the sequence).
 //!
 //! An append takes a transaction-scoped advisory lock, so appends run one
 //! at a time, and writes only a batch whose first entry chains onto the
@@ -8,7 +9,8 @@
 //! head's sequence number and writes nothing.
 
 use super::u64_of;
-use crate::audit_strings::{FIELDS, IdMap, Strings, fields, link, set_fields, unlinked};
+use crate::audit::{StoredHash, keeps_whole, stored_form};
+use crate::audit_strings::{FIELDS, IdMap, Strings, fields, set_fields};
 use crate::{AuditQuery, StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::postgres::PgRow;
@@ -72,11 +74,12 @@ pub(super) async fn append(
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *tx).await?;
     if let Some(first) = entries.first() {
         let (seq, hash) = head(&mut tx).await?.unwrap_or_else(|| (0, genesis()));
-        if first.seq != seq.saturating_add(1) || first.prev_hash != hash {
+        if first.seq != seq.saturating_add(1) || !StoredHash::from_bytes(&hash).matches(&first.prev_hash) {
             return Err(StoreError::Conflict { current: seq });
         }
     }
     let (ids, learnt) = ids_of(strings, &mut tx, entries.iter().flat_map(fields)).await?;
+    let last = entries.last().map_or(0, |e| e.seq);
     for chunk in entries.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO audit_entries (seq, time_ms, request_id, {}, detail, hash) VALUES {}",
@@ -89,7 +92,7 @@ pub(super) async fn append(
             for f in fields(e) {
                 q = q.bind(ids[f]);
             }
-            q = q.bind(&e.detail).bind(&e.hash);
+            q = q.bind(&e.detail).bind(stored_form(&e.hash, keeps_whole(e.seq, e.seq == last)));
         }
         q.execute(&mut *tx).await?;
     }
@@ -111,7 +114,8 @@ pub(super) async fn append(
     Ok(())
 }
 
-/// The newest entry's sequence number and hash, else the base's.
+/// The newest entry's sequence number and hash as stored (whole, unless
+/// the tail was edited underneath), else the base's.
 pub(super) async fn head(c: &mut PgConnection) -> StoreResult<Option<(u64, Vec<u8>)>> {
     let row =
         sqlx::query("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *c).await?;
@@ -177,6 +181,8 @@ fn row_ids(r: &PgRow) -> [i64; 7] {
     FIELDS.map(|f| r.get::<i64, _>(f))
 }
 
+/// Entries matching a query, their hashes as stored (whole or tag) and no
+/// previous hash: the caller fills them in (see [`crate::audit::fill`]).
 pub(super) async fn entries(pool: &PgPool, strings: &Strings, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
     let mut from = q.from_seq.unwrap_or(0);
     let mut to = u64::MAX;
@@ -229,8 +235,6 @@ pub(super) async fn entries(pool: &PgPool, strings: &Strings, q: &AuditQuery) ->
     if q.newest {
         out.reverse();
     }
-    let lookup = hashes(pool, &unlinked(&out)).await?;
-    link(&mut out, &lookup);
     Ok(out)
 }
 
@@ -244,24 +248,6 @@ async fn values_of(pool: &PgPool, strings: &Strings, ids: impl IntoIterator<Item
         let pairs: Vec<(String, i64)> = rows.iter().map(|r| (r.get("value"), r.get("id"))).collect();
         out.extend(pairs.iter().map(|(v, id)| (*id, v.clone())));
         strings.learn(pairs);
-    }
-    Ok(out)
-}
-
-async fn hashes(pool: &PgPool, seqs: &[u64]) -> StoreResult<HashMap<u64, Vec<u8>>> {
-    let mut out = HashMap::new();
-    if seqs.is_empty() {
-        return Ok(out);
-    }
-    let mut c = pool.acquire().await?;
-    if let Some((seq, hash)) = base(&mut c).await? {
-        out.insert(seq, hash);
-    }
-    let list: Vec<i64> = seqs.iter().map(|s| *s as i64).collect();
-    for r in
-        sqlx::query("SELECT seq, hash FROM audit_entries WHERE seq = ANY($1)").bind(&list).fetch_all(&mut *c).await?
-    {
-        out.insert(u64_of(r.get("seq")), r.get("hash"));
     }
     Ok(out)
 }
@@ -289,8 +275,10 @@ pub(super) async fn prune(pool: &PgPool, through: u64) -> StoreResult<u64> {
         .bind(at)
         .fetch_optional(&mut *tx)
         .await?;
-    let hash: Option<Vec<u8>> =
+    let stored: Option<Vec<u8>> =
         sqlx::query_scalar("SELECT hash FROM audit_entries WHERE seq = $1").bind(at).fetch_optional(&mut *tx).await?;
+    // A checkpointed entry keeps its whole hash (it ends its batch).
+    let hash = stored.filter(|h| h.len() == 32);
     let (Some(checkpointed), Some(hash)) = (checkpointed, hash) else {
         return Err(StoreError::Refused(format!("entry {through} is not a stored, checkpointed entry")));
     };

@@ -325,7 +325,10 @@ impl Store for PgStore {
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {
-        audit::head(&mut *self.pool.acquire().await?).await
+        match audit::head(&mut *self.pool.acquire().await?).await? {
+            Some((seq, hash)) if hash.len() != 32 => Ok(Some((seq, crate::audit::hash_at(self, seq).await?))),
+            other => Ok(other),
+        }
     }
 
     async fn audit_base(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {
@@ -337,7 +340,14 @@ impl Store for PgStore {
     }
 
     async fn audit_entries(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
-        audit::entries(&self.pool, &self.strings, q).await
+        let mut out = audit::entries(&self.pool, &self.strings, q).await?;
+        crate::audit::fill(self, &mut out).await?;
+        Ok(out)
+    }
+
+    async fn audit_rows(&self, from_seq: u64, limit: u64) -> StoreResult<crate::AuditRows> {
+        let q = AuditQuery { from_seq: Some(from_seq), limit, ..Default::default() };
+        Ok(crate::AuditRows::from_entries(audit::entries(&self.pool, &self.strings, &q).await?))
     }
 
     async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {

@@ -1,10 +1,12 @@
 //! The audit log in SQLite: entries name their strings by id (see
-//! [`crate::audit_strings`]), hold their own hash but not the previous one
-//! (the entry before has it), and carry no time index: time and sequence
-//! rise together, so a time bound is found by bisecting the sequence.
+//! [`crate::audit_strings`]), keep their own hash sparsely (see
+//! [`crate::audit`]) and not the previous one, and carry no time index:
+//! time and sequence rise together, so a time bound is found by bisecting
+//! the sequence.
 
 use super::{SqliteStore, u64_of};
-use crate::audit_strings::{FIELDS, IdMap, fields, link, set_fields, unlinked};
+use crate::audit::{StoredHash, fill, hash_at, keeps_whole, stored_form};
+use crate::audit_strings::{FIELDS, IdMap, fields, set_fields};
 use crate::{AuditQuery, AuditRow, AuditRows, StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::sqlite::SqliteRow;
@@ -16,15 +18,25 @@ const CHUNK: usize = 64;
 /// Ids per `IN (…)` list.
 const IN_LIST: usize = 500;
 
-/// The last entry's sequence number and hash: the newest entry, else the
-/// base a prune left (its last entry), else nothing.
-pub(super) async fn head(c: &mut SqliteConnection) -> StoreResult<Option<(u64, Vec<u8>)>> {
+/// The last entry's sequence number and hash as stored (whole, unless the
+/// tail was edited underneath): the newest entry, else the base a prune
+/// left (its last entry), else nothing.
+async fn stored_head(c: &mut SqliteConnection) -> StoreResult<Option<(u64, Vec<u8>)>> {
     let row =
         sqlx::query("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *c).await?;
     if let Some(r) = row {
         return Ok(Some((u64_of(r.get("seq")), r.get("hash"))));
     }
     base(c).await
+}
+
+/// The last entry's sequence number and whole hash (see [`stored_head`]).
+pub(super) async fn head(store: &SqliteStore) -> StoreResult<Option<(u64, Vec<u8>)>> {
+    let head = stored_head(&mut *store.pool.acquire().await?).await?;
+    match head {
+        Some((seq, hash)) if hash.len() != 32 => Ok(Some((seq, hash_at(store, seq).await?))),
+        other => Ok(other),
+    }
 }
 
 /// The last entry a prune removed (the log now starts after it).
@@ -76,12 +88,13 @@ pub(super) async fn append(
     // Only onto the stored head (rows edited underneath move it): the
     // writer chains the batch onto what is stored and tries again.
     if let Some(first) = entries.first() {
-        let (seq, hash) = head(&mut tx).await?.unwrap_or_else(|| (0, genesis()));
-        if first.seq != seq.saturating_add(1) || first.prev_hash != hash {
+        let (seq, hash) = stored_head(&mut tx).await?.unwrap_or_else(|| (0, genesis()));
+        if first.seq != seq.saturating_add(1) || !StoredHash::from_bytes(&hash).matches(&first.prev_hash) {
             return Err(StoreError::Conflict { current: seq });
         }
     }
     let (ids, learnt) = ids_of(store, &mut tx, entries.iter().flat_map(fields)).await?;
+    let last = entries.last().map_or(0, |e| e.seq);
     for chunk in entries.chunks(CHUNK) {
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
@@ -94,7 +107,7 @@ pub(super) async fn append(
             for f in fields(e) {
                 q = q.bind(ids[f]);
             }
-            q = q.bind(&e.detail).bind(&e.hash);
+            q = q.bind(&e.detail).bind(stored_form(&e.hash, keeps_whole(e.seq, e.seq == last)));
         }
         q.execute(&mut *tx).await?;
     }
@@ -222,21 +235,34 @@ pub(super) async fn entries(store: &SqliteStore, q: &AuditQuery) -> StoreResult<
     if q.newest {
         out.reverse();
     }
-    let lookup = hashes_of(store, &unlinked(&out)).await?;
-    link(&mut out, &lookup);
+    fill(store, &mut out).await?;
     Ok(out)
 }
 
-/// One entry as `rows` reads it: the columns in order but the hash.
-type Packed = (u64, i64, String, i64, i64, i64, i64, i64, i64, i64, String);
+/// One entry as `rows` reads it: sequence number, time, the seven string
+/// ids, then the byte lengths of its request id, detail and stored hash.
+type Packed = (u64, i64, [i64; 7], usize, usize, usize);
+
+/// A page's columns as SQLite hands them over: the numbers as one JSON
+/// array, the request ids, details and hashes each as one blob.
+struct Columns {
+    numbers: String,
+    request_ids: Vec<u8>,
+    details: Vec<u8>,
+    hashes: Vec<u8>,
+}
 
 /// Consecutive entries as stored, for a walk through the log. SQLite hands
-/// them over as one JSON array a page, and their hashes as one blob (a row
-/// each would cost a hand-off between threads per entry, which
-/// dominates), decoded off the async threads.
+/// a page over as one row (a row each would cost a hand-off between threads
+/// per entry, which dominates): the numbers as a JSON array, the text and
+/// hash columns concatenated, each cut up again by the lengths in the
+/// array (no escaping either way); decoded off the async threads.
 pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> StoreResult<AuditRows> {
     let row = sqlx::query(&format!(
-        "SELECT json_group_array(json_array(seq, time_ms, request_id, {}, detail)) AS entries,
+        "SELECT json_group_array(json_array(seq, time_ms, json_array({}),
+             length(CAST(request_id AS BLOB)), length(CAST(detail AS BLOB)), length(hash))) AS numbers,
+         CAST(group_concat(request_id, '') AS BLOB) AS request_ids,
+         CAST(group_concat(detail, '') AS BLOB) AS details,
          CAST(group_concat(hash, '') AS BLOB) AS hashes
          FROM (SELECT * FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?)",
         FIELDS.join(", ")
@@ -245,16 +271,25 @@ pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
     .bind(limit.min(i64::MAX as u64) as i64)
     .fetch_one(&store.pool)
     .await?;
-    let (text, hashes): (Option<String>, Option<Vec<u8>>) = (row.get("entries"), row.get("hashes"));
-    let (Some(text), Some(hashes)) = (text, hashes) else { return Ok(AuditRows::default()) };
-    let packed: Vec<Packed> = tokio::task::spawn_blocking(move || serde_json::from_str(&text))
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?
-        .map_err(|e| StoreError::Corrupt(format!("an audit page does not decode: {e}")))?;
-    if hashes.len() != packed.len() * 32 {
-        return Err(StoreError::Corrupt("an audit entry's hash is not 32 bytes".into()));
+    let Some(numbers) = row.get::<Option<String>, _>("numbers") else { return Ok(AuditRows::default()) };
+    let blob = |name: &str| row.get::<Option<Vec<u8>>, _>(name).unwrap_or_default();
+    let columns =
+        Columns { numbers, request_ids: blob("request_ids"), details: blob("details"), hashes: blob("hashes") };
+    let (packed, columns) = tokio::task::spawn_blocking(move || {
+        let packed: Result<Vec<Packed>, _> = serde_json::from_str(&columns.numbers);
+        (packed, columns)
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let packed = packed.map_err(|e| StoreError::Corrupt(format!("an audit page does not decode: {e}")))?;
+    let adds_up = |column: &[u8], len: fn(&Packed) -> usize| column.len() == packed.iter().map(len).sum::<usize>();
+    if !adds_up(&columns.request_ids, |p| p.3)
+        || !adds_up(&columns.details, |p| p.4)
+        || !adds_up(&columns.hashes, |p| p.5)
+    {
+        return Err(StoreError::Corrupt("an audit page's columns do not add up".into()));
     }
-    let values = values_of(store, packed.iter().flat_map(|p| [p.3, p.4, p.5, p.6, p.7, p.8, p.9])).await?;
+    let values = values_of(store, packed.iter().flat_map(|p| p.2)).await?;
     // The page's own string table: ids become indices.
     let mut strings: Vec<String> = Vec::with_capacity(values.len());
     let mut index: IdMap<u32> = IdMap::default();
@@ -265,17 +300,33 @@ pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
     let missing = strings.len() as u32;
     strings.push(String::new());
     let at = |id: i64| index.get(&id).copied().unwrap_or(missing);
+    let (mut request_ids, mut details, mut hashes) =
+        (columns.request_ids.as_slice(), columns.details.as_slice(), columns.hashes.as_slice());
     let rows = packed
         .into_iter()
-        .zip(hashes.chunks_exact(32))
-        .map(|(p, h)| {
-            let mut hash = [0u8; 32];
-            hash.copy_from_slice(h);
-            let ids = [at(p.3), at(p.4), at(p.5), at(p.6), at(p.7), at(p.8), at(p.9)];
-            AuditRow { seq: p.0, time_ms: p.1, request_id: p.2, strings: ids, detail: p.10, hash }
+        .map(|(seq, time_ms, ids, request_id, detail, hash)| AuditRow {
+            seq,
+            time_ms,
+            request_id: text(cut(&mut request_ids, request_id)),
+            strings: ids.map(at),
+            detail: text(cut(&mut details, detail)),
+            hash: StoredHash::from_bytes(cut(&mut hashes, hash)),
         })
         .collect();
     Ok(AuditRows { rows, strings })
+}
+
+/// The first `n` bytes of `rest`, which moves past them.
+fn cut<'a>(rest: &mut &'a [u8], n: usize) -> &'a [u8] {
+    let (head, tail) = rest.split_at(n.min(rest.len()));
+    *rest = tail;
+    head
+}
+
+/// Text as stored (SQLite text is UTF-8; a damaged row reads lossily, and
+/// verification names it).
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Consecutive entries, whole (archiving): [`rows`] with their strings.
@@ -299,13 +350,12 @@ pub(super) async fn page(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
                 decision,
                 code,
                 detail,
-                hash: r.hash.to_vec(),
+                hash: r.hash.whole().map(|h| h.to_vec()).unwrap_or_default(),
                 prev_hash: Vec::new(),
             }
         })
         .collect();
-    let lookup = hashes_of(store, &unlinked(&out)).await?;
-    link(&mut out, &lookup);
+    fill(store, &mut out).await?;
     Ok(out)
 }
 
@@ -323,30 +373,6 @@ async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> S
             query.fetch_all(&store.pool).await?.iter().map(|r| (r.get("value"), r.get("id"))).collect();
         out.extend(pairs.iter().map(|(v, id)| (*id, v.clone())));
         store.strings.learn(pairs);
-    }
-    Ok(out)
-}
-
-/// The hashes of entries `seqs` (the base's when one is the base).
-async fn hashes_of(store: &SqliteStore, seqs: &[u64]) -> StoreResult<HashMap<u64, Vec<u8>>> {
-    let mut out = HashMap::new();
-    if seqs.is_empty() {
-        return Ok(out);
-    }
-    let mut c = store.pool.acquire().await?;
-    if let Some((seq, hash)) = base(&mut c).await? {
-        out.insert(seq, hash);
-    }
-    for chunk in seqs.chunks(IN_LIST) {
-        let list = vec!["?"; chunk.len()].join(", ");
-        let sql = format!("SELECT seq, hash FROM audit_entries WHERE seq IN ({list})");
-        let mut query = sqlx::query(&sql);
-        for s in chunk {
-            query = query.bind(*s as i64);
-        }
-        for r in query.fetch_all(&mut *c).await? {
-            out.insert(u64_of(r.get("seq")), r.get("hash"));
-        }
     }
     Ok(out)
 }
@@ -375,8 +401,10 @@ pub(super) async fn prune(store: &SqliteStore, through: u64) -> StoreResult<u64>
         .bind(at)
         .fetch_optional(&mut *tx)
         .await?;
-    let hash: Option<Vec<u8>> =
+    let stored: Option<Vec<u8>> =
         sqlx::query_scalar("SELECT hash FROM audit_entries WHERE seq = ?").bind(at).fetch_optional(&mut *tx).await?;
+    // A checkpointed entry keeps its whole hash (it ends its batch).
+    let hash = stored.filter(|h| h.len() == 32);
     let (Some(checkpointed), Some(hash)) = (checkpointed, hash) else {
         return Err(StoreError::Refused(format!("entry {through} is not a stored, checkpointed entry")));
     };

@@ -302,7 +302,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {
-        audit::head(&mut *self.pool.acquire().await?).await
+        audit::head(self).await
     }
 
     async fn audit_base(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {

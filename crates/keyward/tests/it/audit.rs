@@ -23,35 +23,42 @@ fn verify(s: &Server, anchor: Option<&Value>) -> Value {
     v
 }
 
-/// Entry `seq` as stored (its strings by id in `audit_strings`; its
-/// previous hash is the entry before's).
+/// Entry `seq` as stored (its strings by id in `audit_strings`), with its
+/// whole hash and the one before, recomputed from the start of the chain
+/// (most entries keep only a tag of their hash).
 fn row(db: &std::path::Path, seq: u64) -> AuditEntry {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        let q = "SELECT e.time_ms, e.request_id, e.detail, e.hash,
+        let q = "SELECT e.seq, e.time_ms, e.request_id, e.detail,
                  (SELECT value FROM audit_strings WHERE id = e.key_id) AS key_id, (SELECT value FROM audit_strings WHERE id = e.ip) AS ip,
                  (SELECT value FROM audit_strings WHERE id = e.action) AS action, (SELECT value FROM audit_strings WHERE id = e.target) AS target,
                  (SELECT value FROM audit_strings WHERE id = e.class) AS class, (SELECT value FROM audit_strings WHERE id = e.decision) AS decision,
-                 (SELECT value FROM audit_strings WHERE id = e.code) AS code,
-                 (SELECT hash FROM audit_entries WHERE seq = e.seq - 1) AS prev_hash
-                 FROM audit_entries e WHERE e.seq = ?";
-        let r = sqlx::query(q).bind(seq as i64).fetch_one(&mut c).await.unwrap();
-        AuditEntry {
-            seq,
-            time_ms: r.get("time_ms"),
-            request_id: r.get("request_id"),
-            key_id: r.get("key_id"),
-            ip: r.get("ip"),
-            action: r.get("action"),
-            target: r.get("target"),
-            class: r.get("class"),
-            decision: r.get("decision"),
-            code: r.get("code"),
-            detail: r.get("detail"),
-            prev_hash: r.get::<Option<Vec<u8>>, _>("prev_hash").unwrap_or_else(keyward_core::audit::genesis),
-            hash: r.get("hash"),
+                 (SELECT value FROM audit_strings WHERE id = e.code) AS code
+                 FROM audit_entries e WHERE e.seq <= ? ORDER BY e.seq";
+        let mut prev = keyward_core::audit::genesis();
+        let mut last = None;
+        for r in sqlx::query(q).bind(seq as i64).fetch_all(&mut c).await.unwrap() {
+            let mut e = AuditEntry {
+                time_ms: r.get("time_ms"),
+                request_id: r.get("request_id"),
+                key_id: r.get("key_id"),
+                ip: r.get("ip"),
+                action: r.get("action"),
+                target: r.get("target"),
+                class: r.get("class"),
+                decision: r.get("decision"),
+                code: r.get("code"),
+                detail: r.get("detail"),
+                ..Default::default()
+            };
+            e.chain_after(r.get::<i64, _>("seq") as u64 - 1, &prev);
+            prev = e.hash.clone();
+            last = Some(e);
         }
+        let e = last.unwrap();
+        assert_eq!(e.seq, seq);
+        e
     })
 }
 
@@ -208,6 +215,55 @@ fn each_tamper_mode_names_the_first_broken_entry() {
             stderr(&o)
         );
     }
+}
+
+/// Most entries keep only a tag of their hash (the whole hash is kept on
+/// every 64th entry and the last of a batch): an edit to one is still
+/// named, and so is an edit to one that keeps its whole hash.
+#[test]
+fn an_edit_is_named_whether_the_entry_keeps_a_tag_or_its_whole_hash() {
+    if crate::pg::sqlite_only() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let a = s.admin().to_string();
+    put(&s, &a, "apps/x", json!({"k": "secret-value-123"}));
+    let (_, reader) = create_key(&s, json!({"name": "r", "scopes": ["secret:read:apps/*"]}));
+    // Concurrent reads: batches of several entries each.
+    std::thread::scope(|t| {
+        for _ in 0..8 {
+            t.spawn(|| {
+                for _ in 0..25 {
+                    s.http("GET", "/v1/secrets/apps/x", Some(&reader), None);
+                }
+            });
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(verify(&s, None)["ok"], true, "intact");
+    let db = dir.path().join("keyward-data/keyward.db");
+    let seq_where = |cond: &str| -> i64 {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+            sqlx::query_scalar(&format!("SELECT min(seq) FROM audit_entries WHERE seq > 10 AND {cond}"))
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        })
+    };
+    let (tagged, whole) = (seq_where("length(hash) = 8"), seq_where("length(hash) = 32"));
+    assert!(tagged > 0 && whole > 0, "{tagged} {whole}");
+    // The later one first: each edit is then the first break.
+    for seq in [tagged.max(whole), tagged.min(whole)] {
+        sql(&db, &[format!("UPDATE audit_entries SET detail = '{{\"edited\":1}}' WHERE seq = {seq}")]);
+        let v = verify(&s, None);
+        assert_eq!(v["first_broken"]["seq"], seq, "{v}");
+    }
+    // The log reads on: entries after the edit carry recomputed hashes.
+    let all = entries(&s);
+    assert!(all.iter().all(|e| e["hash"].as_str().is_some_and(|h| h.len() == 64)));
 }
 
 #[test]
