@@ -237,16 +237,22 @@ async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
 
 /// A request id unique across this process and, with overwhelming
 /// likelihood, across restarts: 6 random base62 characters drawn at start
-/// (see [`init_request_ids`]) and a 10-character counter. Ids name
-/// requests; they are no secret, so a counter saves a `getrandom` call per
-/// request.
+/// (see [`init_request_ids`]) and a counter in as few base62 digits as it
+/// needs (the prefix's fixed width keeps ids apart). Ids name requests;
+/// they are no secret, so a counter saves a `getrandom` call per request,
+/// and a short one saves bytes in every audit entry.
 fn next_request_id() -> String {
     use std::sync::atomic::Ordering;
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut id = String::with_capacity(16);
+    let mut id = String::with_capacity(17);
     id.push_str(REQUEST_PREFIX.get().map(String::as_str).unwrap_or("000000"));
-    id.push_str(&keyward_core::base62::encode_fixed(n, 10));
+    id.push_str(&keyward_core::base62::encode_fixed(n, counter_width(n)));
     id
+}
+
+/// The base62 digits `n` needs (1 for 0).
+fn counter_width(n: u64) -> usize {
+    std::iter::successors(Some(62u128), |p| Some(p * 62)).take_while(|p| *p <= u128::from(n)).count() + 1
 }
 
 static REQUEST_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
