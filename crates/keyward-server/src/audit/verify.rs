@@ -153,8 +153,8 @@ const READ_AHEAD: usize = 3;
 
 /// Walks the stored entries from `start`, page by page. Pages cover ranges
 /// of sequence numbers, `[from, from + PAGE)`, so they can be read ahead:
-/// two reads run at once (on two connections) while a page is hashed on a
-/// blocking thread. An empty range ends the walk where the log ends; one
+/// [`READ_AHEAD`] reads run at once (on their own connections) while a
+/// page is hashed on a blocking thread. An empty range ends the walk where the log ends; one
 /// inside it (a gap of a page or more) is named by the next page's check.
 async fn walk(
     store: &Arc<dyn Store>,

@@ -241,7 +241,7 @@ pub(super) async fn entries(store: &SqliteStore, q: &AuditQuery) -> StoreResult<
 
 /// One entry as `rows` reads it: sequence number, time, the seven string
 /// ids, then the byte lengths of its request id, detail and stored hash.
-type Packed = (u64, i64, [i64; 7], usize, usize, usize);
+type Packed = (u64, i64, i64, i64, i64, i64, i64, i64, i64, usize, usize, usize);
 
 /// A page's columns as SQLite hands them over: the numbers as one JSON
 /// array, the request ids, details and hashes each as one blob.
@@ -259,8 +259,8 @@ struct Columns {
 /// array (no escaping either way); decoded off the async threads.
 pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> StoreResult<AuditRows> {
     let row = sqlx::query(&format!(
-        "SELECT json_group_array(json_array(seq, time_ms, json_array({}),
-             length(CAST(request_id AS BLOB)), length(CAST(detail AS BLOB)), length(hash))) AS numbers,
+        "SELECT json_group_array(json_array(seq, time_ms, {},
+             octet_length(request_id), octet_length(detail), length(hash))) AS numbers,
          CAST(group_concat(request_id, '') AS BLOB) AS request_ids,
          CAST(group_concat(detail, '') AS BLOB) AS details,
          CAST(group_concat(hash, '') AS BLOB) AS hashes
@@ -283,13 +283,13 @@ pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     let packed = packed.map_err(|e| StoreError::Corrupt(format!("an audit page does not decode: {e}")))?;
     let adds_up = |column: &[u8], len: fn(&Packed) -> usize| column.len() == packed.iter().map(len).sum::<usize>();
-    if !adds_up(&columns.request_ids, |p| p.3)
-        || !adds_up(&columns.details, |p| p.4)
-        || !adds_up(&columns.hashes, |p| p.5)
+    if !adds_up(&columns.request_ids, |p| p.9)
+        || !adds_up(&columns.details, |p| p.10)
+        || !adds_up(&columns.hashes, |p| p.11)
     {
         return Err(StoreError::Corrupt("an audit page's columns do not add up".into()));
     }
-    let values = values_of(store, packed.iter().flat_map(|p| p.2)).await?;
+    let values = values_of(store, packed.iter().flat_map(|p| [p.2, p.3, p.4, p.5, p.6, p.7, p.8])).await?;
     // The page's own string table: ids become indices.
     let mut strings: Vec<String> = Vec::with_capacity(values.len());
     let mut index: IdMap<u32> = IdMap::default();
@@ -304,11 +304,11 @@ pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
         (columns.request_ids.as_slice(), columns.details.as_slice(), columns.hashes.as_slice());
     let rows = packed
         .into_iter()
-        .map(|(seq, time_ms, ids, request_id, detail, hash)| AuditRow {
+        .map(|(seq, time_ms, a, b, c, d, e, f, g, request_id, detail, hash)| AuditRow {
             seq,
             time_ms,
             request_id: text(cut(&mut request_ids, request_id)),
-            strings: ids.map(at),
+            strings: [a, b, c, d, e, f, g].map(at),
             detail: text(cut(&mut details, detail)),
             hash: StoredHash::from_bytes(cut(&mut hashes, hash)),
         })
