@@ -11,6 +11,7 @@ use crate::keys::Admitted;
 use crate::seal::Unsealed;
 use keyward_core::access_key::AccessKeySecret;
 use keyward_core::policy::KeyState;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -41,8 +42,16 @@ impl Keys {
     async fn write_creates(&self, turn: &mut Turn<'_>, unsealed: &Unsealed, batch: Vec<CreateRequest>) {
         let now = self.clock.now_ms();
         let mut made = Vec::with_capacity(batch.len());
+        // Each namespace's prefix read once a batch, not once a key.
+        let mut prefixes: HashMap<String, String> = HashMap::new();
         for r in batch {
-            match self.record_for(unsealed, &r.new, now).await {
+            let prefix = match prefixes.get(&r.new.namespace) {
+                Some(p) => Ok(p.clone()),
+                None => self.namespace_prefix(&r.new.namespace, now).await.inspect(|p| {
+                    prefixes.insert(r.new.namespace.clone(), p.clone());
+                }),
+            };
+            match prefix.and_then(|prefix| self.record_for(unsealed, &r.new, &prefix, now)) {
                 Ok((rec, secret)) => made.push((r, rec, secret)),
                 Err(e) => drop(r.answer.send(Err(e))),
             }
@@ -69,15 +78,16 @@ impl Keys {
         }
     }
 
-    /// A new key's row and secret.
-    async fn record_for(
+    /// A new key's row and secret, its key starting with `prefix` (its
+    /// namespace's).
+    fn record_for(
         &self,
         unsealed: &Unsealed,
         new: &NewKey,
+        prefix: &str,
         now: i64,
     ) -> Result<(keyward_store::KeyRecord, AccessKeySecret)> {
-        let prefix = self.namespace_prefix(&new.namespace, now).await?;
-        let secret = AccessKeySecret::generate(&prefix)?;
+        let secret = AccessKeySecret::generate(prefix)?;
         let uses = new.policy.uses.map(|u| u.min(i64::MAX as u64) as i64);
         let mut rec =
             new_record(unsealed, &secret, &new.name, new.owner.clone(), &new.namespace, &new.policy, uses, now)?;

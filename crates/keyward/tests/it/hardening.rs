@@ -246,6 +246,24 @@ fn a_platform_namespace_cannot_take_keywards_own_prefixes() {
     let (_, key) = create_key(&s, json!({"name": "u", "namespace": "implicit", "permissions": ["x"]}));
     assert!(key.starts_with("pk_"), "{}", &key[..3]);
     assert!(s.http("POST", "/v1/namespaces", Some(&a), Some(&json!({"name": "kwx", "prefix": "kwx"}))).0 == 201);
+    // Keys made at once (one group commit) in several namespaces each get
+    // their own namespace's prefix.
+    let made: Vec<(&str, String)> = std::thread::scope(|t| {
+        let handles: Vec<_> = (0..24)
+            .map(|i| {
+                let ns = ["kwx", "shop", "implicit", "fresh"][i % 4];
+                let s = &s;
+                t.spawn(move || {
+                    (ns, create_key(s, json!({"name": format!("k{i}"), "namespace": ns, "permissions": ["x"]})).1)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (ns, key) in made {
+        let want = if ns == "kwx" { "kwx_" } else { "pk_" };
+        assert!(key.starts_with(want), "{ns}: {}", &key[..4]);
+    }
 }
 
 #[test]
