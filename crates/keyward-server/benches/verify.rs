@@ -16,6 +16,11 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// The allocator the `keyward` binary ships with: where the index's entries
+/// land in memory is part of what a lookup costs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn fixture(count: usize) -> VerifyFixture {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let store = Arc::new(rt.block_on(SqliteStore::in_memory()).unwrap());
