@@ -288,6 +288,9 @@ fn a_postgres_restart_under_load_fails_closed_and_recovers() {
     let statuses = std::sync::Mutex::new(Vec::<(u16, String)>::new());
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|sc| {
+        // The writers stop however this ends: a failed assertion below must
+        // fail the test, not leave the scope waiting on them forever.
+        let _stop = StopOnDrop(&stop);
         for t in 0..3 {
             let (acked, statuses, stop, s, admin) = (&acked, &statuses, &stop, &s, &admin);
             sc.spawn(move || {
@@ -478,4 +481,13 @@ fn a_node_unsealed_long_after_it_started_serves_at_once() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (st, v) = s.http("GET", "/v1/keys", Some(&admin), None);
     assert_eq!(st, 200, "right after the unseal: {v}");
+}
+
+/// Sets the flag when dropped, unwinding included.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }

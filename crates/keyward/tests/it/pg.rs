@@ -135,7 +135,7 @@ impl PgServer {
         let data = dir.path().join("data").display().to_string();
         let out = pg("initdb", &["-D", &data, "-A", "trust", "-U", "keyward", "--no-sync"]);
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let s = PgServer { dir, port: crate::harness::free_port() };
+        let s = PgServer { dir, port: restart_safe_port() };
         s.up();
         s
     }
@@ -153,6 +153,7 @@ impl PgServer {
     }
 
     /// Stops it at once (`-m immediate`: like a crash; uncommitted work is lost).
+    /// Its port stays its own meanwhile (see [`restart_safe_port`]).
     pub fn down(&self) {
         let out = pg("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
         assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
@@ -169,4 +170,18 @@ impl Drop for PgServer {
         let _ = pg("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A free port below the kernel's ephemeral range (32768 and up), for a
+/// server that stops and starts again on it: a port from the ephemeral
+/// range (`bind` to port 0) can be handed to another test's server or an
+/// outbound connection while this one is down, and the restart then fails
+/// with "address already in use".
+fn restart_safe_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    (0..12_000u64)
+        .map(|i| 20_000 + (seed.wrapping_add(i * 7_919) % 12_000) as u16)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port between 20000 and 32000")
 }
