@@ -160,9 +160,15 @@ pub struct AuditQuery {
 /// Entries missing from the stretch are skipped: verification, not this,
 /// says that the log is broken.
 pub async fn hash_at<S: Store + ?Sized>(store: &S, seq: u64) -> StoreResult<Vec<u8>> {
-    let (base_seq, base_hash) = store.audit_base().await?.unwrap_or_else(|| (0, genesis()));
+    let base = store.audit_base().await?.unwrap_or_else(|| (0, genesis()));
+    hash_after(store, &base, seq).await
+}
+
+/// [`hash_at`] with the base (its sequence number and hash) already read.
+async fn hash_after<S: Store + ?Sized>(store: &S, base: &(u64, Vec<u8>), seq: u64) -> StoreResult<Vec<u8>> {
+    let (base_seq, base_hash) = (base.0, &base.1);
     if seq <= base_seq {
-        return if seq == base_seq { Ok(base_hash) } else { Err(StoreError::NotFound) };
+        return if seq == base_seq { Ok(base_hash.clone()) } else { Err(StoreError::NotFound) };
     }
     // Try the nearest entry that keeps its whole hash; step further back if
     // that one does not (damaged, or gone).
@@ -187,14 +193,23 @@ pub async fn hash_at<S: Store + ?Sized>(store: &S, seq: u64) -> StoreResult<Vec<
 
 /// Fills in the whole hash and the previous hash of entries read as
 /// stored (oldest first): consecutive entries chain onto each other,
-/// others start from [`hash_at`] the entry before.
+/// others start from [`hash_at`] the entry before (the base read once).
 pub async fn fill<S: Store + ?Sized>(store: &S, entries: &mut [AuditEntry]) -> StoreResult<()> {
     let mut before: Option<(u64, Vec<u8>)> = None;
+    let mut base: Option<(u64, Vec<u8>)> = None;
     for e in entries.iter_mut() {
         e.prev_hash = match before.take() {
             Some((seq, hash)) if seq + 1 == e.seq => hash,
             _ if e.seq <= 1 => genesis(),
-            _ => hash_at(store, e.seq - 1).await?,
+            _ => {
+                let b = match base.take() {
+                    Some(b) => b,
+                    None => store.audit_base().await?.unwrap_or_else(|| (0, genesis())),
+                };
+                let hash = hash_after(store, &b, e.seq - 1).await?;
+                base = Some(b);
+                hash
+            }
         };
         if e.hash.len() != 32 {
             e.hash = e.compute_hash();
