@@ -32,6 +32,17 @@ pub fn encode_fixed(mut v: u64, width: usize) -> String {
     String::from_utf8(digits).unwrap_or_default()
 }
 
+/// Encodes `v` in as few base62 digits as it needs ("0" for 0).
+pub fn encode(v: u64) -> String {
+    let mut width = 1;
+    let mut rest = v / 62;
+    while rest > 0 {
+        width += 1;
+        rest /= 62;
+    }
+    encode_fixed(v, width)
+}
+
 /// True when every byte of `s` is in the alphabet.
 pub fn is_base62(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -47,6 +58,13 @@ mod tests {
         assert_eq!(encode_fixed(61, 2), "0z");
         assert_eq!(encode_fixed(62, 2), "10");
         assert_eq!(encode_fixed(u32::MAX as u64, 6), "4gfFC3");
+    }
+
+    #[test]
+    fn shortest_encoding() {
+        assert_eq!([0, 61, 62, 3843, 3844, u64::MAX].map(|v| encode(v).len()), [1, 1, 2, 2, 3, 11]);
+        assert_eq!((encode(0), encode(61), encode(62)), ("0".into(), "z".into(), "10".into()));
+        assert_eq!(encode(u32::MAX as u64), "4gfFC3");
     }
 
     #[test]

@@ -246,13 +246,8 @@ fn next_request_id() -> String {
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut id = String::with_capacity(17);
     id.push_str(REQUEST_PREFIX.get().map(String::as_str).unwrap_or("000000"));
-    id.push_str(&keyward_core::base62::encode_fixed(n, counter_width(n)));
+    id.push_str(&keyward_core::base62::encode(n));
     id
-}
-
-/// The base62 digits `n` needs (1 for 0).
-fn counter_width(n: u64) -> usize {
-    std::iter::successors(Some(62u128), |p| Some(p * 62)).take_while(|p| *p <= u128::from(n)).count() + 1
 }
 
 static REQUEST_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
