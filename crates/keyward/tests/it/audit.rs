@@ -385,7 +385,8 @@ fn group_commit_keeps_every_entry_of_a_load_of_50000_requests() {
                 let c = reqwest::blocking::Client::new();
                 for _ in 0..EACH {
                     let r = c.get(format!("{}/v1/secrets/x", s.addr)).bearer_auth(reader).send().unwrap();
-                    assert_eq!(r.status().as_u16(), 200);
+                    let status = r.status().as_u16();
+                    assert_eq!(status, 200, "{}", r.text().unwrap_or_default());
                 }
             });
         }
