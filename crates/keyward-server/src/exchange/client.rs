@@ -16,8 +16,9 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// How long a TCP (and TLS) connection to an exchange may take.
@@ -37,7 +38,7 @@ pub(crate) enum Failure {
     Broken,
 }
 
-type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Pool = Client<HttpsConnector<Watched>, Full<Bytes>>;
 
 thread_local! {
     /// Each thread's pools, by [`ExchangeClient`] (a server has one).
@@ -50,7 +51,7 @@ thread_local! {
 #[derive(Debug, Clone)]
 pub(crate) struct ExchangeClient {
     id: u64,
-    connector: HttpsConnector<HttpConnector>,
+    connector: HttpsConnector<Watched>,
     timeout: Duration,
 }
 
@@ -74,7 +75,7 @@ impl ExchangeClient {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(Watched(http));
         Ok(Self { id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed), connector, timeout })
     }
 
@@ -111,6 +112,34 @@ impl ExchangeClient {
         let (resp, deadline) = self.send(req).await?;
         let (parts, body) = resp.into_parts();
         Ok((parts.headers, whole(body, deadline).await?))
+    }
+}
+
+/// hyper's connector, whose connections the serving thread that opened
+/// them polls before it sleeps (see `serve::spin`): the exchange's answer
+/// is what a proxied request waits for.
+#[derive(Debug, Clone)]
+pub(crate) struct Watched(HttpConnector);
+
+type Connecting = std::pin::Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Uri> for Watched {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Connecting {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let io = connecting.await?;
+            crate::serve::spin::watch(io.inner());
+            Ok(io)
+        })
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::frames::RequestLines;
+use super::spin;
 use tower::ServiceExt;
 
 /// Bounds on connections.
@@ -153,6 +154,7 @@ pub(super) async fn serve_per_thread(
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnectionLimits,
     threads: usize,
+    poll: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
     let gate = Gate::new(limits);
@@ -160,7 +162,11 @@ pub(super) async fn serve_per_thread(
     let mut ended = Vec::new();
     for i in 0..threads.max(1) {
         // Built here, so a thread that cannot start stops the server starting.
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(spin::before_park)
+            .on_thread_unpark(spin::after_unpark)
+            .build()?;
         let listener = {
             let _in = runtime.enter();
             TcpListener::from_std(listener.try_clone()?)?
@@ -168,6 +174,10 @@ pub(super) async fn serve_per_thread(
         let (app, tls, gate, mut stopped) = (app.clone(), tls.clone(), gate.clone(), stopped.clone());
         let (end, ended_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name(format!("keyward-http-{i}")).spawn(move || {
+            if let Err(e) = spin::install(poll, runtime.handle().clone()) {
+                tracing::warn!(error = %e, "cannot poll before sleeping; serving without");
+            }
+            spin::watch(&listener);
             // The runtime's timer wakes the thread when a timer is set
             // earlier than the wake-up it planned when it last slept: every
             // request's header timeout (seconds away) would otherwise cost
@@ -223,6 +233,7 @@ async fn serve_gated(
         let Ok(permit) = total.clone().try_acquire_owned() else { continue };
         let Some(slot) = per_address.take(peer.ip(), limits.max_per_address) else { continue };
         let _ = tcp.set_nodelay(true);
+        spin::watch(&tcp);
         let app = app.clone();
         let lines = Lines::default();
         let seen = lines.clone();

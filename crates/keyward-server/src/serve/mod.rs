@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 mod conn;
 mod frames;
+pub(crate) mod spin;
 mod storage;
 mod tasks;
 
@@ -51,6 +52,9 @@ pub struct ServerOptions {
     /// (see `conn::serve_per_thread`); 0 for one per core. SQLite only:
     /// with PostgreSQL requests are served from the shared runtime.
     pub http_threads: usize,
+    /// How long a serving thread may poll its sockets before it sleeps
+    /// (see `spin`); zero never polls. Serving threads only (SQLite).
+    pub http_poll: std::time::Duration,
 }
 
 /// Why the server did not start.
@@ -135,7 +139,7 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(64),
             n => n,
         };
-        conn::serve_per_thread(listener, app, acceptor, opts.connections, threads, shutdown_signal())
+        conn::serve_per_thread(listener, app, acceptor, opts.connections, threads, opts.http_poll, shutdown_signal())
             .await
             .map_err(|e| StartError(format!("cannot start the HTTP threads: {e}")))?;
     }

@@ -317,3 +317,51 @@ fn the_total_cap_and_tls_handshakes_are_bounded_too() {
     let err = start_in(dir.path(), &["--idle-timeout", "30s"]).err().expect("refused");
     assert!(err.contains("--upstream-timeout"), "{err}");
 }
+
+/// CPU time (user and system, in clock ticks) the process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at state.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// `n` health checks back to back on one connection: close enough
+/// together that the serving thread starts polling between them.
+fn burst(s: &Server, n: usize) {
+    let mut c = TcpStream::connect(host_port(s)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0u8; 4096];
+    for _ in 0..n {
+        c.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: k\r\n\r\n").unwrap();
+        let got = c.read(&mut buf).unwrap();
+        assert!(buf[..got].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..got]));
+    }
+}
+
+/// Serving threads poll their connections before sleeping only while
+/// requests come close together: once the load stops, the server goes
+/// back to sleeping (a server that kept polling would burn a core), and
+/// `--http-poll-us 0` turns polling off.
+#[test]
+fn a_server_polls_only_while_requests_come_close_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    burst(&s, 3000);
+    // The window halves at every sleep longer than it (the idle tick is
+    // 500 ms): gone within seconds.
+    std::thread::sleep(Duration::from_secs(4));
+    let before = cpu_ticks(s.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(s.pid()) - before;
+    assert!(used < 40, "an idle server used {used} ticks of CPU in 2 s (a polling thread uses ~200)");
+    // Still serving after its sleep.
+    assert_eq!(health(&s), 200);
+    burst(&s, 10);
+
+    let dir = tempfile::tempdir().unwrap();
+    let off = start(dir.path(), &["--http-poll-us", "0"]);
+    burst(&off, 500);
+    assert_eq!(health(&off), 200);
+}
