@@ -37,6 +37,7 @@ mod rotation;
 mod seal;
 mod secrets;
 mod serve;
+mod spin;
 
 pub use config::{AlertConfig, ApprovalConfig, AuditRetention, RuntimeConfig, SinkConfig, ThrottleConfig};
 pub use seal::hsm;

@@ -116,7 +116,7 @@ impl ExchangeClient {
 }
 
 /// hyper's connector, whose connections the serving thread that opened
-/// them polls before it sleeps (see `serve::spin`): the exchange's answer
+/// them polls before it sleeps (see `crate::spin`): the exchange's answer
 /// is what a proxied request waits for.
 #[derive(Debug, Clone)]
 pub(crate) struct Watched(HttpConnector);
@@ -137,7 +137,7 @@ impl tower::Service<Uri> for Watched {
         let connecting = self.0.call(uri);
         Box::pin(async move {
             let io = connecting.await?;
-            crate::serve::spin::watch(io.inner());
+            crate::spin::watch(io.inner());
             Ok(io)
         })
     }

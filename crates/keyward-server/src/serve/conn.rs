@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::frames::RequestLines;
-use super::spin;
+use crate::spin;
 use tower::ServiceExt;
 
 /// Bounds on connections.

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 mod conn;
 mod frames;
-pub(crate) mod spin;
 mod storage;
 mod tasks;
 
@@ -53,7 +52,7 @@ pub struct ServerOptions {
     /// with PostgreSQL requests are served from the shared runtime.
     pub http_threads: usize,
     /// How long a serving thread may poll its sockets before it sleeps
-    /// (see `spin`); zero never polls. Serving threads only (SQLite).
+    /// (see `crate::spin`); zero never polls. Serving threads only (SQLite).
     pub http_poll: std::time::Duration,
 }
 
