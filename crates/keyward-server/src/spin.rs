@@ -5,8 +5,9 @@
 //! exchange's answer) wakes it with an interrupt between virtual CPUs: on
 //! the machines keyward is measured on, most of a one-connection round
 //! trip. With the guest kernel's own halt polling turned on, the proxy's
-//! added latency at one connection fell from ~120 µs to ~40 µs; most
-//! cloud images ship it off.
+//! added latency at one connection fell from ~120 µs to ~40 µs; but that
+//! is the host's and the image's choice (here `guest_halt_poll_ns` is 0),
+//! not keyward's.
 //!
 //! So a serving thread about to sleep first polls the sockets it serves
 //! (and the exchange connections it opened) for a short window, the way
