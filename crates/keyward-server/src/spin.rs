@@ -41,23 +41,23 @@ thread_local! {
 /// [`START`]) after a sleep short enough that polling up to `max` would
 /// have caught its end; halves after a longer one, down to nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Window {
+struct Window {
     max: Duration,
     now: Duration,
 }
 
 impl Window {
-    pub(crate) fn new(max: Duration) -> Self {
+    fn new(max: Duration) -> Self {
         Self { max, now: Duration::ZERO }
     }
 
     /// How long to poll at the next sleep.
-    pub(crate) fn get(&self) -> Duration {
+    fn get(&self) -> Duration {
         self.now
     }
 
     /// A sleep (polling included) lasted `slept`.
-    pub(crate) fn slept(&mut self, slept: Duration) {
+    fn slept(&mut self, slept: Duration) {
         if slept <= self.max {
             self.now = (self.now * 2).max(START).min(self.max);
         } else {
@@ -78,15 +78,14 @@ struct Poller {
     slept_at: Option<Instant>,
 }
 
-/// Makes the current thread (a serving thread running `runtime`) poll for
-/// up to `max` before it sleeps. Without it (or with `max` zero) the hooks
-/// below do nothing.
-pub(crate) fn install(max: Duration, runtime: tokio::runtime::Handle) -> std::io::Result<()> {
+/// Makes the current thread (a serving thread running the runtime
+/// `runtime` reports on) poll for up to `max` before it sleeps. Without it
+/// (or with `max` zero) the hooks below do nothing.
+pub(crate) fn install(max: Duration, runtime: RuntimeMetrics) -> std::io::Result<()> {
     if max.is_zero() {
         return Ok(());
     }
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    let runtime = runtime.metrics();
     POLLER.with(|p| *p.borrow_mut() = Some(Poller { epoll, window: Window::new(max), runtime, slept_at: None }));
     Ok(())
 }

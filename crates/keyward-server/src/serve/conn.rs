@@ -174,7 +174,7 @@ pub(super) async fn serve_per_thread(
         let (app, tls, gate, mut stopped) = (app.clone(), tls.clone(), gate.clone(), stopped.clone());
         let (end, ended_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name(format!("keyward-http-{i}")).spawn(move || {
-            if let Err(e) = spin::install(poll, runtime.handle().clone()) {
+            if let Err(e) = spin::install(poll, runtime.metrics()) {
                 tracing::warn!(error = %e, "cannot poll before sleeping; serving without");
             }
             spin::watch(&listener);
