@@ -5,7 +5,6 @@
 //! that fails (out of descriptors) waits and goes on instead of ending the
 //! server. HTTP/1.1 only: every byte read passes [`FragmentGuard`].
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -22,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::frames::RequestLines;
+use crate::http::App;
 use crate::spin;
 use tower::ServiceExt;
 
@@ -134,7 +134,7 @@ impl Gate {
 /// connections finish for up to ten seconds.
 pub(super) async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
@@ -150,7 +150,7 @@ pub(super) async fn serve(
 /// Returns once `shutdown` completed and every thread's connections ended.
 pub(super) async fn serve_per_thread(
     listener: std::net::TcpListener,
-    app: Router,
+    app: App,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnectionLimits,
     threads: usize,
@@ -207,7 +207,7 @@ pub(super) async fn serve_per_thread(
 
 async fn serve_gated(
     listener: TcpListener,
-    app: Router,
+    app: App,
     tls: Option<tokio_rustls::TlsAcceptor>,
     gate: Gate,
     shutdown: impl std::future::Future<Output = ()>,

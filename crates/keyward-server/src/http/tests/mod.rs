@@ -14,7 +14,6 @@ mod guards;
 use super::{AppState, app, init_request_ids};
 use crate::config::RuntimeConfig;
 use crate::init::{SealChoice, initialize};
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::extract::connect_info::MockConnectInfo;
@@ -25,14 +24,14 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
 /// The test clock's start: 2030-03-17T17:46:40Z.
 pub(super) const T0: i64 = 1_900_000_000_000;
 
 /// A server in process.
 pub(super) struct Rig {
-    pub(super) app: Router,
+    pub(super) app: super::App,
     pub(super) state: AppState,
     pub(super) store: Arc<dyn Store>,
     pub(super) clock: Arc<ManualClock>,
@@ -72,7 +71,8 @@ impl Rig {
         let clock = Arc::new(ManualClock::new(T0));
         let state = AppState::build(store.clone(), clock.clone(), Some(clock.clone()), config).unwrap();
         state.unseal(out.root.unwrap(), &out.record).await.unwrap();
-        let app = app(state.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))));
+        let app =
+            super::App::new(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))).layer(app(state.clone())));
         Self { app, state, store, clock, admin: out.admin_key.expose().to_string() }
     }
 
