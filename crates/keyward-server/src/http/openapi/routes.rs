@@ -69,8 +69,8 @@ const TEST_ROUTES: &[Route] = &[
 /// table's walk was a tenth of a signing request's CPU). Routes come from
 /// the router's own table, so the cache stays as small as it is.
 pub(crate) fn is_sensitive(method: &axum::http::Method, matched: &str) -> bool {
+    use std::cell::RefCell;
     use std::collections::HashMap;
-    use std::sync::{OnceLock, RwLock};
     const METHODS: [axum::http::Method; 6] = [
         axum::http::Method::POST,
         axum::http::Method::PUT,
@@ -80,21 +80,23 @@ pub(crate) fn is_sensitive(method: &axum::http::Method, matched: &str) -> bool {
         axum::http::Method::OPTIONS,
     ];
     type Known = HashMap<Box<str>, [Option<bool>; METHODS.len()]>;
-    static KNOWN: OnceLock<RwLock<Known>> = OnceLock::new();
+    // One cache a thread: serving threads never share (or lock) a cache line for it.
+    thread_local! {
+        static KNOWN: RefCell<Known> = RefCell::new(HashMap::new());
+    }
     if method == axum::http::Method::GET {
         return false;
     }
     // Another method (made up by the client): not cached, so it cannot grow the cache.
     let Some(slot) = METHODS.iter().position(|m| m == method) else { return walk(method, matched) };
-    let known = KNOWN.get_or_init(Default::default);
-    if let Some(answer) = known.read().ok().and_then(|k| k.get(matched).and_then(|a| a[slot])) {
-        return answer;
-    }
-    let answer = walk(method, matched);
-    if let Ok(mut k) = known.write() {
-        k.entry(matched.into()).or_default()[slot] = Some(answer);
-    }
-    answer
+    KNOWN.with_borrow_mut(|known| {
+        if let Some(answer) = known.get(matched).and_then(|a| a[slot]) {
+            return answer;
+        }
+        let answer = walk(method, matched);
+        known.entry(matched.into()).or_default()[slot] = Some(answer);
+        answer
+    })
 }
 
 /// [`is_sensitive`] by walking the route table.
