@@ -505,6 +505,10 @@ impl Exchange for Binance {
         };
         // The query, the form, then the order of Binance's own worked example.
         let mut payload = encode_pairs(&req.query);
+        // Room for the form, the time fields and an HMAC signature: the
+        // payload is not grown pair by pair (escapes and longer signatures
+        // may still grow it once).
+        payload.reserve(form.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>() + 160);
         for (k, v) in form.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain([
             ("recvWindow", ctx.recv_window_ms.to_string().as_str()),
             ("timestamp", ctx.timestamp_ms.to_string().as_str()),

@@ -476,18 +476,20 @@ pub(crate) struct Signed {
 impl Signed {
     fn new(a: Authorized) -> Self {
         let out = a.out;
-        let target = out.target();
+        let mut url = String::with_capacity(a.base.len() + out.path.len() + 1 + out.query.len());
+        url.push_str(&a.base);
+        url.push_str(&out.path);
+        if !out.query.is_empty() {
+            url.push('?');
+            url.push_str(&out.query);
+        }
         let mut headers = out.headers;
-        if let Some((t, _)) = &out.body {
-            headers.push(("Content-Type".into(), t.clone()));
-        }
-        Self {
-            method: out.method.as_str(),
-            url: format!("{}{target}", a.base),
-            headers: HeaderList(headers),
-            body: out.body.map(|(_, b)| String::from_utf8_lossy(&b).into_owned()),
-            class: a.class.as_str(),
-        }
+        let body = out.body.map(|(t, b)| {
+            headers.push(("Content-Type".into(), t));
+            // Signers build bodies from text; invalid UTF-8 would be a bug, shown, not hidden.
+            String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        });
+        Self { method: out.method.as_str(), url, headers: HeaderList(headers), body, class: a.class.as_str() }
     }
 }
 

@@ -214,7 +214,8 @@ async fn audit_request(state: AppState, req: Request, next: Next) -> Response {
 }
 
 async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+    // A copy of the target shares the request's bytes (no allocation).
+    let uri = req.uri().clone();
     let request_id = next_request_id();
     let record = Record::new(request_id.clone(), action(req.method(), None));
     req.extensions_mut().insert(record.clone());
@@ -236,7 +237,7 @@ async fn audited(state: AppState, mut req: Request, next: Next) -> Response {
         return resp;
     }
     let durable = note.sensitive && note.allowed;
-    let mut entry = note.into_entry(verdict, code, || requested_target(&path));
+    let mut entry = note.into_entry(verdict, code, || requested_target(uri.path()));
     if entry.ip.is_empty()
         && let Some(ip) = peer
     {
