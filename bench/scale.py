@@ -26,6 +26,7 @@ import urllib.request
 from common import KEYWARD, PROCS, ROOT, WORK, free_port, http, lua, rss_mb, start, wrk
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+STARTS = 3
 KEY_COUNTS = [int(n) for n in os.environ.get("BENCH_KEYS", "100000,1000000").split(",") if n.strip() and int(n) > 0]
 CRITERION = os.environ.get("BENCH_CRITERION", "1") != "0"
 
@@ -154,18 +155,26 @@ def keys_at(count):
         made += wrk(base + "/v1/keys", create, 32, "%ds" % secs)["ok"]
         log("keys: %d of %d created" % (made, count))
     stop(kw["proc"])
-    t0 = time.monotonic()
-    p = subprocess.Popen([KEYWARD, "server", "--data", kw["data"], "--listen", "127.0.0.1:%d" % kw["port"], "--log", "warn",
-                          "--unseal-key-file", kw["data"] + ".unseal.key"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    PROCS.append(p)
     verify_headers = {"Authorization": "Bearer " + verifier}
-    started = wait_serving(base, verify_headers, {"key": user}, t0)
+    # Start to healthy, three restarts (one start moves by a tenth on this
+    # machine): the median is the row's; the last server stays up.
+    starts = []
+    for i in range(STARTS):
+        t0 = time.monotonic()
+        p = subprocess.Popen([KEYWARD, "server", "--data", kw["data"], "--listen", "127.0.0.1:%d" % kw["port"], "--log", "warn",
+                              "--unseal-key-file", kw["data"] + ".unseal.key"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        PROCS.append(p)
+        starts.append(wait_serving(base, verify_headers, {"key": user}, t0))
+        if i < STARTS - 1:
+            stop(p)
+    started = statistics.median(starts)
     time.sleep(5)
     rss = rss_mb(p.pid)
     verify = wrk(base + "/v1/keys/verify", lua("verify-%d" % count, "POST", verify_headers, {"key": user}), 32)
     stop(p)
     result = {"keys": made, "create_rps": first["rps"], "create_non_2xx": first["non_2xx"], "start_ms": started * 1000,
+              "start_ms_runs": [round(t * 1000) for t in starts],
               "rss_mb": rss, "verify_c32_rps": verify["rps"], "verify_c32_p50_ms": verify["p50_ms"]}
     log("keys: %s" % json.dumps(result))
     shutil.rmtree(kw["data"], ignore_errors=True)
@@ -235,12 +244,14 @@ def render(s):
                                                               p["c1_added_p50_us_nginx"], p["c1_added_p99_us_nginx"]))
     k = s.get("keys")
     if k:
-        lines += ["", "| access keys | creation, 32 conns | start to healthy | idle RSS | verify over HTTP, 32 conns | verify in process |",
+        lines += ["", "| access keys | creation, 32 conns | start to healthy (median of 3 restarts; each) | idle RSS | verify over HTTP, 32 conns | verify in process |",
                   "|---|---|---|---|---|---|"]
         for r in k:
             ns = r.get("verify_in_process_ns")
-            lines.append("| {:,} | {:,.0f} keys/s | {:,.0f} ms | {:.0f} MB | {:,.0f} req/s | {} |".format(
-                r["keys"], r["create_rps"], r["start_ms"], r["rss_mb"], r["verify_c32_rps"], "%.0f ns" % ns if ns else "–"))
+            each = ", ".join("{:,}".format(t) for t in r.get("start_ms_runs", []))
+            lines.append("| {:,} | {:,.0f} keys/s | {:,.0f} ms{} | {:.0f} MB | {:,.0f} req/s | {} |".format(
+                r["keys"], r["create_rps"], r["start_ms"], " (%s)" % each if each else "", r["rss_mb"], r["verify_c32_rps"],
+                "%.0f ns" % ns if ns else "–"))
     a = s.get("audit")
     if a:
         table = "%.1f bytes an entry in its table, " % a["table_bytes_per_entry"] if a.get("table_bytes_per_entry") else ""
