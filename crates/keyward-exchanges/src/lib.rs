@@ -107,6 +107,19 @@ impl Outgoing {
         canonical::request_target(&self.path, &self.query)
     }
 
+    /// The whole URL: `base` (scheme and host, no trailing `/`), then the
+    /// request target, built in one allocation.
+    pub fn url(&self, base: &str) -> String {
+        let mut url = String::with_capacity(base.len() + self.path.len() + 1 + self.query.len());
+        url.push_str(base);
+        url.push_str(&self.path);
+        if !self.query.is_empty() {
+            url.push('?');
+            url.push_str(&self.query);
+        }
+        url
+    }
+
     /// The value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
@@ -291,4 +304,24 @@ pub fn by_kind(kind: &str) -> Option<&'static dyn Exchange> {
 /// Header list helper: name and value.
 pub(crate) fn h(name: &str, value: impl Into<String>) -> (String, String) {
     (name.to_string(), value.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_the_base_then_the_request_target() {
+        let mut out = Outgoing {
+            method: Method::Get,
+            path: "/api/v3/account".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: None,
+        };
+        for query in ["", "timestamp=1&signature=ab"] {
+            out.query = query.into();
+            assert_eq!(out.url("https://api.binance.com"), format!("https://api.binance.com{}", out.target()));
+        }
+    }
 }

@@ -95,7 +95,7 @@ pub(super) async fn send(
     keep_body: bool,
 ) -> Result<Answer, SendFailure> {
     let unsent = |what: &str| SendFailure { error: Error::internal(what), maybe_received: false };
-    let uri = client::uri(&format!("{base}{}", out.target())).ok_or_else(|| unsent("the request's URL"))?;
+    let uri = client::uri(&out.url(base)).ok_or_else(|| unsent("the request's URL"))?;
     let mut headers = HeaderMap::with_capacity(client_headers.len() + out.headers.len() + 2);
     for (name, v) in client_headers {
         headers.append(name, v);

@@ -476,13 +476,7 @@ pub(crate) struct Signed {
 impl Signed {
     fn new(a: Authorized) -> Self {
         let out = a.out;
-        let mut url = String::with_capacity(a.base.len() + out.path.len() + 1 + out.query.len());
-        url.push_str(&a.base);
-        url.push_str(&out.path);
-        if !out.query.is_empty() {
-            url.push('?');
-            url.push_str(&out.query);
-        }
+        let url = out.url(&a.base);
         let mut headers = out.headers;
         let body = out.body.map(|(t, b)| {
             headers.push(("Content-Type".into(), t));
