@@ -15,6 +15,8 @@ use std::sync::Mutex;
 
 /// Cached strings, each way, before the cache starts over.
 const CAP: usize = 65_536;
+/// The most strings one read by id adds to the cache ([`Strings::learn_looked_up`]).
+const LOOKUP_KEPT: usize = 1_024;
 
 /// The string fields of an entry, in column order.
 pub(crate) const FIELDS: [&str; 7] = ["key_id", "ip", "action", "target", "class", "decision", "code"];
@@ -90,6 +92,16 @@ impl Strings {
         (found, missing.into_iter().collect())
     }
 
+    /// Caches pairs read back by id, unless there are more than
+    /// [`LOOKUP_KEPT`]: a read that missed that many strings is a walk
+    /// through history (verifying, archiving), whose strings would only
+    /// push the writer's working set out of the cache.
+    pub(crate) fn learn_looked_up(&self, pairs: Vec<(String, i64)>) {
+        if pairs.len() <= LOOKUP_KEPT {
+            self.learn(pairs);
+        }
+    }
+
     /// Caches committed pairs.
     pub(crate) fn learn(&self, pairs: impl IntoIterator<Item = (String, i64)>) {
         let (Ok(mut ids), Ok(mut values)) = (self.ids.lock(), self.values.lock()) else { return };
@@ -127,3 +139,27 @@ impl std::hash::Hasher for IdHasher {
 
 /// A map keyed by dictionary ids.
 pub(crate) type IdMap<V> = HashMap<i64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` strings `{tag}-{i}`, their ids from `first`.
+    fn pairs(n: usize, tag: &str, first: i64) -> Vec<(String, i64)> {
+        (0..n).map(|i| (format!("{tag}-{i}"), first + i as i64)).collect()
+    }
+
+    #[test]
+    fn a_long_walk_does_not_displace_the_working_set() {
+        let s = Strings::default();
+        s.learn(pairs(10, "hot", 1));
+        s.learn_looked_up(pairs(LOOKUP_KEPT + 1, "history", 100));
+        assert_eq!(s.id("history-0"), None, "a walk through history is not cached");
+        assert_eq!(s.id("hot-3"), Some(4), "the working set stays");
+        assert_eq!(s.values([150]).1, vec![150]);
+        s.learn_looked_up(pairs(LOOKUP_KEPT, "few", 10_000));
+        assert_eq!(s.id("few-7"), Some(10_007), "a read that missed a few strings caches them");
+        let (found, missing) = s.values([10_007, 5_000]);
+        assert_eq!((found.get(&10_007).map(String::as_str), missing), (Some("few-7"), vec![5_000]));
+    }
+}

@@ -247,7 +247,7 @@ async fn values_of(pool: &PgPool, strings: &Strings, ids: impl IntoIterator<Item
             .await?;
         let pairs: Vec<(String, i64)> = rows.iter().map(|r| (r.get("value"), r.get("id"))).collect();
         out.extend(pairs.iter().map(|(v, id)| (*id, v.clone())));
-        strings.learn(pairs);
+        strings.learn_looked_up(pairs);
     }
     Ok(out)
 }

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 
 /// Entries per multi-row insert.
 const CHUNK: usize = 64;
-/// Ids per `IN (…)` list.
-const IN_LIST: usize = 500;
+/// Strings looked up by id in one statement.
+const LOOKUP: usize = 5_000;
 
 /// The last entry's sequence number and hash as stored (whole, unless the
 /// tail was edited underneath): the newest entry, else the base a prune
@@ -359,21 +359,39 @@ pub(super) async fn page(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
     Ok(out)
 }
 
-/// The values of string ids, from the cache or the database.
+/// The values of string ids, from the cache or the database. The missing
+/// ones come [`LOOKUP`] at a time as one row, like [`rows`]' pages: the ids
+/// and byte lengths as a JSON array, the values concatenated. A row each
+/// would cost a hand-off between threads per string, and a log whose
+/// targets rarely repeat (key ids, created one after another) has a new
+/// string in every entry.
 async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> StoreResult<IdMap<String>> {
     let (mut out, missing) = store.strings.values(ids);
-    for chunk in missing.chunks(IN_LIST) {
-        let list = vec!["?"; chunk.len()].join(", ");
-        let sql = format!("SELECT id, value FROM audit_strings WHERE id IN ({list})");
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id);
+    let mut looked_up = Vec::with_capacity(missing.len());
+    for chunk in missing.chunks(LOOKUP) {
+        let list = serde_json::to_string(chunk).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let row = sqlx::query(
+            "SELECT json_group_array(json_array(id, octet_length(value))) AS pairs,
+             CAST(group_concat(value, '') AS BLOB) AS bytes
+             FROM audit_strings WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(list)
+        .fetch_one(&store.pool)
+        .await?;
+        let pairs: Vec<(i64, usize)> = serde_json::from_str(&row.get::<String, _>("pairs"))
+            .map_err(|e| StoreError::Corrupt(format!("audit strings do not decode: {e}")))?;
+        let bytes = row.get::<Option<Vec<u8>>, _>("bytes").unwrap_or_default();
+        if bytes.len() != pairs.iter().map(|p| p.1).sum::<usize>() {
+            return Err(StoreError::Corrupt("the audit strings' lengths do not add up".into()));
         }
-        let pairs: Vec<(String, i64)> =
-            query.fetch_all(&store.pool).await?.iter().map(|r| (r.get("value"), r.get("id"))).collect();
-        out.extend(pairs.iter().map(|(v, id)| (*id, v.clone())));
-        store.strings.learn(pairs);
+        let mut rest = bytes.as_slice();
+        for (id, len) in pairs {
+            let value = text(cut(&mut rest, len));
+            out.insert(id, value.clone());
+            looked_up.push((value, id));
+        }
     }
+    store.strings.learn_looked_up(looked_up);
     Ok(out)
 }
 

@@ -14,6 +14,7 @@ mod support;
 support::both!(
     suite::whole_suite,
     suite::audit_chain,
+    suite::audit_strings_read_back,
     suite::snapshot_of_another_schema,
     suite::restore_revives,
     suite::sharing,

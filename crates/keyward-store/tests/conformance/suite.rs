@@ -329,6 +329,37 @@ pub async fn audit_chain(f: &Fixture) {
     assert!(matches!(store.put_meta("seal", "x").await, Err(StoreError::Refused(_))));
 }
 
+/// Strings the reading store never wrote (another node's, or written
+/// before a restart) read back exactly: more than one lookup's worth
+/// (5,000) of distinct ones, the empty string, multi-byte text.
+pub async fn audit_strings_read_back(f: &Fixture) {
+    let store = f.store();
+    let mut batch = audit_batch(None, 6_200, "many");
+    let (mut seq, mut hash) = (0, keyward_core::audit::genesis());
+    for (i, e) in batch.iter_mut().enumerate() {
+        e.target = match i % 5 {
+            0 => String::new(),
+            1 => format!("clé-{i}-ü€𝄞"),
+            _ => format!("key_{i:06}"),
+        };
+        e.ip = format!("10.0.{}.{}", i / 256 % 256, i % 256);
+        e.chain_after(seq, &hash);
+        (seq, hash) = (e.seq, e.hash.clone());
+    }
+    store.append_audit(&batch, None).await.unwrap();
+    let other = f.open_another().await;
+    assert_eq!(other.audit_page(1, 10_000).await.unwrap(), batch, "a page, every string looked up");
+    let rows = other.audit_rows(1, 10_000).await.unwrap();
+    assert_eq!(rows.rows.len(), batch.len());
+    for (r, e) in rows.rows.iter().zip(&batch) {
+        let f = rows.fields(r);
+        assert_eq!((f[2], f[4]), (e.ip.as_str(), e.target.as_str()), "entry {}", e.seq);
+    }
+    let q = AuditQuery { from_seq: Some(6_001), limit: 1_000, ..Default::default() };
+    assert_eq!(f.open_another().await.audit_entries(&q).await.unwrap(), batch[6_000..], "a query, strings looked up");
+    assert!(verify_chain(&other.audit_page(1, 10_000).await.unwrap(), 1, &keyward_core::audit::genesis()).is_ok());
+}
+
 /// A snapshot whose schema is not the current one is refused by both
 /// restore and preview, and changes nothing.
 pub async fn snapshot_of_another_schema(f: &Fixture) {
