@@ -171,11 +171,15 @@ def keys_at(count):
     started = statistics.median(starts)
     time.sleep(5)
     rss = rss_mb(p.pid)
+    # The log of these creations names a new key in every entry: no string
+    # repeats, the hard case for verification (each one is looked up).
+    walk = verify_audit(base, admin)
     verify = wrk(base + "/v1/keys/verify", lua("verify-%d" % count, "POST", verify_headers, {"key": user}), 32)
     stop(p)
     result = {"keys": made, "create_rps": first["rps"], "create_non_2xx": first["non_2xx"], "start_ms": started * 1000,
               "start_ms_runs": [round(t * 1000) for t in starts],
-              "rss_mb": rss, "verify_c32_rps": verify["rps"], "verify_c32_p50_ms": verify["p50_ms"]}
+              "rss_mb": rss, "verify_c32_rps": verify["rps"], "verify_c32_p50_ms": verify["p50_ms"],
+              "audit_entries": walk["entries"], "audit_verify_entries_per_s": walk["entries_per_s"]}
     log("keys: %s" % json.dumps(result))
     shutil.rmtree(kw["data"], ignore_errors=True)
     return result
@@ -203,13 +207,20 @@ def keys():
     return rows
 
 
+def verify_audit(base, admin):
+    """`keyward audit verify` (its HTTP call) over the whole log: entries, seconds, entries/s."""
+    t0 = time.monotonic()
+    req = urllib.request.Request(base + "/v1/audit/verify", headers=admin)
+    report = json.loads(urllib.request.urlopen(req, timeout=600).read())
+    wall = time.monotonic() - t0
+    entries = report.get("entries", 0)
+    return {"entries": entries, "s": wall, "entries_per_s": entries / wall if wall else 0}
+
+
 def audit(kw):
     """`keyward audit verify` over everything the other rows wrote, then the
     bytes each entry takes in the stopped server's database."""
-    t0 = time.monotonic()
-    req = urllib.request.Request(kw["base"] + "/v1/audit/verify", headers=kw["admin"])
-    report = json.loads(urllib.request.urlopen(req, timeout=600).read())
-    wall = time.monotonic() - t0
+    walk = verify_audit(kw["base"], kw["admin"])
     stop(kw["proc"])
     db = sqlite3.connect(os.path.join(kw["data"], "keyward.db"))
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -220,8 +231,8 @@ def audit(kw):
         table = None  # this Python's SQLite has no dbstat
     pages, size = db.execute("PRAGMA page_count").fetchone()[0], db.execute("PRAGMA page_size").fetchone()[0]
     db.close()
-    return {"entries": entries, "verified": report.get("entries"), "verify_s": wall,
-            "verify_entries_per_s": report.get("entries", 0) / wall if wall else 0,
+    return {"entries": entries, "verified": walk["entries"], "verify_s": walk["s"],
+            "verify_entries_per_s": walk["entries_per_s"],
             "table_bytes_per_entry": table / entries if table and entries else None,
             "db_bytes_per_entry": pages * size / entries if entries else None}
 
@@ -252,6 +263,11 @@ def render(s):
             lines.append("| {:,} | {:,.0f} keys/s | {:,.0f} ms{} | {:.0f} MB | {:,.0f} req/s | {} |".format(
                 r["keys"], r["create_rps"], r["start_ms"], " (%s)" % each if each else "", r["rss_mb"], r["verify_c32_rps"],
                 "%.0f ns" % ns if ns else "–"))
+        walks = ["{:,} entries at {:,.0f} entries/s".format(r["audit_entries"], r["audit_verify_entries_per_s"])
+                 for r in k if r.get("audit_entries")]
+        if walks:
+            lines += ["", "`keyward audit verify` over the log of those creations, where every entry names a new key "
+                      "(no string repeats, each is looked up): " + "; ".join(walks) + "."]
     a = s.get("audit")
     if a:
         table = "%.1f bytes an entry in its table, " % a["table_bytes_per_entry"] if a.get("table_bytes_per_entry") else ""
