@@ -359,6 +359,14 @@ pub(super) async fn page(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
     Ok(out)
 }
 
+/// [`values_of`]'s statement but its condition on `id`.
+macro_rules! lookup_sql {
+    () => {
+        "SELECT json_group_array(json_array(id, octet_length(value))) AS pairs,
+         CAST(group_concat(value, '') AS BLOB) AS bytes FROM audit_strings WHERE "
+    };
+}
+
 /// The values of string ids, from the cache or the database. The missing
 /// ones come [`LOOKUP`] at a time as one row, like [`rows`]' pages: the ids
 /// and byte lengths as a JSON array, the values concatenated. A row each
@@ -366,18 +374,22 @@ pub(super) async fn page(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
 /// targets rarely repeat (key ids, created one after another) has a new
 /// string in every entry.
 async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> StoreResult<IdMap<String>> {
-    let (mut out, missing) = store.strings.values(ids);
+    let (mut out, mut missing) = store.strings.values(ids);
+    missing.sort_unstable();
     let mut looked_up = Vec::with_capacity(missing.len());
     for chunk in missing.chunks(LOOKUP) {
-        let list = serde_json::to_string(chunk).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let row = sqlx::query(
-            "SELECT json_group_array(json_array(id, octet_length(value))) AS pairs,
-             CAST(group_concat(value, '') AS BLOB) AS bytes
-             FROM audit_strings WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(list)
-        .fetch_one(&store.pool)
-        .await?;
+        let (first, last) = (chunk[0], chunk[chunk.len() - 1]);
+        // Strings added together (a run of entries each naming a new key)
+        // have neighbouring ids: walking their range, a few others with
+        // them, is cheaper than looking each up.
+        let dense = last.saturating_sub(first) < 2 * chunk.len() as i64;
+        let query = if dense {
+            sqlx::query(concat!(lookup_sql!(), "id BETWEEN ? AND ?")).bind(first).bind(last)
+        } else {
+            let list = serde_json::to_string(chunk).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(concat!(lookup_sql!(), "id IN (SELECT value FROM json_each(?))")).bind(list)
+        };
+        let row = query.fetch_one(&store.pool).await?;
         let pairs: Vec<(i64, usize)> = serde_json::from_str(&row.get::<String, _>("pairs"))
             .map_err(|e| StoreError::Corrupt(format!("audit strings do not decode: {e}")))?;
         let bytes = row.get::<Option<Vec<u8>>, _>("bytes").unwrap_or_default();
@@ -386,9 +398,12 @@ async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> S
         }
         let mut rest = bytes.as_slice();
         for (id, len) in pairs {
-            let value = text(cut(&mut rest, len));
-            out.insert(id, value.clone());
-            looked_up.push((value, id));
+            let bytes = cut(&mut rest, len);
+            if chunk.binary_search(&id).is_ok() {
+                let value = text(bytes);
+                out.insert(id, value.clone());
+                looked_up.push((value, id));
+            }
         }
     }
     store.strings.learn_looked_up(looked_up);
