@@ -92,13 +92,14 @@ impl Strings {
         (found, missing.into_iter().collect())
     }
 
-    /// Caches pairs read back by id, unless there are more than
-    /// [`LOOKUP_KEPT`]: a read that missed that many strings is a walk
-    /// through history (verifying, archiving), whose strings would only
-    /// push the writer's working set out of the cache.
-    pub(crate) fn learn_looked_up(&self, pairs: Vec<(String, i64)>) {
-        if pairs.len() <= LOOKUP_KEPT {
-            self.learn(pairs);
+    /// Caches the `missing` ids' values as read back into `read`, unless
+    /// more than [`LOOKUP_KEPT`] were missing: a read that missed that many
+    /// strings is a walk through history (verifying, archiving), whose
+    /// strings would only push the writer's working set out of the cache
+    /// (and are not copied for it).
+    pub(crate) fn learn_looked_up(&self, read: &IdMap<String>, missing: &[i64]) {
+        if missing.len() <= LOOKUP_KEPT {
+            self.learn(missing.iter().filter_map(|id| read.get(id).map(|v| (v.clone(), *id))));
         }
     }
 
@@ -149,15 +150,21 @@ mod tests {
         (0..n).map(|i| (format!("{tag}-{i}"), first + i as i64)).collect()
     }
 
+    /// [`Strings::learn_looked_up`] of `pairs` as a read by id returns them.
+    fn looked_up(s: &Strings, pairs: Vec<(String, i64)>) {
+        let ids: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+        s.learn_looked_up(&pairs.into_iter().map(|(v, id)| (id, v)).collect(), &ids);
+    }
+
     #[test]
     fn a_long_walk_does_not_displace_the_working_set() {
         let s = Strings::default();
         s.learn(pairs(10, "hot", 1));
-        s.learn_looked_up(pairs(LOOKUP_KEPT + 1, "history", 100));
+        looked_up(&s, pairs(LOOKUP_KEPT + 1, "history", 100));
         assert_eq!(s.id("history-0"), None, "a walk through history is not cached");
         assert_eq!(s.id("hot-3"), Some(4), "the working set stays");
         assert_eq!(s.values([150]).1, vec![150]);
-        s.learn_looked_up(pairs(LOOKUP_KEPT, "few", 10_000));
+        looked_up(&s, pairs(LOOKUP_KEPT, "few", 10_000));
         assert_eq!(s.id("few-7"), Some(10_007), "a read that missed a few strings caches them");
         let (found, missing) = s.values([10_007, 5_000]);
         assert_eq!((found.get(&10_007).map(String::as_str), missing), (Some("few-7"), vec![5_000]));

@@ -245,9 +245,8 @@ async fn values_of(pool: &PgPool, strings: &Strings, ids: impl IntoIterator<Item
             .bind(&missing)
             .fetch_all(pool)
             .await?;
-        let pairs: Vec<(String, i64)> = rows.iter().map(|r| (r.get("value"), r.get("id"))).collect();
-        out.extend(pairs.iter().map(|(v, id)| (*id, v.clone())));
-        strings.learn_looked_up(pairs);
+        out.extend(rows.iter().map(|r| (r.get("id"), r.get("value"))));
+        strings.learn_looked_up(&out, &missing);
     }
     Ok(out)
 }

@@ -376,7 +376,6 @@ macro_rules! lookup_sql {
 async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> StoreResult<IdMap<String>> {
     let (mut out, mut missing) = store.strings.values(ids);
     missing.sort_unstable();
-    let mut looked_up = Vec::with_capacity(missing.len());
     for chunk in missing.chunks(LOOKUP) {
         let (first, last) = (chunk[0], chunk[chunk.len() - 1]);
         // Strings added together (a run of entries each naming a new key)
@@ -400,13 +399,11 @@ async fn values_of(store: &SqliteStore, ids: impl IntoIterator<Item = i64>) -> S
         for (id, len) in pairs {
             let bytes = cut(&mut rest, len);
             if chunk.binary_search(&id).is_ok() {
-                let value = text(bytes);
-                out.insert(id, value.clone());
-                looked_up.push((value, id));
+                out.insert(id, text(bytes));
             }
         }
     }
-    store.strings.learn_looked_up(looked_up);
+    store.strings.learn_looked_up(&out, &missing);
     Ok(out)
 }
 
