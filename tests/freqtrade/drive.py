@@ -171,8 +171,15 @@ def withdraw():
     SUMMARY["withdraw"] = answer[:400]
     check("keyward refused the withdrawal: HTTP 403 scope_missing",
           "403" in answer and '"code":"scope_missing"' in answer, answer[:300])
-    rows = audit()[before_audit:]
-    denied = [(r["target"], r["class"], r["code"]) for r in rows if r["decision"] == "deny"]
+    # A routine entry is written with its batch, after the answer: wait
+    # for it a moment (a busy machine, a remote database), never forever.
+    deadline = time.monotonic() + 5
+    while True:
+        rows = audit()[before_audit:]
+        denied = [(r["target"], r["class"], r["code"]) for r in rows if r["decision"] == "deny"]
+        if denied or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     print("   keyward audit: %s" % denied)
     check("the audit log has the refusal (withdraw class, scope_missing)",
           denied == [("bin POST /sapi/v1/capital/withdraw/apply", "withdraw", "scope_missing")], denied)
