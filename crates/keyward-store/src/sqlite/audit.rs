@@ -252,12 +252,16 @@ struct Columns {
     hashes: Vec<u8>,
 }
 
-/// Consecutive entries as stored, for a walk through the log. SQLite hands
-/// a page over as one row (a row each would cost a hand-off between threads
-/// per entry, which dominates): the numbers as a JSON array, the text and
-/// hash columns concatenated, each cut up again by the lengths in the
-/// array (no escaping either way); decoded off the async threads.
+/// Consecutive entries as stored, for a walk through the log: read by the
+/// [`super::walk::Walker`] where the database is a file. In memory, sqlx
+/// hands a page over as one row (a row each would cost a hand-off between
+/// threads per entry, which dominates): the numbers as a JSON array, the
+/// text and hash columns concatenated, each cut up again by the lengths in
+/// the array (no escaping either way); decoded off the async threads.
 pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> StoreResult<AuditRows> {
+    if let Some(walker) = &store.walker {
+        return walker.rows(store.strings.clone(), from_seq, limit).await;
+    }
     let row = sqlx::query(&format!(
         "SELECT json_group_array(json_array(seq, time_ms, {},
              octet_length(request_id), octet_length(detail), length(hash))) AS numbers,
@@ -290,16 +294,7 @@ pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
         return Err(StoreError::Corrupt("an audit page's columns do not add up".into()));
     }
     let values = values_of(store, packed.iter().flat_map(|p| [p.2, p.3, p.4, p.5, p.6, p.7, p.8])).await?;
-    // The page's own string table: ids become indices.
-    let mut strings: Vec<String> = Vec::with_capacity(values.len());
-    let mut index: IdMap<u32> = IdMap::default();
-    for (id, v) in values {
-        index.insert(id, strings.len() as u32);
-        strings.push(v);
-    }
-    let missing = strings.len() as u32;
-    strings.push(String::new());
-    let at = |id: i64| index.get(&id).copied().unwrap_or(missing);
+    let table = Table::new(values);
     let (mut request_ids, mut details, mut hashes) =
         (columns.request_ids.as_slice(), columns.details.as_slice(), columns.hashes.as_slice());
     let rows = packed
@@ -308,12 +303,36 @@ pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
             seq,
             time_ms,
             request_id: text(cut(&mut request_ids, request_id)),
-            strings: [a, b, c, d, e, f, g].map(at),
+            strings: [a, b, c, d, e, f, g].map(|id| table.at(id)),
             detail: text(cut(&mut details, detail)),
             hash: StoredHash::from_bytes(cut(&mut hashes, hash)),
         })
         .collect();
-    Ok(AuditRows { rows, strings })
+    Ok(AuditRows { rows, strings: table.strings })
+}
+
+/// A page's own string table: the ids it names become indices into
+/// `strings`, and an id with no value names the empty string at its end.
+pub(super) struct Table {
+    pub(super) strings: Vec<String>,
+    index: IdMap<u32>,
+}
+
+impl Table {
+    pub(super) fn new(values: IdMap<String>) -> Self {
+        let mut strings: Vec<String> = Vec::with_capacity(values.len() + 1);
+        let mut index: IdMap<u32> = IdMap::default();
+        for (id, v) in values {
+            index.insert(id, strings.len() as u32);
+            strings.push(v);
+        }
+        strings.push(String::new());
+        Self { strings, index }
+    }
+
+    pub(super) fn at(&self, id: i64) -> u32 {
+        self.index.get(&id).copied().unwrap_or(self.strings.len() as u32 - 1)
+    }
 }
 
 /// The first `n` bytes of `rest`, which moves past them.
@@ -325,7 +344,7 @@ fn cut<'a>(rest: &mut &'a [u8], n: usize) -> &'a [u8] {
 
 /// Text as stored (SQLite text is UTF-8; a damaged row reads lossily, and
 /// verification names it).
-fn text(b: &[u8]) -> String {
+pub(super) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 

@@ -17,6 +17,7 @@ mod audit;
 mod keys;
 mod secrets;
 mod snapshot;
+mod walk;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -28,6 +29,8 @@ pub struct SqliteStore {
     strings: std::sync::Arc<crate::audit_strings::Strings>,
     /// Where snapshots are staged: beside the database (the temp dir in memory).
     dir: std::path::PathBuf,
+    /// Reads walks through the audit log (none in memory).
+    walker: Option<std::sync::Arc<walk::Walker>>,
 }
 
 impl SqliteStore {
@@ -49,7 +52,8 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "4000");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        Self::migrated(pool, dir.to_path_buf()).await
+        let walker = walk::Walker::new(file.to_path_buf());
+        Self::migrated(pool, dir.to_path_buf(), Some(std::sync::Arc::new(walker))).await
     }
 
     /// An in-memory database (`server --dev`): gone when the process ends.
@@ -63,12 +67,16 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(opts)
             .await?;
-        Self::migrated(pool, std::env::temp_dir()).await
+        Self::migrated(pool, std::env::temp_dir(), None).await
     }
 
-    async fn migrated(pool: SqlitePool, dir: std::path::PathBuf) -> StoreResult<Self> {
+    async fn migrated(
+        pool: SqlitePool,
+        dir: std::path::PathBuf,
+        walker: Option<std::sync::Arc<walk::Walker>>,
+    ) -> StoreResult<Self> {
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, dir, strings: Default::default() })
+        Ok(Self { pool, dir, strings: Default::default(), walker })
     }
 
     /// The pool, for the PostgreSQL backend's snapshots (rows copied into a
@@ -79,6 +87,9 @@ impl SqliteStore {
 
     /// Closes every connection (a staged snapshot file can then be removed).
     pub(crate) async fn close(&self) {
+        if let Some(walker) = &self.walker {
+            walker.close();
+        }
         self.pool.close().await;
     }
 
