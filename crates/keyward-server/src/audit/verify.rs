@@ -68,6 +68,11 @@ pub(crate) async fn verify_log(
 ) -> Result<Value> {
     let started = std::time::Instant::now();
     let mut problems: Vec<Value> = Vec::new();
+    // The walk ends where the log ended before the checkpoints were read: a
+    // marker and its signed row are committed together, so every marker up
+    // to here has its row in the list. Entries written while the walk runs
+    // (a checkpoint among them) are left to the next verification.
+    let end = store.audit_head().await?.map_or(0, |(seq, _)| seq);
     // Signed rows count as checkpoints in the walk too (logs written before
     // markers existed have only those).
     let checkpoints = store.audit_checkpoints().await?;
@@ -75,10 +80,11 @@ pub(crate) async fn verify_log(
     // Each signature checked once.
     let signed: HashMap<u64, bool> = checkpoints.iter().map(|c| (c.seq, verify_checkpoint(public_key, c))).collect();
     let start = start(store.as_ref(), public_key, since_checkpoint, &checkpoints).await?;
-    let walked = walk(store, &start, &by_seq, &signed).await?;
+    let walked = walk(store, &start, end, &by_seq, &signed).await?;
     let (count, matched, markers) = (walked.count, walked.matched, walked.markers);
     problems.extend(walked.problems);
-    // The end of the log as stored (a break above may stop the walk early).
+    // The end of the log as stored now: a checkpoint past it means the log
+    // was cut back.
     let last_seq = store.audit_head().await?.map(|(s, _)| s).unwrap_or(0);
     let mut check = |c: &Checkpoint, what: &str| {
         let good = match signed.get(&c.seq) {
@@ -116,7 +122,8 @@ pub(crate) async fn verify_log(
         problems.push(json!({"seq": a.seq, "reason": format!("the anchor's checkpoint at entry {} is not in the log: it was deleted", a.seq)}));
     }
     problems.sort_by_key(|p| p["seq"].as_u64().unwrap_or(u64::MAX));
-    let reached = checkpoints.iter().rfind(|c| c.seq > start.seq && signed.get(&c.seq) == Some(&true));
+    // The last checkpoint the walk reached (not one written since it began).
+    let reached = checkpoints.iter().rfind(|c| c.seq > start.seq && c.seq <= end && signed.get(&c.seq) == Some(&true));
     if problems.is_empty()
         && let Some(c) = reached
     {
@@ -151,14 +158,16 @@ struct Walked {
 /// Page reads in flight while a page is hashed.
 const READ_AHEAD: usize = 3;
 
-/// Walks the stored entries from `start`, page by page. Pages cover ranges
-/// of sequence numbers, `[from, from + PAGE)`, so they can be read ahead:
-/// [`READ_AHEAD`] reads run at once (on their own connections) while a
-/// page is hashed on a blocking thread. An empty range ends the walk where the log ends; one
-/// inside it (a gap of a page or more) is named by the next page's check.
+/// Walks the stored entries from `start` through `end`, page by page. Pages
+/// cover ranges of sequence numbers, `[from, from + PAGE)`, so they can be
+/// read ahead: [`READ_AHEAD`] reads run at once (on their own connections)
+/// while a page is hashed on a blocking thread. An empty range ends the
+/// walk where the log ends; one inside it (a gap of a page or more) is
+/// named by the next page's check.
 async fn walk(
     store: &Arc<dyn Store>,
     start: &Start,
+    end: u64,
     by_seq: &HashMap<u64, &Checkpoint>,
     signed: &HashMap<u64, bool>,
 ) -> Result<Walked> {
@@ -174,16 +183,17 @@ async fn walk(
     let mut next_from = prev.0;
     let mut pending = VecDeque::new();
     loop {
-        while pending.len() < READ_AHEAD {
+        while pending.len() < READ_AHEAD && next_from <= end {
             pending.push_back((next_from, tokio::spawn(fetch(store.clone(), next_from))));
             next_from += PAGE;
         }
         let Some((from, task)) = pending.pop_front() else { break };
         let mut page = task.await.map_err(|e| crate::error::Error::internal(&e.to_string()))??;
-        // A read runs past its range where entries are missing.
-        page.rows.retain(|r| r.seq < from + PAGE);
+        // A read runs past its range where entries are missing, and past
+        // the end where entries came since.
+        page.rows.retain(|r| r.seq < from + PAGE && r.seq <= end);
         let Some(last) = page.rows.last().map(|r| r.seq) else {
-            if store.audit_head().await?.is_some_and(|(head, _)| head >= from + PAGE) {
+            if end >= from + PAGE {
                 continue;
             }
             break;
@@ -308,6 +318,7 @@ impl Markers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyward_core::audit::AuditEntry;
 
     /// Feeds one entry to the markers.
     fn see(m: &mut Markers, seq: u64, action: &str, detail: &str, signed: bool, p: &mut Vec<Value>) {
@@ -393,5 +404,84 @@ mod tests {
             see(&mut legacy, seq, "secrets.get", "{}", seq == limit, &mut p);
         }
         assert!(p.is_empty(), "{p:?}");
+    }
+
+    /// `n` routine entries after `after` (its seq and hash), then a signed
+    /// checkpoint's marker, and the checkpoint: a batch as the writer
+    /// commits it.
+    fn checkpointed(
+        after: &(u64, Vec<u8>),
+        n: u64,
+        key: &ring::signature::Ed25519KeyPair,
+    ) -> (Vec<AuditEntry>, Checkpoint) {
+        let (mut seq, mut prev) = after.clone();
+        let mut batch = Vec::new();
+        for i in 0..=n {
+            let mut e = if i == n {
+                super::super::writer::marker(1_000 + seq as i64, true)
+            } else {
+                AuditEntry {
+                    time_ms: 1_000 + seq as i64,
+                    action: "keys.verify".into(),
+                    target: format!("pk_{seq}"),
+                    ..Default::default()
+                }
+            };
+            e.chain_after(seq, &prev);
+            (seq, prev) = (e.seq, e.hash.clone());
+            batch.push(e);
+        }
+        (batch, keyward_core::audit::sign_checkpoint(key, seq, &prev, 1_000 + seq as i64))
+    }
+
+    /// A checkpoint committed while a verification walks the log is left to
+    /// the next one: its marker is not reported as a checkpoint whose row
+    /// was deleted (the walk ends where the log ended when it began).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_written_during_a_walk_are_left_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(keyward_store::SqliteStore::open(&dir.path().join("k.db")).await.unwrap());
+        let key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).unwrap();
+        let public = keyward_core::audit::public_key(&key);
+        let mut head = (0, genesis());
+        for _ in 0..60 {
+            let (batch, checkpoint) = checkpointed(&head, 999, &key);
+            store.append_audit(&batch, Some(&checkpoint)).await.unwrap();
+            head = batch.last().map(|e| (e.seq, e.hash.clone())).unwrap();
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = tokio::spawn({
+            let (store, stop, key) = (
+                store.clone(),
+                stop.clone(),
+                ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).unwrap(),
+            );
+            async move {
+                let mut batches = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (batch, checkpoint) = checkpointed(&head, 9, &key);
+                    store.append_audit(&batch, Some(&checkpoint)).await.unwrap();
+                    head = batch.last().map(|e| (e.seq, e.hash.clone())).unwrap();
+                    batches += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                batches
+            }
+        });
+        for _ in 0..4 {
+            let before = store.audit_head().await.unwrap().unwrap().0;
+            let report = verify_log(&store, &public, None, false).await.unwrap();
+            assert_eq!(report["ok"], true, "{report}");
+            let walked = report["entries"].as_u64().unwrap();
+            assert!(walked >= before, "{report}");
+            // What `--since-checkpoint` starts from next time was walked.
+            let reached: u64 = store.meta(VERIFIED).await.unwrap().unwrap().parse().unwrap();
+            assert!(reached <= walked, "recorded {reached}, walked {walked}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let batches = writer.await.unwrap();
+        let after = verify_log(&store, &public, None, false).await.unwrap();
+        assert_eq!(after["ok"], true, "{after}");
+        assert_eq!(after["entries"], 60_000 + 10 * batches, "everything, once the writer stopped");
     }
 }

@@ -38,7 +38,7 @@ pub(crate) const MARKER_ACTION: &str = "audit.checkpoint";
 
 /// The marker entry of a checkpoint (signed) or of one that fell due while
 /// sealed (`{"skipped":"sealed"}`).
-fn marker(now: i64, signed: bool) -> AuditEntry {
+pub(super) fn marker(now: i64, signed: bool) -> AuditEntry {
     AuditEntry {
         time_ms: now,
         action: MARKER_ACTION.into(),
