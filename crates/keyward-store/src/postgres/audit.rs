@@ -181,6 +181,34 @@ fn row_ids(r: &PgRow) -> [i64; 7] {
     FIELDS.map(|f| r.get::<i64, _>(f))
 }
 
+/// [`entries`]' statement, with only the conditions the query sets
+/// (parameters `$1`..`$8` as [`entries`] binds them). Nothing but `seq` is
+/// indexed, so the plan wanted is always the primary key walked in order
+/// until `limit` rows pass: the far bound on `seq` is written as `seq + 0`,
+/// a filter rather than an index condition, because a two-sided range
+/// (or a condition that cannot apply) has the planner read the whole range
+/// and sort it to keep `limit` (66–140 ms a page of 20,000 on a log of
+/// 365,000 to a million, growing with the log, against 4 ms walked).
+fn entries_sql(q: &AuditQuery, from: u64, to: u64, key: bool, decision: bool) -> String {
+    let (near_from, near_to) = if q.newest { ("seq + 0 >= $1", "seq <= $2") } else { ("seq >= $1", "seq + 0 <= $2") };
+    let conditions = [
+        (from > 0, near_from),
+        (to < u64::MAX, near_to),
+        (q.since_ms.is_some(), "time_ms >= $3"),
+        (q.until_ms.is_some(), "time_ms <= $4"),
+        (key, "key_id = $5"),
+        (decision, "decision = $6"),
+        (q.target_prefix.is_some(), "target IN (SELECT id FROM audit_strings WHERE starts_with(value, $7))"),
+    ];
+    let applied: Vec<&str> = conditions.iter().filter(|(on, _)| *on).map(|(_, c)| *c).collect();
+    let filter = if applied.is_empty() { String::new() } else { format!("WHERE {}", applied.join(" AND ")) };
+    let order = if q.newest { "DESC" } else { "ASC" };
+    format!(
+        "SELECT seq, time_ms, request_id, {}, detail, hash FROM audit_entries {filter} ORDER BY seq {order} LIMIT $8",
+        FIELDS.join(", ")
+    )
+}
+
 /// Entries matching a query, their hashes as stored (whole or tag) and no
 /// previous hash: the caller fills them in (see [`crate::audit::fill`]).
 pub(super) async fn entries(pool: &PgPool, strings: &Strings, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
@@ -197,25 +225,19 @@ pub(super) async fn entries(pool: &PgPool, strings: &Strings, q: &AuditQuery) ->
     else {
         return Ok(Vec::new());
     };
-    let order = if q.newest { "DESC" } else { "ASC" };
-    let rows = sqlx::query(&format!(
-        "SELECT seq, time_ms, request_id, {}, detail, hash FROM audit_entries
-         WHERE seq >= $1 AND seq <= $2 AND time_ms >= $3 AND time_ms <= $4
-         AND ($5::bigint IS NULL OR key_id = $5) AND ($6::bigint IS NULL OR decision = $6)
-         AND ($7::text IS NULL OR target IN (SELECT id FROM audit_strings WHERE starts_with(value, $7)))
-         ORDER BY seq {order} LIMIT $8",
-        FIELDS.join(", ")
-    ))
-    .bind(from.min(i64::MAX as u64) as i64)
-    .bind(to.min(i64::MAX as u64) as i64)
-    .bind(q.since_ms.unwrap_or(i64::MIN))
-    .bind(q.until_ms.unwrap_or(i64::MAX))
-    .bind(key)
-    .bind(decision)
-    .bind(&q.target_prefix)
-    .bind(q.limit.min(i64::MAX as u64) as i64)
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(&entries_sql(q, from, to, key.is_some(), decision.is_some()))
+        .bind(from.min(i64::MAX as u64) as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .bind(q.since_ms.unwrap_or(i64::MIN))
+        .bind(q.until_ms.unwrap_or(i64::MAX))
+        .bind(key)
+        .bind(decision)
+        .bind(&q.target_prefix)
+        .bind(q.limit.min(i64::MAX as u64) as i64)
+        // Planned with each call's values, as the statement varies anyway.
+        .persistent(false)
+        .fetch_all(pool)
+        .await?;
     let values = values_of(pool, strings, rows.iter().flat_map(row_ids)).await?;
     let mut out: Vec<AuditEntry> = rows
         .iter()

@@ -282,6 +282,11 @@ pub async fn audit_chain(f: &Fixture) {
     assert!(denied.len() == 25 + 3 && denied.iter().all(|e| e.decision == "deny"));
     let newest = store.audit_entries(&AuditQuery { limit: 3, newest: true, ..Default::default() }).await.unwrap();
     assert_eq!(seqs(newest), [108, 109, 110], "the newest, still oldest first");
+    let window =
+        AuditQuery { since_ms: Some(1_010), until_ms: Some(1_020), limit: 3, newest: true, ..Default::default() };
+    assert_eq!(seqs(store.audit_entries(&window).await.unwrap()), [19, 20, 21], "the newest of a window");
+    let bounded = q(AuditQuery { from_seq: Some(15), until_ms: Some(1_016), ..Default::default() }).await;
+    assert_eq!(seqs(bounded), [15, 16, 17], "from a sequence number until a time");
     let oldest = store.audit_entries(&AuditQuery { limit: 2, ..Default::default() }).await.unwrap();
     assert_eq!(seqs(oldest), [1, 2]);
 
