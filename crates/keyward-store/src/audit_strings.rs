@@ -119,6 +119,30 @@ impl Strings {
     }
 }
 
+/// A page's own string table: the ids it names become indices into
+/// `strings`, and an id with no value names the empty string at its end.
+pub(crate) struct Table {
+    pub(crate) strings: Vec<String>,
+    index: IdMap<u32>,
+}
+
+impl Table {
+    pub(crate) fn new(values: IdMap<String>) -> Self {
+        let mut strings: Vec<String> = Vec::with_capacity(values.len() + 1);
+        let mut index: IdMap<u32> = IdMap::default();
+        for (id, v) in values {
+            index.insert(id, strings.len() as u32);
+            strings.push(v);
+        }
+        strings.push(String::new());
+        Self { strings, index }
+    }
+
+    pub(crate) fn at(&self, id: i64) -> u32 {
+        self.index.get(&id).copied().unwrap_or(self.strings.len() as u32 - 1)
+    }
+}
+
 /// A hasher for the dictionary's own integer ids (no attacker picks them):
 /// the id itself, spread by a multiply.
 #[derive(Debug, Default, Clone, Copy)]

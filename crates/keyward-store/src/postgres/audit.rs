@@ -10,8 +10,8 @@
 
 use super::u64_of;
 use crate::audit::{StoredHash, keeps_whole, stored_form};
-use crate::audit_strings::{FIELDS, IdMap, Strings, fields, set_fields};
-use crate::{AuditQuery, StoreError, StoreResult};
+use crate::audit_strings::{FIELDS, IdMap, Strings, Table, fields, set_fields};
+use crate::{AuditQuery, AuditRow, AuditRows, StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
@@ -258,6 +258,35 @@ pub(super) async fn entries(pool: &PgPool, strings: &Strings, q: &AuditQuery) ->
         out.reverse();
     }
     Ok(out)
+}
+
+/// Consecutive entries as stored, for a walk through the log: columns read
+/// by position, each entry's strings as indices into the page's own table
+/// (no string copied per entry, as building [`AuditEntry`]s would).
+pub(super) async fn rows(pool: &PgPool, strings: &Strings, from_seq: u64, limit: u64) -> StoreResult<AuditRows> {
+    let rows = sqlx::query(&format!(
+        "SELECT seq, time_ms, request_id, {}, detail, hash FROM audit_entries WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        FIELDS.join(", ")
+    ))
+    .bind(from_seq.min(i64::MAX as u64) as i64)
+    .bind(limit.min(i64::MAX as u64) as i64)
+    .fetch_all(pool)
+    .await?;
+    let ids: Vec<[i64; 7]> = rows.iter().map(|r| [3, 4, 5, 6, 7, 8, 9].map(|i| r.get::<i64, _>(i))).collect();
+    let table = Table::new(values_of(pool, strings, ids.iter().flatten().copied()).await?);
+    let rows = rows
+        .iter()
+        .zip(&ids)
+        .map(|(r, ids)| AuditRow {
+            seq: u64_of(r.get(0)),
+            time_ms: r.get(1),
+            request_id: r.get(2),
+            strings: ids.map(|id| table.at(id)),
+            detail: r.get(10),
+            hash: StoredHash::from_bytes(r.get::<&[u8], _>(11)),
+        })
+        .collect();
+    Ok(AuditRows { rows, strings: table.strings })
 }
 
 async fn values_of(pool: &PgPool, strings: &Strings, ids: impl IntoIterator<Item = i64>) -> StoreResult<IdMap<String>> {

@@ -346,8 +346,7 @@ impl Store for PgStore {
     }
 
     async fn audit_rows(&self, from_seq: u64, limit: u64) -> StoreResult<crate::AuditRows> {
-        let q = AuditQuery { from_seq: Some(from_seq), limit, ..Default::default() };
-        Ok(crate::AuditRows::from_entries(audit::entries(&self.pool, &self.strings, &q).await?))
+        audit::rows(&self.pool, &self.strings, from_seq, limit).await
     }
 
     async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {

@@ -6,7 +6,7 @@
 
 use super::{SqliteStore, u64_of};
 use crate::audit::{StoredHash, fill, hash_at, keeps_whole, stored_form};
-use crate::audit_strings::{FIELDS, IdMap, fields, set_fields};
+use crate::audit_strings::{FIELDS, IdMap, Table, fields, set_fields};
 use crate::{AuditQuery, AuditRow, AuditRows, StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::sqlite::SqliteRow;
@@ -309,30 +309,6 @@ pub(super) async fn rows(store: &SqliteStore, from_seq: u64, limit: u64) -> Stor
         })
         .collect();
     Ok(AuditRows { rows, strings: table.strings })
-}
-
-/// A page's own string table: the ids it names become indices into
-/// `strings`, and an id with no value names the empty string at its end.
-pub(super) struct Table {
-    pub(super) strings: Vec<String>,
-    index: IdMap<u32>,
-}
-
-impl Table {
-    pub(super) fn new(values: IdMap<String>) -> Self {
-        let mut strings: Vec<String> = Vec::with_capacity(values.len() + 1);
-        let mut index: IdMap<u32> = IdMap::default();
-        for (id, v) in values {
-            index.insert(id, strings.len() as u32);
-            strings.push(v);
-        }
-        strings.push(String::new());
-        Self { strings, index }
-    }
-
-    pub(super) fn at(&self, id: i64) -> u32 {
-        self.index.get(&id).copied().unwrap_or(self.strings.len() as u32 - 1)
-    }
 }
 
 /// The first `n` bytes of `rest`, which moves past them.

@@ -9,9 +9,9 @@
 //! integers into text. Here each column is read where it lies: a page of
 //! 20,000 entries whose strings are all new costs about a fifth of the CPU.
 
-use super::audit::{Table, text};
+use super::audit::text;
 use crate::audit::StoredHash;
-use crate::audit_strings::{IdMap, Strings};
+use crate::audit_strings::{IdMap, Strings, Table};
 use crate::{AuditRow, AuditRows, StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
