@@ -21,6 +21,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as b  # noqa: E402  (the OpenBao bench's helpers: wrk, lua, start, http)
+import scale  # noqa: E402  (verify_audit)
 
 PG_BIN = sorted(d for d in (os.path.join("/usr/lib/postgresql", v, "bin") for v in os.listdir("/usr/lib/postgresql"))
                 if os.path.exists(os.path.join(d, "pg_ctl")))[-1]
@@ -113,17 +114,23 @@ def main():
                 med = {label: {m: statistics.median(r[m] for r in rs) for m in ("rps", "p50_ms", "p99_ms")} for label, rs in runs.items()}
                 rows.append((row, conns, med["SQLite"], med["PostgreSQL"]))
                 print(row, conns, med, file=sys.stderr)
+        # `keyward audit verify` over everything the rows wrote, alternating.
+        walks = {"SQLite": [], "PostgreSQL": []}
+        for _ in range(b.REPS):
+            for label, kw in (("SQLite", sq), ("PostgreSQL", pg)):
+                walks[label].append(scale.verify_audit(kw["base"], kw["admin"]))
+        print("audit verify", walks, file=sys.stderr)
         admin = re.search(r"KEYWARD_TOKEN=(kw_\w+)", open(os.path.join(b.WORK, "kw-pg.out")).read()).group(1)
         nb = node_b(url, os.path.join(b.WORK, "kw-pg-data.unseal.key"))
         lat = propagation(pg["base"], nb, admin)
-        return render(rows, lat)
+        return render(rows, lat, walks)
     finally:
         for p in b.PROCS:
             p.kill()
         stop_postgres(pg_dir)
 
 
-def render(rows, lat):
+def render(rows, lat, walks):
     fmt = lambda x: "%s req/s (p50 %.2f / p99 %.2f ms)" % ("{:,.0f}".format(x["rps"]), x["p50_ms"], x["p99_ms"])
     lines = ["Measured by `bench/postgres` on %s, %s: one node on SQLite beside one on a local PostgreSQL %s "
              "(fsync on), medians of %d alternating %s runs." % (time.strftime("%Y-%m-%d"), b.platform.machine() + ", %d cores" % os.cpu_count(),
@@ -131,6 +138,13 @@ def render(rows, lat):
              "| row | conns | SQLite | PostgreSQL | PostgreSQL / SQLite |", "|---|---|---|---|---|"]
     for row, conns, s, p in rows:
         lines.append("| %s | %d | %s | %s | %.2f× |" % (row, conns, fmt(s), fmt(p), p["rps"] / s["rps"]))
+    lines.append("")
+    walk = lambda label: "%s entries at %s entries/s (%s)%s" % (
+        "{:,}".format(walks[label][-1]["entries"]), "{:,.0f}".format(statistics.median(w["entries_per_s"] for w in walks[label])),
+        ", ".join("{:,.0f}".format(w["entries_per_s"]) for w in walks[label]),
+        "" if all(w["ok"] for w in walks[label]) else ", NOT INTACT")
+    lines.append("`keyward audit verify` over what the rows above wrote, median of %d alternating walks (each): SQLite %s; PostgreSQL %s." % (
+        b.REPS, walk("SQLite"), walk("PostgreSQL")))
     lines.append("")
     lines.append("A revocation on node A refused on node B after: median %.1f ms, slowest %.1f ms (%d revocations)." % (
         statistics.median(lat), max(lat), len(lat)))

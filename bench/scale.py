@@ -214,7 +214,7 @@ def verify_audit(base, admin):
     report = json.loads(urllib.request.urlopen(req, timeout=600).read())
     wall = time.monotonic() - t0
     entries = report.get("entries", 0)
-    return {"entries": entries, "s": wall, "entries_per_s": entries / wall if wall else 0}
+    return {"entries": entries, "s": wall, "entries_per_s": entries / wall if wall else 0, "ok": report.get("ok")}
 
 
 def audit(kw):
