@@ -15,12 +15,17 @@ use crate::audit_strings::{IdMap, Strings, Table};
 use crate::{AuditRow, AuditRows, StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Connections kept open between reads (a walk reads a few pages ahead,
 /// each on its own connection).
 const KEPT: usize = 4;
+/// Reads at once, each on its own connection (audit queries read a few
+/// entries' hashes this way too).
+const READS: usize = 8;
 /// Each connection's page cache, in KiB: a walk reads each page once, and
 /// the operating system caches the file.
 const CACHE_KIB: i64 = 512;
@@ -38,11 +43,19 @@ const STRINGS: &str = "SELECT id, value FROM audit_strings WHERE id BETWEEN ?1 A
 pub(super) struct Walker {
     file: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    reads: Arc<Semaphore>,
+    /// Set by [`Walker::close`]: no connection opens or is kept after it.
+    closed: AtomicBool,
 }
 
 impl Walker {
     pub(super) fn new(file: PathBuf) -> Self {
-        Self { file, idle: Mutex::new(Vec::new()) }
+        Self {
+            file,
+            idle: Mutex::new(Vec::new()),
+            reads: Arc::new(Semaphore::new(READS)),
+            closed: AtomicBool::new(false),
+        }
     }
 
     /// Consecutive entries from `from_seq`, at most `limit`, with their
@@ -53,19 +66,30 @@ impl Walker {
         from_seq: u64,
         limit: u64,
     ) -> StoreResult<AuditRows> {
+        let closed = || StoreError::Unavailable("the store is closed".into());
+        let permit = self.reads.clone().acquire_owned().await.map_err(|_| closed())?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let c = this.connection()?;
             let read = read(&c, &strings, from_seq, limit);
-            this.give_back(c);
+            // A connection whose read failed is not kept.
+            if read.is_ok() {
+                this.give_back(c);
+            }
             read
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
     }
 
-    /// Closes the idle connections.
+    /// Closes the idle connections; reads from now on are refused.
     pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.reads.close();
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
@@ -85,6 +109,7 @@ impl Walker {
     fn give_back(&self, c: Connection) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < KEPT
+            && !self.closed.load(Ordering::Acquire)
         {
             idle.push(c);
         }
@@ -243,7 +268,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn damaged_text_reads_lossily_and_a_missing_file_is_unavailable() {
+    async fn damaged_text_reads_lossily_and_a_missing_file_or_a_closed_store_is_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("k.db");
         let store = SqliteStore::open(&file).await.unwrap();
@@ -255,11 +280,12 @@ mod tests {
             let rows = SqliteStore { walker, ..store.clone() }.audit_rows(1, 10).await.unwrap();
             assert_eq!(rows.rows[4].detail, "\u{fffd}A", "walker {walks}");
         }
+        let gone = Some(std::sync::Arc::new(super::Walker::new(dir.path().join("gone.db"))));
+        let err = SqliteStore { walker: gone, ..store.clone() }.audit_rows(1, 10).await.unwrap_err();
+        assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("unable to open")), "{err:?}");
         store.close().await;
-        for gone in ["k.db", "k.db-wal", "k.db-shm"] {
-            let _ = std::fs::remove_file(dir.path().join(gone));
-        }
         let err = store.audit_rows(1, 10).await.unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("closed")), "{err:?}");
+        assert!(store.walker.as_ref().unwrap().idle.lock().unwrap().is_empty(), "nothing kept open");
     }
 }

@@ -287,6 +287,12 @@ pub async fn audit_chain(f: &Fixture) {
     assert_eq!(seqs(store.audit_entries(&window).await.unwrap()), [19, 20, 21], "the newest of a window");
     let bounded = q(AuditQuery { from_seq: Some(15), until_ms: Some(1_016), ..Default::default() }).await;
     assert_eq!(seqs(bounded), [15, 16, 17], "from a sequence number until a time");
+    let newest_from = AuditQuery { from_seq: Some(105), limit: 2, newest: true, ..Default::default() };
+    assert_eq!(seqs(store.audit_entries(&newest_from).await.unwrap()), [109, 110]);
+    assert!(
+        q(AuditQuery { until_ms: Some(500), ..Default::default() }).await.is_empty(),
+        "until before the first entry"
+    );
     let oldest = store.audit_entries(&AuditQuery { limit: 2, ..Default::default() }).await.unwrap();
     assert_eq!(seqs(oldest), [1, 2]);
 
@@ -357,8 +363,11 @@ pub async fn audit_strings_read_back(f: &Fixture) {
     let rows = other.audit_rows(1, 10_000).await.unwrap();
     assert_eq!(rows.rows.len(), batch.len());
     for (r, e) in rows.rows.iter().zip(&batch) {
-        let f = rows.fields(r);
-        assert_eq!((f[2], f[4]), (e.ip.as_str(), e.target.as_str()), "entry {}", e.seq);
+        let expected =
+            [&e.request_id, &e.key_id, &e.ip, &e.action, &e.target, &e.class, &e.decision, &e.code, &e.detail];
+        assert_eq!(rows.fields(r), expected.map(String::as_str), "entry {}", e.seq);
+        assert_eq!((r.seq, r.time_ms), (e.seq, e.time_ms));
+        assert!(r.hash.matches(&e.hash), "entry {}", e.seq);
     }
     let q = AuditQuery { from_seq: Some(6_001), limit: 1_000, ..Default::default() };
     assert_eq!(f.open_another().await.audit_entries(&q).await.unwrap(), batch[6_000..], "a query, strings looked up");
