@@ -122,8 +122,11 @@ pub(crate) async fn verify_log(
         problems.push(json!({"seq": a.seq, "reason": format!("the anchor's checkpoint at entry {} is not in the log: it was deleted", a.seq)}));
     }
     problems.sort_by_key(|p| p["seq"].as_u64().unwrap_or(u64::MAX));
-    // The last checkpoint the walk reached (not one written since it began).
-    let reached = checkpoints.iter().rfind(|c| c.seq > start.seq && c.seq <= end && signed.get(&c.seq) == Some(&true));
+    // The last checkpoint the walk reached and found matching (not one
+    // written since it began).
+    let reached = checkpoints
+        .iter()
+        .rfind(|c| c.seq > start.seq && matched.get(&c.seq) == Some(&true) && signed.get(&c.seq) == Some(&true));
     if problems.is_empty()
         && let Some(c) = reached
     {
@@ -191,10 +194,19 @@ async fn walk(
         let mut page = task.await.map_err(|e| crate::error::Error::internal(&e.to_string()))??;
         // A read runs past its range where entries are missing, and past
         // the end where entries came since.
+        let next_stored = page.rows.first().map(|r| r.seq);
         page.rows.retain(|r| r.seq < from + PAGE && r.seq <= end);
         let Some(last) = page.rows.last().map(|r| r.seq) else {
-            if end >= from + PAGE {
-                continue;
+            // Nothing stored in this page's range though the log went on
+            // past it when the walk began: named here, at once, rather than
+            // walking empty ranges up to the next stored entry (which a
+            // forged sequence number can put 2^63 away).
+            if prev.0 <= end {
+                let reason = match next_stored {
+                    Some(next) if next <= end => format!("entry {} is missing (next is {next})", prev.0),
+                    _ => format!("entries {} to {end} are missing: the log ends at {}", prev.0, prev.0 - 1),
+                };
+                w.problems.push(json!({"seq": prev.0, "reason": reason}));
             }
             break;
         };
@@ -483,5 +495,38 @@ mod tests {
         let after = verify_log(&store, &public, None, false).await.unwrap();
         assert_eq!(after["ok"], true, "{after}");
         assert_eq!(after["entries"], 60_000 + 10 * batches, "everything, once the writer stopped");
+    }
+
+    /// A row forged 2^63 away ends the walk at once, naming the first
+    /// entry missing before it (the walk does not step through the empty
+    /// ranges between).
+    #[tokio::test]
+    async fn a_forged_far_sequence_number_is_named_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.db");
+        let store: Arc<dyn Store> = Arc::new(keyward_store::SqliteStore::open(&file).await.unwrap());
+        let key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).unwrap();
+        let (batch, checkpoint) = checkpointed(&(0, genesis()), 99, &key);
+        store.append_audit(&batch, Some(&checkpoint)).await.unwrap();
+        let db =
+            sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&file)).await.unwrap();
+        let far = i64::MAX - 5;
+        sqlx::query(
+            "INSERT INTO audit_entries SELECT ?, time_ms, request_id, key_id, ip, action, target, class, decision, code, detail, hash
+             FROM audit_entries WHERE seq = 100",
+        )
+        .bind(far)
+        .execute(&db)
+        .await
+        .unwrap();
+        let public = keyward_core::audit::public_key(&key);
+        let report = tokio::time::timeout(std::time::Duration::from_secs(30), verify_log(&store, &public, None, false))
+            .await
+            .expect("a verification that ends")
+            .unwrap();
+        assert_eq!(report["ok"], false, "{report}");
+        assert_eq!(report["first_broken"]["seq"], 101, "{report}");
+        assert_eq!(report["first_broken"]["reason"], format!("entry 101 is missing (next is {far})"), "{report}");
+        assert_eq!(store.meta(VERIFIED).await.unwrap(), None, "nothing recorded for --since-checkpoint");
     }
 }
