@@ -164,9 +164,9 @@ const READ_AHEAD: usize = 3;
 /// Walks the stored entries from `start` through `end`, page by page. Pages
 /// cover ranges of sequence numbers, `[from, from + PAGE)`, so they can be
 /// read ahead: [`READ_AHEAD`] reads run at once (on their own connections)
-/// while a page is hashed on a blocking thread. An empty range ends the
-/// walk where the log ends; one inside it (a gap of a page or more) is
-/// named by the next page's check.
+/// while a page is hashed on a blocking thread. A gap inside a page is
+/// named by the page's check; a page with nothing stored in its range ends
+/// the walk, naming the gap unless the walk already reached `end`.
 async fn walk(
     store: &Arc<dyn Store>,
     start: &Start,
