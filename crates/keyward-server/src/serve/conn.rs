@@ -6,8 +6,8 @@
 //! server. HTTP/1.1 only: every byte read passes [`FragmentGuard`].
 
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1::Builder;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashMap;
 use std::io;
@@ -103,10 +103,10 @@ impl Drop for Slot {
 }
 
 /// HTTP/1.1 only, as [`RequestLines`] frames it.
-fn http_builder(limits: &ConnectionLimits) -> Builder<TokioExecutor> {
-    let mut http = Builder::new(TokioExecutor::new());
-    http.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read).keep_alive(true);
-    http.http1_only()
+fn http_builder(limits: &ConnectionLimits) -> Builder {
+    let mut http = Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read).keep_alive(true);
+    http
 }
 
 /// How often a serving thread wakes with nothing to do (see [`serve_per_thread`]).
@@ -257,7 +257,7 @@ async fn serve_gated(
             };
             let io = FragmentGuard::new(Idle::new(io, limits.idle), lines);
             let conn = http.serve_connection(TokioIo::new(io), service);
-            let _ = watcher.watch(conn.into_owned()).await;
+            let _ = watcher.watch(conn).await;
         });
     }
     drop(listener);

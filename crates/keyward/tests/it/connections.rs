@@ -186,6 +186,22 @@ fn health(s: &Server) -> u16 {
         .unwrap_or(0)
 }
 
+/// The server speaks HTTP/1.1 alone (TLS offers only `http/1.1`): a client
+/// opening with HTTP/2's preface is closed unanswered, and the next
+/// connection is served as before.
+#[test]
+fn an_http2_preface_is_closed_unanswered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let mut c = TcpStream::connect(host_port(&s)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).expect("the connection is closed, not left hanging");
+    assert!(out.is_empty(), "answered HTTP/2's preface: {}", String::from_utf8_lossy(&out));
+    assert_eq!(health(&s), 200);
+}
+
 #[test]
 fn slow_and_idle_connections_cannot_starve_the_server() {
     let dir = tempfile::tempdir().unwrap();
