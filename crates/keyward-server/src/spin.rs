@@ -19,6 +19,11 @@
 //! yields to anything else runnable on its CPU, and stops at once when
 //! another thread hands it work (a store answer, say).
 //!
+//! Polling keeps the serving thread's own CPU awake; the client it answers
+//! may sit on another, halted one (a bot beside its keyward). While the
+//! serving threads find idle time, one more thread keeps another CPU from
+//! halting ([`Awake`]).
+//!
 //! `epoll` here is a second, level-triggered interest list beside the
 //! runtime's own: it only says whether to stop polling; the runtime's
 //! (edge-triggered) list still delivers every event. Closing a socket
@@ -27,8 +32,13 @@
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use std::cell::RefCell;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::RuntimeMetrics;
+
+mod awake;
+
+pub(crate) use awake::Awake;
 
 /// The window a thread starts polling with once its sleeps turn short.
 const START: Duration = Duration::from_micros(10);
@@ -76,17 +86,22 @@ struct Poller {
     runtime: RuntimeMetrics,
     /// When the thread last went to sleep without polling catching a wake-up.
     slept_at: Option<Instant>,
+    /// The thread keeping another CPU awake, extended after each poll that
+    /// found this CPU idle.
+    awake: Option<Arc<awake::Shared>>,
 }
 
 /// Makes the current thread (a serving thread running the runtime
-/// `runtime` reports on) poll for up to `max` before it sleeps. Without it
-/// (or with `max` zero) the hooks below do nothing.
-pub(crate) fn install(max: Duration, runtime: RuntimeMetrics) -> std::io::Result<()> {
+/// `runtime` reports on) poll for up to `max` before it sleeps, and keep
+/// `awake` spinning while it does. Without it (or with `max` zero) the
+/// hooks below do nothing.
+pub(crate) fn install(max: Duration, runtime: RuntimeMetrics, awake: Option<&Awake>) -> std::io::Result<()> {
     if max.is_zero() {
         return Ok(());
     }
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    POLLER.with(|p| *p.borrow_mut() = Some(Poller { epoll, window: Window::new(max), runtime, slept_at: None }));
+    let awake = awake.map(Awake::shared);
+    POLLER.with(|p| *p.borrow_mut() = Some(Poller { epoll, window: Window::new(max), runtime, slept_at: None, awake }));
     Ok(())
 }
 
@@ -109,6 +124,10 @@ pub(crate) fn before_park() {
         let start = Instant::now();
         let window = p.window.get();
         if !window.is_zero() && poll(&p.epoll, &p.runtime, start + window) {
+            let now = Instant::now();
+            if let Some(a) = p.awake.as_ref().filter(|_| now - start >= awake::IDLE) {
+                a.extend(now + window);
+            }
             return;
         }
         p.slept_at = Some(start);

@@ -160,6 +160,10 @@ pub(super) async fn serve_per_thread(
     let gate = Gate::new(limits);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut ended = Vec::new();
+    // Another CPU to keep awake while the serving threads poll; on one CPU
+    // there is none.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let awake = if poll.is_zero() || cpus < 2 { None } else { Some(Arc::new(spin::Awake::start()?)) };
     for i in 0..threads.max(1) {
         // Built here, so a thread that cannot start stops the server starting.
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -172,9 +176,10 @@ pub(super) async fn serve_per_thread(
             TcpListener::from_std(listener.try_clone()?)?
         };
         let (app, tls, gate, mut stopped) = (app.clone(), tls.clone(), gate.clone(), stopped.clone());
+        let awake = awake.clone();
         let (end, ended_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name(format!("keyward-http-{i}")).spawn(move || {
-            if let Err(e) = spin::install(poll, runtime.metrics()) {
+            if let Err(e) = spin::install(poll, runtime.metrics(), awake.as_deref()) {
                 tracing::warn!(error = %e, "cannot poll before sleeping; serving without");
             }
             spin::watch(&listener);

@@ -144,8 +144,10 @@ pub struct ServerArgs {
     /// it sleeps, in microseconds; 0 never polls [default: 200]. Polling
     /// only starts while requests come close together and stops once the
     /// thread idles: it trades some CPU under light, steady load for the
-    /// wake-up a sleeping (virtual) CPU would cost each request. Serving
-    /// threads only (SQLite).
+    /// wake-up a sleeping (virtual) CPU would cost each request. While the
+    /// serving threads poll, one more thread keeps another CPU from halting
+    /// (yielding to anything runnable there), for a client on the same
+    /// machine that waits for the answer. Serving threads only (SQLite).
     #[arg(long, value_name = "MICROSECONDS")]
     http_poll_us: Option<u64>,
     /// Connections open at once from one client address (IPv6: its /64) [default: 256].

@@ -372,6 +372,12 @@ fn a_server_polls_only_while_requests_come_close_together() {
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_ticks(s.pid()) - before;
     assert!(used < 40, "an idle server used {used} ticks of CPU in 2 s (a polling thread uses ~200)");
+    // The thread that keeps another CPU awake while requests come close
+    // together is there, asleep (serving threads, so SQLite; and a machine
+    // with more than one CPU).
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let expected = cpus > 1 && !crate::pg::backend_is_postgres();
+    assert_eq!(thread_names(s.pid()).iter().any(|n| n == "keyward-awake"), expected);
     // Still serving after its sleep.
     assert_eq!(health(&s), 200);
     burst(&s, 10);
@@ -380,4 +386,14 @@ fn a_server_polls_only_while_requests_come_close_together() {
     let off = start(dir.path(), &["--http-poll-us", "0"]);
     burst(&off, 500);
     assert_eq!(health(&off), 200);
+    assert!(!thread_names(off.pid()).iter().any(|n| n == "keyward-awake"), "no polling, no CPU kept awake");
+}
+
+/// The names of a process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
 }
