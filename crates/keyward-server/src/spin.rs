@@ -91,6 +91,15 @@ struct Poller {
     awake: Option<Arc<awake::Shared>>,
 }
 
+/// How serving threads poll before they sleep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Polling {
+    /// The longest window; zero never polls.
+    pub max: Duration,
+    /// Keep another CPU awake while they poll ([`Awake`]).
+    pub keep_awake: bool,
+}
+
 /// Makes the current thread (a serving thread running the runtime
 /// `runtime` reports on) poll for up to `max` before it sleeps, and keep
 /// `awake` spinning while it does. Without it (or with `max` zero) the

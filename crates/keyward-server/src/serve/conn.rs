@@ -154,7 +154,7 @@ pub(super) async fn serve_per_thread(
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnectionLimits,
     threads: usize,
-    poll: Duration,
+    poll: spin::Polling,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
     let gate = Gate::new(limits);
@@ -163,7 +163,8 @@ pub(super) async fn serve_per_thread(
     // Another CPU to keep awake while the serving threads poll; on one CPU
     // there is none.
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let awake = if poll.is_zero() || cpus < 2 { None } else { Some(Arc::new(spin::Awake::start()?)) };
+    let awake =
+        if poll.max.is_zero() || !poll.keep_awake || cpus < 2 { None } else { Some(Arc::new(spin::Awake::start()?)) };
     for i in 0..threads.max(1) {
         // Built here, so a thread that cannot start stops the server starting.
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -179,7 +180,7 @@ pub(super) async fn serve_per_thread(
         let awake = awake.clone();
         let (end, ended_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name(format!("keyward-http-{i}")).spawn(move || {
-            if let Err(e) = spin::install(poll, runtime.metrics(), awake.as_deref()) {
+            if let Err(e) = spin::install(poll.max, runtime.metrics(), awake.as_deref()) {
                 tracing::warn!(error = %e, "cannot poll before sleeping; serving without");
             }
             spin::watch(&listener);

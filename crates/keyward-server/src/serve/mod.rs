@@ -54,6 +54,9 @@ pub struct ServerOptions {
     /// How long a serving thread may poll its sockets before it sleeps
     /// (see `crate::spin`); zero never polls. Serving threads only (SQLite).
     pub http_poll: std::time::Duration,
+    /// While serving threads poll, keep one more CPU from halting (see
+    /// `crate::spin::Awake`): for a client on the same machine.
+    pub http_keep_awake: bool,
 }
 
 /// Why the server did not start.
@@ -138,7 +141,8 @@ pub async fn run(opts: ServerOptions) -> Result<(), StartError> {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(64),
             n => n,
         };
-        conn::serve_per_thread(listener, app, acceptor, opts.connections, threads, opts.http_poll, shutdown_signal())
+        let polling = crate::spin::Polling { max: opts.http_poll, keep_awake: opts.http_keep_awake };
+        conn::serve_per_thread(listener, app, acceptor, opts.connections, threads, polling, shutdown_signal())
             .await
             .map_err(|e| StartError(format!("cannot start the HTTP threads: {e}")))?;
     }

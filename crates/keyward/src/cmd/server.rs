@@ -144,12 +144,18 @@ pub struct ServerArgs {
     /// it sleeps, in microseconds; 0 never polls [default: 200]. Polling
     /// only starts while requests come close together and stops once the
     /// thread idles: it trades some CPU under light, steady load for the
-    /// wake-up a sleeping (virtual) CPU would cost each request. While the
-    /// serving threads poll, one more thread keeps another CPU from halting
-    /// (yielding to anything runnable there), for a client on the same
-    /// machine that waits for the answer. Serving threads only (SQLite).
+    /// wake-up a sleeping (virtual) CPU would cost each request. Serving
+    /// threads only (SQLite).
     #[arg(long, value_name = "MICROSECONDS")]
     http_poll_us: Option<u64>,
+    /// While the serving threads poll (see --http-poll-us), one more thread
+    /// keeps another CPU from halting, yielding to anything runnable there:
+    /// a client on the same machine (a bot beside keyward) is woken from a
+    /// running CPU instead of a halted one. It spins only while the serving
+    /// threads find idle time; `false` saves that CPU time (burstable cloud
+    /// instances count it) at the cost of the client's wake-up [default: true].
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, hide_default_value = true)]
+    http_keep_awake: bool,
     /// Connections open at once from one client address (IPv6: its /64) [default: 256].
     #[arg(long)]
     max_connections_per_ip: Option<usize>,
@@ -452,6 +458,7 @@ pub async fn run(a: ServerArgs) -> Result<()> {
         metrics_listen: a.metrics_listen,
         http_threads: a.http_threads.unwrap_or(0),
         http_poll: Duration::from_micros(a.http_poll_us.unwrap_or(200)),
+        http_keep_awake: a.http_keep_awake,
     };
     serve(opts).await?;
     Ok(())

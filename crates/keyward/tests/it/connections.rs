@@ -359,7 +359,8 @@ fn burst(s: &Server, n: usize) {
 /// Serving threads poll their connections before sleeping only while
 /// requests come close together: once the load stops, the server goes
 /// back to sleeping (a server that kept polling would burn a core), and
-/// `--http-poll-us 0` turns polling off.
+/// `--http-poll-us 0` turns polling off (and with it the thread keeping
+/// another CPU awake, which `--http-keep-awake false` turns off alone).
 #[test]
 fn a_server_polls_only_while_requests_come_close_together() {
     let dir = tempfile::tempdir().unwrap();
@@ -387,6 +388,11 @@ fn a_server_polls_only_while_requests_come_close_together() {
     burst(&off, 500);
     assert_eq!(health(&off), 200);
     assert!(!thread_names(off.pid()).iter().any(|n| n == "keyward-awake"), "no polling, no CPU kept awake");
+
+    let dir = tempfile::tempdir().unwrap();
+    let alone = start(dir.path(), &["--http-keep-awake", "false"]);
+    burst(&alone, 500);
+    assert!(!thread_names(alone.pid()).iter().any(|n| n == "keyward-awake"), "polling, but no other CPU kept awake");
 }
 
 /// The names of a process's threads.
