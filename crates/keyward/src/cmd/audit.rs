@@ -182,8 +182,13 @@ async fn export(c: &Client, format: &str, since: Option<String>, until: Option<S
     if format == "csv" {
         println!("{}", EXPORT_COLUMNS.join(","));
     }
+    // The log as it stands now: every page request is on record itself,
+    // and on a busy server bots keep adding entries, so paging "until
+    // nothing is left" would never end. The newest entry bounds the export.
+    let newest = c.call(Method::GET, "/v1/audit?limit=1", None).await?;
+    let Some(head) = newest["entries"].get(0).and_then(|e| e["seq"].as_u64()) else { return Ok(()) };
     let mut after = 0u64;
-    loop {
+    while after < head {
         let q = [
             ("since", since.clone()),
             ("until", until.clone()),
@@ -195,7 +200,7 @@ async fn export(c: &Client, format: &str, since: Option<String>, until: Option<S
         if entries.is_empty() {
             return Ok(());
         }
-        for e in &entries {
+        for e in entries.iter().take_while(|e| e["seq"].as_u64().is_some_and(|s| s <= head)) {
             if format == "jsonl" {
                 println!("{e}");
             } else {
@@ -203,7 +208,11 @@ async fn export(c: &Client, format: &str, since: Option<String>, until: Option<S
             }
             after = e["seq"].as_u64().unwrap_or(after);
         }
+        if entries.last().and_then(|e| e["seq"].as_u64()).is_none_or(|s| s >= head) {
+            return Ok(());
+        }
     }
+    Ok(())
 }
 
 /// A checkpoint (from `keyward audit anchor`), or a JSON-lines sink file
