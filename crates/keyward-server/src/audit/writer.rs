@@ -65,7 +65,9 @@ fn no_nul(e: &mut AuditEntry) {
 const GIVE_UP_WAITERS_AFTER: u32 = 20;
 
 type Waiter = oneshot::Sender<bool>;
-type Queued = (AuditEntry, Option<Waiter>);
+/// An entry and who waits for it to be durable; no entry is a flush: its
+/// waiter hears once everything queued before it is written.
+type Queued = (Option<AuditEntry>, Option<Waiter>);
 
 /// The audit queue and the writer's health.
 #[derive(Debug)]
@@ -148,13 +150,24 @@ impl Auditor {
     /// Queues a routine entry.
     pub(crate) fn record(&self, entry: AuditEntry) {
         self.queued.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send((entry, None));
+        let _ = self.tx.send((Some(entry), None));
     }
 
     /// Queues an entry and waits until it is durable.
     pub(crate) async fn record_durable(&self, entry: AuditEntry) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
         self.queued.fetch_add(1, Ordering::Relaxed);
+        self.wait_for(Some(entry)).await
+    }
+
+    /// Waits until every entry queued so far is written: what a reader of
+    /// the log asks first, so a request answered before it is on record
+    /// (routine entries are written a few milliseconds after their answer).
+    pub(crate) async fn flush(&self) -> Result<()> {
+        self.wait_for(None).await
+    }
+
+    async fn wait_for(&self, entry: Option<AuditEntry>) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
         self.tx.send((entry, Some(tx))).map_err(|_| Error::audit_unavailable())?;
         // The writer answers once written, or false once it gave up waiting for the store.
         match tokio::time::timeout(Duration::from_secs(10), rx).await {
@@ -169,8 +182,10 @@ impl Auditor {
         self.fail_writes.store(fail, Ordering::Release);
     }
 
-    /// Stored entries matching a query, oldest first.
+    /// Stored entries matching a query, oldest first, once every entry
+    /// queued before the call is written.
     pub(crate) async fn entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.flush().await?;
         Ok(self.store.audit_entries(q).await?)
     }
 
@@ -266,7 +281,16 @@ impl Writer {
     async fn write(&mut self, batch: Vec<Queued>) {
         let now = self.clock.now_ms().max(self.last_time_ms);
         self.last_time_ms = now;
-        let (mut entries, mut waiters): (Vec<AuditEntry>, Vec<Option<Waiter>>) = batch.into_iter().unzip();
+        let (entries, mut waiters): (Vec<Option<AuditEntry>>, Vec<Option<Waiter>>) = batch.into_iter().unzip();
+        let mut entries: Vec<AuditEntry> = entries.into_iter().flatten().collect();
+        let queued = entries.len() as u64;
+        if entries.is_empty() {
+            // Flushes alone: everything before them is written.
+            for w in waiters.into_iter().flatten() {
+                let _ = w.send(true);
+            }
+            return;
+        }
         for e in entries.iter_mut() {
             e.time_ms = now;
             if e.detail.is_empty() {
@@ -336,7 +360,7 @@ impl Writer {
             self.last_checkpoint_seq = s;
             self.last_checkpoint_ms = now;
         }
-        self.queued.fetch_sub(waiters.len() as u64, Ordering::Relaxed);
+        self.queued.fetch_sub(queued, Ordering::Relaxed);
         for w in waiters.into_iter().flatten() {
             let _ = w.send(true);
         }
