@@ -7,7 +7,8 @@
 //! waits until its entry is durable. If the store cannot be written, the
 //! writer keeps the batch and retries, and every request is refused with
 //! `audit_unavailable` until a write succeeds: nothing is lost, nothing
-//! proceeds unrecorded.
+//! proceeds unrecorded. Should the writer task ever stop (a bug that
+//! panicked it), the queue closes and every request is refused the same way.
 
 use super::Sinks;
 use crate::alerts::Alert;
@@ -117,14 +118,23 @@ impl Auditor {
             last_checkpoint_ms: 0,
             last_time_ms: 0,
         };
-        tokio::spawn(writer.run(rx));
+        let writer = tokio::spawn(writer.run(rx));
+        tokio::spawn(async move {
+            if let Err(e) = writer.await
+                && e.is_panic()
+            {
+                tracing::error!(
+                    "the audit writer stopped (it panicked): keyward refuses every request until restarted"
+                );
+            }
+        });
         a
     }
 
     /// Refuses while the log cannot be written: `store_unavailable` when the
     /// database cannot be reached, `audit_unavailable` when the log alone fails.
     pub(crate) fn check(&self) -> Result<()> {
-        if self.healthy.load(Ordering::Acquire) {
+        if self.healthy.load(Ordering::Acquire) && !self.tx.is_closed() {
             return Ok(());
         }
         Err(self.refusal())
@@ -150,7 +160,10 @@ impl Auditor {
     /// Queues a routine entry.
     pub(crate) fn record(&self, entry: AuditEntry) {
         self.queued.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send((Some(entry), None));
+        if self.tx.send((Some(entry), None)).is_err() {
+            // The writer stopped; `check` refuses every request from now on.
+            tracing::error!("an audit entry could not be queued: the audit writer stopped");
+        }
     }
 
     /// Queues an entry and waits until it is durable.
@@ -384,5 +397,33 @@ impl Writer {
             },
             self.clock.now_ms(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyward_store::SqliteStore;
+
+    /// The queue's receiving end gone (the writer task stopped): requests
+    /// are refused, a durable entry fails, a read of the log fails.
+    #[tokio::test]
+    async fn a_stopped_writer_refuses_every_request() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let a = Auditor {
+            tx,
+            store,
+            healthy: Arc::new(AtomicBool::new(true)),
+            store_down: Arc::new(AtomicBool::new(false)),
+            queued: Arc::new(AtomicU64::new(0)),
+            fail_writes: Arc::new(AtomicBool::new(false)),
+        };
+        assert!(a.check().is_ok());
+        drop(rx);
+        assert_eq!(a.check().unwrap_err().code, Code::AuditUnavailable);
+        a.record(AuditEntry::default());
+        assert_eq!(a.record_durable(AuditEntry::default()).await.unwrap_err().code, Code::AuditUnavailable);
+        assert_eq!(a.entries(&AuditQuery::default()).await.unwrap_err().code, Code::AuditUnavailable);
     }
 }
