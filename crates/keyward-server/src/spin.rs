@@ -134,8 +134,10 @@ pub(crate) fn before_park() {
         let window = p.window.get();
         if !window.is_zero() && poll(&p.epoll, &p.runtime, start + window) {
             let now = Instant::now();
+            // For the longest window, not the current one: a thread woken
+            // for a few microseconds would find its deadline gone.
             if let Some(a) = p.awake.as_ref().filter(|_| now - start >= awake::IDLE) {
-                a.extend(now + window);
+                a.extend(now + p.window.max);
             }
             return;
         }

@@ -162,6 +162,7 @@ impl Auditor {
         self.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.send((Some(entry), None)).is_err() {
             // The writer stopped; `check` refuses every request from now on.
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("an audit entry could not be queued: the audit writer stopped");
         }
     }
@@ -169,20 +170,27 @@ impl Auditor {
     /// Queues an entry and waits until it is durable.
     pub(crate) async fn record_durable(&self, entry: AuditEntry) -> Result<()> {
         self.queued.fetch_add(1, Ordering::Relaxed);
-        self.wait_for(Some(entry)).await
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send((Some(entry), Some(tx))).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::audit_unavailable());
+        }
+        self.answer(rx).await
     }
 
     /// Waits until every entry queued so far is written: what a reader of
     /// the log asks first, so a request answered before it is on record
     /// (routine entries are written a few milliseconds after their answer).
     pub(crate) async fn flush(&self) -> Result<()> {
-        self.wait_for(None).await
+        // While writes fail, what is queued is not going to be written soon.
+        self.check()?;
+        let (tx, rx) = oneshot::channel();
+        self.tx.send((None, Some(tx))).map_err(|_| Error::audit_unavailable())?;
+        self.answer(rx).await
     }
 
-    async fn wait_for(&self, entry: Option<AuditEntry>) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send((entry, Some(tx))).map_err(|_| Error::audit_unavailable())?;
-        // The writer answers once written, or false once it gave up waiting for the store.
+    /// The writer answers once written, or false once it gave up waiting for the store.
+    async fn answer(&self, rx: oneshot::Receiver<bool>) -> Result<()> {
         match tokio::time::timeout(Duration::from_secs(10), rx).await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) | Err(_) if self.store_down.load(Ordering::Acquire) => Err(self.refusal()),

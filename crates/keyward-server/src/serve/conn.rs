@@ -163,8 +163,14 @@ pub(super) async fn serve_per_thread(
     // Another CPU to keep awake while the serving threads poll; on one CPU
     // there is none.
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let awake =
-        if poll.max.is_zero() || !poll.keep_awake || cpus < 2 { None } else { Some(Arc::new(spin::Awake::start()?)) };
+    let awake = if poll.max.is_zero() || !poll.keep_awake || cpus < 2 {
+        None
+    } else {
+        spin::Awake::start()
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot start the thread keeping a CPU awake; serving without"))
+            .ok()
+            .map(Arc::new)
+    };
     for i in 0..threads.max(1) {
         // Built here, so a thread that cannot start stops the server starting.
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -41,8 +41,12 @@ impl Shared {
     /// Keeps the CPU awake until `until`, waking the thread if it sleeps.
     pub(crate) fn extend(&self, until: Instant) {
         // Sequentially consistent with the thread's `asleep` then `until`:
-        // either it sees the new deadline, or this sees it asleep.
-        self.until.store(self.nanos(until), Ordering::SeqCst);
+        // either it sees the new deadline, or this sees it asleep. Never
+        // earlier than another serving thread's deadline.
+        let until = self.nanos(until);
+        if self.until.load(Ordering::Relaxed) < until {
+            self.until.fetch_max(until, Ordering::SeqCst);
+        }
         if self.asleep.load(Ordering::SeqCst)
             && self.asleep.swap(false, Ordering::SeqCst)
             && let Some(t) = self.thread.get()

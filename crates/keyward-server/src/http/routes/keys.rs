@@ -381,8 +381,9 @@ pub(crate) async fn compromised(
         return Err(Error::invalid("hours is 1 to 8760 (a year)").into());
     }
     let Json(changed) = set_state(&state, &caller, &id, KeyState::Compromised, FROM).await?;
-    // Everything the key did before it was refused is on record before the
-    // report's window closes (entries take the time they are written at).
+    // Every request of the key already answered is on record before the
+    // report's window closes (entries take the time they are written at);
+    // one still in flight as the key changed state may be written after it.
     state.auditor.flush().await?;
     let now = state.clock.now_ms();
     let subject = format!("key {id}");
