@@ -169,13 +169,7 @@ impl Auditor {
 
     /// Queues an entry and waits until it is durable.
     pub(crate) async fn record_durable(&self, entry: AuditEntry) -> Result<()> {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send((Some(entry), Some(tx))).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(Error::audit_unavailable());
-        }
-        self.answer(rx).await
+        self.wait_for(Some(entry)).await
     }
 
     /// Waits until every entry queued so far is written: what a reader of
@@ -184,13 +178,19 @@ impl Auditor {
     pub(crate) async fn flush(&self) -> Result<()> {
         // While writes fail, what is queued is not going to be written soon.
         self.check()?;
-        let (tx, rx) = oneshot::channel();
-        self.tx.send((None, Some(tx))).map_err(|_| Error::audit_unavailable())?;
-        self.answer(rx).await
+        self.wait_for(None).await
     }
 
-    /// The writer answers once written, or false once it gave up waiting for the store.
-    async fn answer(&self, rx: oneshot::Receiver<bool>) -> Result<()> {
+    /// Queues an entry (or, with none, a flush) and waits for the writer:
+    /// it answers once written, or false once it gave up waiting for the store.
+    async fn wait_for(&self, entry: Option<AuditEntry>) -> Result<()> {
+        let counted = u64::from(entry.is_some());
+        self.queued.fetch_add(counted, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send((entry, Some(tx))).is_err() {
+            self.queued.fetch_sub(counted, Ordering::Relaxed);
+            return Err(Error::audit_unavailable());
+        }
         match tokio::time::timeout(Duration::from_secs(10), rx).await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) | Err(_) if self.store_down.load(Ordering::Acquire) => Err(self.refusal()),
