@@ -45,6 +45,14 @@ pub(super) async fn base(c: &mut SqliteConnection) -> StoreResult<Option<(u64, V
     Ok(row.map(|r| (u64_of(r.get("seq")), r.get("hash"))))
 }
 
+/// Whether a batch whose first entry is `seq`, chained onto `prev_hash`,
+/// goes onto the `stored` head (see [`stored_head`]); if not, the stored
+/// head's sequence number.
+pub(super) fn onto_head(stored: Option<(u64, Vec<u8>)>, seq: u64, prev_hash: &[u8]) -> Result<(), u64> {
+    let (head, hash) = stored.unwrap_or_else(|| (0, genesis()));
+    if seq == head.saturating_add(1) && StoredHash::from_bytes(&hash).matches(prev_hash) { Ok(()) } else { Err(head) }
+}
+
 /// The ids of `values`, adding the new ones to `audit_strings` inside the
 /// caller's transaction (a multi-row statement per 100 new strings); the new
 /// pairs are returned for caching after commit.
@@ -77,6 +85,8 @@ async fn ids_of<'a>(
     Ok((out, learnt))
 }
 
+/// Appends through sqlx: the in-memory database's way (a file's is
+/// [`super::append`]).
 pub(super) async fn append(
     store: &SqliteStore,
     entries: &[AuditEntry],
@@ -87,11 +97,10 @@ pub(super) async fn append(
     let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await?;
     // Only onto the stored head (rows edited underneath move it): the
     // writer chains the batch onto what is stored and tries again.
-    if let Some(first) = entries.first() {
-        let (seq, hash) = stored_head(&mut tx).await?.unwrap_or_else(|| (0, genesis()));
-        if first.seq != seq.saturating_add(1) || !StoredHash::from_bytes(&hash).matches(&first.prev_hash) {
-            return Err(StoreError::Conflict { current: seq });
-        }
+    if let Some(first) = entries.first()
+        && let Err(current) = onto_head(stored_head(&mut tx).await?, first.seq, &first.prev_hash)
+    {
+        return Err(StoreError::Conflict { current });
     }
     let (ids, learnt) = ids_of(store, &mut tx, entries.iter().flat_map(fields)).await?;
     let last = entries.last().map_or(0, |e| e.seq);

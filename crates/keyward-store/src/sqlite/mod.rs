@@ -13,6 +13,7 @@ use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 
+mod append;
 mod audit;
 mod keys;
 mod secrets;
@@ -31,6 +32,8 @@ pub struct SqliteStore {
     dir: std::path::PathBuf,
     /// Reads walks through the audit log (none in memory).
     walker: Option<std::sync::Arc<walk::Walker>>,
+    /// Appends to the audit log (none in memory: sqlx appends there).
+    appender: Option<std::sync::Arc<append::Appender>>,
 }
 
 impl SqliteStore {
@@ -53,7 +56,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let walker = walk::Walker::new(file.to_path_buf());
-        Self::migrated(pool, dir.to_path_buf(), Some(std::sync::Arc::new(walker))).await
+        let store = Self::migrated(pool, dir.to_path_buf(), Some(std::sync::Arc::new(walker))).await?;
+        Ok(Self { appender: Some(std::sync::Arc::new(append::Appender::new(file.to_path_buf()))), ..store })
     }
 
     /// An in-memory database (`server --dev`): gone when the process ends.
@@ -76,7 +80,7 @@ impl SqliteStore {
         walker: Option<std::sync::Arc<walk::Walker>>,
     ) -> StoreResult<Self> {
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, dir, strings: Default::default(), walker })
+        Ok(Self { pool, dir, strings: Default::default(), walker, appender: None })
     }
 
     /// The pool, for the PostgreSQL backend's snapshots (rows copied into a
@@ -89,6 +93,9 @@ impl SqliteStore {
     pub(crate) async fn close(&self) {
         if let Some(walker) = &self.walker {
             walker.close();
+        }
+        if let Some(appender) = &self.appender {
+            appender.close();
         }
         self.pool.close().await;
     }
@@ -309,7 +316,10 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entries: &[AuditEntry], checkpoint: Option<&Checkpoint>) -> StoreResult<()> {
-        audit::append(self, entries, checkpoint).await
+        match &self.appender {
+            Some(appender) => appender.append(&self.strings, entries, checkpoint).await,
+            None => audit::append(self, entries, checkpoint).await,
+        }
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(u64, Vec<u8>)>> {

@@ -168,7 +168,7 @@ fn look_up(c: &Connection, missing: &mut [i64], out: &mut IdMap<String>) -> Stor
     Ok(())
 }
 
-fn unavailable(e: rusqlite::Error) -> StoreError {
+pub(super) fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
@@ -177,13 +177,13 @@ fn corrupt(e: &dyn std::fmt::Display) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use crate::{AuditRows, SqliteStore, Store, StoreError};
     use keyward_core::audit::{AuditEntry, genesis};
 
     /// `n` entries after `after`, whose targets are new strings (neighbouring
     /// ids), old ones a few ids apart, empty or multi-byte.
-    fn entries(after: Option<&AuditEntry>, n: usize) -> Vec<AuditEntry> {
+    pub(in crate::sqlite) fn entries(after: Option<&AuditEntry>, n: usize) -> Vec<AuditEntry> {
         let (mut seq, mut hash) = after.map_or((0, genesis()), |e| (e.seq, e.hash.clone()));
         (0..n)
             .map(|i| {
