@@ -29,6 +29,12 @@ pub(super) const CHECKPOINT_EVERY: u64 = 1000;
 pub(super) const CHECKPOINT_SECS: i64 = 10;
 /// Largest batch written in one transaction.
 const MAX_BATCH: usize = 4096;
+/// Entries chained between two yields of the CPU, so that a batch's work
+/// runs in stretches of about 10 µs: the scheduler lets a running thread
+/// finish its slice before a thread it woke, and a request's thread (or
+/// the bot's, or the exchange connection's) woken on the writer's CPU
+/// would otherwise wait for the whole batch. The store yields the same way.
+const YIELD_EVERY: usize = 16;
 /// How long a batch gathers before it is written.
 const GATHER: Duration = Duration::from_millis(5);
 /// The most entries between two checkpoint markers: a checkpoint falls due
@@ -286,7 +292,10 @@ impl Writer {
     /// Chains `entries` after (`seq`, `hash`); returns the new head.
     fn chain(entries: &mut [AuditEntry], seq: u64, hash: &[u8]) -> (u64, Vec<u8>) {
         let (mut s, mut h) = (seq, hash.to_vec());
-        for e in entries.iter_mut() {
+        for (i, e) in entries.iter_mut().enumerate() {
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                std::thread::yield_now();
+            }
             e.chain_after(s, &h);
             s = e.seq;
             h = e.hash.clone();
