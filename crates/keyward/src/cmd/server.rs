@@ -151,7 +151,8 @@ pub struct ServerArgs {
     /// While the serving threads poll (see --http-poll-us), one more thread
     /// keeps another CPU from halting, yielding to anything runnable there:
     /// a client on the same machine (a bot beside keyward) is woken from a
-    /// running CPU instead of a halted one. It spins only while the serving
+    /// running CPU instead of a halted one. It moves off a serving thread's
+    /// CPU, within the CPUs keyward may use. It spins only while the serving
     /// threads find idle time; `false` saves that CPU time (burstable cloud
     /// instances count it) at the cost of the client's wake-up [default: true].
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, hide_default_value = true)]
