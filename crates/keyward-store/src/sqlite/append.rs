@@ -20,7 +20,8 @@ use crate::audit::{keeps_whole, stored_form};
 use crate::audit_strings::{Strings, fields};
 use crate::{StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -200,23 +201,13 @@ fn write(c: &mut Connection, b: &Batch) -> StoreResult<Vec<(String, i64)>> {
                 std::thread::yield_now();
             }
             let id = |i: i64| if i < 0 { learnt[(-i - 1) as usize].1 } else { i };
-            let [key_id, ip, action, target, class, decision, code] = r.ids.map(id);
-            insert
-                .execute(params![
-                    r.seq,
-                    r.time_ms,
-                    r.request_id,
-                    key_id,
-                    ip,
-                    action,
-                    target,
-                    class,
-                    decision,
-                    code,
-                    r.detail,
-                    r.hash
-                ])
-                .map_err(unavailable)?;
+            // In the columns' order: seq, time, request id, the seven
+            // strings' ids, detail, hash.
+            let ids = r.ids.map(id);
+            let head: [&dyn ToSql; 3] = [&r.seq, &r.time_ms, &r.request_id];
+            let tail: [&dyn ToSql; 2] = [&r.detail, &r.hash];
+            let values = head.into_iter().chain(ids.iter().map(|i| i as &dyn ToSql)).chain(tail);
+            insert.execute(params_from_iter(values)).map_err(unavailable)?;
         }
     }
     if let Some(cp) = &b.checkpoint {
