@@ -81,24 +81,22 @@ impl Alerts {
             return;
         }
         for e in entries {
-            let details = json!({"seq": e.seq, "request_id": e.request_id, "key_id": e.key_id, "ip": e.ip,
-                "action": e.action, "target": e.target, "class": e.class, "decision": e.decision, "code": e.code});
-            self.sensitive_call(e, &details);
-            self.seal_state(e, &details);
-            self.new_address(e, &details);
-            self.denial_burst(e, &details);
+            self.sensitive_call(e);
+            self.seal_state(e);
+            self.new_address(e);
+            self.denial_burst(e);
         }
     }
 
     /// Any call of a sensitive class, allowed or denied.
-    fn sensitive_call(&self, e: &AuditEntry, details: &Value) {
+    fn sensitive_call(&self, e: &AuditEntry) {
         if Class::from_name(&e.class).is_some_and(Class::is_sensitive) && e.decision != "outcome" {
             self.raise(
                 Alert {
                     rule: "sensitive_call",
                     subject: format!("{} {}", e.key_id, e.target),
                     summary: format!("{} call {} by key {} from {}: {}", e.class, e.target, e.key_id, e.ip, e.decision),
-                    details: details.clone(),
+                    details: details(e),
                 },
                 e.time_ms,
             );
@@ -106,7 +104,7 @@ impl Alerts {
     }
 
     /// Seal and unseal.
-    fn seal_state(&self, e: &AuditEntry, details: &Value) {
+    fn seal_state(&self, e: &AuditEntry) {
         if e.action == "sys.post" && (e.target == "seal" || e.target == "unseal") && e.decision == "allow" {
             let by = if e.key_id.is_empty() { "shares" } else { &e.key_id };
             self.raise(
@@ -114,7 +112,7 @@ impl Alerts {
                     rule: "seal_state",
                     subject: format!("{}-{}", e.target, e.seq),
                     summary: format!("keyward: {} by {by}", e.target),
-                    details: details.clone(),
+                    details: details(e),
                 },
                 e.time_ms,
             );
@@ -122,17 +120,24 @@ impl Alerts {
     }
 
     /// A key used from an address it was not used from before (not its first use).
-    fn new_address(&self, e: &AuditEntry, details: &Value) {
+    fn new_address(&self, e: &AuditEntry) {
         if e.decision != "allow" || e.key_id.is_empty() || e.ip.is_empty() {
             return;
         }
+        // Nothing is copied for an address already seen (every entry but a few).
         let new = self
             .seen_ips
             .lock()
-            .map(|mut m| {
-                let set = m.entry(e.key_id.clone()).or_default();
-                let first_ever = set.is_empty();
-                set.insert(e.ip.clone()) && !first_ever
+            .map(|mut m| match m.get_mut(e.key_id.as_str()) {
+                Some(set) if set.contains(e.ip.as_str()) => false,
+                Some(set) => {
+                    let first_ever = set.is_empty();
+                    set.insert(e.ip.clone()) && !first_ever
+                }
+                None => {
+                    m.insert(e.key_id.clone(), HashSet::from([e.ip.clone()]));
+                    false
+                }
             })
             .unwrap_or(false);
         if new {
@@ -141,7 +146,7 @@ impl Alerts {
                     rule: "new_ip",
                     subject: format!("{} {}", e.key_id, e.ip),
                     summary: format!("key {} used from a new address {}", e.key_id, e.ip),
-                    details: details.clone(),
+                    details: details(e),
                 },
                 e.time_ms,
             );
@@ -149,7 +154,7 @@ impl Alerts {
     }
 
     /// Many denials for one key or one address within the window (probing).
-    fn denial_burst(&self, e: &AuditEntry, details: &Value) {
+    fn denial_burst(&self, e: &AuditEntry) {
         if e.decision != "deny" {
             return;
         }
@@ -174,7 +179,7 @@ impl Alerts {
                         rule: "denial_burst",
                         subject: subject.clone(),
                         summary: format!("burst of denials for {subject} (last: {} on {})", e.code, e.target),
-                        details: details.clone(),
+                        details: details(e),
                     },
                     e.time_ms,
                 );
@@ -215,6 +220,13 @@ impl Alerts {
             self.raise(Alert::plain("rotation", subject, summary), now);
         }
     }
+}
+
+/// An entry's fields for an alert's structured details (made only for an
+/// alert raised: the rules look at every entry).
+fn details(e: &AuditEntry) -> Value {
+    json!({"seq": e.seq, "request_id": e.request_id, "key_id": e.key_id, "ip": e.ip,
+        "action": e.action, "target": e.target, "class": e.class, "decision": e.decision, "code": e.code})
 }
 
 impl Alert {
