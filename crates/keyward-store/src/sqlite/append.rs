@@ -49,9 +49,9 @@ const BASE: &str = "SELECT seq, hash FROM audit_base WHERE id = 1";
 #[derive(Debug)]
 pub(super) struct Appender {
     file: PathBuf,
-    connection: Arc<Mutex<Option<Connection>>>,
+    connection: Mutex<Option<Connection>>,
     /// Set by [`Appender::close`]: nothing is written or opened after it.
-    closed: Arc<AtomicBool>,
+    closed: AtomicBool,
 }
 
 /// An entry as stored: its strings by id, a new string's by `-(index + 1)`
@@ -108,23 +108,22 @@ impl Appender {
     /// Appends `entries` (and `checkpoint`) as [`crate::Store::append_audit`]
     /// says, then caches the strings the batch added.
     pub(super) async fn append(
-        &self,
+        self: &Arc<Self>,
         strings: &Arc<Strings>,
         entries: &[AuditEntry],
         checkpoint: Option<&Checkpoint>,
     ) -> StoreResult<()> {
         let batch = Batch::of(strings, entries, checkpoint);
-        let (file, connection, closed) = (self.file.clone(), self.connection.clone(), self.closed.clone());
-        let strings = strings.clone();
+        let (this, strings) = (self.clone(), strings.clone());
         tokio::task::spawn_blocking(move || {
             let mut held =
-                connection.lock().map_err(|_| StoreError::Unavailable("the audit appender failed".into()))?;
-            if closed.load(Ordering::Acquire) {
+                this.connection.lock().map_err(|_| StoreError::Unavailable("the audit appender failed".into()))?;
+            if this.closed.load(Ordering::Acquire) {
                 return Err(StoreError::Unavailable("the store is closed".into()));
             }
             let c = match held.as_mut() {
                 Some(c) => c,
-                None => held.insert(open(&file)?),
+                None => held.insert(open(&this.file)?),
             };
             match write(c, &batch) {
                 Ok(learnt) => {
