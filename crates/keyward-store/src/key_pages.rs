@@ -6,9 +6,11 @@ use crate::{KeyRecord, StoreError, StoreResult};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// One message from the reader: a page being decoded, a failure, or the end.
+/// One message from the reader: a page being decoded or read, a failure,
+/// or the end.
 enum Message {
     Page(JoinHandle<StoreResult<Vec<KeyRecord>>>),
+    Ready(Vec<KeyRecord>),
     Failed(StoreError),
     End,
 }
@@ -26,6 +28,7 @@ impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Message::Page(_) => "Page",
+            Message::Ready(_) => "Ready",
             Message::Failed(_) => "Failed",
             Message::End => "End",
         })
@@ -42,6 +45,7 @@ impl KeyPages {
             Some(Message::Page(decoding)) => {
                 decoding.await.map_err(|e| StoreError::Unavailable(format!("decoding access keys: {e}")))?.map(Some)
             }
+            Some(Message::Ready(page)) => Ok(Some(page)),
             Some(Message::Failed(e)) => Err(e),
             Some(Message::End) => {
                 self.ended = true;
@@ -55,7 +59,7 @@ impl KeyPages {
     pub(crate) fn ready(pages: Vec<Vec<KeyRecord>>) -> Self {
         let (send, recv) = mpsc::channel(pages.len() + 1);
         for p in pages {
-            let _ = send.try_send(Message::Page(tokio::spawn(async move { Ok(p) })));
+            let _ = send.try_send(Message::Ready(p));
         }
         let _ = send.try_send(Message::End);
         Self { recv, ended: false }
@@ -70,6 +74,7 @@ impl KeyPages {
 }
 
 /// The reader's end of [`KeyPages::channel`].
+#[derive(Clone)]
 pub(crate) struct PageSender {
     send: mpsc::Sender<Message>,
 }
@@ -80,6 +85,12 @@ impl PageSender {
     /// is gone.
     pub(crate) async fn page(&self, decode: impl FnOnce() -> StoreResult<Vec<KeyRecord>> + Send + 'static) -> bool {
         self.send.send(Message::Page(tokio::task::spawn_blocking(decode))).await.is_ok()
+    }
+
+    /// Sends a page read on a blocking thread, waiting while the caller
+    /// has not taken the one before. False when the caller is gone.
+    pub(crate) fn blocking_page(&self, page: Vec<KeyRecord>) -> bool {
+        self.send.blocking_send(Message::Ready(page)).is_ok()
     }
 
     /// Ends the pages with `result`: the error that stopped the reader, or none.

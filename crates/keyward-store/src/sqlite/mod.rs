@@ -256,7 +256,10 @@ impl Store for SqliteStore {
     }
 
     async fn key_pages(&self, page: u64) -> StoreResult<crate::KeyPages> {
-        keys::pages(&self.pool, page).await
+        match &self.walker {
+            Some(walker) => Ok(keys::walk(walker, page)),
+            None => keys::pages(&self.pool, page).await,
+        }
     }
 
     async fn touch_key(&self, id: &str, at_ms: i64, ip: &str) -> StoreResult<()> {

@@ -66,6 +66,15 @@ impl Walker {
         from_seq: u64,
         limit: u64,
     ) -> StoreResult<AuditRows> {
+        self.reading(move |c| read(c, &strings, from_seq, limit)).await
+    }
+
+    /// Runs `read` on a blocking thread over one of the connections (at
+    /// most [`READS`] at once). A connection whose read failed is not kept.
+    pub(super) async fn reading<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let closed = || StoreError::Unavailable("the store is closed".into());
         let permit = self.reads.clone().acquire_owned().await.map_err(|_| closed())?;
         if self.closed.load(Ordering::Acquire) {
@@ -75,8 +84,7 @@ impl Walker {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let c = this.connection()?;
-            let read = read(&c, &strings, from_seq, limit);
-            // A connection whose read failed is not kept.
+            let read = read(&c);
             if read.is_ok() {
                 this.give_back(c);
             }
