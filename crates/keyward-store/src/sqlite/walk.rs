@@ -75,6 +75,24 @@ impl Walker {
         self: &Arc<Self>,
         read: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        self.read_keeping(true, read).await
+    }
+
+    /// [`Walker::reading`] for a read made once in a while (every key, at
+    /// a start): its connection is closed after, not kept idle with the
+    /// memory SQLite gave it.
+    pub(super) async fn reading_once<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.read_keeping(false, read).await
+    }
+
+    async fn read_keeping<T: Send + 'static>(
+        self: &Arc<Self>,
+        keep: bool,
+        read: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let closed = || StoreError::Unavailable("the store is closed".into());
         let permit = self.reads.clone().acquire_owned().await.map_err(|_| closed())?;
         if self.closed.load(Ordering::Acquire) {
@@ -85,7 +103,7 @@ impl Walker {
             let _permit = permit;
             let c = this.connection()?;
             let read = read(&c);
-            if read.is_ok() {
+            if keep && read.is_ok() {
                 this.give_back(c);
             }
             read
@@ -101,6 +119,12 @@ impl Walker {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
+    }
+
+    /// Connections kept open between reads.
+    #[cfg(test)]
+    pub(super) fn idle(&self) -> usize {
+        self.idle.lock().map_or(0, |idle| idle.len())
     }
 
     fn connection(&self) -> StoreResult<Connection> {
