@@ -58,7 +58,7 @@ pub(super) fn walk(walker: &Arc<Walker>, page: u64) -> KeyPages {
     let (walker, page) = (walker.clone(), page.clamp(1, 1 << 24) as usize);
     tokio::spawn(async move {
         let sender = send.clone();
-        let result = walker.reading_once(move |c| read_walking(c, page, &sender)).await;
+        let result = walker.reading(false, move |c| read_walking(c, page, &sender)).await;
         send.end(result).await;
     });
     pages

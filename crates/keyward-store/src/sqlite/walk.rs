@@ -66,29 +66,14 @@ impl Walker {
         from_seq: u64,
         limit: u64,
     ) -> StoreResult<AuditRows> {
-        self.reading(move |c| read(c, &strings, from_seq, limit)).await
+        self.reading(true, move |c| read(c, &strings, from_seq, limit)).await
     }
 
     /// Runs `read` on a blocking thread over one of the connections (at
-    /// most [`READS`] at once). A connection whose read failed is not kept.
+    /// most [`READS`] at once). The connection is kept for the next read
+    /// if `keep` and the read succeeded; a read made once in a while (every
+    /// key, at a start) closes it rather than keep the memory SQLite gave it.
     pub(super) async fn reading<T: Send + 'static>(
-        self: &Arc<Self>,
-        read: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        self.read_keeping(true, read).await
-    }
-
-    /// [`Walker::reading`] for a read made once in a while (every key, at
-    /// a start): its connection is closed after, not kept idle with the
-    /// memory SQLite gave it.
-    pub(super) async fn reading_once<T: Send + 'static>(
-        self: &Arc<Self>,
-        read: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        self.read_keeping(false, read).await
-    }
-
-    async fn read_keeping<T: Send + 'static>(
         self: &Arc<Self>,
         keep: bool,
         read: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
