@@ -10,6 +10,9 @@ mod client;
 mod cmd;
 mod hardening;
 
+// pow, exp2, log2 and log for the whole binary: no libm.so in the process.
+use keyward_libm as _;
+
 use clap::{Parser, Subcommand};
 use client::Connection;
 

@@ -1,6 +1,6 @@
 //! How the server starts: embedded default files and modes, loopback-only
-//! without TLS, TLS with rustls, dev mode, the unseal key file's rules, and
-//! process hardening.
+//! without TLS, TLS with rustls, dev mode, the unseal key file's rules,
+//! process hardening, and no libm in the process.
 
 use crate::harness::*;
 use serde_json::json;
@@ -25,6 +25,9 @@ fn embedded_default_creates_data_and_a_key_file_beside_it() {
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
     let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
     assert!(core.split_whitespace().filter(|w| *w == "0").count() >= 2, "{core}");
+    // pow, exp2 and log2 come from keyward-libm: the process loads no libm.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", s.pid())).unwrap();
+    assert!(!maps.contains("/libm.so"), "the server mapped libm:\n{maps}");
 }
 
 #[test]
