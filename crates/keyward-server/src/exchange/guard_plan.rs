@@ -107,14 +107,21 @@ pub(super) fn order_detail(orders: &[Order]) -> String {
     if orders.is_empty() {
         return String::new();
     }
+    // A field the order does not have is left out, not written as null:
+    // every trade's entry carries this, and the log keeps it for good.
     #[derive(Serialize)]
     struct Fields<'a> {
         symbol: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
         side: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         qty: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         quote_qty: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         price: Option<String>,
-        client_order_id: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_order_id: Option<&'a str>,
     }
     #[derive(Serialize)]
     struct Detail<'a> {
@@ -128,8 +135,35 @@ pub(super) fn order_detail(orders: &[Order]) -> String {
             qty: o.qty.map(|q| q.to_string()),
             quote_qty: o.quote_qty.map(|q| q.to_string()),
             price: o.price.map(|p| p.to_string()),
-            client_order_id: &o.client_order_id,
+            client_order_id: o.client_order_id.as_deref(),
         })
         .collect();
     serde_json::to_string(&Detail { orders }).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order_detail;
+    use keyward_core::order::{Order, Side, decimal};
+
+    #[test]
+    fn an_order_detail_names_what_the_order_has_and_nothing_else() {
+        let market = Order {
+            side: Some(Side::Sell),
+            quote_qty: Some(decimal("quoteOrderQty", "25.50").unwrap()),
+            ..Order::symbol_only("ETHUSDT").sized()
+        };
+        let limit = Order {
+            side: Some(Side::Buy),
+            qty: Some(decimal("quantity", "0.010").unwrap()),
+            price: Some(decimal("price", "50000").unwrap()),
+            client_order_id: Some("bot-7".into()),
+            ..Order::symbol_only("BTCUSDT").sized()
+        };
+        assert_eq!(
+            order_detail(&[market, limit, Order::symbol_only("SOLUSDT")]),
+            r#"{"orders":[{"symbol":"ETHUSDT","side":"sell","quote_qty":"25.50"},{"symbol":"BTCUSDT","side":"buy","qty":"0.010","price":"50000","client_order_id":"bot-7"},{"symbol":"SOLUSDT"}]}"#
+        );
+        assert_eq!(order_detail(&[]), "");
+    }
 }

@@ -381,7 +381,7 @@ fn a_proxied_order_has_a_decision_and_an_outcome_on_record() {
     assert_eq!(decision["class"], "trade");
     assert_eq!(
         decision["detail"]["orders"][0],
-        json!({"symbol": "BTCUSDT", "side": "buy", "qty": "0.01", "quote_qty": null, "price": "50000", "client_order_id": "bot-42"})
+        json!({"symbol": "BTCUSDT", "side": "buy", "qty": "0.01", "price": "50000", "client_order_id": "bot-42"})
     );
     assert_eq!(outcome["code"], "200");
     assert_eq!(outcome["detail"]["exchange_order_ids"], json!([order["orderId"].to_string()]));
