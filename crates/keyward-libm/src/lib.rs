@@ -27,8 +27,8 @@
 // because this is `pow` as C declares it (`double pow(double, double)`,
 // C ABI, no side effects: callers in this binary are Rust and never read
 // `errno`, which glibc's sets on a domain error and this does not). The
-// executable does not export the symbol dynamically (`nm -D` lists none
-// of the three), so a library loaded later (a PKCS#11 module) binds to
+// executable does not export these symbols dynamically (`nm -D` lists
+// none of them), so a library loaded later (a PKCS#11 module) binds to
 // its own libm, as before.
 #[allow(unsafe_code)]
 #[unsafe(no_mangle)]
