@@ -11,6 +11,7 @@
 mod client_ip;
 mod error;
 mod extract;
+mod finish;
 pub(crate) mod openapi;
 mod routes;
 mod state;
@@ -194,9 +195,9 @@ pub(crate) fn note_route(parts: &axum::http::request::Parts) {
 /// audit log cannot be written. Sensitive allowed requests wait until their
 /// entry is durable.
 ///
-/// The request runs in a task of its own: a client that goes away cannot
-/// cancel it between acting and auditing (a key change committed but not
-/// in the index or not on record, an order forwarded without its outcome).
+/// A client that goes away cannot cancel the request between acting and
+/// auditing (a key change committed but not in the index or not on
+/// record, an order forwarded without its outcome): see [`finish`].
 async fn audit_request(state: AppState, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     // Health is no decision; the fault hook (test-clock servers only) must
@@ -207,10 +208,7 @@ async fn audit_request(state: AppState, req: Request, next: Next) -> Response {
     if let Err(e) = state.auditor.check() {
         return ApiError(e).into_response();
     }
-    match tokio::spawn(audited(state, req, next)).await {
-        Ok(resp) => resp,
-        Err(_) => ApiError(Error::internal("a request task panicked")).into_response(),
-    }
+    finish::Finish::new(audited(state, req, next)).await
 }
 
 async fn audited(state: AppState, mut req: Request, next: Next) -> Response {

@@ -393,6 +393,49 @@ fn a_proxied_order_has_a_decision_and_an_outcome_on_record() {
     assert!(!v.to_string().contains(&key));
 }
 
+/// A bot that hangs up while its order is at the exchange does not cancel
+/// keyward's side of it: the order is still forwarded once, and its outcome
+/// still goes on record when the exchange answers.
+#[test]
+fn an_order_whose_client_hangs_up_still_has_its_outcome_on_record() {
+    use std::io::Write;
+    let (_d, s, fake) = setup();
+    let key = trader(&s);
+    control(&fake, "delay_ms=1500");
+    let form = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000&newClientOrderId=gone-7";
+    let addr = s.addr.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "POST /proxy/bin/api/v3/order HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: {key}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    // The order reaches the exchange, which sits on it; the client leaves.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(c);
+    control(&fake, "delay_ms=0");
+    let (decision, outcome) = (std::time::Instant::now(), "outcome");
+    loop {
+        let (_, v) = s.http("GET", "/v1/audit?account=bin&limit=1000", Some(s.admin()), None);
+        let log = v["entries"].as_array().unwrap().clone();
+        let allowed = log.iter().find(|e| e["decision"] == "allow" && e["detail"].to_string().contains("gone-7"));
+        if let Some(allowed) = allowed
+            && let Some(done) =
+                log.iter().find(|e| e["decision"] == outcome && e["request_id"] == allowed["request_id"])
+        {
+            assert_eq!(done["code"], "200", "{done}");
+            break;
+        }
+        assert!(decision.elapsed() < std::time::Duration::from_secs(10), "no outcome on record: {log:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let forwarded = fake.log().iter().filter(|r| r.to_string().contains("gone-7")).count();
+    assert_eq!(forwarded, 1, "forwarded once");
+}
+
 /// A bot may send a public-only key as its bearer (ccxt sends no API key on
 /// public calls, and bots log their client settings) and its trading key as
 /// the exchange API key: the first well-formed key is the one used, in the
