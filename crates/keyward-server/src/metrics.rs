@@ -11,6 +11,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use rustc_hash::FxHashMap;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 type Labels = Vec<(String, String)>;
 
@@ -34,9 +37,28 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.00005, 2.0, 20))
 }
 
+/// A finished request's series: its count and its action's latency.
+type RequestSeries = (Counter, Histogram);
+/// A metrics instance and a request's labels (action, decision, code).
+type SeriesKey = (u64, &'static str, &'static str, &'static str);
+
+thread_local! {
+    /// The request series this thread counted into, by metrics instance
+    /// and labels. A family finds a series by hashing its labels (SipHash)
+    /// under a lock that every serving thread takes; counted on every
+    /// request, that was a measurable part of a verify. Label sets are
+    /// few (actions, two decisions, codes), so this stays small.
+    static REQUEST_SERIES: RefCell<FxHashMap<SeriesKey, RequestSeries>> =
+        RefCell::new(FxHashMap::default());
+}
+
+/// Tells metrics instances apart in [`REQUEST_SERIES`].
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+
 /// Every metric keyward exports.
 #[derive(Debug)]
 pub(crate) struct Metrics {
+    instance: u64,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<ActionLabel, Histogram, fn() -> Histogram>,
@@ -104,6 +126,7 @@ impl Default for Metrics {
             dead_man_armed.clone(),
         );
         Self {
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             account_check_ok,
             account_check_warnings,
             dead_man_armed,
@@ -125,8 +148,16 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts a finished request.
     pub(crate) fn request(&self, action: &'static str, decision: &'static str, code: &'static str, seconds: f64) {
-        self.request_seconds.get_or_create(&ActionLabel { action }).observe(seconds);
-        self.requests.get_or_create(&RequestLabels { action, decision, code }).inc();
+        REQUEST_SERIES.with_borrow_mut(|series| {
+            let (count, latency) = series.entry((self.instance, action, decision, code)).or_insert_with(|| {
+                (
+                    self.requests.get_or_create_owned(&RequestLabels { action, decision, code }),
+                    self.request_seconds.get_or_create_owned(&ActionLabel { action }),
+                )
+            });
+            latency.observe(seconds);
+            count.inc();
+        });
     }
 
     /// The result of an account's key check.
@@ -190,5 +221,37 @@ impl Metrics {
         let mut text = String::new();
         encode(&mut text, &self.registry).map_err(|_| Error::internal("metrics encoding"))?;
         Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Gauges, Metrics};
+
+    fn line<'a>(text: &'a str, start: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(start))
+    }
+
+    #[test]
+    fn requests_count_per_instance_and_label_set_from_any_thread() {
+        let (a, b) = (Metrics::default(), Metrics::default());
+        for _ in 0..3 {
+            a.request("keys.post", "allow", "", 0.001);
+        }
+        a.request("keys.post", "deny", "scope_denied", 0.002);
+        b.request("keys.post", "allow", "", 0.001);
+        std::thread::scope(|s| {
+            s.spawn(|| a.request("keys.post", "allow", "", 0.001));
+        });
+        let text = a.render(Gauges::default()).expect("renders");
+        let allowed = r#"keyward_requests_total{action="keys.post",decision="allow",code=""}"#;
+        let denied = r#"keyward_requests_total{action="keys.post",decision="deny",code="scope_denied"}"#;
+        assert_eq!(line(&text, allowed), Some(&*format!("{allowed} 4")), "{text}");
+        assert_eq!(line(&text, denied), Some(&*format!("{denied} 1")), "{text}");
+        let count = r#"keyward_request_duration_seconds_count{action="keys.post"}"#;
+        assert_eq!(line(&text, count), Some(&*format!("{count} 5")), "{text}");
+        let other = b.render(Gauges::default()).expect("renders");
+        assert_eq!(line(&other, allowed), Some(&*format!("{allowed} 1")), "{other}");
+        assert_eq!(line(&other, denied), None, "{other}");
     }
 }

@@ -127,11 +127,19 @@ impl RequestLines {
                     let left = left - take as u64;
                     self.state = State::Chunked(if left == 0 { Chunk::DataCr } else { Chunk::Data(left) });
                 }
+                // A request line's target and version up to its line feed
+                // in one piece: byte by byte, only a `#` changes anything.
+                State::RequestLine if !self.head.in_method && bytes[i] != b'\n' => {
+                    let rest = &bytes[i..];
+                    let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                    self.head.hash |= memchr::memchr(b'#', &rest[..end]).is_some();
+                    i += end;
+                }
                 // A header line up to its line feed in one piece; the same
                 // as byte by byte (kept up to LINE_CAP, longer marked).
                 State::Header if bytes[i] != b'\n' => {
                     let rest = &bytes[i..];
-                    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                    let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
                     let room = LINE_CAP.saturating_sub(self.line.len());
                     self.line.extend_from_slice(&rest[..end.min(room)]);
                     self.line_overflow |= end > room;

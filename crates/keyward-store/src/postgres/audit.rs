@@ -10,12 +10,11 @@
 
 use super::u64_of;
 use crate::audit::{StoredHash, keeps_whole, stored_form};
-use crate::audit_strings::{FIELDS, IdMap, Strings, Table, fields, set_fields};
+use crate::audit_strings::{FIELDS, IdMap, StrMap, Strings, Table, fields, set_fields};
 use crate::{AuditQuery, AuditRow, AuditRows, StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
-use std::collections::HashMap;
 
 /// The advisory lock appends hold (`kwaudit1`): per database, so two
 /// keyward databases on one server do not wait on each other.
@@ -41,7 +40,7 @@ async fn ids_of<'a>(
     strings: &Strings,
     c: &mut PgConnection,
     values: impl IntoIterator<Item = &'a str>,
-) -> StoreResult<(HashMap<&'a str, i64>, Vec<(String, i64)>)> {
+) -> StoreResult<(StrMap<&'a str, i64>, Vec<(String, i64)>)> {
     let (mut out, new) = strings.ids_of(values);
     let pending: std::collections::HashSet<&'a str> = new.iter().copied().collect();
     let mut learnt = Vec::new();

@@ -6,12 +6,11 @@
 
 use super::{SqliteStore, u64_of};
 use crate::audit::{StoredHash, fill, hash_at, keeps_whole, stored_form};
-use crate::audit_strings::{FIELDS, IdMap, Table, fields, set_fields};
+use crate::audit_strings::{FIELDS, IdMap, StrMap, Table, fields, set_fields};
 use crate::{AuditQuery, AuditRow, AuditRows, StoreError, StoreResult};
 use keyward_core::audit::{AuditEntry, Checkpoint, genesis};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqliteConnection};
-use std::collections::HashMap;
 
 /// Entries per multi-row insert.
 const CHUNK: usize = 64;
@@ -60,7 +59,7 @@ async fn ids_of<'a>(
     store: &SqliteStore,
     c: &mut SqliteConnection,
     values: impl IntoIterator<Item = &'a str>,
-) -> StoreResult<(HashMap<&'a str, i64>, Vec<(String, i64)>)> {
+) -> StoreResult<(StrMap<&'a str, i64>, Vec<(String, i64)>)> {
     let (mut out, new) = store.strings.ids_of(values);
     let pending: std::collections::HashSet<&'a str> = new.iter().copied().collect();
     let mut learnt = Vec::new();
