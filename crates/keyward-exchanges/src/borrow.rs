@@ -15,20 +15,43 @@ pub fn loose_name(name: &str) -> String {
     loose_chars(name).collect()
 }
 
-/// The characters of [`loose_name`], without building it.
-fn loose_chars(name: &str) -> impl Iterator<Item = char> + '_ {
-    let last = match (name.ends_with(']'), name.rfind('[')) {
+/// A form name's last bracket part (`orders[0][leverage]` → `leverage`), or the name.
+fn last_part(name: &str) -> &str {
+    match (name.ends_with(']'), name.rfind('[')) {
         (true, Some(i)) => &name[i + 1..name.len() - 1],
         _ => name,
-    };
-    last.chars()
+    }
+}
+
+/// The characters of [`loose_name`], without building it.
+fn loose_chars(name: &str) -> impl Iterator<Item = char> + '_ {
+    last_part(name)
+        .chars()
         .filter(|c| !c.is_whitespace() && !c.is_control() && *c != '_' && *c != '-')
         .flat_map(char::to_lowercase)
+}
+
+/// [`loosely_named`] for ASCII: the same bytes kept (ASCII whitespace is a
+/// space or a control character) and lowered, without Unicode tables.
+fn loosely_named_ascii(name: &str, want: &str) -> bool {
+    let mut want = want.bytes();
+    for b in last_part(name).bytes() {
+        if b == b' ' || b.is_ascii_control() || b == b'_' || b == b'-' {
+            continue;
+        }
+        if want.next() != Some(b.to_ascii_lowercase()) {
+            return false;
+        }
+    }
+    want.next().is_none()
 }
 
 /// True when `name` reads as `want` (a [`loose_name`] already); no allocation,
 /// since every field of every request is compared.
 pub fn loosely_named(name: &str, want: &str) -> bool {
+    if name.is_ascii() && want.is_ascii() {
+        return loosely_named_ascii(name, want);
+    }
     loose_chars(name).eq(want.chars())
 }
 
@@ -121,5 +144,40 @@ mod tests {
             let body = format!(r#"{{"isLeverage":{bad}}}"#);
             assert!(any(&json(&body), "isLeverage", &zero), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_ascii_comparison_agrees_with_the_unicode_one() {
+        let names = [
+            "isLeverage",
+            "IS_LEVERAGE",
+            "is-leverage",
+            " isLeverage\t",
+            "is\u{7f}Leverage",
+            "is\u{0}leverage",
+            "isLeverag",
+            "isLeveragee",
+            "orders[0][Leverage ]",
+            "orders[0][leverage",
+            "[]",
+            "",
+            "_-_",
+            "leverage]",
+            "a[b]c]",
+            "İsLeverage",
+            "isLeverage\u{85}",
+            "ısleverage",
+            "is\u{a0}leverage",
+        ];
+        for want in ["isleverage", "leverage", "", "sideeffecttype", "ßx"] {
+            for name in names {
+                let unicode = loose_chars(name).eq(want.chars());
+                assert_eq!(loosely_named(name, want), unicode, "{name:?} against {want:?}");
+                if name.is_ascii() && want.is_ascii() {
+                    assert_eq!(loosely_named_ascii(name, want), unicode, "{name:?} against {want:?}");
+                }
+            }
+        }
+        assert!(loosely_named("orders[0][Is_Leverage ]", "isleverage"));
     }
 }

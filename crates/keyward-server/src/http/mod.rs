@@ -125,12 +125,22 @@ pub(crate) fn metrics_app(state: AppState) -> App {
 /// method, both from fixed lists, since the action is a metrics label: a
 /// caller making up paths or methods must not make up label values.
 fn action(method: &Method, route: Option<&str>) -> &'static str {
+    // A route pattern starts with one `/v1/` or one `/` (`/proxy/…`).
     let resource = route
-        .map(|r| r.trim_start_matches("/v1/").trim_start_matches('/'))
-        .and_then(|r| r.split('/').next())
+        .map(|r| r.strip_prefix("/v1/").or_else(|| r.strip_prefix('/')).unwrap_or(r))
+        .map(|r| r.split_once('/').map_or(r, |(first, _)| first))
         .and_then(|r| RESOURCES.iter().position(|x| *x == r))
         .unwrap_or(RESOURCES.len());
-    let verb = VERBS.iter().position(|m| m.eq_ignore_ascii_case(method.as_str())).unwrap_or(VERBS.len());
+    let verb = match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::PATCH => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        _ => VERBS.len(),
+    };
     ACTIONS[resource][verb]
 }
 

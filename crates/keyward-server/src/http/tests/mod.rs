@@ -243,3 +243,20 @@ fn request_ids_are_the_prefix_and_a_counter_as_short_as_it_can_be() {
     // Counters as wide as they need, never padded (see base62::encode).
     assert!(a.len() <= 6 + 4, "{a}");
 }
+
+#[test]
+fn an_action_is_the_route_s_resource_and_the_method() {
+    use axum::http::Method;
+    let action = super::action;
+    assert_eq!(action(&Method::POST, Some("/v1/keys/verify")), "keys.post");
+    assert_eq!(action(&Method::GET, Some("/v1/secrets/{*path}")), "secrets.get");
+    assert_eq!(action(&Method::DELETE, Some("/proxy/{account}/{*rest}")), "proxy.delete");
+    assert_eq!(action(&Method::POST, Some("/v1/sign/{account}")), "sign.post");
+    assert_eq!(action(&Method::GET, Some("/metrics")), "metrics.get");
+    assert_eq!(action(&Method::OPTIONS, Some("/v1/sys")), "sys.options");
+    // Unknown resources, methods and unmatched requests are `other`.
+    assert_eq!(action(&Method::PUT, Some("/v1/nothing/here")), "other.put");
+    assert_eq!(action(&Method::from_bytes(b"PROPFIND").unwrap(), Some("/v1/keys")), "keys.other");
+    assert_eq!(action(&Method::GET, None), "other.get");
+    assert_eq!(action(&Method::GET, Some("/v1/")), "other.get");
+}
