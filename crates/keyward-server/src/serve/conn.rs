@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::frames::RequestLines;
+use super::spread::{Counted, Handed, Seat, Spread};
 use crate::http::App;
 use crate::spin;
 use tower::ServiceExt;
@@ -139,7 +140,7 @@ pub(super) async fn serve(
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    serve_gated(listener, app, tls, Gate::new(limits), shutdown).await
+    serve_gated(listener, app, tls, Gate::new(limits), None, shutdown).await
 }
 
 /// [`serve`] on `threads` threads, each with a single-threaded runtime of
@@ -171,7 +172,7 @@ pub(super) async fn serve_per_thread(
             .ok()
             .map(Arc::new)
     };
-    for i in 0..threads.max(1) {
+    for (i, seat) in Spread::seats(threads.max(1)).into_iter().enumerate() {
         // Built here, so a thread that cannot start stops the server starting.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -201,7 +202,7 @@ pub(super) async fn serve_per_thread(
                     tokio::time::sleep(TICK).await;
                 }
             });
-            runtime.block_on(serve_gated(listener, app, tls, gate, async move {
+            runtime.block_on(serve_gated(listener, app, tls, gate, Some(seat), async move {
                 let _ = stopped.wait_for(|s| *s).await;
             }));
             let _ = end.send(());
@@ -217,36 +218,104 @@ pub(super) async fn serve_per_thread(
     Ok(())
 }
 
+/// What a connection holds while open: its places under the bounds.
+type Held = (tokio::sync::OwnedSemaphorePermit, Slot);
+
+/// What a serving thread's accept loop hears next.
+enum Next {
+    Accepted(io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>),
+    Handed(Handed<Held>),
+    Stop,
+}
+
+/// A connection handed over by another serving thread; never, without a seat.
+async fn handed(seat: &mut Option<Seat<Held>>) -> Option<Handed<Held>> {
+    match seat {
+        Some(seat) => seat.inbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn serve_gated(
     listener: TcpListener,
     app: App,
     tls: Option<tokio_rustls::TlsAcceptor>,
     gate: Gate,
+    mut seat: Option<Seat<Held>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let Gate { limits, total, per_address } = gate;
     let graceful = GracefulShutdown::new();
-    let http = http_builder(&limits);
+    let open = Open { app, tls, http: http_builder(&limits), limits };
     tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of descriptors (or a connection reset before accept): wait, go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+        let next = tokio::select! {
+            accepted = listener.accept() => Next::Accepted(accepted),
+            Some(h) = handed(&mut seat) => Next::Handed(h),
+            _ = &mut shutdown => Next::Stop,
+        };
+        let (tcp, peer) = match next {
+            Next::Accepted(Ok(a)) => a,
+            Next::Accepted(Err(e)) => {
+                // Out of descriptors (or a connection reset before accept): wait, go on.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Next::Handed(h) => {
+                // Registered with this thread's runtime from here on.
+                if let Ok(tcp) = tokio::net::TcpStream::from_std(h.tcp) {
+                    open.serve(tcp, h.peer, (h.held, Some(h.count)), &graceful);
                 }
-            },
-            _ = &mut shutdown => break,
+                continue;
+            }
+            Next::Stop => break,
         };
         // Over a cap, the connection is closed at once: its descriptor comes back.
         let Ok(permit) = total.clone().try_acquire_owned() else { continue };
         let Some(slot) = per_address.take(peer.ip(), limits.max_per_address) else { continue };
         let _ = tcp.set_nodelay(true);
+        let Some(seat) = &seat else {
+            open.serve(tcp, peer, ((permit, slot), None), &graceful);
+            continue;
+        };
+        let (to, count) = seat.spread.place(seat.me);
+        if to == seat.me {
+            open.serve(tcp, peer, ((permit, slot), Some(count)), &graceful);
+            continue;
+        }
+        // Another thread serves fewer: the socket moves to its runtime. A
+        // failure here (or that thread already stopped, at shutdown) closes
+        // the connection, as a cap does.
+        if let Ok(tcp) = tcp.into_std() {
+            let _ = seat.spread.hand(to, Handed { tcp, peer, held: (permit, slot), count });
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after ten seconds; closing them");
+    }
+}
+
+/// What serving a connection needs, shared by a thread's connections.
+struct Open {
+    app: App,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    http: Builder,
+    limits: ConnectionLimits,
+}
+
+impl Open {
+    /// Serves one accepted connection in a task of its own on this thread.
+    fn serve(
+        &self,
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        held: (Held, Option<Counted>),
+        graceful: &GracefulShutdown,
+    ) {
         spin::watch(&tcp);
-        let app = app.clone();
+        let app = self.app.clone();
         let lines = Lines::default();
         let seen = lines.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -255,11 +324,10 @@ async fn serve_gated(
             mark_fragment(&seen, &mut req);
             app.clone().oneshot(req)
         });
-        let tls = tls.clone();
-        let http = http.clone();
+        let (tls, http, limits) = (self.tls.clone(), self.http.clone(), self.limits);
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _held = (permit, slot);
+            let _held = held;
             let io: Box<dyn Io> = match tls {
                 None => Box::new(tcp),
                 Some(acceptor) => match tokio::time::timeout(limits.header_read, acceptor.accept(tcp)).await {
@@ -271,10 +339,6 @@ async fn serve_gated(
             let conn = http.serve_connection(TokioIo::new(io), service);
             let _ = watcher.watch(conn).await;
         });
-    }
-    drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after ten seconds; closing them");
     }
 }
 

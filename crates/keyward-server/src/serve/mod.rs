@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 mod conn;
 mod frames;
+mod spread;
 mod storage;
 mod tasks;
 
