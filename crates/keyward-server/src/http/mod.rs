@@ -139,7 +139,7 @@ fn action(method: &Method, route: Option<&str>) -> &'static str {
         Method::PATCH => 4,
         Method::HEAD => 5,
         Method::OPTIONS => 6,
-        _ => VERBS.len(),
+        _ => OTHER_VERB,
     };
     ACTIONS[resource][verb]
 }
@@ -158,7 +158,8 @@ const RESOURCES: [&str; 12] = [
     "accounts",
     "approvals",
 ];
-const VERBS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
+/// The column of a method outside get, post, put, delete, patch, head, options.
+const OTHER_VERB: usize = 7;
 /// Every action, by resource and verb (the last row and column: `other`).
 #[rustfmt::skip]
 const ACTIONS: [[&str; 8]; 13] = [

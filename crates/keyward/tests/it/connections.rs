@@ -336,7 +336,11 @@ fn the_total_cap_and_tls_handshakes_are_bounded_too() {
 
 /// CPU time (user and system, in clock ticks) the process has used.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap())
+}
+
+/// User and system clock ticks from a process's or thread's `stat` line.
+fn stat_ticks(stat: &str) -> u64 {
     // Fields after the command name (which may hold spaces) start at state.
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = after.split(' ').collect();
@@ -412,9 +416,7 @@ fn serving_ticks(pid: u32) -> Vec<(String, u64)> {
             let t = t.ok()?.path();
             let name = std::fs::read_to_string(t.join("comm")).ok()?.trim().to_string();
             let stat = std::fs::read_to_string(t.join("stat")).ok()?;
-            let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
-            name.starts_with("keyward-http-")
-                .then(|| (name, f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()))
+            name.starts_with("keyward-http-").then(|| (name, stat_ticks(&stat)))
         })
         .collect();
     out.sort();
