@@ -319,6 +319,7 @@ impl Open {
         let lines = Lines::default();
         let seen = lines.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            spin::served();
             let mut req = req.map(axum::body::Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
             mark_fragment(&seen, &mut req);
