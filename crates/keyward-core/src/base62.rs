@@ -23,13 +23,18 @@ pub fn random_string(n: usize) -> Result<String, CoreError> {
 }
 
 /// Encodes `v` as exactly `width` base62 digits, most significant first.
-pub fn encode_fixed(mut v: u64, width: usize) -> String {
+pub fn encode_fixed(v: u64, width: usize) -> String {
     let mut digits = vec![b'0'; width];
-    for d in digits.iter_mut().rev() {
+    encode_into(v, &mut digits);
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+/// Writes the last `out.len()` base62 digits of `v` into `out`, zero-padded.
+pub fn encode_into(mut v: u64, out: &mut [u8]) {
+    for d in out.iter_mut().rev() {
         *d = ALPHABET[(v % 62) as usize];
         v /= 62;
     }
-    String::from_utf8(digits).unwrap_or_default()
 }
 
 /// Encodes `v` in as few base62 digits as it needs ("0" for 0).

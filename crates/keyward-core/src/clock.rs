@@ -24,6 +24,16 @@ impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }
+
+    // The same clock without a calendar date: every request reads it
+    // (expiry, last use), and none needs the date.
+    #[allow(clippy::disallowed_methods)]
+    fn now_ms(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 /// A clock that stands still until told to move (tests, `--test-clock`).
@@ -81,5 +91,13 @@ mod tests {
         assert_eq!(c.now_ms(), 1_900_000_001_500);
         assert_eq!(rfc3339(c.now_ms()), "2030-03-17T17:46:41.5Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_system_clock_in_ms_is_its_calendar_time() {
+        let before = (SystemClock.now().unix_timestamp_nanos() / 1_000_000) as i64;
+        let ms = SystemClock.now_ms();
+        let after = (SystemClock.now().unix_timestamp_nanos() / 1_000_000) as i64;
+        assert!(before <= ms && ms <= after, "{before} <= {ms} <= {after}");
     }
 }
