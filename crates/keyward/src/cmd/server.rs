@@ -144,8 +144,9 @@ pub struct ServerArgs {
     /// it sleeps, in microseconds; 0 never polls [default: 200]. Polling
     /// only starts while requests come close together and stops once the
     /// thread idles: it trades some CPU under light, steady load for the
-    /// wake-up a sleeping (virtual) CPU would cost each request. Serving
-    /// threads only (SQLite).
+    /// wake-up a sleeping (virtual) CPU would cost each request. A thread
+    /// that served more than one request since it last woke (many clients
+    /// at once) sleeps without polling. Serving threads only (SQLite).
     #[arg(long, value_name = "MICROSECONDS")]
     http_poll_us: Option<u64>,
     /// While the serving threads poll (see --http-poll-us), one more thread
